@@ -1,0 +1,33 @@
+//! `ebm-core`: the engine of igebm-rs, after "Implicit Generation and Modeling
+//! with Energy-Based Models" (Du & Mordatch, 2019).
+//!
+//! - [`models`]: energy models (`MlpEnergy`, `ResNetEnergy`) and the
+//!   feed-forward baseline, every layer spectrally normalised ([`spectral`]).
+//! - [`langevin`]: Langevin sampling over any weighted sum of energies
+//!   ([`energy`]), with masks, clipping and clamping.
+//! - [`replay`], [`adam`], [`trainer`]: Algorithm 1 with exact resume.
+//! - [`checkpoint`]: safetensors + manifest, written atomically.
+
+pub mod activation;
+pub mod adam;
+pub mod checkpoint;
+pub mod device;
+pub mod energy;
+pub mod error;
+pub mod langevin;
+pub mod models;
+pub mod params;
+pub mod replay;
+pub mod rng;
+pub mod spectral;
+pub mod trainer;
+
+pub use activation::Activation;
+pub use energy::{energy_and_grad, total_energy, EnergyFunction, EnergyModel, EnergyTerm};
+pub use error::{CoreError, Result};
+pub use langevin::{LangevinConfig, LangevinSampler};
+pub use models::{FcBaseline, FcBaselineConfig, MlpEnergy, MlpEnergyConfig, ResNetEnergy, ResNetEnergyConfig};
+pub use params::ParamStore;
+pub use replay::{ReplayBuffer, ReplayConfig};
+pub use rng::Rng;
+pub use trainer::{PositiveSource, StepStats, Trainer, TrainerConfig};

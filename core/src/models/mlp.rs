@@ -1,0 +1,142 @@
+//! `MlpEnergy`: an MLP over the concatenation of the conditioning inputs and the
+//! sampled variable (the paper's trajectory model, Section 5: three hidden
+//! layers of 128).
+//!
+//! `E(x | c) = head(act(L_n(... act(L_1([c, x])))))`, every layer spectrally
+//! normalised. For trajectories `c = [s_{t-k+1}, ..., s_t, a_t]`, `x = s_{t+1}`.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+use super::{default_hidden, default_true};
+use crate::activation::Activation;
+use crate::energy::{EnergyFunction, EnergyModel};
+use crate::error::CoreError;
+use crate::spectral::SnLinear;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlpEnergyConfig {
+    /// Size of the sampled variable `x` (one state).
+    pub state_dim: usize,
+    /// Number of context states `k` in the conditioning (0 for none).
+    #[serde(default)]
+    pub context_len: usize,
+    /// Size of the action in the conditioning (0 for none).
+    #[serde(default)]
+    pub action_dim: usize,
+    /// Hidden layer widths.
+    #[serde(default = "default_hidden")]
+    pub hidden: Vec<usize>,
+    #[serde(default)]
+    pub activation: Activation,
+    #[serde(default = "default_true")]
+    pub spectral_norm: bool,
+}
+
+impl MlpEnergyConfig {
+    /// A config for `state_dim` with the paper's defaults (3 x 128, SiLU, SN).
+    pub fn new(state_dim: usize) -> Self {
+        Self {
+            state_dim,
+            context_len: 0,
+            action_dim: 0,
+            hidden: default_hidden(),
+            activation: Activation::default(),
+            spectral_norm: true,
+        }
+    }
+
+    /// Width of the conditioning vector: `context_len * state_dim + action_dim`.
+    pub fn cond_dim(&self) -> usize {
+        self.context_len * self.state_dim + self.action_dim
+    }
+
+    pub fn validate(&self) -> std::result::Result<(), CoreError> {
+        if self.state_dim == 0 {
+            return Err(CoreError::config("mlp.state_dim must be positive"));
+        }
+        if self.hidden.is_empty() || self.hidden.contains(&0) {
+            return Err(CoreError::config("mlp.hidden needs at least one layer, each of positive width"));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct MlpEnergy {
+    cfg: MlpEnergyConfig,
+    layers: Vec<SnLinear>,
+    head: SnLinear,
+}
+
+impl MlpEnergy {
+    pub fn config(&self) -> &MlpEnergyConfig {
+        &self.cfg
+    }
+
+    /// All linear layers, head last.
+    pub fn layers(&self) -> impl Iterator<Item = &SnLinear> {
+        self.layers.iter().chain(std::iter::once(&self.head))
+    }
+}
+
+impl EnergyModel for MlpEnergy {
+    type Config = MlpEnergyConfig;
+    const KIND: &'static str = "mlp_energy";
+
+    /// Parameters `layer{i}.weight|bias|weight_sn_u` and `head.*`.
+    fn new(cfg: &MlpEnergyConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let mut layers = Vec::with_capacity(cfg.hidden.len());
+        let mut width = cfg.cond_dim() + cfg.state_dim;
+        for (i, &h) in cfg.hidden.iter().enumerate() {
+            layers.push(SnLinear::new(width, h, true, cfg.spectral_norm, vb.pp(format!("layer{i}")))?);
+            width = h;
+        }
+        let head = SnLinear::new(width, 1, true, cfg.spectral_norm, vb.pp("head"))?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            layers,
+            head,
+        })
+    }
+
+    fn power_iteration(&mut self) -> Result<()> {
+        for l in &mut self.layers {
+            l.power_iteration()?;
+        }
+        self.head.power_iteration()
+    }
+
+    fn frozen(&self) -> Self {
+        Self {
+            cfg: self.cfg.clone(),
+            layers: self.layers.iter().map(SnLinear::frozen).collect(),
+            head: self.head.frozen(),
+        }
+    }
+}
+
+impl EnergyFunction for MlpEnergy {
+    fn energy(&self, x: &Tensor, cond: Option<&Tensor>) -> Result<Tensor> {
+        let b = x.dim(0)?;
+        let x = x.reshape((b, ()))?;
+        if x.dim(1)? != self.cfg.state_dim {
+            candle_core::bail!("mlp energy: x has {} features, the model expects {}", x.dim(1)?, self.cfg.state_dim);
+        }
+        let mut h = match (cond, self.cfg.cond_dim()) {
+            (None, 0) => x,
+            (Some(c), d) if d > 0 && c.dims() == [b, d] => Tensor::cat(&[c, &x], 1)?,
+            (c, d) => candle_core::bail!(
+                "mlp energy: conditioning of shape {:?} given, the model expects [{b}, {d}]",
+                c.map(|c| c.dims().to_vec())
+            ),
+        };
+        for l in &self.layers {
+            h = self.cfg.activation.apply(&l.forward(&h)?)?;
+        }
+        self.head.forward(&h)?.squeeze(1)
+    }
+}

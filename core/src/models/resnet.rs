@@ -1,0 +1,261 @@
+//! `ResNetEnergy`: the paper's image energy (Section 4, Appendix A), after the
+//! official code: bias-free convolutions, a per-class bias added to each
+//! convolution's input, a per-class gain on each block's second convolution,
+//! average-pool downsampling, a sum over space and a linear head.
+//!
+//! Block `a -> b`: `h = conv1(act(x) + gb1[y])`, `h = conv2(act(h) + gb2[y]) * g2[y]`,
+//! `out = h + skip(x)` with `skip` a 1x1 convolution when `a != b`.
+//! An unconditional model is the one-class case.
+
+use candle_core::{Module, Result, Tensor, D};
+use candle_nn::{Init, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use super::default_true;
+use crate::activation::Activation;
+use crate::energy::{EnergyFunction, EnergyModel};
+use crate::error::CoreError;
+use crate::spectral::{SnConv2d, SnLinear};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    /// Output channels of this stage's residual block.
+    pub channels: usize,
+    /// Halve height and width (2x2 average pool) after the block.
+    #[serde(default)]
+    pub downsample: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResNetEnergyConfig {
+    /// Image channels (1 for MNIST, 3 for CIFAR-10).
+    pub in_channels: usize,
+    /// Image height and width.
+    pub image_size: usize,
+    /// Classes for conditioning (1 = unconditional).
+    #[serde(default = "one")]
+    pub num_classes: usize,
+    /// Channels of the first 3x3 convolution.
+    pub stem_channels: usize,
+    /// Residual blocks, in order.
+    pub stages: Vec<StageConfig>,
+    #[serde(default)]
+    pub activation: Activation,
+    #[serde(default = "default_true")]
+    pub spectral_norm: bool,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl ResNetEnergyConfig {
+    /// The benchmark's MNIST net: conv 1->32, blocks 32 (down), 64 (down), 64.
+    pub fn mnist_small(num_classes: usize) -> Self {
+        Self {
+            in_channels: 1,
+            image_size: 28,
+            num_classes,
+            stem_channels: 32,
+            stages: vec![
+                StageConfig { channels: 32, downsample: true },
+                StageConfig { channels: 64, downsample: true },
+                StageConfig { channels: 64, downsample: false },
+            ],
+            activation: Activation::Silu,
+            spectral_norm: true,
+        }
+    }
+
+    pub fn validate(&self) -> std::result::Result<(), CoreError> {
+        if self.in_channels == 0 || self.image_size == 0 || self.stem_channels == 0 {
+            return Err(CoreError::config("resnet: in_channels, image_size and stem_channels must be positive"));
+        }
+        if self.num_classes == 0 {
+            return Err(CoreError::config("resnet.num_classes must be at least 1 (1 = unconditional)"));
+        }
+        if self.stages.is_empty() || self.stages.iter().any(|s| s.channels == 0) {
+            return Err(CoreError::config("resnet.stages needs at least one stage of positive width"));
+        }
+        let downs = self.stages.iter().filter(|s| s.downsample).count();
+        if self.image_size >> downs == 0 {
+            return Err(CoreError::config(format!(
+                "resnet: {downs} downsamplings leave nothing of a {}-pixel image",
+                self.image_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Width of the one-hot conditioning (0 when unconditional).
+    pub fn cond_dim(&self) -> usize {
+        if self.num_classes > 1 {
+            self.num_classes
+        } else {
+            0
+        }
+    }
+}
+
+/// Per-class parameters `[classes, channels]` picked by a one-hot (or soft)
+/// label `[B, classes]`, returned as `[B, channels, 1, 1]`.
+fn per_class(table: &Tensor, labels: Option<&Tensor>, batch: usize) -> Result<Tensor> {
+    let c = table.dim(1)?;
+    match labels {
+        Some(y) => y.matmul(table)?.reshape((batch, c, 1, 1)),
+        None => table.narrow(0, 0, 1)?.reshape((1, c, 1, 1)),
+    }
+}
+
+#[derive(Clone, Debug)]
+struct ResBlock {
+    conv1: SnConv2d,
+    conv2: SnConv2d,
+    skip: Option<SnConv2d>,
+    bias1: Tensor,
+    bias2: Tensor,
+    gain2: Tensor,
+}
+
+impl ResBlock {
+    fn new(a: usize, b: usize, classes: usize, sn: bool, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            conv1: SnConv2d::new(a, b, 3, sn, vb.pp("conv1"))?,
+            conv2: SnConv2d::new(b, b, 3, sn, vb.pp("conv2"))?,
+            skip: if a != b {
+                Some(SnConv2d::new(a, b, 1, sn, vb.pp("skip"))?)
+            } else {
+                None
+            },
+            bias1: vb.get_with_hints((classes, a), "class_bias1", Init::Const(0.0))?,
+            bias2: vb.get_with_hints((classes, b), "class_bias2", Init::Const(0.0))?,
+            gain2: vb.get_with_hints((classes, b), "class_gain2", Init::Const(1.0))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, y: Option<&Tensor>, act: Activation) -> Result<Tensor> {
+        let b = x.dim(0)?;
+        let h = self.conv1.forward(&act.apply(x)?.broadcast_add(&per_class(&self.bias1, y, b)?)?)?;
+        let h = self
+            .conv2
+            .forward(&act.apply(&h)?.broadcast_add(&per_class(&self.bias2, y, b)?)?)?
+            .broadcast_mul(&per_class(&self.gain2, y, b)?)?;
+        let skip = match &self.skip {
+            Some(s) => s.forward(x)?,
+            None => x.clone(),
+        };
+        h + skip
+    }
+
+    fn power_iteration(&mut self) -> Result<()> {
+        self.conv1.power_iteration()?;
+        self.conv2.power_iteration()?;
+        if let Some(s) = &mut self.skip {
+            s.power_iteration()?;
+        }
+        Ok(())
+    }
+
+    fn frozen(&self) -> Self {
+        Self {
+            conv1: self.conv1.frozen(),
+            conv2: self.conv2.frozen(),
+            skip: self.skip.as_ref().map(SnConv2d::frozen),
+            bias1: self.bias1.detach(),
+            bias2: self.bias2.detach(),
+            gain2: self.gain2.detach(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ResNetEnergy {
+    cfg: ResNetEnergyConfig,
+    stem: SnConv2d,
+    blocks: Vec<ResBlock>,
+    head: SnLinear,
+}
+
+impl ResNetEnergy {
+    pub fn config(&self) -> &ResNetEnergyConfig {
+        &self.cfg
+    }
+
+    /// The stem convolution (for tests of the normalised weights).
+    pub fn stem(&self) -> &SnConv2d {
+        &self.stem
+    }
+}
+
+impl EnergyModel for ResNetEnergy {
+    type Config = ResNetEnergyConfig;
+    const KIND: &'static str = "resnet_energy";
+
+    /// Parameters `stem.*`, `block{i}.{conv1,conv2,skip}.*`,
+    /// `block{i}.class_{bias1,bias2,gain2}` and `head.*`.
+    fn new(cfg: &ResNetEnergyConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let sn = cfg.spectral_norm;
+        let stem = SnConv2d::new(cfg.in_channels, cfg.stem_channels, 3, sn, vb.pp("stem"))?;
+        let mut blocks = Vec::new();
+        let mut width = cfg.stem_channels;
+        for (i, s) in cfg.stages.iter().enumerate() {
+            blocks.push(ResBlock::new(width, s.channels, cfg.num_classes, sn, vb.pp(format!("block{i}")))?);
+            width = s.channels;
+        }
+        let head = SnLinear::new(width, 1, true, sn, vb.pp("head"))?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            stem,
+            blocks,
+            head,
+        })
+    }
+
+    fn power_iteration(&mut self) -> Result<()> {
+        self.stem.power_iteration()?;
+        for b in &mut self.blocks {
+            b.power_iteration()?;
+        }
+        self.head.power_iteration()
+    }
+
+    fn frozen(&self) -> Self {
+        Self {
+            cfg: self.cfg.clone(),
+            stem: self.stem.frozen(),
+            blocks: self.blocks.iter().map(ResBlock::frozen).collect(),
+            head: self.head.frozen(),
+        }
+    }
+}
+
+impl EnergyFunction for ResNetEnergy {
+    /// # Shapes
+    /// `x: [B, C, H, W]` (or `[B, C*H*W]`), `cond: [B, classes]` one-hot for
+    /// conditional models, to `[B]`.
+    fn energy(&self, x: &Tensor, cond: Option<&Tensor>) -> Result<Tensor> {
+        let c = &self.cfg;
+        let b = x.dim(0)?;
+        let x = x.reshape((b, c.in_channels, c.image_size, c.image_size))?;
+        match (cond, c.cond_dim()) {
+            (None, 0) => {}
+            (Some(y), k) if k > 0 && y.dims() == [b, k] => {}
+            (y, k) => candle_core::bail!(
+                "resnet energy: labels of shape {:?} given, the model expects [{b}, {k}]",
+                y.map(|y| y.dims().to_vec())
+            ),
+        }
+        let mut h = self.stem.forward(&x)?;
+        for (block, stage) in self.blocks.iter().zip(&c.stages) {
+            h = block.forward(&h, cond, c.activation)?;
+            if stage.downsample {
+                h = h.avg_pool2d(2)?;
+            }
+        }
+        let pooled = c.activation.apply(&h)?.sum(D::Minus1)?.sum(D::Minus1)?;
+        self.head.forward(&pooled)?.squeeze(1)
+    }
+}

@@ -1,0 +1,260 @@
+//! Spectral normalisation (Miyato et al. 2018) for linear and convolution layers.
+//!
+//! The weight `W` (reshaped to `[out, in*k*k]`) is divided by its largest
+//! singular value, estimated by power iteration with a persistent vector `u`
+//! stored beside the weight as `<layer>.sn_u`:
+//!
+//! `v = normalise(W^T u)`, `u = normalise(W v)`, `sigma = u^T W v`, `W_sn = W / sigma`.
+//!
+//! Training runs one iteration per optimiser step ([`SnWeight::power_iteration`]);
+//! `u` and `v` carry no gradient, `sigma` does (through `W`). At inference the
+//! normalised weight is computed once, when the layer is built.
+
+use candle_core::{Module, Result, Tensor, Var};
+use candle_nn::{Init, VarBuilder};
+
+use crate::params::BUFFER_SUFFIX;
+
+/// Power iterations run when a layer's `u` is freshly initialised, so that the
+/// very first normalised weight already has a spectral norm close to 1.
+const WARMUP_ITERATIONS: usize = 30;
+const EPS: f64 = 1e-12;
+
+fn normalise(v: &Tensor) -> Result<Tensor> {
+    let norm = v.sqr()?.sum_all()?.sqrt()?;
+    v.broadcast_div(&(norm + EPS)?)
+}
+
+/// A weight with optional spectral normalisation and its effective value.
+#[derive(Clone, Debug)]
+pub struct SnWeight {
+    /// The raw parameter, any shape with the output dimension first.
+    raw: Tensor,
+    /// Power-iteration vector `[out]`, `None` when normalisation is off.
+    u: Option<Tensor>,
+    /// The weight used in forward passes: `raw / sigma`, or `raw`.
+    effective: Tensor,
+}
+
+impl SnWeight {
+    /// Takes the raw weight of `shape` from `vb` under `name`, and its `u`
+    /// vector when `spectral_norm` is on.
+    pub fn new(vb: &VarBuilder, name: &str, shape: &[usize], init: Init, spectral_norm: bool) -> Result<Self> {
+        let raw = vb.get_with_hints(shape, name, init)?;
+        if !spectral_norm {
+            return Ok(Self {
+                effective: raw.clone(),
+                raw,
+                u: None,
+            });
+        }
+        let u_name = format!("{name}_{BUFFER_SUFFIX}");
+        let fresh = !vb.contains_tensor(&u_name);
+        let u = vb.get_with_hints(shape[0], &u_name, Init::Randn { mean: 0.0, stdev: 1.0 })?;
+        let mut w = Self {
+            effective: raw.clone(),
+            raw,
+            u: Some(u),
+        };
+        if fresh {
+            for _ in 0..WARMUP_ITERATIONS {
+                w.power_iteration()?;
+            }
+        } else {
+            w.refresh()?;
+        }
+        Ok(w)
+    }
+
+    fn matrix(&self) -> Result<Tensor> {
+        let out = self.raw.dim(0)?;
+        self.raw.reshape((out, ()))
+    }
+
+    /// One power iteration: updates `u` in place and recomputes the effective
+    /// weight (with a gradient path to the raw weight).
+    pub fn power_iteration(&mut self) -> Result<()> {
+        let Some(u) = &self.u else { return Ok(()) };
+        let w = self.matrix()?.detach();
+        let v = normalise(&w.t()?.matmul(&u.unsqueeze(1)?)?.squeeze(1)?)?;
+        let u_new = normalise(&w.matmul(&v.unsqueeze(1)?)?.squeeze(1)?)?;
+        Var::from_tensor(u)?.set(&u_new)?;
+        self.refresh()
+    }
+
+    /// Recomputes the effective weight from the current `u` without updating it.
+    pub fn refresh(&mut self) -> Result<()> {
+        let Some(u) = &self.u else {
+            self.effective = self.raw.clone();
+            return Ok(());
+        };
+        let u = u.detach();
+        let w = self.matrix()?;
+        let v = normalise(&w.detach().t()?.matmul(&u.unsqueeze(1)?)?.squeeze(1)?)?;
+        let sigma = u.unsqueeze(0)?.matmul(&w)?.matmul(&v.unsqueeze(1)?)?.reshape(())?;
+        self.effective = self.raw.broadcast_div(&sigma)?;
+        Ok(())
+    }
+
+    /// The current spectral-norm estimate `sigma` (1 when normalisation is off).
+    pub fn sigma(&self) -> Result<f32> {
+        let ratio = (self.raw.sqr()?.sum_all()?.sqrt()? / self.effective.sqr()?.sum_all()?.sqrt()?)?;
+        ratio.to_scalar::<f32>()
+    }
+
+    /// The weight used in forward passes.
+    pub fn effective(&self) -> &Tensor {
+        &self.effective
+    }
+
+    /// A copy with no gradient path to any parameter (for sampling).
+    pub fn frozen(&self) -> Self {
+        Self {
+            raw: self.raw.detach(),
+            u: self.u.as_ref().map(Tensor::detach),
+            effective: self.effective.detach(),
+        }
+    }
+}
+
+/// `y = x W^T + b` with a spectrally normalised `W: [out, in]`.
+#[derive(Clone, Debug)]
+pub struct SnLinear {
+    weight: SnWeight,
+    bias: Option<Tensor>,
+}
+
+impl SnLinear {
+    /// Parameters `<vb>.weight`, `<vb>.weight_sn_u` and `<vb>.bias`.
+    pub fn new(in_dim: usize, out_dim: usize, bias: bool, spectral_norm: bool, vb: VarBuilder) -> Result<Self> {
+        let std = (1.0 / in_dim as f64).sqrt();
+        let weight = SnWeight::new(
+            &vb,
+            "weight",
+            &[out_dim, in_dim],
+            Init::Randn { mean: 0.0, stdev: std },
+            spectral_norm,
+        )?;
+        let bias = if bias {
+            Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?)
+        } else {
+            None
+        };
+        Ok(Self { weight, bias })
+    }
+
+    pub fn weight(&self) -> &SnWeight {
+        &self.weight
+    }
+
+    pub fn power_iteration(&mut self) -> Result<()> {
+        self.weight.power_iteration()
+    }
+
+    pub fn frozen(&self) -> Self {
+        Self {
+            weight: self.weight.frozen(),
+            bias: self.bias.as_ref().map(Tensor::detach),
+        }
+    }
+}
+
+impl Module for SnLinear {
+    /// # Shapes
+    /// `x: [B, in]` to `[B, out]`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.matmul(&self.weight.effective().t()?)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+/// A bias-free `k x k` convolution (stride 1, size-preserving padding) with a
+/// spectrally normalised kernel `[out, in, k, k]`.
+#[derive(Clone, Debug)]
+pub struct SnConv2d {
+    weight: SnWeight,
+    padding: usize,
+}
+
+impl SnConv2d {
+    /// Parameters `<vb>.weight` and `<vb>.weight_sn_u`; `kernel` must be odd.
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        spectral_norm: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let fan_in = in_channels * kernel * kernel;
+        let weight = SnWeight::new(
+            &vb,
+            "weight",
+            &[out_channels, in_channels, kernel, kernel],
+            Init::Randn {
+                mean: 0.0,
+                stdev: (1.0 / fan_in as f64).sqrt(),
+            },
+            spectral_norm,
+        )?;
+        Ok(Self {
+            weight,
+            padding: kernel / 2,
+        })
+    }
+
+    pub fn weight(&self) -> &SnWeight {
+        &self.weight
+    }
+
+    pub fn power_iteration(&mut self) -> Result<()> {
+        self.weight.power_iteration()
+    }
+
+    pub fn frozen(&self) -> Self {
+        Self {
+            weight: self.weight.frozen(),
+            padding: self.padding,
+        }
+    }
+}
+
+impl Module for SnConv2d {
+    /// # Shapes
+    /// `x: [B, in, H, W]` to `[B, out, H, W]`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.conv2d(self.weight.effective(), self.padding, 1, 1, 1)
+    }
+}
+
+/// Largest singular value of a matrix by many power iterations in f64 on the
+/// host: an estimate independent of the layer's own persistent `u`.
+pub fn spectral_norm_estimate(w: &Tensor, iterations: usize) -> Result<f64> {
+    let out = w.dim(0)?;
+    let m: Vec<Vec<f64>> = w
+        .reshape((out, ()))?
+        .to_dtype(candle_core::DType::F64)?
+        .to_vec2()?;
+    let cols = m.first().map_or(0, Vec::len);
+    // Deterministic non-degenerate start.
+    let mut v: Vec<f64> = (0..cols).map(|i| 1.0 + (i as f64 * 0.37).sin()).collect();
+    let mut sigma = 0.0;
+    for _ in 0..iterations {
+        let wv: Vec<f64> = m.iter().map(|r| r.iter().zip(&v).map(|(a, b)| a * b).sum()).collect();
+        let mut wtwv = vec![0.0; cols];
+        for (r, s) in m.iter().zip(&wv) {
+            for (acc, a) in wtwv.iter_mut().zip(r) {
+                *acc += a * s;
+            }
+        }
+        let norm = wtwv.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm == 0.0 {
+            return Ok(0.0);
+        }
+        sigma = norm.sqrt(); // ||W^T W v|| -> sigma^2 for unit v
+        v = wtwv.into_iter().map(|x| x / norm).collect();
+    }
+    Ok(sigma)
+}

@@ -1,0 +1,314 @@
+//! Algorithm 1 of the paper: contrastive training of an energy model with
+//! Langevin negatives drawn from a replay buffer.
+//!
+//! Each step: positives from the data; chain starts from the buffer (95%) or
+//! uniform noise (5%); K Langevin steps on a frozen copy of the model (no
+//! gradient through sampling, no parameter gradients); negatives written back
+//! to the buffer; loss `alpha (E+^2 + E-^2) + E+ - E-` (batch means); one Adam
+//! step. A guard stops training with a clear error when energies turn
+//! non-finite or explode. Checkpoints hold everything needed for exact resume:
+//! weights, spectral-norm vectors, optimiser moments by name, the buffer, the
+//! step and the RNG state.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::adam::{Adam, AdamConfig};
+use crate::checkpoint::{self, Manifest, Normalization, WEIGHTS};
+use crate::energy::{EnergyFunction, EnergyModel, EnergyTerm};
+use crate::error::{CoreError, Result};
+use crate::langevin::{LangevinConfig, LangevinSampler};
+use crate::params::ParamStore;
+use crate::replay::{ReplayBuffer, ReplayConfig};
+use crate::rng::Rng;
+
+const STATE_FILE: &str = "trainer.safetensors";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainerConfig {
+    pub batch_size: usize,
+    /// Weight of the energy regulariser `E+^2 + E-^2`.
+    #[serde(default = "one")]
+    pub alpha: f64,
+    pub langevin: LangevinConfig,
+    pub replay: ReplayConfig,
+    pub adam: AdamConfig,
+    #[serde(default)]
+    pub seed: u64,
+    /// Save a checkpoint every this many steps (0: never).
+    #[serde(default)]
+    pub checkpoint_every: u64,
+    /// Step checkpoints kept in a run directory.
+    #[serde(default = "ten")]
+    pub keep_checkpoints: usize,
+    /// The divergence guard: stop when a mean energy exceeds this magnitude.
+    #[serde(default = "default_max_abs_energy")]
+    pub max_abs_energy: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn ten() -> usize {
+    10
+}
+fn default_max_abs_energy() -> f64 {
+    1e4
+}
+
+impl TrainerConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(CoreError::config("trainer.batch_size must be positive"));
+        }
+        if !(self.alpha >= 0.0) {
+            return Err(CoreError::config("trainer.alpha must be >= 0"));
+        }
+        if !(self.max_abs_energy > 0.0) {
+            return Err(CoreError::config("trainer.max_abs_energy must be positive"));
+        }
+        self.langevin.validate()?;
+        self.replay.validate()?;
+        self.adam.validate()
+    }
+
+    /// A small config for quick runs: batch 128, K steps, Adam `lr`.
+    pub fn quick(langevin: LangevinConfig, replay: ReplayConfig, lr: f64) -> Self {
+        Self {
+            batch_size: 128,
+            alpha: 1.0,
+            langevin,
+            replay,
+            adam: AdamConfig::with_lr(lr),
+            seed: 0,
+            checkpoint_every: 0,
+            keep_checkpoints: 10,
+            max_abs_energy: default_max_abs_energy(),
+        }
+    }
+}
+
+/// Supplies batches of positive (data) samples.
+pub trait PositiveSource {
+    /// Flattened size of one sample.
+    fn sample_dim(&self) -> usize;
+    /// Width of the conditioning (0 for none).
+    fn cond_dim(&self) -> usize;
+    /// `n` samples `[n, sample_dim]` and their conditioning `[n, cond_dim]`.
+    fn batch(&self, n: usize, rng: &mut Rng, device: &Device) -> candle_core::Result<(Tensor, Option<Tensor>)>;
+}
+
+/// Figures of one training step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    pub step: u64,
+    pub loss: f64,
+    pub e_pos: f64,
+    pub e_neg: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainerState {
+    config: TrainerConfig,
+    rng: Rng,
+    adam_t: u64,
+    replay_head: usize,
+    sample_dim: usize,
+    cond_dim: usize,
+}
+
+pub struct Trainer<M: EnergyModel> {
+    cfg: TrainerConfig,
+    model_cfg: M::Config,
+    model: M,
+    params: ParamStore,
+    adam: Adam,
+    buffer: ReplayBuffer,
+    sampler: LangevinSampler,
+    rng: Rng,
+    step: u64,
+    normalization: Option<Normalization>,
+    device: Device,
+}
+
+impl<M: EnergyModel> Trainer<M> {
+    /// A fresh trainer; parameters and randomness are fixed by `cfg.seed`.
+    pub fn new(model_cfg: M::Config, cfg: TrainerConfig, sample_dim: usize, cond_dim: usize, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        let params = ParamStore::new(cfg.seed, device);
+        let model = M::init(&model_cfg, &params)?;
+        Ok(Self {
+            adam: Adam::new(cfg.adam.clone())?,
+            buffer: ReplayBuffer::new(cfg.replay.clone(), sample_dim, cond_dim)?,
+            sampler: LangevinSampler::new(cfg.langevin.clone())?,
+            rng: Rng::derived(cfg.seed, "trainer"),
+            step: 0,
+            normalization: None,
+            device: device.clone(),
+            cfg,
+            model_cfg,
+            model,
+            params,
+        })
+    }
+
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    pub fn params(&self) -> &ParamStore {
+        &self.params
+    }
+
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    pub fn config(&self) -> &TrainerConfig {
+        &self.cfg
+    }
+
+    pub fn buffer(&self) -> &ReplayBuffer {
+        &self.buffer
+    }
+
+    /// Statistics saved in every checkpoint (applied by the data source).
+    pub fn set_normalization(&mut self, n: Option<Normalization>) {
+        self.normalization = n;
+    }
+
+    /// One step of Algorithm 1.
+    pub fn step(&mut self, data: &dyn PositiveSource) -> Result<StepStats> {
+        let b = self.cfg.batch_size;
+        let (x_pos, c_pos) = data.batch(b, &mut self.rng, &self.device)?;
+        let starts = self.buffer.draw(b, c_pos.as_ref(), &mut self.rng, &self.device)?;
+        self.model.power_iteration()?;
+        let frozen = self.model.frozen();
+        let terms = [EnergyTerm::new(&frozen as &dyn EnergyFunction, starts.cond.clone())];
+        let x_neg = self.sampler.sample(&terms, &starts.x, None, &mut self.rng)?.detach();
+        self.buffer.push(&x_neg, starts.cond.as_ref())?;
+
+        let e_pos = self.model.energy(&x_pos, c_pos.as_ref())?;
+        let e_neg = self.model.energy(&x_neg, starts.cond.as_ref())?;
+        let reg = (e_pos.sqr()?.mean_all()? + e_neg.sqr()?.mean_all()?)?;
+        let loss = ((reg * self.cfg.alpha)? + (e_pos.mean_all()? - e_neg.mean_all()?)?)?;
+        let stats = StepStats {
+            step: self.step + 1,
+            loss: f64::from(loss.to_scalar::<f32>()?),
+            e_pos: f64::from(e_pos.mean_all()?.to_scalar::<f32>()?),
+            e_neg: f64::from(e_neg.mean_all()?.to_scalar::<f32>()?),
+        };
+        let limit = self.cfg.max_abs_energy;
+        let bad = |v: f64| !v.is_finite() || v.abs() > limit;
+        if bad(stats.e_pos) || bad(stats.e_neg) || !stats.loss.is_finite() {
+            return Err(CoreError::Diverged {
+                step: stats.step,
+                e_pos: stats.e_pos,
+                e_neg: stats.e_neg,
+                loss: stats.loss,
+                limit,
+            });
+        }
+        let grads = loss.backward()?;
+        self.adam.step(&self.params, &grads)?;
+        self.step += 1;
+        Ok(stats)
+    }
+
+    /// Runs `steps` steps, checkpointing into `run_dir` every
+    /// `checkpoint_every` steps and at the end; `on_step` sees each step's figures.
+    pub fn train(
+        &mut self,
+        data: &dyn PositiveSource,
+        steps: u64,
+        run_dir: Option<&Path>,
+        mut on_step: impl FnMut(&StepStats),
+    ) -> Result<()> {
+        for _ in 0..steps {
+            let stats = self.step(data)?;
+            on_step(&stats);
+            if let Some(run) = run_dir {
+                let every = self.cfg.checkpoint_every;
+                if every > 0 && self.step % every == 0 {
+                    self.checkpoint_into(run)?;
+                }
+            }
+        }
+        if let Some(run) = run_dir {
+            if checkpoint::latest(run)? != Some(checkpoint::step_dir(run, self.step)) {
+                self.checkpoint_into(run)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves `<run>/step-<N>` and points `<run>/latest` at it.
+    pub fn checkpoint_into(&self, run: &Path) -> Result<()> {
+        let dir = checkpoint::step_dir(run, self.step);
+        self.save(&dir)?;
+        checkpoint::mark_latest(run, &dir, self.cfg.keep_checkpoints)
+    }
+
+    /// Writes a full training checkpoint to `dir` atomically.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let mut manifest = Manifest::new::<M>(&self.model_cfg, self.step)?;
+        manifest.normalization = self.normalization.clone();
+        let state = TrainerState {
+            config: self.cfg.clone(),
+            rng: self.rng.clone(),
+            adam_t: self.adam.t(),
+            replay_head: self.buffer.head(),
+            sample_dim: self.buffer.sample_dim(),
+            cond_dim: self.buffer.cond_dim(),
+        };
+        manifest.trainer = Some(serde_json::to_value(&state).map_err(|e| CoreError::config(e.to_string()))?);
+        let mut trainer_tensors = self.adam.to_tensors();
+        trainer_tensors.extend(self.buffer.to_tensors(&self.device)?);
+        let mut files = BTreeMap::new();
+        files.insert(WEIGHTS.to_string(), self.params.tensors());
+        files.insert(STATE_FILE.to_string(), trainer_tensors);
+        checkpoint::save(dir, manifest, &files)
+    }
+
+    /// Restores a trainer from a checkpoint directory, or from a run directory's
+    /// latest checkpoint, exactly as it was saved.
+    pub fn resume(path: &Path, device: &Device) -> Result<Self> {
+        let dir = match checkpoint::latest(path)? {
+            Some(d) => d,
+            None => path.to_path_buf(),
+        };
+        let loaded = checkpoint::load(&dir, device)?;
+        let state: TrainerState = match &loaded.manifest.trainer {
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| CoreError::checkpoint(&dir, format!("trainer state does not parse: {e}")))?,
+            None => return Err(CoreError::checkpoint(&dir, "is an inference export without trainer state; cannot resume")),
+        };
+        let model_cfg = loaded.model_config::<M>()?;
+        let (model, params) = loaded.model::<M>(device)?;
+        let tensors = loaded
+            .files
+            .get(STATE_FILE)
+            .ok_or_else(|| CoreError::checkpoint(&dir, format!("has no {STATE_FILE}")))?;
+        let mut adam = Adam::new(state.config.adam.clone())?;
+        adam.restore(tensors, state.adam_t);
+        let mut buffer = ReplayBuffer::new(state.config.replay.clone(), state.sample_dim, state.cond_dim)?;
+        buffer.restore(tensors, state.replay_head)?;
+        Ok(Self {
+            sampler: LangevinSampler::new(state.config.langevin.clone())?,
+            cfg: state.config,
+            model_cfg,
+            model,
+            params,
+            adam,
+            buffer,
+            rng: state.rng,
+            step: loaded.manifest.step,
+            normalization: loaded.manifest.normalization.clone(),
+            device: device.clone(),
+        })
+    }
+}
