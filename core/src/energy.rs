@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::params::ParamStore;
+use crate::spectral::SnWeight;
 
 /// A scalar energy per sample.
 pub trait EnergyFunction {
@@ -23,8 +24,19 @@ pub trait EnergyModel: EnergyFunction + Sized {
 
     fn new(cfg: &Self::Config, vb: candle_nn::VarBuilder) -> Result<Self>;
 
+    /// Every spectrally normalised weight of the model.
+    fn spectral_weights(&mut self) -> Vec<&mut SnWeight>;
+
     /// One spectral-norm power iteration on every layer (once per training step).
-    fn power_iteration(&mut self) -> Result<()>;
+    fn power_iteration(&mut self) -> Result<()> {
+        self.spectral_weights().into_iter().try_for_each(SnWeight::power_iteration)
+    }
+
+    /// Recomputes the normalised weights after the raw weights changed (an
+    /// optimiser step), without advancing the power iteration.
+    fn refresh(&mut self) -> Result<()> {
+        self.spectral_weights().into_iter().try_for_each(SnWeight::refresh)
+    }
 
     /// A copy whose forward passes build no gradient path to parameters: used
     /// for Langevin sampling, so that sampling builds no parameter gradients.

@@ -139,3 +139,121 @@ impl LangevinSampler {
         Ok(Chain { x, energy, steps_run })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::energy::EnergyFunction;
+    use candle_core::Device;
+
+    /// `E(x) = ||x - mu||^2 / (2 s2)`.
+    struct Quadratic {
+        mu: Tensor,
+        s2: f64,
+    }
+
+    impl EnergyFunction for Quadratic {
+        fn energy(&self, x: &Tensor, _cond: Option<&Tensor>) -> Result<Tensor> {
+            x.broadcast_sub(&self.mu)?.sqr()?.sum(1)? / (2.0 * self.s2)
+        }
+    }
+
+    fn moments(x: &Tensor) -> Result<(Vec<f64>, Vec<f64>)> {
+        let rows: Vec<Vec<f32>> = x.to_vec2()?;
+        let n = rows.len() as f64;
+        let d = rows[0].len();
+        let mean: Vec<f64> = (0..d).map(|j| rows.iter().map(|r| f64::from(r[j])).sum::<f64>() / n).collect();
+        let var = (0..d)
+            .map(|j| rows.iter().map(|r| (f64::from(r[j]) - mean[j]).powi(2)).sum::<f64>() / n)
+            .collect();
+        Ok((mean, var))
+    }
+
+    #[test]
+    fn quadratic_energy_gives_the_predicted_gaussian() -> Result<()> {
+        let dev = Device::Cpu;
+        let (step, noise, s2) = (0.01, 0.1, 1.0);
+        let e = Quadratic {
+            mu: Tensor::new(&[1.5f32, -0.5], &dev)?,
+            s2,
+        };
+        let sampler = LangevinSampler::new(LangevinConfig {
+            steps: 600,
+            step_size: step,
+            noise_scale: noise,
+            grad_clip: None,
+            clamp: None,
+        })
+        .expect("valid config");
+        let n = 8000;
+        let x0 = Tensor::zeros((n, 2), candle_core::DType::F32, &dev)?;
+        let terms = [EnergyTerm::new(&e, None)];
+        let x = sampler.sample(&terms, &x0, None, &mut Rng::new(1))?;
+        let (mean, var) = moments(&x)?;
+        // Noise, then a gradient step at the noisy point: x' = mu + a (x + n z - mu),
+        // a = 1 - step / s2, so the stationary variance is a^2 n^2 / (1 - a^2).
+        let a: f64 = 1.0 - step / s2;
+        let want_var = a * a * noise * noise / (1.0 - a * a);
+        for (j, want_mean) in [1.5, -0.5].into_iter().enumerate() {
+            assert!((mean[j] - want_mean).abs() < 0.03, "mean {mean:?}");
+            assert!((var[j] / want_var - 1.0).abs() < 0.05, "var {var:?}, want {want_var}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn masked_entries_never_move_and_clamp_holds() -> Result<()> {
+        let dev = Device::Cpu;
+        let e = Quadratic {
+            mu: Tensor::new(&[5f32, 5.0, 5.0], &dev)?,
+            s2: 0.1,
+        };
+        let sampler = LangevinSampler::new(LangevinConfig {
+            steps: 50,
+            step_size: 0.1,
+            noise_scale: 0.01,
+            grad_clip: Some(1.0),
+            clamp: Some([0.0, 1.0]),
+        })
+        .expect("valid config");
+        let x0 = Tensor::new(&[[0.2f32, 0.3, 0.4], [0.9, 0.1, 0.5]], &dev)?;
+        let free = Tensor::new(&[[1f32, 0.0, 1.0], [0.0, 1.0, 0.0]], &dev)?;
+        let x: Vec<Vec<f32>> = sampler
+            .sample(&[EnergyTerm::new(&e, None)], &x0, Some(&free), &mut Rng::new(2))?
+            .to_vec2()?;
+        assert_eq!((x[0][1], x[1][0], x[1][2]), (0.3, 0.9, 0.5));
+        // Free entries move 0.1 per step (clipped gradient) towards mu = 5 and
+        // are clamped at 1.
+        assert_eq!((x[0][0], x[0][2], x[1][1]), (1.0, 1.0, 1.0));
+        Ok(())
+    }
+
+    #[test]
+    fn a_past_deadline_runs_no_step() -> Result<()> {
+        let dev = Device::Cpu;
+        let e = Quadratic {
+            mu: Tensor::new(&[0f32], &dev)?,
+            s2: 1.0,
+        };
+        let sampler = LangevinSampler::new(LangevinConfig {
+            steps: 10,
+            step_size: 0.1,
+            noise_scale: 0.0,
+            grad_clip: None,
+            clamp: None,
+        })
+        .expect("valid config");
+        let x0 = Tensor::new(&[[2f32]], &dev)?;
+        let budget = StepBudget {
+            deadline: Some(Instant::now()),
+        };
+        let chain = sampler.run(&[EnergyTerm::new(&e, None)], &x0, None, &mut Rng::new(3), budget)?;
+        assert_eq!(chain.steps_run, 0);
+        let full = sampler.run(&[EnergyTerm::new(&e, None)], &x0, None, &mut Rng::new(3), StepBudget::default())?;
+        assert_eq!(full.steps_run, 10);
+        // Deterministic gradient descent: x = 2 * 0.9^10.
+        let v = full.x.to_vec2::<f32>()?[0][0];
+        assert!((f64::from(v) - 2.0 * 0.9f64.powi(10)).abs() < 1e-5, "{v}");
+        Ok(())
+    }
+}

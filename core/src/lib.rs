@@ -31,3 +31,6 @@ pub use params::ParamStore;
 pub use replay::{ReplayBuffer, ReplayConfig};
 pub use rng::Rng;
 pub use trainer::{PositiveSource, StepStats, Trainer, TrainerConfig};
+
+#[cfg(test)]
+mod trainer_tests;

@@ -215,6 +215,7 @@ impl<M: EnergyModel> Trainer<M> {
         }
         let grads = loss.backward()?;
         self.adam.step(&self.params, &grads)?;
+        self.model.refresh()?;
         self.step += 1;
         Ok(stats)
     }

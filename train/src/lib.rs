@@ -1,1 +1,7 @@
-pub fn placeholder() {}
+//! `ebm-train`: offline training of energy-based models.
+//!
+//! - [`toy`]: the 2-D ring of Gaussians, landscapes and composition.
+//! - [`figure`]: PNG figures.
+
+pub mod figure;
+pub mod toy;

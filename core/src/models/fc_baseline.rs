@@ -79,11 +79,20 @@ impl FcBaseline {
         &self.cfg
     }
 
+    /// One spectral-norm power iteration on every layer (once per training step).
     pub fn power_iteration(&mut self) -> Result<()> {
-        for l in &mut self.layers {
-            l.power_iteration()?;
-        }
-        self.out.power_iteration()
+        self.layers
+            .iter_mut()
+            .chain(std::iter::once(&mut self.out))
+            .try_for_each(|l| l.weight_mut().power_iteration())
+    }
+
+    /// Recomputes the normalised weights after an optimiser step.
+    pub fn refresh(&mut self) -> Result<()> {
+        self.layers
+            .iter_mut()
+            .chain(std::iter::once(&mut self.out))
+            .try_for_each(|l| l.weight_mut().refresh())
     }
 
     /// Predicted next state.

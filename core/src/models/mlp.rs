@@ -13,7 +13,7 @@ use super::{default_hidden, default_true};
 use crate::activation::Activation;
 use crate::energy::{EnergyFunction, EnergyModel};
 use crate::error::CoreError;
-use crate::spectral::SnLinear;
+use crate::spectral::{SnLinear, SnWeight};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,11 +103,12 @@ impl EnergyModel for MlpEnergy {
         })
     }
 
-    fn power_iteration(&mut self) -> Result<()> {
-        for l in &mut self.layers {
-            l.power_iteration()?;
-        }
-        self.head.power_iteration()
+    fn spectral_weights(&mut self) -> Vec<&mut SnWeight> {
+        self.layers
+            .iter_mut()
+            .chain(std::iter::once(&mut self.head))
+            .map(SnLinear::weight_mut)
+            .collect()
     }
 
     fn frozen(&self) -> Self {

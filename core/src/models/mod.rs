@@ -15,3 +15,6 @@ fn default_true() -> bool {
 fn default_hidden() -> Vec<usize> {
     vec![128, 128, 128]
 }
+
+#[cfg(test)]
+mod gradcheck_tests;

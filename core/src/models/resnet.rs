@@ -15,7 +15,7 @@ use super::default_true;
 use crate::activation::Activation;
 use crate::energy::{EnergyFunction, EnergyModel};
 use crate::error::CoreError;
-use crate::spectral::{SnConv2d, SnLinear};
+use crate::spectral::{SnConv2d, SnLinear, SnWeight};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -149,13 +149,12 @@ impl ResBlock {
         h + skip
     }
 
-    fn power_iteration(&mut self) -> Result<()> {
-        self.conv1.power_iteration()?;
-        self.conv2.power_iteration()?;
+    fn spectral_weights(&mut self) -> Vec<&mut SnWeight> {
+        let mut v = vec![self.conv1.weight_mut(), self.conv2.weight_mut()];
         if let Some(s) = &mut self.skip {
-            s.power_iteration()?;
+            v.push(s.weight_mut());
         }
-        Ok(())
+        v
     }
 
     fn frozen(&self) -> Self {
@@ -214,12 +213,13 @@ impl EnergyModel for ResNetEnergy {
         })
     }
 
-    fn power_iteration(&mut self) -> Result<()> {
-        self.stem.power_iteration()?;
+    fn spectral_weights(&mut self) -> Vec<&mut SnWeight> {
+        let mut v = vec![self.stem.weight_mut()];
         for b in &mut self.blocks {
-            b.power_iteration()?;
+            v.extend(b.spectral_weights());
         }
-        self.head.power_iteration()
+        v.push(self.head.weight_mut());
+        v
     }
 
     fn frozen(&self) -> Self {
