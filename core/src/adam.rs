@@ -95,7 +95,9 @@ impl Adam {
         let bc2 = 1.0 - c.beta2.powi(t);
         let bc2_prev = 1.0 - c.beta2.powi(t - 1);
         for (name, var) in params.trainable() {
-            let Some(g) = grads.get(var.as_tensor()) else { continue };
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
             let v_prev = match self.v.get(&name) {
                 Some(v) => v.clone(),
                 None => g.zeros_like()?,
@@ -166,7 +168,8 @@ mod tests {
         // loss = sum(w * [2, -3, 0.05]); gradient = the constants.
         let k = Tensor::new(&[2f32, -3.0, 0.05], &dev)?;
         let grads = (&w * &k)?.sum_all()?.backward()?;
-        let mut adam = Adam::new(AdamConfig::with_lr(0.1)).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let mut adam = Adam::new(AdamConfig::with_lr(0.1))
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         adam.step(&store, &grads)?;
         let got: Vec<f32> = Var::from_tensor(&w)?.as_tensor().to_vec1()?;
         // beta1 = 0: m = g, v = (1 - b2) g^2; m_hat / sqrt(v_hat) = sign(g) for the

@@ -66,7 +66,8 @@ impl Manifest {
         Ok(Self {
             format_version: FORMAT_VERSION,
             kind: kind.to_string(),
-            model_config: serde_json::to_value(cfg).map_err(|e| CoreError::config(e.to_string()))?,
+            model_config: serde_json::to_value(cfg)
+                .map_err(|e| CoreError::config(e.to_string()))?,
             normalization: None,
             step,
             trainer: None,
@@ -97,7 +98,8 @@ impl Loaded {
     pub fn model<M: EnergyModel>(&self, device: &Device) -> Result<(M, ParamStore)> {
         let cfg: M::Config = self.model_config::<M>()?;
         let store = ParamStore::from_tensors(self.weights()?.clone(), device)?;
-        let model = M::new(&cfg, store.var_builder()).map_err(|e| CoreError::checkpoint(&self.dir, e.to_string()))?;
+        let model = M::new(&cfg, store.var_builder())
+            .map_err(|e| CoreError::checkpoint(&self.dir, e.to_string()))?;
         let unused = store.unused_loaded();
         if !unused.is_empty() {
             return Err(CoreError::checkpoint(
@@ -113,23 +115,38 @@ impl Loaded {
         if self.manifest.kind != M::KIND {
             return Err(CoreError::checkpoint(
                 &self.dir,
-                format!("holds a {} model, a {} was asked for", self.manifest.kind, M::KIND),
+                format!(
+                    "holds a {} model, a {} was asked for",
+                    self.manifest.kind,
+                    M::KIND
+                ),
             ));
         }
-        serde_json::from_value(self.manifest.model_config.clone())
-            .map_err(|e| CoreError::checkpoint(&self.dir, format!("model config does not parse: {e}")))
+        serde_json::from_value(self.manifest.model_config.clone()).map_err(|e| {
+            CoreError::checkpoint(&self.dir, format!("model config does not parse: {e}"))
+        })
     }
 }
 
 fn tmp_sibling(dir: &Path, tag: &str) -> PathBuf {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     dir.with_file_name(format!(".{name}.{tag}-{}", std::process::id()))
 }
 
 /// Writes a checkpoint directory atomically: all files into a temporary
 /// sibling, fsync, then rename over `dir`.
-pub fn save(dir: &Path, mut manifest: Manifest, files: &BTreeMap<String, BTreeMap<String, Tensor>>) -> Result<()> {
-    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+pub fn save(
+    dir: &Path,
+    mut manifest: Manifest,
+    files: &BTreeMap<String, BTreeMap<String, Tensor>>,
+) -> Result<()> {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(|e| CoreError::io(parent, e))?;
     let tmp = tmp_sibling(dir, "tmp");
     if tmp.exists() {
@@ -139,7 +156,10 @@ pub fn save(dir: &Path, mut manifest: Manifest, files: &BTreeMap<String, BTreeMa
     manifest.files.clear();
     for (file, tensors) in files {
         let path = tmp.join(file);
-        let map: HashMap<String, Tensor> = tensors.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let map: HashMap<String, Tensor> = tensors
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         candle_core::safetensors::save(&map, &path)?;
         let bytes = fs::read(&path).map_err(|e| CoreError::io(&path, e))?;
         manifest.files.insert(
@@ -150,7 +170,8 @@ pub fn save(dir: &Path, mut manifest: Manifest, files: &BTreeMap<String, BTreeMa
             },
         );
     }
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| CoreError::config(e.to_string()))?;
+    let json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| CoreError::config(e.to_string()))?;
     write_synced(&tmp.join(MANIFEST), &json)?;
     if dir.exists() {
         let old = tmp_sibling(dir, "old");
@@ -173,16 +194,23 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Reads and verifies a checkpoint directory.
 pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
     if !dir.is_dir() {
-        return Err(CoreError::checkpoint(dir, "does not exist or is not a directory"));
+        return Err(CoreError::checkpoint(
+            dir,
+            "does not exist or is not a directory",
+        ));
     }
     let mpath = dir.join(MANIFEST);
     let raw = fs::read(&mpath).map_err(|e| {
-        CoreError::checkpoint(dir, format!("cannot read {MANIFEST} ({e}): not a checkpoint, or an incomplete one"))
+        CoreError::checkpoint(
+            dir,
+            format!("cannot read {MANIFEST} ({e}): not a checkpoint, or an incomplete one"),
+        )
     })?;
-    let manifest: Manifest = serde_json::from_slice(&raw).map_err(|source| CoreError::Manifest {
-        path: mpath.clone(),
-        source,
-    })?;
+    let manifest: Manifest =
+        serde_json::from_slice(&raw).map_err(|source| CoreError::Manifest {
+            path: mpath.clone(),
+            source,
+        })?;
     if manifest.format_version != FORMAT_VERSION {
         return Err(CoreError::checkpoint(
             dir,
@@ -195,7 +223,8 @@ pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
     let mut files = BTreeMap::new();
     for (file, digest) in &manifest.files {
         let path = dir.join(file);
-        let bytes = fs::read(&path).map_err(|e| CoreError::checkpoint(dir, format!("cannot read {file}: {e}")))?;
+        let bytes = fs::read(&path)
+            .map_err(|e| CoreError::checkpoint(dir, format!("cannot read {file}: {e}")))?;
         if bytes.len() as u64 != digest.bytes {
             return Err(CoreError::checkpoint(
                 dir,
@@ -207,10 +236,14 @@ pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
             ));
         }
         if crc32fast::hash(&bytes) != digest.crc32 {
-            return Err(CoreError::checkpoint(dir, format!("{file} fails its CRC-32 check: corrupt")));
+            return Err(CoreError::checkpoint(
+                dir,
+                format!("{file} fails its CRC-32 check: corrupt"),
+            ));
         }
-        let tensors = candle_core::safetensors::load_buffer(&bytes, device)
-            .map_err(|e| CoreError::checkpoint(dir, format!("{file} is not valid safetensors: {e}")))?;
+        let tensors = candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| {
+            CoreError::checkpoint(dir, format!("{file} is not valid safetensors: {e}"))
+        })?;
         files.insert(file.clone(), tensors.into_iter().collect());
     }
     Ok(Loaded {
@@ -235,7 +268,10 @@ pub fn step_dir(run: &Path, step: u64) -> PathBuf {
 /// Points `<run>/latest` at `dir` (atomically) and deletes all but the newest
 /// `keep` step checkpoints.
 pub fn mark_latest(run: &Path, dir: &Path, keep: usize) -> Result<()> {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = run.join(format!(".{LATEST}.tmp-{}", std::process::id()));
     write_synced(&tmp, name.as_bytes())?;
     fs::rename(&tmp, run.join(LATEST)).map_err(|e| CoreError::io(run, e))?;
@@ -256,7 +292,10 @@ pub fn latest(run: &Path) -> Result<Option<PathBuf>> {
             if dir.is_dir() {
                 Ok(Some(dir))
             } else {
-                Err(CoreError::checkpoint(run, format!("{LATEST} names {} which does not exist", name.trim())))
+                Err(CoreError::checkpoint(
+                    run,
+                    format!("{LATEST} names {} which does not exist", name.trim()),
+                ))
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -269,7 +308,11 @@ pub fn list_steps(run: &Path) -> Result<Vec<PathBuf>> {
     let mut steps: Vec<PathBuf> = fs::read_dir(run)
         .map_err(|e| CoreError::io(run, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("step-")))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
+        })
         .collect();
     steps.sort();
     Ok(steps)

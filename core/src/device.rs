@@ -23,6 +23,8 @@ pub fn select(name: &str) -> Result<Device> {
             }
             Ok(Device::new_cuda(ordinal)?)
         }
-        other => Err(CoreError::config(format!("unknown device {other:?}: use cpu, cuda or cuda:N"))),
+        other => Err(CoreError::config(format!(
+            "unknown device {other:?}: use cpu, cuda or cuda:N"
+        ))),
     }
 }

@@ -29,13 +29,17 @@ pub trait EnergyModel: EnergyFunction + Sized {
 
     /// One spectral-norm power iteration on every layer (once per training step).
     fn power_iteration(&mut self) -> Result<()> {
-        self.spectral_weights().into_iter().try_for_each(SnWeight::power_iteration)
+        self.spectral_weights()
+            .into_iter()
+            .try_for_each(SnWeight::power_iteration)
     }
 
     /// Recomputes the normalised weights after the raw weights changed (an
     /// optimiser step), without advancing the power iteration.
     fn refresh(&mut self) -> Result<()> {
-        self.spectral_weights().into_iter().try_for_each(SnWeight::refresh)
+        self.spectral_weights()
+            .into_iter()
+            .try_for_each(SnWeight::refresh)
     }
 
     /// A copy whose forward passes build no gradient path to parameters: used

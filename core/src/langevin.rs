@@ -34,16 +34,22 @@ pub struct LangevinConfig {
 impl LangevinConfig {
     pub fn validate(&self) -> std::result::Result<(), CoreError> {
         if !(self.step_size.is_finite() && self.step_size >= 0.0) {
-            return Err(CoreError::config("langevin.step_size must be finite and >= 0"));
+            return Err(CoreError::config(
+                "langevin.step_size must be finite and >= 0",
+            ));
         }
         if !(self.noise_scale.is_finite() && self.noise_scale >= 0.0) {
-            return Err(CoreError::config("langevin.noise_scale must be finite and >= 0"));
+            return Err(CoreError::config(
+                "langevin.noise_scale must be finite and >= 0",
+            ));
         }
         if matches!(self.grad_clip, Some(c) if !(c > 0.0)) {
             return Err(CoreError::config("langevin.grad_clip must be positive"));
         }
         if matches!(self.clamp, Some([lo, hi]) if !(lo < hi)) {
-            return Err(CoreError::config("langevin.clamp must be [lo, hi] with lo < hi"));
+            return Err(CoreError::config(
+                "langevin.clamp must be [lo, hi] with lo < hi",
+            ));
         }
         Ok(())
     }
@@ -84,7 +90,13 @@ impl LangevinSampler {
     ///
     /// `free`, when given, has `x0`'s shape with 1 where entries may move and 0
     /// where they stay exactly at `x0` (inpainting, conditioning by clamping).
-    pub fn sample(&self, terms: &[EnergyTerm], x0: &Tensor, free: Option<&Tensor>, rng: &mut Rng) -> Result<Tensor> {
+    pub fn sample(
+        &self,
+        terms: &[EnergyTerm],
+        x0: &Tensor,
+        free: Option<&Tensor>,
+        rng: &mut Rng,
+    ) -> Result<Tensor> {
         Ok(self.run(terms, x0, free, rng, StepBudget::default())?.x)
     }
 
@@ -101,7 +113,11 @@ impl LangevinSampler {
         let keep = match free {
             Some(m) => {
                 if m.shape() != x0.shape() {
-                    candle_core::bail!("langevin mask has shape {:?}, samples {:?}", m.dims(), x0.dims());
+                    candle_core::bail!(
+                        "langevin mask has shape {:?}, samples {:?}",
+                        m.dims(),
+                        x0.dims()
+                    );
                 }
                 Some(m.ne(0.0)?)
             }
@@ -116,7 +132,8 @@ impl LangevinSampler {
                 break;
             }
             let noisy = if c.noise_scale > 0.0 {
-                let noise = Tensor::from_vec(rng.normal_vec(x.elem_count()), x.shape(), x.device())?;
+                let noise =
+                    Tensor::from_vec(rng.normal_vec(x.elem_count()), x.shape(), x.device())?;
                 (&x + (noise * c.noise_scale)?)?
             } else {
                 x.clone()
@@ -136,7 +153,11 @@ impl LangevinSampler {
             energy = Some(e);
             steps_run += 1;
         }
-        Ok(Chain { x, energy, steps_run })
+        Ok(Chain {
+            x,
+            energy,
+            steps_run,
+        })
     }
 }
 
@@ -162,9 +183,16 @@ mod tests {
         let rows: Vec<Vec<f32>> = x.to_vec2()?;
         let n = rows.len() as f64;
         let d = rows[0].len();
-        let mean: Vec<f64> = (0..d).map(|j| rows.iter().map(|r| f64::from(r[j])).sum::<f64>() / n).collect();
+        let mean: Vec<f64> = (0..d)
+            .map(|j| rows.iter().map(|r| f64::from(r[j])).sum::<f64>() / n)
+            .collect();
         let var = (0..d)
-            .map(|j| rows.iter().map(|r| (f64::from(r[j]) - mean[j]).powi(2)).sum::<f64>() / n)
+            .map(|j| {
+                rows.iter()
+                    .map(|r| (f64::from(r[j]) - mean[j]).powi(2))
+                    .sum::<f64>()
+                    / n
+            })
             .collect();
         Ok((mean, var))
     }
@@ -196,7 +224,10 @@ mod tests {
         let want_var = a * a * noise * noise / (1.0 - a * a);
         for (j, want_mean) in [1.5, -0.5].into_iter().enumerate() {
             assert!((mean[j] - want_mean).abs() < 0.03, "mean {mean:?}");
-            assert!((var[j] / want_var - 1.0).abs() < 0.05, "var {var:?}, want {want_var}");
+            assert!(
+                (var[j] / want_var - 1.0).abs() < 0.05,
+                "var {var:?}, want {want_var}"
+            );
         }
         Ok(())
     }
@@ -219,7 +250,12 @@ mod tests {
         let x0 = Tensor::new(&[[0.2f32, 0.3, 0.4], [0.9, 0.1, 0.5]], &dev)?;
         let free = Tensor::new(&[[1f32, 0.0, 1.0], [0.0, 1.0, 0.0]], &dev)?;
         let x: Vec<Vec<f32>> = sampler
-            .sample(&[EnergyTerm::new(&e, None)], &x0, Some(&free), &mut Rng::new(2))?
+            .sample(
+                &[EnergyTerm::new(&e, None)],
+                &x0,
+                Some(&free),
+                &mut Rng::new(2),
+            )?
             .to_vec2()?;
         assert_eq!((x[0][1], x[1][0], x[1][2]), (0.3, 0.9, 0.5));
         // Free entries move 0.1 per step (clipped gradient) towards mu = 5 and
@@ -247,9 +283,21 @@ mod tests {
         let budget = StepBudget {
             deadline: Some(Instant::now()),
         };
-        let chain = sampler.run(&[EnergyTerm::new(&e, None)], &x0, None, &mut Rng::new(3), budget)?;
+        let chain = sampler.run(
+            &[EnergyTerm::new(&e, None)],
+            &x0,
+            None,
+            &mut Rng::new(3),
+            budget,
+        )?;
         assert_eq!(chain.steps_run, 0);
-        let full = sampler.run(&[EnergyTerm::new(&e, None)], &x0, None, &mut Rng::new(3), StepBudget::default())?;
+        let full = sampler.run(
+            &[EnergyTerm::new(&e, None)],
+            &x0,
+            None,
+            &mut Rng::new(3),
+            StepBudget::default(),
+        )?;
         assert_eq!(full.steps_run, 10);
         // Deterministic gradient descent: x = 2 * 0.9^10.
         let v = full.x.to_vec2::<f32>()?[0][0];

@@ -26,7 +26,9 @@ pub use activation::Activation;
 pub use energy::{energy_and_grad, total_energy, EnergyFunction, EnergyModel, EnergyTerm};
 pub use error::{CoreError, Result};
 pub use langevin::{LangevinConfig, LangevinSampler};
-pub use models::{FcBaseline, FcBaselineConfig, MlpEnergy, MlpEnergyConfig, ResNetEnergy, ResNetEnergyConfig};
+pub use models::{
+    FcBaseline, FcBaselineConfig, MlpEnergy, MlpEnergyConfig, ResNetEnergy, ResNetEnergyConfig,
+};
 pub use params::ParamStore;
 pub use replay::{ReplayBuffer, ReplayConfig};
 pub use rng::Rng;

@@ -54,7 +54,10 @@ impl ParamStore {
 
     /// A store pre-filled with loaded tensors. Building a model on it takes
     /// these values; [`ParamStore::check_all_used`] then reports leftovers.
-    pub fn from_tensors(tensors: BTreeMap<String, Tensor>, device: &Device) -> candle_core::Result<Self> {
+    pub fn from_tensors(
+        tensors: BTreeMap<String, Tensor>,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
         let store = Self::new(0, device);
         {
             let mut inner = store.lock();
@@ -98,7 +101,10 @@ impl ParamStore {
 
     /// Trainable variables (buffers excluded), sorted by name.
     pub fn trainable(&self) -> Vec<(String, Var)> {
-        self.vars().into_iter().filter(|(k, _)| !is_buffer(k)).collect()
+        self.vars()
+            .into_iter()
+            .filter(|(k, _)| !is_buffer(k))
+            .collect()
     }
 
     /// Every tensor by name, for saving.
@@ -135,7 +141,12 @@ impl ParamStore {
     }
 }
 
-fn fresh_tensor(shape: &Shape, init: &Init, rng: &mut Rng, dev: &Device) -> candle_core::Result<Tensor> {
+fn fresh_tensor(
+    shape: &Shape,
+    init: &Init,
+    rng: &mut Rng,
+    dev: &Device,
+) -> candle_core::Result<Tensor> {
     let n = shape.elem_count();
     let data: Vec<f32> = match *init {
         Init::Const(c) => vec![c as f32; n],
@@ -179,7 +190,10 @@ impl candle_nn::var_builder::SimpleBackend for ParamStore {
             return t.to_dtype(dtype)?.to_device(dev);
         }
         if !inner.preloaded.is_empty() {
-            candle_core::bail!("tensor {name} (shape {:?}) is missing from the checkpoint", s.dims());
+            candle_core::bail!(
+                "tensor {name} (shape {:?}) is missing from the checkpoint",
+                s.dims()
+            );
         }
         let mut rng = Rng::derived(self.seed, name);
         let t = fresh_tensor(&s, &h, &mut rng, &self.device)?;
@@ -212,7 +226,10 @@ mod tests {
         let dev = Device::Cpu;
         let a = ParamStore::new(5, &dev);
         let b = ParamStore::new(5, &dev);
-        let init = Init::Randn { mean: 0.0, stdev: 1.0 };
+        let init = Init::Randn {
+            mean: 0.0,
+            stdev: 1.0,
+        };
         let a1 = a.var_builder().get_with_hints((3, 2), "x", init)?;
         let _ = a.var_builder().get_with_hints((4,), "y", init)?;
         let _ = b.var_builder().get_with_hints((4,), "y", init)?;
@@ -229,10 +246,15 @@ mod tests {
         m.insert("w".to_string(), Tensor::zeros((2, 2), DType::F32, &dev)?);
         let s = ParamStore::from_tensors(m, &dev)?;
         let vb = s.var_builder();
-        let err = vb.get_with_hints((3, 2), "w", Init::Const(0.0)).unwrap_err();
+        let err = vb
+            .get_with_hints((3, 2), "w", Init::Const(0.0))
+            .unwrap_err();
         assert!(err.to_string().contains("tensor w"), "{err}");
         let err = vb.get_with_hints((1,), "b", Init::Const(0.0)).unwrap_err();
-        assert!(err.to_string().contains("missing from the checkpoint"), "{err}");
+        assert!(
+            err.to_string().contains("missing from the checkpoint"),
+            "{err}"
+        );
         Ok(())
     }
 }

@@ -42,7 +42,9 @@ impl ReplayConfig {
             return Err(CoreError::config("replay.replay_prob must be in [0, 1]"));
         }
         if !(self.init_low < self.init_high) {
-            return Err(CoreError::config("replay.init_low must be below replay.init_high"));
+            return Err(CoreError::config(
+                "replay.init_low must be below replay.init_high",
+            ));
         }
         Ok(())
     }
@@ -83,9 +85,17 @@ pub struct Starts {
 }
 
 impl ReplayBuffer {
-    pub fn new(cfg: ReplayConfig, sample_dim: usize, cond_dim: usize) -> std::result::Result<Self, CoreError> {
+    pub fn new(
+        cfg: ReplayConfig,
+        sample_dim: usize,
+        cond_dim: usize,
+    ) -> std::result::Result<Self, CoreError> {
         cfg.validate()?;
-        let samples = if cfg.quantize_u8 { Store::U8(Vec::new()) } else { Store::F32(Vec::new()) };
+        let samples = if cfg.quantize_u8 {
+            Store::U8(Vec::new())
+        } else {
+            Store::F32(Vec::new())
+        };
         Ok(Self {
             cfg,
             sample_dim,
@@ -135,7 +145,13 @@ impl ReplayBuffer {
 
     /// Draws `batch` chain starts. `fresh_cond: [batch, cond_dim]` conditions
     /// the rows that start from noise (required when `cond_dim > 0`).
-    pub fn draw(&self, batch: usize, fresh_cond: Option<&Tensor>, rng: &mut Rng, device: &Device) -> Result<Starts> {
+    pub fn draw(
+        &self,
+        batch: usize,
+        fresh_cond: Option<&Tensor>,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Starts> {
         let fresh_rows: Option<Vec<Vec<f32>>> = match (fresh_cond, self.cond_dim) {
             (_, 0) => None,
             (Some(c), k) if c.dims() == [batch, k] => Some(c.to_dtype(DType::F32)?.to_vec2()?),
@@ -175,13 +191,23 @@ impl ReplayBuffer {
     /// overwriting the oldest once full.
     pub fn push(&mut self, x: &Tensor, cond: Option<&Tensor>) -> Result<()> {
         let b = x.dim(0)?;
-        let x: Vec<f32> = x.reshape((b, ()))?.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let x: Vec<f32> = x
+            .reshape((b, ()))?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
         if x.len() != b * self.sample_dim {
-            candle_core::bail!("replay push: rows of {} values, expected {}", x.len() / b.max(1), self.sample_dim);
+            candle_core::bail!(
+                "replay push: rows of {} values, expected {}",
+                x.len() / b.max(1),
+                self.sample_dim
+            );
         }
         let c: Vec<f32> = match (cond, self.cond_dim) {
             (_, 0) => Vec::new(),
-            (Some(c), k) if c.dims() == [b, k] => c.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
+            (Some(c), k) if c.dims() == [b, k] => {
+                c.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?
+            }
             (c, k) => candle_core::bail!(
                 "replay push: conditioning of shape {:?}, expected [{b}, {k}]",
                 c.map(|c| c.dims().to_vec())
@@ -196,7 +222,12 @@ impl ReplayBuffer {
                 Store::F32(v) => write_row(v, slot, d, row.iter().copied()),
                 Store::U8(v) => write_row(v, slot, d, row.iter().map(|&f| quantize(f, lo, hi))),
             }
-            write_row(&mut self.conds, slot, k, c[r * k..(r + 1) * k].iter().copied());
+            write_row(
+                &mut self.conds,
+                slot,
+                k,
+                c[r * k..(r + 1) * k].iter().copied(),
+            );
             if self.len < cap {
                 self.len += 1;
             } else {
@@ -227,7 +258,11 @@ impl ReplayBuffer {
     }
 
     /// Restores the contents written by [`ReplayBuffer::to_tensors`].
-    pub fn restore(&mut self, tensors: &BTreeMap<String, Tensor>, head: usize) -> std::result::Result<(), CoreError> {
+    pub fn restore(
+        &mut self,
+        tensors: &BTreeMap<String, Tensor>,
+        head: usize,
+    ) -> std::result::Result<(), CoreError> {
         let get = |name: &str| {
             tensors
                 .get(name)
@@ -237,7 +272,12 @@ impl ReplayBuffer {
         let c = get("replay.cond")?;
         let (n, d) = s.dims2()?;
         let (nc, k) = c.dims2()?;
-        if d != self.sample_dim || k != self.cond_dim || nc != n || n > self.cfg.capacity || (head >= n && n > 0) {
+        if d != self.sample_dim
+            || k != self.cond_dim
+            || nc != n
+            || n > self.cfg.capacity
+            || (head >= n && n > 0)
+        {
             return Err(CoreError::config(format!(
                 "replay buffer in checkpoint is [{n}, {d}] / [{nc}, {k}] with head {head}; \
                  expected rows of {} and {} within capacity {}",
@@ -247,7 +287,11 @@ impl ReplayBuffer {
         self.samples = match (&self.samples, s.dtype()) {
             (Store::U8(_), DType::U8) => Store::U8(s.flatten_all()?.to_vec1()?),
             (Store::F32(_), DType::F32) => Store::F32(s.flatten_all()?.to_vec1()?),
-            (_, dt) => return Err(CoreError::config(format!("replay samples stored as {dt:?} do not match the config"))),
+            (_, dt) => {
+                return Err(CoreError::config(format!(
+                    "replay samples stored as {dt:?} do not match the config"
+                )))
+            }
         };
         self.conds = c.flatten_all()?.to_vec1()?;
         self.len = n;

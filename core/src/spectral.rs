@@ -39,7 +39,13 @@ pub struct SnWeight {
 impl SnWeight {
     /// Takes the raw weight of `shape` from `vb` under `name`, and its `u`
     /// vector when `spectral_norm` is on.
-    pub fn new(vb: &VarBuilder, name: &str, shape: &[usize], init: Init, spectral_norm: bool) -> Result<Self> {
+    pub fn new(
+        vb: &VarBuilder,
+        name: &str,
+        shape: &[usize],
+        init: Init,
+        spectral_norm: bool,
+    ) -> Result<Self> {
         let raw = vb.get_with_hints(shape, name, init)?;
         if !spectral_norm {
             return Ok(Self {
@@ -50,7 +56,14 @@ impl SnWeight {
         }
         let u_name = format!("{name}_{BUFFER_SUFFIX}");
         let fresh = !vb.contains_tensor(&u_name);
-        let u = vb.get_with_hints(shape[0], &u_name, Init::Randn { mean: 0.0, stdev: 1.0 })?;
+        let u = vb.get_with_hints(
+            shape[0],
+            &u_name,
+            Init::Randn {
+                mean: 0.0,
+                stdev: 1.0,
+            },
+        )?;
         let mut w = Self {
             effective: raw.clone(),
             raw,
@@ -91,14 +104,19 @@ impl SnWeight {
         let u = u.detach();
         let w = self.matrix()?;
         let v = normalise(&w.detach().t()?.matmul(&u.unsqueeze(1)?)?.squeeze(1)?)?;
-        let sigma = u.unsqueeze(0)?.matmul(&w)?.matmul(&v.unsqueeze(1)?)?.reshape(())?;
+        let sigma = u
+            .unsqueeze(0)?
+            .matmul(&w)?
+            .matmul(&v.unsqueeze(1)?)?
+            .reshape(())?;
         self.effective = self.raw.broadcast_div(&sigma)?;
         Ok(())
     }
 
     /// The current spectral-norm estimate `sigma` (1 when normalisation is off).
     pub fn sigma(&self) -> Result<f32> {
-        let ratio = (self.raw.sqr()?.sum_all()?.sqrt()? / self.effective.sqr()?.sum_all()?.sqrt()?)?;
+        let ratio =
+            (self.raw.sqr()?.sum_all()?.sqrt()? / self.effective.sqr()?.sum_all()?.sqrt()?)?;
         ratio.to_scalar::<f32>()
     }
 
@@ -126,13 +144,22 @@ pub struct SnLinear {
 
 impl SnLinear {
     /// Parameters `<vb>.weight`, `<vb>.weight_sn_u` and `<vb>.bias`.
-    pub fn new(in_dim: usize, out_dim: usize, bias: bool, spectral_norm: bool, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+        spectral_norm: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let std = (1.0 / in_dim as f64).sqrt();
         let weight = SnWeight::new(
             &vb,
             "weight",
             &[out_dim, in_dim],
-            Init::Randn { mean: 0.0, stdev: std },
+            Init::Randn {
+                mean: 0.0,
+                stdev: std,
+            },
             spectral_norm,
         )?;
         let bias = if bias {
@@ -242,7 +269,10 @@ pub fn spectral_norm_estimate(w: &Tensor, iterations: usize) -> Result<f64> {
     let mut v: Vec<f64> = (0..cols).map(|i| 1.0 + (i as f64 * 0.37).sin()).collect();
     let mut sigma = 0.0;
     for _ in 0..iterations {
-        let wv: Vec<f64> = m.iter().map(|r| r.iter().zip(&v).map(|(a, b)| a * b).sum()).collect();
+        let wv: Vec<f64> = m
+            .iter()
+            .map(|r| r.iter().zip(&v).map(|(a, b)| a * b).sum())
+            .collect();
         let mut wtwv = vec![0.0; cols];
         for (r, s) in m.iter().zip(&wv) {
             for (acc, a) in wtwv.iter_mut().zip(r) {

@@ -99,7 +99,12 @@ pub trait PositiveSource {
     /// Width of the conditioning (0 for none).
     fn cond_dim(&self) -> usize;
     /// `n` samples `[n, sample_dim]` and their conditioning `[n, cond_dim]`.
-    fn batch(&self, n: usize, rng: &mut Rng, device: &Device) -> candle_core::Result<(Tensor, Option<Tensor>)>;
+    fn batch(
+        &self,
+        n: usize,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)>;
 }
 
 /// Figures of one training step.
@@ -137,7 +142,13 @@ pub struct Trainer<M: EnergyModel> {
 
 impl<M: EnergyModel> Trainer<M> {
     /// A fresh trainer; parameters and randomness are fixed by `cfg.seed`.
-    pub fn new(model_cfg: M::Config, cfg: TrainerConfig, sample_dim: usize, cond_dim: usize, device: &Device) -> Result<Self> {
+    pub fn new(
+        model_cfg: M::Config,
+        cfg: TrainerConfig,
+        sample_dim: usize,
+        cond_dim: usize,
+        device: &Device,
+    ) -> Result<Self> {
         cfg.validate()?;
         let params = ParamStore::new(cfg.seed, device);
         let model = M::init(&model_cfg, &params)?;
@@ -185,11 +196,19 @@ impl<M: EnergyModel> Trainer<M> {
     pub fn step(&mut self, data: &dyn PositiveSource) -> Result<StepStats> {
         let b = self.cfg.batch_size;
         let (x_pos, c_pos) = data.batch(b, &mut self.rng, &self.device)?;
-        let starts = self.buffer.draw(b, c_pos.as_ref(), &mut self.rng, &self.device)?;
+        let starts = self
+            .buffer
+            .draw(b, c_pos.as_ref(), &mut self.rng, &self.device)?;
         self.model.power_iteration()?;
         let frozen = self.model.frozen();
-        let terms = [EnergyTerm::new(&frozen as &dyn EnergyFunction, starts.cond.clone())];
-        let x_neg = self.sampler.sample(&terms, &starts.x, None, &mut self.rng)?.detach();
+        let terms = [EnergyTerm::new(
+            &frozen as &dyn EnergyFunction,
+            starts.cond.clone(),
+        )];
+        let x_neg = self
+            .sampler
+            .sample(&terms, &starts.x, None, &mut self.rng)?
+            .detach();
         self.buffer.push(&x_neg, starts.cond.as_ref())?;
 
         let e_pos = self.model.energy(&x_pos, c_pos.as_ref())?;
@@ -266,7 +285,8 @@ impl<M: EnergyModel> Trainer<M> {
             sample_dim: self.buffer.sample_dim(),
             cond_dim: self.buffer.cond_dim(),
         };
-        manifest.trainer = Some(serde_json::to_value(&state).map_err(|e| CoreError::config(e.to_string()))?);
+        manifest.trainer =
+            Some(serde_json::to_value(&state).map_err(|e| CoreError::config(e.to_string()))?);
         let mut trainer_tensors = self.adam.to_tensors();
         trainer_tensors.extend(self.buffer.to_tensors(&self.device)?);
         let mut files = BTreeMap::new();
@@ -284,9 +304,15 @@ impl<M: EnergyModel> Trainer<M> {
         };
         let loaded = checkpoint::load(&dir, device)?;
         let state: TrainerState = match &loaded.manifest.trainer {
-            Some(v) => serde_json::from_value(v.clone())
-                .map_err(|e| CoreError::checkpoint(&dir, format!("trainer state does not parse: {e}")))?,
-            None => return Err(CoreError::checkpoint(&dir, "is an inference export without trainer state; cannot resume")),
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+                CoreError::checkpoint(&dir, format!("trainer state does not parse: {e}"))
+            })?,
+            None => {
+                return Err(CoreError::checkpoint(
+                    &dir,
+                    "is an inference export without trainer state; cannot resume",
+                ))
+            }
         };
         let model_cfg = loaded.model_config::<M>()?;
         let (model, params) = loaded.model::<M>(device)?;
@@ -296,7 +322,11 @@ impl<M: EnergyModel> Trainer<M> {
             .ok_or_else(|| CoreError::checkpoint(&dir, format!("has no {STATE_FILE}")))?;
         let mut adam = Adam::new(state.config.adam.clone())?;
         adam.restore(tensors, state.adam_t);
-        let mut buffer = ReplayBuffer::new(state.config.replay.clone(), state.sample_dim, state.cond_dim)?;
+        let mut buffer = ReplayBuffer::new(
+            state.config.replay.clone(),
+            state.sample_dim,
+            state.cond_dim,
+        )?;
         buffer.restore(tensors, state.replay_head)?;
         Ok(Self {
             sampler: LangevinSampler::new(state.config.langevin.clone())?,

@@ -24,7 +24,12 @@ impl PositiveSource for Blob {
     fn cond_dim(&self) -> usize {
         2
     }
-    fn batch(&self, n: usize, rng: &mut Rng, dev: &Device) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+    fn batch(
+        &self,
+        n: usize,
+        rng: &mut Rng,
+        dev: &Device,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
         let mut x = Vec::new();
         let mut c = Vec::new();
         for _ in 0..n {
@@ -32,7 +37,10 @@ impl PositiveSource for Blob {
             x.extend([a as f32, b as f32]);
             c.extend(if a > 1.0 { [1f32, 0.0] } else { [0.0, 1.0] });
         }
-        Ok((Tensor::from_vec(x, (n, 2), dev)?, Some(Tensor::from_vec(c, (n, 2), dev)?)))
+        Ok((
+            Tensor::from_vec(x, (n, 2), dev)?,
+            Some(Tensor::from_vec(c, (n, 2), dev)?),
+        ))
     }
 }
 
@@ -66,7 +74,11 @@ fn weights_of(t: &Trainer<MlpEnergy>) -> Vec<f32> {
     t.params()
         .tensors()
         .values()
-        .flat_map(|v| v.flatten_all().and_then(|v| v.to_vec1::<f32>()).unwrap_or_default())
+        .flat_map(|v| {
+            v.flatten_all()
+                .and_then(|v| v.to_vec1::<f32>())
+                .unwrap_or_default()
+        })
         .collect()
 }
 
@@ -94,7 +106,11 @@ fn resume_matches_an_uninterrupted_run() -> anyhow::Result<()> {
 
     let (a, b) = (weights_of(&straight), weights_of(&resumed));
     assert_eq!(a.len(), b.len());
-    let max_diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    let max_diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
     assert!(max_diff == 0.0, "weights differ by up to {max_diff}");
     // Training did move the weights, so the comparison is not vacuous.
     let fresh = Trainer::<MlpEnergy>::new(config(3).0, config(3).1, 2, 2, &dev)?;
@@ -121,10 +137,20 @@ fn checkpoint_round_trip_gives_identical_energies() -> anyhow::Result<()> {
     let store = crate::ParamStore::new(5, &dev);
     let net = ResNetEnergy::init(&cfg, &store)?;
     let rdir = tmp.path().join("resnet");
-    checkpoint::save_model(&rdir, checkpoint::Manifest::new::<ResNetEnergy>(&cfg, 0)?, &store)?;
+    checkpoint::save_model(
+        &rdir,
+        checkpoint::Manifest::new::<ResNetEnergy>(&cfg, 0)?,
+        &store,
+    )?;
     let (back, _) = checkpoint::load(&rdir, &dev)?.model::<ResNetEnergy>(&dev)?;
     let x = Tensor::from_vec(Rng::new(1).uniform_vec(2 * 784, 0.0, 1.0), (2, 784), &dev)?;
-    let y = Tensor::new(&[[1f32, 0., 0., 0., 0., 0., 0., 0., 0., 0.], [0., 0., 0., 0., 0., 0., 0., 0., 0., 1.]], &dev)?;
+    let y = Tensor::new(
+        &[
+            [1f32, 0., 0., 0., 0., 0., 0., 0., 0., 0.],
+            [0., 0., 0., 0., 0., 0., 0., 0., 0., 1.],
+        ],
+        &dev,
+    )?;
     let e1: Vec<f32> = net.frozen().energy(&x, Some(&y))?.to_vec1()?;
     let e2: Vec<f32> = back.frozen().energy(&x, Some(&y))?.to_vec1()?;
     assert_eq!(e1, e2);
@@ -132,12 +158,19 @@ fn checkpoint_round_trip_gives_identical_energies() -> anyhow::Result<()> {
 }
 
 fn expect_error(dir: &Path, needle: &str) {
-    let got = checkpoint::load(dir, &Device::Cpu).and_then(|l| l.model::<MlpEnergy>(&Device::Cpu).map(|_| ()));
+    let got = checkpoint::load(dir, &Device::Cpu)
+        .and_then(|l| l.model::<MlpEnergy>(&Device::Cpu).map(|_| ()));
     match got {
-        Ok(()) => panic!("loading {} succeeded; wanted an error about {needle:?}", dir.display()),
+        Ok(()) => panic!(
+            "loading {} succeeded; wanted an error about {needle:?}",
+            dir.display()
+        ),
         Err(e) => {
             let msg = format!("{e}");
-            assert!(msg.contains(needle), "error {msg:?} does not mention {needle:?}");
+            assert!(
+                msg.contains(needle),
+                "error {msg:?} does not mention {needle:?}"
+            );
         }
     }
 }
@@ -185,7 +218,10 @@ fn corrupt_checkpoints_give_clear_errors() -> anyhow::Result<()> {
     expect_error(&garbled, "manifest");
 
     // A checkpoint of another model kind is refused by name.
-    let err = checkpoint::load(&good, &dev)?.model::<ResNetEnergy>(&dev).map(|_| ()).unwrap_err();
+    let err = checkpoint::load(&good, &dev)?
+        .model::<ResNetEnergy>(&dev)
+        .map(|_| ())
+        .unwrap_err();
     assert!(err.to_string().contains("mlp_energy"), "{err}");
 
     // A config that does not match the stored shapes names the tensor.
@@ -219,6 +255,8 @@ fn replay_buffer_keeps_conditioning_with_samples() -> anyhow::Result<()> {
     let tensors = tr.buffer().to_tensors(&dev)?;
     let cond: Vec<Vec<f32>> = tensors["replay.cond"].to_vec2()?;
     assert_eq!(cond.len(), 100);
-    assert!(cond.iter().all(|r| (r[0] + r[1] - 1.0).abs() < 1e-6 && (r[0] == 0.0 || r[0] == 1.0)));
+    assert!(cond
+        .iter()
+        .all(|r| (r[0] + r[1] - 1.0).abs() < 1e-6 && (r[0] == 0.0 || r[0] == 1.0)));
     Ok(())
 }

@@ -1,1 +1,4 @@
+//! Cross-crate integration tests, built into one binary to save link time.
 
+mod configs;
+mod toy;

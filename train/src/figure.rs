@@ -24,7 +24,11 @@ pub fn viridis(t: f64) -> Rgb {
         [94.0, 201.0, 98.0],
         [253.0, 231.0, 37.0],
     ];
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let x = t * (STOPS.len() - 1) as f64;
     let i = (x.floor() as usize).min(STOPS.len() - 2);
     let f = x - i as f64;
@@ -55,7 +59,12 @@ impl Canvas {
     pub fn heat_map(&mut self, values: &[f64], rows: usize, cols: usize) {
         let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
         sorted.sort_by(f64::total_cmp);
-        let pick = |q: f64| sorted.get(((sorted.len() as f64 - 1.0) * q) as usize).copied().unwrap_or(0.0);
+        let pick = |q: f64| {
+            sorted
+                .get(((sorted.len() as f64 - 1.0) * q) as usize)
+                .copied()
+                .unwrap_or(0.0)
+        };
         let (lo, hi) = (pick(0.02), pick(0.98));
         let span = if hi > lo { hi - lo } else { 1.0 };
         for py in 0..self.height {
@@ -85,7 +94,11 @@ impl Canvas {
         let n = (radius * 8.0).max(16.0) as usize;
         for k in 0..n {
             let a = std::f64::consts::TAU * k as f64 / n as f64;
-            self.set((x + radius * a.cos()).round() as i64, (y + radius * a.sin()).round() as i64, c);
+            self.set(
+                (x + radius * a.cos()).round() as i64,
+                (y + radius * a.sin()).round() as i64,
+                c,
+            );
         }
     }
 
@@ -93,7 +106,11 @@ impl Canvas {
     pub fn blit(&mut self, other: &Canvas, x: usize, y: usize) {
         for oy in 0..other.height {
             for ox in 0..other.width {
-                self.set((x + ox) as i64, (y + oy) as i64, other.pixels[oy * other.width + ox]);
+                self.set(
+                    (x + ox) as i64,
+                    (y + oy) as i64,
+                    other.pixels[oy * other.width + ox],
+                );
             }
         }
     }
@@ -103,7 +120,8 @@ impl Canvas {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        let mut enc = png::Encoder::new(BufWriter::new(file), self.width as u32, self.height as u32);
+        let mut enc =
+            png::Encoder::new(BufWriter::new(file), self.width as u32, self.height as u32);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
         let mut w = enc.write_header().context("writing PNG header")?;

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use ebm_train::toy::{ToyConfig, ToyRun};
 
 #[derive(Parser)]
-#[command(name = "ebm-train", version, about = "Train energy-based models (IGEBM, Du & Mordatch 2019)")]
+#[command(
+    name = "ebm-train",
+    version,
+    about = "Train energy-based models (IGEBM, Du & Mordatch 2019)"
+)]
 struct Cli {
     /// cpu, cuda or cuda:N
     #[arg(long, global = true, default_value = "cpu")]
@@ -39,8 +43,11 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Toy { config, out, steps } => {
             let mut cfg = match &config {
-                Some(p) => ToyConfig::parse(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
-                    .with_context(|| format!("config {}", p.display()))?,
+                Some(p) => ToyConfig::parse(
+                    &std::fs::read_to_string(p)
+                        .with_context(|| format!("reading {}", p.display()))?,
+                )
+                .with_context(|| format!("config {}", p.display()))?,
                 None => ToyConfig::default_config()?,
             };
             if let Some(s) = steps {
@@ -48,11 +55,25 @@ fn run(cli: Cli) -> Result<()> {
             }
             let o = ToyRun { cfg, device }.run(&out)?;
             println!("toy run: trained 3 energies in {:.1} s", o.train_seconds);
-            let pct = |v: &[f64]| v.iter().map(|f| format!("{:.1}", 100.0 * f)).collect::<Vec<_>>().join(" ");
+            let pct = |v: &[f64]| {
+                v.iter()
+                    .map(|f| format!("{:.1}", 100.0 * f))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
             println!("| samples of | % per mode | % off-mode |");
             println!("|---|---|---|");
-            for (name, r) in [("ring", &o.ring), ("subset A", &o.subset_a), ("subset B", &o.subset_b), ("E_A + E_B", &o.sum)] {
-                println!("| {name} | {} | {:.1} |", pct(&r.per_mode), 100.0 * r.off_mode);
+            for (name, r) in [
+                ("ring", &o.ring),
+                ("subset A", &o.subset_a),
+                ("subset B", &o.subset_b),
+                ("E_A + E_B", &o.sum),
+            ] {
+                println!(
+                    "| {name} | {} | {:.1} |",
+                    pct(&r.per_mode),
+                    100.0 * r.off_mode
+                );
             }
             println!(
                 "E_A + E_B: {:.1}% of samples in the intersection (modes {:?})",
@@ -70,7 +91,8 @@ fn run(cli: Cli) -> Result<()> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();

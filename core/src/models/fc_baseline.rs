@@ -39,10 +39,14 @@ impl FcBaselineConfig {
 
     pub fn validate(&self) -> std::result::Result<(), CoreError> {
         if self.state_dim == 0 || self.context_len == 0 {
-            return Err(CoreError::config("fc_baseline needs state_dim > 0 and context_len > 0"));
+            return Err(CoreError::config(
+                "fc_baseline needs state_dim > 0 and context_len > 0",
+            ));
         }
         if self.hidden.is_empty() || self.hidden.contains(&0) {
-            return Err(CoreError::config("fc_baseline.hidden needs at least one layer of positive width"));
+            return Err(CoreError::config(
+                "fc_baseline.hidden needs at least one layer of positive width",
+            ));
         }
         Ok(())
     }
@@ -60,11 +64,18 @@ impl FcBaseline {
 
     /// Parameters `layer{i}.*` and `out.*`.
     pub fn new(cfg: &FcBaselineConfig, vb: VarBuilder) -> Result<Self> {
-        cfg.validate().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        cfg.validate()
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let mut layers = Vec::new();
         let mut width = cfg.input_dim();
         for (i, &h) in cfg.hidden.iter().enumerate() {
-            layers.push(SnLinear::new(width, h, true, cfg.spectral_norm, vb.pp(format!("layer{i}")))?);
+            layers.push(SnLinear::new(
+                width,
+                h,
+                true,
+                cfg.spectral_norm,
+                vb.pp(format!("layer{i}")),
+            )?);
             width = h;
         }
         let out = SnLinear::new(width, cfg.state_dim, true, cfg.spectral_norm, vb.pp("out"))?;

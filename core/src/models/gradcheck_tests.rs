@@ -44,11 +44,20 @@ fn fd_relative_error(
 
 fn random(shape: &[usize], seed: u64, scale: f64) -> candle_core::Result<Tensor> {
     let n = shape.iter().product();
-    let v: Vec<f32> = Rng::new(seed).normal_vec(n).into_iter().map(|z| z * scale as f32).collect();
+    let v: Vec<f32> = Rng::new(seed)
+        .normal_vec(n)
+        .into_iter()
+        .map(|z| z * scale as f32)
+        .collect();
     Tensor::from_vec(v, shape, &Device::Cpu)
 }
 
-fn check_energy<M: EnergyFunction>(m: &M, x: &Tensor, cond: Option<&Tensor>, coords: &[usize]) -> candle_core::Result<f64> {
+fn check_energy<M: EnergyFunction>(
+    m: &M,
+    x: &Tensor,
+    cond: Option<&Tensor>,
+    coords: &[usize],
+) -> candle_core::Result<f64> {
     let terms = [EnergyTerm::new(m as &dyn EnergyFunction, cond.cloned())];
     let (_, g) = energy_and_grad(&terms, x)?;
     let n = 2 * coords.len();

@@ -58,7 +58,9 @@ impl MlpEnergyConfig {
             return Err(CoreError::config("mlp.state_dim must be positive"));
         }
         if self.hidden.is_empty() || self.hidden.contains(&0) {
-            return Err(CoreError::config("mlp.hidden needs at least one layer, each of positive width"));
+            return Err(CoreError::config(
+                "mlp.hidden needs at least one layer, each of positive width",
+            ));
         }
         Ok(())
     }
@@ -88,11 +90,18 @@ impl EnergyModel for MlpEnergy {
 
     /// Parameters `layer{i}.weight|bias|weight_sn_u` and `head.*`.
     fn new(cfg: &MlpEnergyConfig, vb: VarBuilder) -> Result<Self> {
-        cfg.validate().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        cfg.validate()
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let mut layers = Vec::with_capacity(cfg.hidden.len());
         let mut width = cfg.cond_dim() + cfg.state_dim;
         for (i, &h) in cfg.hidden.iter().enumerate() {
-            layers.push(SnLinear::new(width, h, true, cfg.spectral_norm, vb.pp(format!("layer{i}")))?);
+            layers.push(SnLinear::new(
+                width,
+                h,
+                true,
+                cfg.spectral_norm,
+                vb.pp(format!("layer{i}")),
+            )?);
             width = h;
         }
         let head = SnLinear::new(width, 1, true, cfg.spectral_norm, vb.pp("head"))?;
@@ -125,7 +134,11 @@ impl EnergyFunction for MlpEnergy {
         let b = x.dim(0)?;
         let x = x.reshape((b, ()))?;
         if x.dim(1)? != self.cfg.state_dim {
-            candle_core::bail!("mlp energy: x has {} features, the model expects {}", x.dim(1)?, self.cfg.state_dim);
+            candle_core::bail!(
+                "mlp energy: x has {} features, the model expects {}",
+                x.dim(1)?,
+                self.cfg.state_dim
+            );
         }
         let mut h = match (cond, self.cfg.cond_dim()) {
             (None, 0) => x,

@@ -60,9 +60,18 @@ impl ResNetEnergyConfig {
             num_classes,
             stem_channels: 32,
             stages: vec![
-                StageConfig { channels: 32, downsample: true },
-                StageConfig { channels: 64, downsample: true },
-                StageConfig { channels: 64, downsample: false },
+                StageConfig {
+                    channels: 32,
+                    downsample: true,
+                },
+                StageConfig {
+                    channels: 64,
+                    downsample: true,
+                },
+                StageConfig {
+                    channels: 64,
+                    downsample: false,
+                },
             ],
             activation: Activation::Silu,
             spectral_norm: true,
@@ -71,13 +80,19 @@ impl ResNetEnergyConfig {
 
     pub fn validate(&self) -> std::result::Result<(), CoreError> {
         if self.in_channels == 0 || self.image_size == 0 || self.stem_channels == 0 {
-            return Err(CoreError::config("resnet: in_channels, image_size and stem_channels must be positive"));
+            return Err(CoreError::config(
+                "resnet: in_channels, image_size and stem_channels must be positive",
+            ));
         }
         if self.num_classes == 0 {
-            return Err(CoreError::config("resnet.num_classes must be at least 1 (1 = unconditional)"));
+            return Err(CoreError::config(
+                "resnet.num_classes must be at least 1 (1 = unconditional)",
+            ));
         }
         if self.stages.is_empty() || self.stages.iter().any(|s| s.channels == 0) {
-            return Err(CoreError::config("resnet.stages needs at least one stage of positive width"));
+            return Err(CoreError::config(
+                "resnet.stages needs at least one stage of positive width",
+            ));
         }
         let downs = self.stages.iter().filter(|s| s.downsample).count();
         if self.image_size >> downs == 0 {
@@ -137,10 +152,17 @@ impl ResBlock {
 
     fn forward(&self, x: &Tensor, y: Option<&Tensor>, act: Activation) -> Result<Tensor> {
         let b = x.dim(0)?;
-        let h = self.conv1.forward(&act.apply(x)?.broadcast_add(&per_class(&self.bias1, y, b)?)?)?;
+        let h = self.conv1.forward(&act.apply(x)?.broadcast_add(&per_class(
+            &self.bias1,
+            y,
+            b,
+        )?)?)?;
         let h = self
             .conv2
-            .forward(&act.apply(&h)?.broadcast_add(&per_class(&self.bias2, y, b)?)?)?
+            .forward(
+                &act.apply(&h)?
+                    .broadcast_add(&per_class(&self.bias2, y, b)?)?,
+            )?
             .broadcast_mul(&per_class(&self.gain2, y, b)?)?;
         let skip = match &self.skip {
             Some(s) => s.forward(x)?,
@@ -195,13 +217,20 @@ impl EnergyModel for ResNetEnergy {
     /// Parameters `stem.*`, `block{i}.{conv1,conv2,skip}.*`,
     /// `block{i}.class_{bias1,bias2,gain2}` and `head.*`.
     fn new(cfg: &ResNetEnergyConfig, vb: VarBuilder) -> Result<Self> {
-        cfg.validate().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        cfg.validate()
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let sn = cfg.spectral_norm;
         let stem = SnConv2d::new(cfg.in_channels, cfg.stem_channels, 3, sn, vb.pp("stem"))?;
         let mut blocks = Vec::new();
         let mut width = cfg.stem_channels;
         for (i, s) in cfg.stages.iter().enumerate() {
-            blocks.push(ResBlock::new(width, s.channels, cfg.num_classes, sn, vb.pp(format!("block{i}")))?);
+            blocks.push(ResBlock::new(
+                width,
+                s.channels,
+                cfg.num_classes,
+                sn,
+                vb.pp(format!("block{i}")),
+            )?);
             width = s.channels;
         }
         let head = SnLinear::new(width, 1, true, sn, vb.pp("head"))?;

@@ -35,7 +35,8 @@ pub struct EvalConfig {
 
 impl ToyConfig {
     pub fn parse(text: &str) -> Result<Self, CoreError> {
-        let cfg: Self = toml::from_str(text).map_err(|e| CoreError::InvalidConfig(e.to_string()))?;
+        let cfg: Self =
+            toml::from_str(text).map_err(|e| CoreError::InvalidConfig(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -47,7 +48,9 @@ impl ToyConfig {
     pub fn validate(&self) -> Result<(), CoreError> {
         let d = &self.data;
         if d.modes < 2 || !(d.radius > 0.0) || !(d.sigma > 0.0) {
-            return Err(CoreError::InvalidConfig("data: need modes >= 2, radius > 0, sigma > 0".into()));
+            return Err(CoreError::InvalidConfig(
+                "data: need modes >= 2, radius > 0, sigma > 0".into(),
+            ));
         }
         for (name, s) in [("subset_a", &d.subset_a), ("subset_b", &d.subset_b)] {
             if s.is_empty() || s.iter().any(|&m| m >= d.modes) {
@@ -58,10 +61,14 @@ impl ToyConfig {
             }
         }
         if self.model.state_dim != 2 || self.model.cond_dim() != 0 {
-            return Err(CoreError::InvalidConfig("model: the toy is unconditional 2-D (state_dim = 2)".into()));
+            return Err(CoreError::InvalidConfig(
+                "model: the toy is unconditional 2-D (state_dim = 2)".into(),
+            ));
         }
         if self.eval.samples == 0 {
-            return Err(CoreError::InvalidConfig("eval.samples must be positive".into()));
+            return Err(CoreError::InvalidConfig(
+                "eval.samples must be positive".into(),
+            ));
         }
         self.model.validate()?;
         self.trainer.validate()?;

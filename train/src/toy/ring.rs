@@ -45,7 +45,10 @@ impl RingMixture {
                 let c = self.center(i);
                 (i, ((p[0] - c[0]).powi(2) + (p[1] - c[1]).powi(2)).sqrt())
             })
-            .fold((0, f64::INFINITY), |best, cur| if cur.1 < best.1 { cur } else { best })
+            .fold(
+                (0, f64::INFINITY),
+                |best, cur| if cur.1 < best.1 { cur } else { best },
+            )
     }
 }
 
@@ -58,7 +61,12 @@ impl PositiveSource for RingMixture {
         0
     }
 
-    fn batch(&self, n: usize, rng: &mut Rng, device: &Device) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+    fn batch(
+        &self,
+        n: usize,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
         let mut v = Vec::with_capacity(2 * n);
         for _ in 0..n {
             let c = self.center(self.active[rng.below(self.active.len())]);
@@ -91,7 +99,10 @@ impl ModeReport {
                 off += 1.0 / n;
             }
         }
-        Self { per_mode, off_mode: off }
+        Self {
+            per_mode,
+            off_mode: off,
+        }
     }
 
     /// Fraction of samples within `3 sigma` of any of `modes`.

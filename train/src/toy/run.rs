@@ -29,7 +29,13 @@ pub fn train_ring_model(
     let mut last = None;
     trainer.train(ring, cfg.steps, run_dir, |s| {
         if s.step % 250 == 0 {
-            tracing::info!(step = s.step, loss = s.loss, e_pos = s.e_pos, e_neg = s.e_neg, "toy training");
+            tracing::info!(
+                step = s.step,
+                loss = s.loss,
+                e_pos = s.e_pos,
+                e_neg = s.e_neg,
+                "toy training"
+            );
         }
         last = Some(*s);
     })?;
@@ -41,14 +47,30 @@ pub fn train_ring_model(
 
 /// Draws `cfg.samples` Langevin samples of the summed energy from uniform
 /// noise in the clamp box (or `[-box_half, box_half]^2`).
-pub fn sample_terms(terms: &[EnergyTerm], cfg: &EvalConfig, box_half: f64, seed: u64, device: &Device) -> Result<Vec<[f64; 2]>> {
+pub fn sample_terms(
+    terms: &[EnergyTerm],
+    cfg: &EvalConfig,
+    box_half: f64,
+    seed: u64,
+    device: &Device,
+) -> Result<Vec<[f64; 2]>> {
     let sampler = LangevinSampler::new(cfg.langevin.clone())?;
     let mut rng = Rng::derived(seed, "toy-eval");
-    let (lo, hi) = cfg.langevin.clamp.map_or((-box_half, box_half), |[a, b]| (a, b));
-    let x0 = Tensor::from_vec(rng.uniform_vec(2 * cfg.samples, lo, hi), (cfg.samples, 2), device)?;
+    let (lo, hi) = cfg
+        .langevin
+        .clamp
+        .map_or((-box_half, box_half), |[a, b]| (a, b));
+    let x0 = Tensor::from_vec(
+        rng.uniform_vec(2 * cfg.samples, lo, hi),
+        (cfg.samples, 2),
+        device,
+    )?;
     let x = sampler.sample(terms, &x0, None, &mut rng)?;
     let rows: Vec<Vec<f32>> = x.to_vec2()?;
-    Ok(rows.into_iter().map(|r| [f64::from(r[0]), f64::from(r[1])]).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| [f64::from(r[0]), f64::from(r[1])])
+        .collect())
 }
 
 /// Summed energy on a `n x n` grid over `[-half, half]^2`, row 0 at the top.
@@ -67,7 +89,13 @@ pub fn energy_grid(terms: &[EnergyTerm], half: f64, n: usize, device: &Device) -
     Ok(e.to_vec1::<f32>()?.into_iter().map(f64::from).collect())
 }
 
-fn panel(terms: &[EnergyTerm], samples: &[[f64; 2]], ring: &RingMixture, half: f64, device: &Device) -> Result<Canvas> {
+fn panel(
+    terms: &[EnergyTerm],
+    samples: &[[f64; 2]],
+    ring: &RingMixture,
+    half: f64,
+    device: &Device,
+) -> Result<Canvas> {
     let mut c = Canvas::new(PANEL, PANEL, [0, 0, 0]);
     c.heat_map(&energy_grid(terms, half, GRID, device)?, GRID, GRID);
     let to_px = |p: [f64; 2]| {
@@ -78,7 +106,12 @@ fn panel(terms: &[EnergyTerm], samples: &[[f64; 2]], ring: &RingMixture, half: f
     };
     for i in 0..ring.modes {
         let (x, y) = to_px(ring.center(i));
-        c.circle(x, y, 3.0 * ring.sigma / (2.0 * half) * PANEL as f64, [255, 255, 255]);
+        c.circle(
+            x,
+            y,
+            3.0 * ring.sigma / (2.0 * half) * PANEL as f64,
+            [255, 255, 255],
+        );
     }
     for &p in samples {
         let (x, y) = to_px(p);
@@ -124,14 +157,34 @@ impl ToyRun {
         let cfg = &self.cfg;
         let d = &cfg.data;
         let ring = RingMixture::new(d.modes, d.radius, d.sigma);
-        let half = cfg.eval.langevin.clamp.map_or(d.radius * 1.5, |[a, b]| a.abs().max(b.abs()));
+        let half = cfg
+            .eval
+            .langevin
+            .clamp
+            .map_or(d.radius * 1.5, |[a, b]| a.abs().max(b.abs()));
         let t0 = Instant::now();
         let full = train_ring_model(cfg, &ring, 0, Some(&out.join("ring")), &self.device)?;
-        let a = train_ring_model(cfg, &ring.subset(&d.subset_a), 1, Some(&out.join("subset_a")), &self.device)?;
-        let b = train_ring_model(cfg, &ring.subset(&d.subset_b), 2, Some(&out.join("subset_b")), &self.device)?;
+        let a = train_ring_model(
+            cfg,
+            &ring.subset(&d.subset_a),
+            1,
+            Some(&out.join("subset_a")),
+            &self.device,
+        )?;
+        let b = train_ring_model(
+            cfg,
+            &ring.subset(&d.subset_b),
+            2,
+            Some(&out.join("subset_b")),
+            &self.device,
+        )?;
         let train_seconds = t0.elapsed().as_secs_f64();
 
-        let (mf, ma, mb) = (full.model().frozen(), a.model().frozen(), b.model().frozen());
+        let (mf, ma, mb) = (
+            full.model().frozen(),
+            a.model().frozen(),
+            b.model().frozen(),
+        );
         let t_full = [EnergyTerm::new(&mf as &dyn EnergyFunction, None)];
         let t_a = [EnergyTerm::new(&ma as &dyn EnergyFunction, None)];
         let t_b = [EnergyTerm::new(&mb as &dyn EnergyFunction, None)];
@@ -168,7 +221,8 @@ impl ToyRun {
             figures: vec![landscape, composition],
         };
         let report = out.join("report.json");
-        std::fs::write(&report, serde_json::to_vec_pretty(&outcome)?).with_context(|| format!("writing {}", report.display()))?;
+        std::fs::write(&report, serde_json::to_vec_pretty(&outcome)?)
+            .with_context(|| format!("writing {}", report.display()))?;
         Ok(outcome)
     }
 }

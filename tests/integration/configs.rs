@@ -1,0 +1,56 @@
+//! Every file in `configs/` parses and validates.
+
+use std::path::PathBuf;
+
+use ebm_train::toy::{ToyConfig, DEFAULT_TOY_TOML};
+
+fn configs_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs")
+}
+
+#[test]
+fn every_config_file_parses_and_validates() -> anyhow::Result<()> {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(configs_dir())? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        match name {
+            "toy.toml" => {
+                ToyConfig::parse(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            }
+            other => anyhow::bail!("configs/{other} has no parser in this test: add one"),
+        }
+        seen += 1;
+    }
+    assert!(seen >= 1, "no configs found");
+    Ok(())
+}
+
+#[test]
+fn the_built_in_toy_default_is_the_shipped_file() -> anyhow::Result<()> {
+    let on_disk = std::fs::read_to_string(configs_dir().join("toy.toml"))?;
+    assert_eq!(on_disk, DEFAULT_TOY_TOML);
+    Ok(())
+}
+
+#[test]
+fn bad_configs_are_refused_with_the_key_named() {
+    let unknown = DEFAULT_TOY_TOML.replace("alpha = 1.0", "alpha = 1.0\nalfa = 2.0");
+    let err = ToyConfig::parse(&unknown).unwrap_err().to_string();
+    assert!(err.contains("alfa"), "{err}");
+
+    let bad_range = DEFAULT_TOY_TOML.replace("subset_b = [2, 3, 4, 5]", "subset_b = [2, 3, 9]");
+    let err = ToyConfig::parse(&bad_range).unwrap_err().to_string();
+    assert!(err.contains("subset_b"), "{err}");
+
+    let bad_step = DEFAULT_TOY_TOML.replacen("lr = 0.001", "lr = -1.0", 1);
+    let err = ToyConfig::parse(&bad_step).unwrap_err().to_string();
+    assert!(err.contains("lr"), "{err}");
+}
