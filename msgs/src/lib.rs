@@ -1,7 +1,32 @@
 //! `ebm-msgs`: the wire and recording formats of igebm-rs.
 //!
-//! This crate is the single owner of message types (robot state, forecast,
-//! OOD score, denoised state, forecast request, error reply), their codec
-//! (bincode 2, strict, and JSON for non-Rust clients) and the Zenoh key
-//! expressions. It is filled by the runtime and simulator issues; until then it
-//! holds no code.
+//! This crate is the single owner of
+//! - the message types ([`types`]): robot state and action (live traffic and
+//!   recordings), forecast, OOD score, denoised state, forecast request and
+//!   error reply, all versioned by [`PROTOCOL_VERSION`];
+//! - their codec ([`codec`]): bincode 2, strict (size limit, protocol version,
+//!   no trailing bytes, dimension and finiteness checks), and JSON for
+//!   non-Rust clients and Foxglove; the only module that names bincode;
+//! - the Zenoh key expressions ([`keys`]) and robot-id validation;
+//! - MCAP recordings ([`recording`]): writer, streaming reader, and the loader
+//!   that turns a recording into `[N, T, 31]` / `[N, T, 20]` arrays.
+//!
+//! It does not depend on Zenoh: the runtime maps [`Encoding`] to a Zenoh
+//! encoding through [`Encoding::mime`].
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod codec;
+pub mod error;
+pub mod keys;
+pub mod recording;
+pub mod schema;
+pub mod types;
+
+pub use codec::{decode, encode, Encoding, MAX_MESSAGE_BYTES};
+pub use error::MsgsError;
+pub use keys::{KeySpace, RobotId};
+pub use types::{
+    Action, DenoisedState, ErrorCode, ErrorReply, Forecast, ForecastRequest, Message, OodScore,
+    RobotState, ACTION_DIM, JOINT_DIM, PROTOCOL_VERSION, STATE_DIM,
+};

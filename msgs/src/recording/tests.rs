@@ -1,0 +1,176 @@
+//! Round-trip, truncation and corruption tests of recordings.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::path::Path;
+
+use super::*;
+use crate::codec::Encoding;
+use crate::keys::RobotId;
+use crate::types::{Action, RobotState, ACTION_DIM, STATE_DIM};
+use crate::MsgsError;
+
+const N: u64 = 3;
+const T: u32 = 4;
+const PERIOD: u64 = 40_000_000;
+
+fn header(encoding: Encoding) -> RecordingHeader {
+    RecordingHeader {
+        robot_id: RobotId::new("sim").unwrap(),
+        encoding,
+        trajectories: N,
+        steps: T,
+        control_period_ns: PERIOD,
+        generator: "test 0.0".into(),
+        seed: 9,
+        config: "a = 1\n".into(),
+        split: Split {
+            train: vec![0, 2],
+            test: vec![1],
+        },
+    }
+}
+
+fn frames() -> Vec<(RobotState, Action)> {
+    let mut out = Vec::new();
+    for e in 0..N {
+        for t in 0..u64::from(T) {
+            let seq = e * u64::from(T) + t;
+            let stamp_ns = seq * PERIOD;
+            let v = |k: usize| (seq * 100 + k as u64) as f32 * 0.01;
+            out.push((
+                RobotState {
+                    robot_id: "sim".into(),
+                    episode: e,
+                    seq,
+                    stamp_ns,
+                    state: (0..STATE_DIM).map(v).collect(),
+                    last_action: None,
+                },
+                Action {
+                    robot_id: "sim".into(),
+                    episode: e,
+                    seq,
+                    stamp_ns,
+                    action: (0..ACTION_DIM).map(|k| -v(k)).collect(),
+                },
+            ));
+        }
+    }
+    out
+}
+
+fn write(path: &Path, encoding: Encoding) {
+    let mut w = RecordingWriter::create(path, &header(encoding)).unwrap();
+    for (s, a) in frames() {
+        w.write_state(&s).unwrap();
+        w.write_action(&a).unwrap();
+    }
+    let mut summary = BTreeMap::new();
+    summary.insert("rejected".to_owned(), "0".to_owned());
+    w.finish(summary).unwrap();
+}
+
+#[test]
+fn round_trip_events_and_arrays() {
+    let dir = tempfile::tempdir().unwrap();
+    for encoding in [Encoding::Bincode, Encoding::Json] {
+        let path = dir.path().join(format!("{encoding:?}.mcap"));
+        write(&path, encoding);
+        let events: Vec<_> = RecordingReader::open(&path)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut expected = vec![RecordingEvent::Metadata {
+            name: HEADER_RECORD.into(),
+            entries: header(encoding).to_metadata(),
+        }];
+        for (s, a) in frames() {
+            expected.push(RecordingEvent::State(s));
+            expected.push(RecordingEvent::Action(a));
+        }
+        let mut summary = BTreeMap::new();
+        summary.insert("rejected".to_owned(), "0".to_owned());
+        expected.push(RecordingEvent::Metadata {
+            name: SUMMARY_RECORD.into(),
+            entries: summary,
+        });
+        assert_eq!(events, expected, "{encoding:?}");
+
+        let ds = load(&path).unwrap();
+        assert_eq!(ds.header, header(encoding));
+        assert_eq!(ds.states.shape(), &[N as usize, T as usize, STATE_DIM]);
+        assert_eq!(ds.actions.shape(), &[N as usize, T as usize, ACTION_DIM]);
+        for (s, a) in frames() {
+            let (e, t) = (s.episode as usize, (s.seq % u64::from(T)) as usize);
+            let row: Vec<f32> = ds.states.index_axis(ndarray::Axis(0), e).row(t).to_vec();
+            assert_eq!(row, s.state);
+            let row: Vec<f32> = ds.actions.index_axis(ndarray::Axis(0), e).row(t).to_vec();
+            assert_eq!(row, a.action);
+        }
+        assert_eq!(ds.train_ids(), &[0, 2]);
+        assert_eq!(ds.test_ids(), &[1]);
+    }
+}
+
+#[test]
+fn json_recording_carries_schemas() {
+    let mut w = RecordingWriter::new(Cursor::new(Vec::new()), &header(Encoding::Json)).unwrap();
+    w.write_state(&frames()[0].0).unwrap();
+    let bytes = w.finish(BTreeMap::new()).unwrap().into_inner();
+    let summary = mcap::Summary::read(&bytes).unwrap().unwrap();
+    let encodings: Vec<_> = summary
+        .schemas
+        .values()
+        .map(|s| s.encoding.clone())
+        .collect();
+    assert_eq!(encodings, ["jsonschema", "jsonschema"]);
+    let topics: Vec<_> = summary.channels.values().map(|c| c.topic.clone()).collect();
+    assert!(topics.contains(&"ebm/sim/state".to_owned()), "{topics:?}");
+}
+
+#[test]
+fn truncated_recording_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("full.mcap");
+    write(&path, Encoding::Bincode);
+    let bytes = std::fs::read(&path).unwrap();
+    for keep in [bytes.len() / 2, bytes.len() - 40, bytes.len() - 1, 20] {
+        let cut = dir.path().join("cut.mcap");
+        std::fs::write(&cut, &bytes[..keep]).unwrap();
+        let err = load(&cut).unwrap_err();
+        let text = format!("{err}");
+        assert!(
+            matches!(
+                err,
+                MsgsError::Truncated { .. } | MsgsError::MissingFrames { .. }
+            ),
+            "keep {keep}: {text}"
+        );
+        assert!(text.contains("truncated"), "keep {keep}: {text}");
+    }
+}
+
+#[test]
+fn corrupt_recording_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("full.mcap");
+    write(&path, Encoding::Json);
+    let bytes = std::fs::read(&path).unwrap();
+    // Inside the first chunk (after the header and schema records).
+    let mut bad = bytes.clone();
+    let mid = bytes.len() / 3;
+    for b in &mut bad[mid..mid + 8] {
+        *b ^= 0x5a;
+    }
+    let corrupt = dir.path().join("corrupt.mcap");
+    std::fs::write(&corrupt, &bad).unwrap();
+    let err = load(&corrupt).unwrap_err();
+    assert!(format!("{err}").contains("corrupt"), "{err}");
+    // Not an MCAP file at all.
+    std::fs::write(&corrupt, b"hello, this is not a recording").unwrap();
+    let err = load(&corrupt).unwrap_err();
+    assert!(matches!(err, MsgsError::Corrupt { .. }), "{err}");
+    let source = std::error::Error::source(&err).map(|s| s.to_string());
+    assert_eq!(source.as_deref(), Some("Bad magic number"));
+}
