@@ -11,10 +11,12 @@
 pub mod activation;
 pub mod adam;
 pub mod checkpoint;
+pub mod conv;
 pub mod device;
 pub mod energy;
 pub mod error;
 pub mod langevin;
+pub mod metrics;
 pub mod models;
 pub mod params;
 pub mod replay;

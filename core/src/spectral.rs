@@ -199,11 +199,11 @@ impl Module for SnLinear {
 }
 
 /// A bias-free `k x k` convolution (stride 1, size-preserving padding) with a
-/// spectrally normalised kernel `[out, in, k, k]`.
+/// spectrally normalised kernel `[out, in, k, k]`, applied channels-last.
 #[derive(Clone, Debug)]
 pub struct SnConv2d {
     weight: SnWeight,
-    padding: usize,
+    kernel: usize,
 }
 
 impl SnConv2d {
@@ -226,10 +226,10 @@ impl SnConv2d {
             },
             spectral_norm,
         )?;
-        Ok(Self {
-            weight,
-            padding: kernel / 2,
-        })
+        if kernel % 2 == 0 {
+            candle_core::bail!("conv kernel size {kernel} must be odd");
+        }
+        Ok(Self { weight, kernel })
     }
 
     pub fn weight(&self) -> &SnWeight {
@@ -243,16 +243,23 @@ impl SnConv2d {
     pub fn frozen(&self) -> Self {
         Self {
             weight: self.weight.frozen(),
-            padding: self.padding,
+            kernel: self.kernel,
         }
     }
 }
 
 impl Module for SnConv2d {
     /// # Shapes
-    /// `x: [B, in, H, W]` to `[B, out, H, W]`.
+    /// `x: [B, H, W, in]` (channels last) to `[B, H, W, out]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.conv2d(self.weight.effective(), self.padding, 1, 1, 1)
+        let (o, c, k, _) = self.weight.effective().dims4()?;
+        // [O, C, kh, kw] -> [kh * kw * C, O], the im2col column order.
+        let mat = self
+            .weight
+            .effective()
+            .permute((2, 3, 1, 0))?
+            .reshape((k * k * c, o))?;
+        crate::conv::conv2d_nhwc(x, &mat, self.kernel)
     }
 }
 

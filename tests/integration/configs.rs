@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use ebm_train::images::ImageConfig;
 use ebm_train::toy::{ToyConfig, DEFAULT_TOY_TOML};
 
 fn configs_dir() -> PathBuf {
@@ -24,6 +25,10 @@ fn every_config_file_parses_and_validates() -> anyhow::Result<()> {
         match name {
             "toy.toml" => {
                 ToyConfig::parse(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            }
+            n if n.starts_with("mnist_") => {
+                let cfg = ImageConfig::parse(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                assert_eq!(cfg.data.conditional, n.contains("cond") && !n.contains("uncond"), "{name}");
             }
             other => anyhow::bail!("configs/{other} has no parser in this test: add one"),
         }
@@ -53,4 +58,13 @@ fn bad_configs_are_refused_with_the_key_named() {
     let bad_step = DEFAULT_TOY_TOML.replacen("lr = 0.001", "lr = -1.0", 1);
     let err = ToyConfig::parse(&bad_step).unwrap_err().to_string();
     assert!(err.contains("lr"), "{err}");
+}
+
+#[test]
+fn image_configs_refuse_mismatched_classes() -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(configs_dir().join("mnist_uncond.toml"))?;
+    let bad = text.replace("conditional = false", "conditional = true");
+    let err = ImageConfig::parse(&bad).unwrap_err().to_string();
+    assert!(err.contains("num_classes"), "{err}");
+    Ok(())
 }

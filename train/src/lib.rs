@@ -4,4 +4,5 @@
 //! - [`figure`]: PNG figures.
 
 pub mod figure;
+pub mod images;
 pub mod toy;

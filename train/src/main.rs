@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use ebm_train::images::{train_images, ImageConfig};
 use ebm_train::toy::{ToyConfig, ToyRun};
 
 #[derive(Parser)]
@@ -36,11 +37,61 @@ enum Command {
         #[arg(long)]
         steps: Option<u64>,
     },
+    /// Image EBMs: train, sample, restore, OOD scores, classification.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImagesCommand {
+    /// Train (or resume) with Algorithm 1.
+    Train {
+        /// TOML config (configs/mnist_uncond.toml, configs/mnist_cond.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Run directory for checkpoints (resumes when it holds one).
+        #[arg(long)]
+        run: PathBuf,
+        /// Override the total number of training steps.
+        #[arg(long)]
+        steps: Option<u64>,
+    },
+}
+
+fn load_image_config(path: &std::path::Path) -> Result<(ImageConfig, PathBuf)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let cfg = ImageConfig::parse(&text).with_context(|| format!("config {}", path.display()))?;
+    let base = path
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    Ok((cfg, base))
+}
+
+fn run_images(command: ImagesCommand, device: candle_core::Device) -> Result<()> {
+    match command {
+        ImagesCommand::Train { config, run, steps } => {
+            let (mut cfg, base) = load_image_config(&config)?;
+            if let Some(s) = steps {
+                cfg.steps = s;
+            }
+            let s = train_images(&cfg, &base, &run, &device)?;
+            println!(
+                "trained {} steps in {:.0} s: {:.1} images/s, {} parameters; last E+ {:.4}, E- {:.4}",
+                s.steps, s.seconds, s.images_per_second, s.parameters, s.last_e_pos, s.last_e_neg
+            );
+            Ok(())
+        }
+    }
 }
 
 fn run(cli: Cli) -> Result<()> {
     let device = ebm_core::device::select(&cli.device)?;
     match cli.command {
+        Command::Images { command } => run_images(command, device),
         Command::Toy { config, out, steps } => {
             let mut cfg = match &config {
                 Some(p) => ToyConfig::parse(

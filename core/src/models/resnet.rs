@@ -7,7 +7,7 @@
 //! `out = h + skip(x)` with `skip` a 1x1 convolution when `a != b`.
 //! An unconditional model is the one-class case.
 
-use candle_core::{Module, Result, Tensor, D};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -115,13 +115,29 @@ impl ResNetEnergyConfig {
 }
 
 /// Per-class parameters `[classes, channels]` picked by a one-hot (or soft)
-/// label `[B, classes]`, returned as `[B, channels, 1, 1]`.
+/// label `[B, classes]`, returned as `[B, 1, 1, channels]` (channels last).
 fn per_class(table: &Tensor, labels: Option<&Tensor>, batch: usize) -> Result<Tensor> {
     let c = table.dim(1)?;
     match labels {
-        Some(y) => y.matmul(table)?.reshape((batch, c, 1, 1)),
-        None => table.narrow(0, 0, 1)?.reshape((1, c, 1, 1)),
+        Some(y) => y.matmul(table)?.reshape((batch, 1, 1, c)),
+        None => table.narrow(0, 0, 1)?.reshape((1, 1, 1, c)),
     }
+}
+
+/// 2x2 average pooling of `[B, H, W, C]`, dropping an odd last row/column.
+fn avg_pool2_nhwc(x: &Tensor) -> Result<Tensor> {
+    let (b, h, w, c) = x.dims4()?;
+    let (h2, w2) = (h / 2, w / 2);
+    let x = if h % 2 == 1 || w % 2 == 1 {
+        x.narrow(1, 0, 2 * h2)?.narrow(2, 0, 2 * w2)?.contiguous()?
+    } else {
+        x.clone()
+    };
+    x.reshape((b, h2, 2, w2, 2 * c))?
+        .sum(2)?
+        .reshape((b, h2, w2, 2, c))?
+        .sum(3)?
+        / 4.0
 }
 
 #[derive(Clone, Debug)]
@@ -268,7 +284,11 @@ impl EnergyFunction for ResNetEnergy {
     fn energy(&self, x: &Tensor, cond: Option<&Tensor>) -> Result<Tensor> {
         let c = &self.cfg;
         let b = x.dim(0)?;
-        let x = x.reshape((b, c.in_channels, c.image_size, c.image_size))?;
+        // Channels last inside the network (see `conv`): [B, C, H, W] -> [B, H, W, C].
+        let x = x
+            .reshape((b, c.in_channels, c.image_size, c.image_size))?
+            .permute((0, 2, 3, 1))?
+            .contiguous()?;
         match (cond, c.cond_dim()) {
             (None, 0) => {}
             (Some(y), k) if k > 0 && y.dims() == [b, k] => {}
@@ -281,10 +301,34 @@ impl EnergyFunction for ResNetEnergy {
         for (block, stage) in self.blocks.iter().zip(&c.stages) {
             h = block.forward(&h, cond, c.activation)?;
             if stage.downsample {
-                h = h.avg_pool2d(2)?;
+                h = avg_pool2_nhwc(&h)?;
             }
         }
-        let pooled = c.activation.apply(&h)?.sum(D::Minus1)?.sum(D::Minus1)?;
+        let pooled = c.activation.apply(&h)?.sum(1)?.sum(1)?;
         self.head.forward(&pooled)?.squeeze(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn channels_last_pooling_matches_candle_avg_pool() -> Result<()> {
+        for (h, w) in [(4, 6), (7, 7)] {
+            let n = 2 * 3 * h * w;
+            let x = Tensor::from_vec(
+                crate::rng::Rng::new(1).normal_vec(n),
+                (2, 3, h, w),
+                &Device::Cpu,
+            )?;
+            let want = x.avg_pool2d(2)?;
+            let got =
+                avg_pool2_nhwc(&x.permute((0, 2, 3, 1))?.contiguous()?)?.permute((0, 3, 1, 2))?;
+            let diff: f32 = (got - want)?.abs()?.flatten_all()?.max(0)?.to_scalar()?;
+            assert!(diff < 1e-6, "{h}x{w}: {diff}");
+        }
+        Ok(())
     }
 }

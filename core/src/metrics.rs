@@ -1,0 +1,60 @@
+//! Evaluation metrics shared by training and serving.
+
+/// Area under the ROC curve for scores where higher means "positive", computed
+/// as the Mann-Whitney U statistic with mid-ranks, so tied scores count one
+/// half. Returns `None` when either class is empty or a score is NaN.
+pub fn auroc(positive: &[f64], negative: &[f64]) -> Option<f64> {
+    if positive.is_empty() || negative.is_empty() {
+        return None;
+    }
+    if positive.iter().chain(negative).any(|v| v.is_nan()) {
+        return None;
+    }
+    let mut all: Vec<(f64, bool)> = positive
+        .iter()
+        .map(|&v| (v, true))
+        .chain(negative.iter().map(|&v| (v, false)))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Sum of the positives' ranks (1-based), ties sharing their mean rank.
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < all.len() {
+        let mut j = i;
+        while j + 1 < all.len() && all[j + 1].0 == all[i].0 {
+            j += 1;
+        }
+        let mid = (i + j) as f64 / 2.0 + 1.0;
+        rank_sum += mid * all[i..=j].iter().filter(|(_, p)| *p).count() as f64;
+        i = j + 1;
+    }
+    let (np, nn) = (positive.len() as f64, negative.len() as f64);
+    Some((rank_sum - np * (np + 1.0) / 2.0) / (np * nn))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn separable_scores_give_one_and_zero() {
+        assert_eq!(auroc(&[3.0, 4.0], &[1.0, 2.0]), Some(1.0));
+        assert_eq!(auroc(&[1.0, 2.0], &[3.0, 4.0]), Some(0.0));
+    }
+
+    #[test]
+    fn hand_computed_case_with_ties() {
+        // Pairs (p, n): (1,1) tie 0.5, (1,0) 1, (1,2) 0, (3,1) 1, (3,0) 1, (3,2) 1
+        // = 4.5 of 6.
+        let a = auroc(&[1.0, 3.0], &[1.0, 0.0, 2.0]).expect("defined");
+        assert!((a - 0.75).abs() < 1e-12, "{a}");
+        // All tied: chance.
+        assert_eq!(auroc(&[5.0, 5.0], &[5.0]), Some(0.5));
+    }
+
+    #[test]
+    fn undefined_cases() {
+        assert_eq!(auroc(&[], &[1.0]), None);
+        assert_eq!(auroc(&[f64::NAN], &[1.0]), None);
+    }
+}

@@ -1,0 +1,102 @@
+//! Config of an image run (`configs/mnist_*.toml`).
+
+use std::path::{Path, PathBuf};
+
+use ebm_core::{CoreError, LangevinConfig, ResNetEnergyConfig, TrainerConfig};
+use serde::Deserialize;
+
+use super::loaders::{load_cifar10, load_mnist, ImageSet, LoadError, Split};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageFormat {
+    /// MNIST or Fashion-MNIST IDX files.
+    Mnist,
+    /// CIFAR-10 binary batches.
+    Cifar10,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageDataConfig {
+    pub format: ImageFormat,
+    /// Folder of the data files, relative to the config file's folder.
+    pub dir: PathBuf,
+    /// Train the class-conditional model.
+    pub conditional: bool,
+    /// Use at most this many training images (0: all).
+    #[serde(default)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageEvalConfig {
+    /// Langevin settings for sampling from noise and restoration.
+    pub langevin: LangevinConfig,
+    /// Chained Langevin calls for restoration (official: 5 for denoising, 10 for inpainting).
+    pub restore_rounds: usize,
+    /// Test images used by the OOD, restoration and classification commands.
+    pub test_images: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfig {
+    pub steps: u64,
+    pub data: ImageDataConfig,
+    pub model: ResNetEnergyConfig,
+    pub trainer: TrainerConfig,
+    pub eval: ImageEvalConfig,
+}
+
+impl ImageConfig {
+    pub fn parse(text: &str) -> Result<Self, CoreError> {
+        let cfg: Self =
+            toml::from_str(text).map_err(|e| CoreError::InvalidConfig(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), CoreError> {
+        self.model.validate()?;
+        self.trainer.validate()?;
+        self.eval.langevin.validate()?;
+        let want_classes = if self.data.conditional { 10 } else { 1 };
+        if self.model.num_classes != want_classes {
+            return Err(CoreError::InvalidConfig(format!(
+                "model.num_classes is {}, but data.conditional = {} needs {want_classes}",
+                self.model.num_classes, self.data.conditional
+            )));
+        }
+        let (c, s) = match self.data.format {
+            ImageFormat::Mnist => (1, 28),
+            ImageFormat::Cifar10 => (3, 32),
+        };
+        if self.model.in_channels != c || self.model.image_size != s {
+            return Err(CoreError::InvalidConfig(format!(
+                "model expects {}x{s}x{s} images for {:?}: set in_channels = {c}, image_size = {s}",
+                c, self.data.format
+            )));
+        }
+        if self.trainer.replay.init_low != 0.0 || self.trainer.replay.init_high != 1.0 {
+            return Err(CoreError::InvalidConfig(
+                "trainer.replay range must be [0, 1] for images".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Loads a split of the configured data, resolving `dir` against `base`.
+    pub fn load(&self, base: &Path, split: Split) -> Result<ImageSet, LoadError> {
+        let dir = base.join(&self.data.dir);
+        let set = match self.data.format {
+            ImageFormat::Mnist => load_mnist(&dir, split)?,
+            ImageFormat::Cifar10 => load_cifar10(&dir, split)?,
+        };
+        Ok(match (split, self.data.limit) {
+            (Split::Train, n) if n > 0 => set.truncated(n),
+            _ => set,
+        })
+    }
+}

@@ -1,0 +1,12 @@
+//! Image EBMs (the paper's Section 4) on MNIST-style and CIFAR-10 data:
+//! loaders, training, sampling, restoration, OOD detection, classification.
+
+pub mod config;
+pub mod dataset;
+pub mod loaders;
+pub mod train;
+
+pub use config::{ImageConfig, ImageFormat};
+pub use dataset::ImageData;
+pub use loaders::{load_cifar10, load_mnist, ImageSet, Split};
+pub use train::{train_images, TrainSummary};
