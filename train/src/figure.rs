@@ -130,3 +130,67 @@ impl Canvas {
         Ok(())
     }
 }
+
+/// A grid of images (`[n, channels, h, w]` values in [0, 1], row-major) with
+/// `cols` images per row, each scaled by `zoom`, separated by 2-pixel gaps.
+pub fn image_grid(values: &[f32], n: usize, channels: usize, h: usize, w: usize, cols: usize, zoom: usize) -> Canvas {
+    let cols = cols.max(1);
+    let rows = n.div_ceil(cols);
+    let gap = 2;
+    let (cw, ch) = (w * zoom + gap, h * zoom + gap);
+    let mut c = Canvas::new((cols * cw + gap).max(1), (rows * ch + gap).max(1), [40, 40, 40]);
+    let plane = h * w;
+    for i in 0..n {
+        let (gx, gy) = (gap + (i % cols) * cw, gap + (i / cols) * ch);
+        let img = &values[i * channels * plane..(i + 1) * channels * plane];
+        for y in 0..h {
+            for x in 0..w {
+                let px = |ch: usize| (img[ch * plane + y * w + x].clamp(0.0, 1.0) * 255.0).round() as u8;
+                let rgb = if channels >= 3 { [px(0), px(1), px(2)] } else { [px(0); 3] };
+                for dy in 0..zoom {
+                    for dx in 0..zoom {
+                        c.set((gx + x * zoom + dx) as i64, (gy + y * zoom + dy) as i64, rgb);
+                    }
+                }
+            }
+        }
+    }
+    c
+}
+
+/// Overlaid histograms (outlines) of several series over a shared range.
+pub fn histograms(series: &[(&[f64], Rgb)], bins: usize, width: usize, height: usize) -> Canvas {
+    let all = series.iter().flat_map(|(s, _)| s.iter().copied()).filter(|v| v.is_finite());
+    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let mut c = Canvas::new(width, height, [255, 255, 255]);
+    let counts: Vec<Vec<f64>> = series
+        .iter()
+        .map(|(s, _)| {
+            let mut h = vec![0.0; bins];
+            for &v in s.iter().filter(|v| v.is_finite()) {
+                let b = (((v - lo) / span) * bins as f64).floor() as usize;
+                h[b.min(bins - 1)] += 1.0 / s.len().max(1) as f64;
+            }
+            h
+        })
+        .collect();
+    let top = counts.iter().flatten().copied().fold(0.0, f64::max).max(1e-12);
+    for ((_, colour), h) in series.iter().zip(&counts) {
+        let mut prev_y = height as i64 - 1;
+        for (b, &v) in h.iter().enumerate() {
+            let x0 = (b * width / bins) as i64;
+            let x1 = ((b + 1) * width / bins) as i64;
+            let y = height as i64 - 1 - (v / top * (height as f64 - 4.0)) as i64;
+            for yy in y.min(prev_y)..=y.max(prev_y) {
+                c.set(x0, yy, *colour);
+            }
+            for x in x0..x1 {
+                c.set(x, y, *colour);
+                c.set(x, y + 1, *colour);
+            }
+            prev_y = y;
+        }
+    }
+    c
+}

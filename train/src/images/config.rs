@@ -34,10 +34,14 @@ pub struct ImageDataConfig {
 pub struct ImageEvalConfig {
     /// Langevin settings for sampling from noise and restoration.
     pub langevin: LangevinConfig,
+    /// Chained Langevin calls when sampling from noise.
+    pub sample_rounds: usize,
     /// Chained Langevin calls for restoration (official: 5 for denoising, 10 for inpainting).
     pub restore_rounds: usize,
-    /// Test images used by the OOD, restoration and classification commands.
+    /// Test images used by the OOD and classification commands.
     pub test_images: usize,
+    /// Test images restored by the restoration command.
+    pub restore_images: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

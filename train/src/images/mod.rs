@@ -3,10 +3,17 @@
 
 pub mod config;
 pub mod dataset;
+pub mod eval;
 pub mod loaders;
+pub mod ood;
+pub mod restore;
+pub mod sample;
 pub mod train;
 
 pub use config::{ImageConfig, ImageFormat};
 pub use dataset::ImageData;
 pub use loaders::{load_cifar10, load_mnist, ImageSet, Split};
+pub use ood::{classify, ood, OodRow};
+pub use restore::{restore, RestoreRow};
+pub use sample::sample_grid;
 pub use train::{train_images, TrainSummary};

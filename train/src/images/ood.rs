@@ -1,0 +1,97 @@
+//! `ebm-train images ood` and `classify`: out-of-distribution detection by
+//! energy (the paper's Figures 10 and 11) and classification by the lowest
+//! class-conditional energy.
+
+use std::path::Path;
+
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+use ebm_core::metrics::auroc;
+use ebm_core::Rng;
+use serde::Serialize;
+
+use super::config::ImageConfig;
+use super::dataset::ImageData;
+use super::eval::{class_energies, in_distribution_score, load_latest};
+use super::loaders::Split;
+use super::restore::argmin;
+use crate::figure::histograms;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OodRow {
+    pub ood_set: String,
+    pub images: usize,
+    /// AUROC of the score (-E, or -min_y E) separating test digits from this set.
+    pub auroc: f64,
+}
+
+/// Builds the OOD sets from `test: [N, D]` in [0, 1]: uniform noise, constant
+/// images, mid-point interpolations of two test digits, inverted digits.
+pub fn ood_sets(test: &Tensor, rng: &mut Rng) -> Result<Vec<(String, Tensor)>> {
+    let (n, d) = test.dims2()?;
+    let dev = test.device();
+    let noise = Tensor::from_vec(rng.uniform_vec(n * d, 0.0, 1.0), (n, d), dev)?;
+    let levels = Tensor::from_vec(rng.uniform_vec(n, 0.0, 1.0), (n, 1), dev)?;
+    let constant = levels.repeat((1, d))?;
+    let partner: Vec<u32> = (0..n).map(|i| ((i + 1 + rng.below(n.max(2) - 1)) % n) as u32).collect();
+    let other = test.index_select(&Tensor::from_vec(partner, n, dev)?, 0)?;
+    let interp = ((test + other)? * 0.5)?;
+    let inverted = (1.0 - test)?;
+    Ok(vec![
+        ("uniform noise".into(), noise),
+        ("constant images".into(), constant),
+        ("interpolations of two digits".into(), interp),
+        ("inverted digits".into(), inverted),
+    ])
+}
+
+/// AUROC per OOD set and a histogram PNG of energies (train, test, OOD).
+pub fn ood(cfg: &ImageConfig, base: &Path, run: &Path, out: &Path, device: &Device) -> Result<Vec<OodRow>> {
+    let m = load_latest(run, device)?;
+    let n = cfg.eval.test_images;
+    let test = cfg.load(base, Split::Test)?.truncated(n);
+    let train = cfg.load(base, Split::Train)?.truncated(test.len());
+    let clean = |set| -> Result<Tensor> {
+        let d = ImageData { set, conditional: false };
+        Ok(d.clean(&(0..d.set.len()).collect::<Vec<_>>(), device)?)
+    };
+    let (test, train) = (clean(test)?, clean(train)?);
+    let mut rng = Rng::derived(cfg.trainer.seed, "ood");
+    let s_test = in_distribution_score(&m, &test)?;
+    let s_train = in_distribution_score(&m, &train)?;
+    let mut rows = Vec::new();
+    let mut hist: Vec<(Vec<f64>, [u8; 3])> = vec![
+        (s_train.iter().map(|s| -s).collect(), [31, 119, 180]),
+        (s_test.iter().map(|s| -s).collect(), [44, 160, 44]),
+    ];
+    let colours = [[214, 39, 40], [255, 127, 14], [148, 103, 189], [140, 86, 75]];
+    for ((name, set), colour) in ood_sets(&test, &mut rng)?.into_iter().zip(colours) {
+        let s = in_distribution_score(&m, &set)?;
+        rows.push(OodRow {
+            ood_set: name,
+            images: s.len(),
+            auroc: auroc(&s_test, &s).unwrap_or(f64::NAN),
+        });
+        hist.push((s.iter().map(|v| -v).collect(), colour));
+    }
+    let series: Vec<(&[f64], [u8; 3])> = hist.iter().map(|(v, c)| (v.as_slice(), *c)).collect();
+    histograms(&series, 60, 720, 360).save_png(&out.join("energy_histogram.png"))?;
+    std::fs::write(out.join("ood.json"), serde_json::to_vec_pretty(&rows)?)?;
+    Ok(rows)
+}
+
+/// Test accuracy of `argmin_y E(x, y)` (conditional models only).
+pub fn classify(cfg: &ImageConfig, base: &Path, run: &Path, device: &Device) -> Result<(usize, f64)> {
+    let m = load_latest(run, device)?;
+    anyhow::ensure!(m.conditional, "classification needs a class-conditional model (num_classes > 1)");
+    let test = cfg.load(base, Split::Test)?.truncated(cfg.eval.test_images);
+    let labels = test.labels.clone();
+    let d = ImageData { set: test, conditional: true };
+    let x = d.clean(&(0..labels.len()).collect::<Vec<_>>(), device)?;
+    let hits = class_energies(&m.model, &x)?
+        .iter()
+        .zip(&labels)
+        .filter(|(e, &l)| argmin(e.as_slice()) == usize::from(l))
+        .count();
+    Ok((labels.len(), hits as f64 / labels.len().max(1) as f64))
+}
