@@ -226,7 +226,7 @@ impl SnConv2d {
             },
             spectral_norm,
         )?;
-        if kernel % 2 == 0 {
+        if kernel.is_multiple_of(2) {
             candle_core::bail!("conv kernel size {kernel} must be odd");
         }
         Ok(Self { weight, kernel })

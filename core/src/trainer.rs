@@ -253,7 +253,7 @@ impl<M: EnergyModel> Trainer<M> {
             on_step(&stats);
             if let Some(run) = run_dir {
                 let every = self.cfg.checkpoint_every;
-                if every > 0 && self.step % every == 0 {
+                if every > 0 && self.step.is_multiple_of(every) {
                     self.checkpoint_into(run)?;
                 }
             }

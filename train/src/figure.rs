@@ -133,23 +133,44 @@ impl Canvas {
 
 /// A grid of images (`[n, channels, h, w]` values in [0, 1], row-major) with
 /// `cols` images per row, each scaled by `zoom`, separated by 2-pixel gaps.
-pub fn image_grid(values: &[f32], n: usize, channels: usize, h: usize, w: usize, cols: usize, zoom: usize) -> Canvas {
+pub fn image_grid(
+    values: &[f32],
+    n: usize,
+    channels: usize,
+    h: usize,
+    w: usize,
+    cols: usize,
+    zoom: usize,
+) -> Canvas {
     let cols = cols.max(1);
     let rows = n.div_ceil(cols);
     let gap = 2;
     let (cw, ch) = (w * zoom + gap, h * zoom + gap);
-    let mut c = Canvas::new((cols * cw + gap).max(1), (rows * ch + gap).max(1), [40, 40, 40]);
+    let mut c = Canvas::new(
+        (cols * cw + gap).max(1),
+        (rows * ch + gap).max(1),
+        [40, 40, 40],
+    );
     let plane = h * w;
     for i in 0..n {
         let (gx, gy) = (gap + (i % cols) * cw, gap + (i / cols) * ch);
         let img = &values[i * channels * plane..(i + 1) * channels * plane];
         for y in 0..h {
             for x in 0..w {
-                let px = |ch: usize| (img[ch * plane + y * w + x].clamp(0.0, 1.0) * 255.0).round() as u8;
-                let rgb = if channels >= 3 { [px(0), px(1), px(2)] } else { [px(0); 3] };
+                let px =
+                    |ch: usize| (img[ch * plane + y * w + x].clamp(0.0, 1.0) * 255.0).round() as u8;
+                let rgb = if channels >= 3 {
+                    [px(0), px(1), px(2)]
+                } else {
+                    [px(0); 3]
+                };
                 for dy in 0..zoom {
                     for dx in 0..zoom {
-                        c.set((gx + x * zoom + dx) as i64, (gy + y * zoom + dy) as i64, rgb);
+                        c.set(
+                            (gx + x * zoom + dx) as i64,
+                            (gy + y * zoom + dy) as i64,
+                            rgb,
+                        );
                     }
                 }
             }
@@ -160,8 +181,13 @@ pub fn image_grid(values: &[f32], n: usize, channels: usize, h: usize, w: usize,
 
 /// Overlaid histograms (outlines) of several series over a shared range.
 pub fn histograms(series: &[(&[f64], Rgb)], bins: usize, width: usize, height: usize) -> Canvas {
-    let all = series.iter().flat_map(|(s, _)| s.iter().copied()).filter(|v| v.is_finite());
-    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let all = series
+        .iter()
+        .flat_map(|(s, _)| s.iter().copied())
+        .filter(|v| v.is_finite());
+    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
     let span = if hi > lo { hi - lo } else { 1.0 };
     let mut c = Canvas::new(width, height, [255, 255, 255]);
     let counts: Vec<Vec<f64>> = series
@@ -175,7 +201,12 @@ pub fn histograms(series: &[(&[f64], Rgb)], bins: usize, width: usize, height: u
             h
         })
         .collect();
-    let top = counts.iter().flatten().copied().fold(0.0, f64::max).max(1e-12);
+    let top = counts
+        .iter()
+        .flatten()
+        .copied()
+        .fold(0.0, f64::max)
+        .max(1e-12);
     for ((_, colour), h) in series.iter().zip(&counts) {
         let mut prev_y = height as i64 - 1;
         for (b, &v) in h.iter().enumerate() {

@@ -123,7 +123,12 @@ fn run_images(command: ImagesCommand, device: candle_core::Device) -> Result<()>
             );
             Ok(())
         }
-        ImagesCommand::Sample { config, run, out, ensemble } => {
+        ImagesCommand::Sample {
+            config,
+            run,
+            out,
+            ensemble,
+        } => {
             let (cfg, _) = load_image_config(&config)?;
             let path = sample_grid(&cfg, &run, &out, ensemble, &device)?;
             println!("wrote {}", path.display());
@@ -134,7 +139,10 @@ fn run_images(command: ImagesCommand, device: candle_core::Device) -> Result<()>
             let rows = restore(&cfg, &base, &run, &out, &device)?;
             println!("| task | images | MSE corrupted | MSE restored |\n|---|---|---|---|");
             for r in rows {
-                println!("| {} | {} | {:.4} | {:.4} |", r.task, r.images, r.mse_corrupted, r.mse_restored);
+                println!(
+                    "| {} | {} | {:.4} | {:.4} |",
+                    r.task, r.images, r.mse_corrupted, r.mse_restored
+                );
             }
             println!("PNGs in {}", out.display());
             Ok(())
@@ -152,7 +160,10 @@ fn run_images(command: ImagesCommand, device: candle_core::Device) -> Result<()>
         ImagesCommand::Classify { config, run } => {
             let (cfg, base) = load_image_config(&config)?;
             let (n, acc) = classify(&cfg, &base, &run, &device)?;
-            println!("classification by lowest energy: {:.1}% of {n} test digits", 100.0 * acc);
+            println!(
+                "classification by lowest energy: {:.1}% of {n} test digits",
+                100.0 * acc
+            );
             Ok(())
         }
     }

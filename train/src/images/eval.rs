@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
-use ebm_core::{checkpoint, EnergyFunction, EnergyModel, EnergyTerm, LangevinConfig, LangevinSampler, ResNetEnergy, Rng};
+use ebm_core::{
+    checkpoint, EnergyFunction, EnergyModel, EnergyTerm, LangevinConfig, LangevinSampler,
+    ResNetEnergy, Rng,
+};
 
 use super::dataset::{ImageData, NUM_CLASSES};
 
@@ -24,7 +27,8 @@ pub fn load_latest(run: &Path, device: &Device) -> Result<TrainedImageModel> {
 }
 
 pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<TrainedImageModel> {
-    let loaded = checkpoint::load(dir, device).with_context(|| format!("loading {}", dir.display()))?;
+    let loaded =
+        checkpoint::load(dir, device).with_context(|| format!("loading {}", dir.display()))?;
     let (model, _) = loaded.model::<ResNetEnergy>(device)?;
     Ok(TrainedImageModel {
         conditional: model.config().num_classes > 1,
@@ -38,11 +42,18 @@ pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<TrainedImageModel>
 pub fn load_history(run: &Path, n: usize, device: &Device) -> Result<Vec<TrainedImageModel>> {
     let steps = checkpoint::list_steps(run)?;
     let start = steps.len().saturating_sub(n);
-    steps[start..].iter().map(|d| load_checkpoint(d, device)).collect()
+    steps[start..]
+        .iter()
+        .map(|d| load_checkpoint(d, device))
+        .collect()
 }
 
 /// Energies of `x: [N, D]` in batches of 250; `labels` one-hot when given.
-pub fn energies(model: &dyn EnergyFunction, x: &Tensor, labels: Option<&Tensor>) -> Result<Vec<f64>> {
+pub fn energies(
+    model: &dyn EnergyFunction,
+    x: &Tensor,
+    labels: Option<&Tensor>,
+) -> Result<Vec<f64>> {
     let n = x.dim(0)?;
     let mut out = Vec::with_capacity(n);
     let mut start = 0;
@@ -53,7 +64,13 @@ pub fn energies(model: &dyn EnergyFunction, x: &Tensor, labels: Option<&Tensor>)
             Some(l) => Some(l.narrow(0, start, len)?),
             None => None,
         };
-        out.extend(model.energy(&xb, yb.as_ref())?.to_vec1::<f32>()?.into_iter().map(f64::from));
+        out.extend(
+            model
+                .energy(&xb, yb.as_ref())?
+                .to_vec1::<f32>()?
+                .into_iter()
+                .map(f64::from),
+        );
         start += len;
     }
     Ok(out)
@@ -81,7 +98,10 @@ pub fn in_distribution_score(m: &TrainedImageModel, x: &Tensor) -> Result<Vec<f6
             .map(|row| -row.iter().copied().fold(f64::INFINITY, f64::min))
             .collect())
     } else {
-        Ok(energies(&m.model, x, None)?.into_iter().map(|e| -e).collect())
+        Ok(energies(&m.model, x, None)?
+            .into_iter()
+            .map(|e| -e)
+            .collect())
     }
 }
 
@@ -110,7 +130,9 @@ pub fn langevin_rounds(
 pub fn mse(a: &Tensor, b: &Tensor, region: Option<&Tensor>) -> Result<f64> {
     let d2 = (a - b)?.sqr()?;
     let v = match region {
-        Some(r) => (d2 * r)?.sum_all()?.to_scalar::<f32>()? / r.sum_all()?.to_scalar::<f32>()?.max(1.0),
+        Some(r) => {
+            (d2 * r)?.sum_all()?.to_scalar::<f32>()? / r.sum_all()?.to_scalar::<f32>()?.max(1.0)
+        }
         None => d2.mean_all()?.to_scalar::<f32>()?,
     };
     Ok(f64::from(v))

@@ -33,7 +33,9 @@ pub fn ood_sets(test: &Tensor, rng: &mut Rng) -> Result<Vec<(String, Tensor)>> {
     let noise = Tensor::from_vec(rng.uniform_vec(n * d, 0.0, 1.0), (n, d), dev)?;
     let levels = Tensor::from_vec(rng.uniform_vec(n, 0.0, 1.0), (n, 1), dev)?;
     let constant = levels.repeat((1, d))?;
-    let partner: Vec<u32> = (0..n).map(|i| ((i + 1 + rng.below(n.max(2) - 1)) % n) as u32).collect();
+    let partner: Vec<u32> = (0..n)
+        .map(|i| ((i + 1 + rng.below(n.max(2) - 1)) % n) as u32)
+        .collect();
     let other = test.index_select(&Tensor::from_vec(partner, n, dev)?, 0)?;
     let interp = ((test + other)? * 0.5)?;
     let inverted = (1.0 - test)?;
@@ -46,13 +48,22 @@ pub fn ood_sets(test: &Tensor, rng: &mut Rng) -> Result<Vec<(String, Tensor)>> {
 }
 
 /// AUROC per OOD set and a histogram PNG of energies (train, test, OOD).
-pub fn ood(cfg: &ImageConfig, base: &Path, run: &Path, out: &Path, device: &Device) -> Result<Vec<OodRow>> {
+pub fn ood(
+    cfg: &ImageConfig,
+    base: &Path,
+    run: &Path,
+    out: &Path,
+    device: &Device,
+) -> Result<Vec<OodRow>> {
     let m = load_latest(run, device)?;
     let n = cfg.eval.test_images;
     let test = cfg.load(base, Split::Test)?.truncated(n);
     let train = cfg.load(base, Split::Train)?.truncated(test.len());
     let clean = |set| -> Result<Tensor> {
-        let d = ImageData { set, conditional: false };
+        let d = ImageData {
+            set,
+            conditional: false,
+        };
         Ok(d.clean(&(0..d.set.len()).collect::<Vec<_>>(), device)?)
     };
     let (test, train) = (clean(test)?, clean(train)?);
@@ -64,7 +75,12 @@ pub fn ood(cfg: &ImageConfig, base: &Path, run: &Path, out: &Path, device: &Devi
         (s_train.iter().map(|s| -s).collect(), [31, 119, 180]),
         (s_test.iter().map(|s| -s).collect(), [44, 160, 44]),
     ];
-    let colours = [[214, 39, 40], [255, 127, 14], [148, 103, 189], [140, 86, 75]];
+    let colours = [
+        [214, 39, 40],
+        [255, 127, 14],
+        [148, 103, 189],
+        [140, 86, 75],
+    ];
     for ((name, set), colour) in ood_sets(&test, &mut rng)?.into_iter().zip(colours) {
         let s = in_distribution_score(&m, &set)?;
         rows.push(OodRow {
@@ -81,12 +97,23 @@ pub fn ood(cfg: &ImageConfig, base: &Path, run: &Path, out: &Path, device: &Devi
 }
 
 /// Test accuracy of `argmin_y E(x, y)` (conditional models only).
-pub fn classify(cfg: &ImageConfig, base: &Path, run: &Path, device: &Device) -> Result<(usize, f64)> {
+pub fn classify(
+    cfg: &ImageConfig,
+    base: &Path,
+    run: &Path,
+    device: &Device,
+) -> Result<(usize, f64)> {
     let m = load_latest(run, device)?;
-    anyhow::ensure!(m.conditional, "classification needs a class-conditional model (num_classes > 1)");
+    anyhow::ensure!(
+        m.conditional,
+        "classification needs a class-conditional model (num_classes > 1)"
+    );
     let test = cfg.load(base, Split::Test)?.truncated(cfg.eval.test_images);
     let labels = test.labels.clone();
-    let d = ImageData { set: test, conditional: true };
+    let d = ImageData {
+        set: test,
+        conditional: true,
+    };
     let x = d.clean(&(0..labels.len()).collect::<Vec<_>>(), device)?;
     let hits = class_energies(&m.model, &x)?
         .iter()

@@ -26,7 +26,13 @@ pub struct RestoreRow {
     pub mse_restored: f64,
 }
 
-fn save_triptych(clean: &Tensor, bad: &Tensor, fixed: &Tensor, size: usize, path: &Path) -> Result<()> {
+fn save_triptych(
+    clean: &Tensor,
+    bad: &Tensor,
+    fixed: &Tensor,
+    size: usize,
+    path: &Path,
+) -> Result<()> {
     let k = 10.min(clean.dim(0)?);
     let mut v: Vec<f32> = Vec::new();
     for t in [clean, bad, fixed] {
@@ -37,14 +43,29 @@ fn save_triptych(clean: &Tensor, bad: &Tensor, fixed: &Tensor, size: usize, path
 }
 
 /// Runs every restoration task on the first `eval.restore_images` test images.
-pub fn restore(cfg: &ImageConfig, base: &Path, run: &Path, out: &Path, device: &Device) -> Result<Vec<RestoreRow>> {
+pub fn restore(
+    cfg: &ImageConfig,
+    base: &Path,
+    run: &Path,
+    out: &Path,
+    device: &Device,
+) -> Result<Vec<RestoreRow>> {
     let m = load_latest(run, device)?;
-    let test = cfg.load(base, Split::Test)?.truncated(cfg.eval.restore_images);
+    let test = cfg
+        .load(base, Split::Test)?
+        .truncated(cfg.eval.restore_images);
     let n = test.len();
-    let data = ImageData { set: test, conditional: m.conditional };
+    let data = ImageData {
+        set: test,
+        conditional: m.conditional,
+    };
     let clean = data.clean(&(0..n).collect::<Vec<_>>(), device)?;
     let d = clean.dim(1)?;
-    let labels = if m.conditional { Some(ImageData::one_hot(&data.set.labels, device)?) } else { None };
+    let labels = if m.conditional {
+        Some(ImageData::one_hot(&data.set.labels, device)?)
+    } else {
+        None
+    };
     let mut rng = Rng::derived(cfg.trainer.seed, "restore");
     let lcfg = &cfg.eval.langevin;
     let size = cfg.model.image_size;
@@ -56,7 +77,13 @@ pub fn restore(cfg: &ImageConfig, base: &Path, run: &Path, out: &Path, device: &
     for i in 0..n {
         for p in 0..plane {
             let u = rng.uniform();
-            let v = if u < 0.05 { Some(0.1) } else if u < 0.10 { Some(0.9) } else { None };
+            let v = if u < 0.05 {
+                Some(0.1)
+            } else if u < 0.10 {
+                Some(0.9)
+            } else {
+                None
+            };
             if let Some(v) = v {
                 for ch in 0..c {
                     noisy[i * d + ch * plane + p] = v;
@@ -65,7 +92,15 @@ pub fn restore(cfg: &ImageConfig, base: &Path, run: &Path, out: &Path, device: &
         }
     }
     let noisy = Tensor::from_vec(noisy, (n, d), device)?;
-    let fixed = langevin_rounds(&m.model, lcfg, cfg.eval.restore_rounds, &noisy, labels.as_ref(), None, &mut rng)?;
+    let fixed = langevin_rounds(
+        &m.model,
+        lcfg,
+        cfg.eval.restore_rounds,
+        &noisy,
+        labels.as_ref(),
+        None,
+        &mut rng,
+    )?;
     save_triptych(&clean, &noisy, &fixed, size, &out.join("denoise.png"))?;
     rows.push(RestoreRow {
         task: "salt-and-pepper denoising".into(),
@@ -84,7 +119,15 @@ pub fn restore(cfg: &ImageConfig, base: &Path, run: &Path, out: &Path, device: &
     let region = Tensor::from_vec(mask, (1, d), device)?.repeat((n, 1))?;
     let fill = Tensor::from_vec(rng.uniform_vec(n * d, 0.0, 1.0), (n, d), device)?;
     let holed = ((&clean * (1.0 - &region)?)? + (&fill * &region)?)?;
-    let inpainted = langevin_rounds(&m.model, lcfg, cfg.eval.restore_rounds, &holed, labels.as_ref(), Some(&region), &mut rng)?;
+    let inpainted = langevin_rounds(
+        &m.model,
+        lcfg,
+        cfg.eval.restore_rounds,
+        &holed,
+        labels.as_ref(),
+        Some(&region),
+        &mut rng,
+    )?;
     save_triptych(&clean, &holed, &inpainted, size, &out.join("inpaint.png"))?;
     rows.push(RestoreRow {
         task: "inpainting (bottom half)".into(),
@@ -95,9 +138,22 @@ pub fn restore(cfg: &ImageConfig, base: &Path, run: &Path, out: &Path, device: &
 
     // Cross-class: each digit relabelled to the next class and sampled from.
     if m.conditional {
-        let target: Vec<u8> = data.set.labels.iter().map(|&l| ((usize::from(l) + 1) % NUM_CLASSES) as u8).collect();
+        let target: Vec<u8> = data
+            .set
+            .labels
+            .iter()
+            .map(|&l| ((usize::from(l) + 1) % NUM_CLASSES) as u8)
+            .collect();
         let y = ImageData::one_hot(&target, device)?;
-        let moved = langevin_rounds(&m.model, lcfg, cfg.eval.restore_rounds, &clean, Some(&y), None, &mut rng)?;
+        let moved = langevin_rounds(
+            &m.model,
+            lcfg,
+            cfg.eval.restore_rounds,
+            &clean,
+            Some(&y),
+            None,
+            &mut rng,
+        )?;
         save_triptych(&clean, &clean, &moved, size, &out.join("crossclass.png"))?;
         let hits = class_energies(&m.model, &moved)?
             .iter()
@@ -116,6 +172,9 @@ pub fn restore(cfg: &ImageConfig, base: &Path, run: &Path, out: &Path, device: &
 pub fn argmin(e: &[f64]) -> usize {
     e.iter()
         .enumerate()
-        .fold((0, f64::INFINITY), |b, (i, &v)| if v < b.1 { (i, v) } else { b })
+        .fold(
+            (0, f64::INFINITY),
+            |b, (i, &v)| if v < b.1 { (i, v) } else { b },
+        )
         .0
 }

@@ -18,7 +18,13 @@ const PER_ROW: usize = 10;
 
 /// Writes `samples.png` (or `samples_ensemble.png`): 10 x 10 samples, one
 /// class per row for conditional models.
-pub fn sample_grid(cfg: &ImageConfig, run: &Path, out: &Path, ensemble: usize, device: &Device) -> Result<PathBuf> {
+pub fn sample_grid(
+    cfg: &ImageConfig,
+    run: &Path,
+    out: &Path,
+    ensemble: usize,
+    device: &Device,
+) -> Result<PathBuf> {
     let models: Vec<TrainedImageModel> = if ensemble > 1 {
         load_history(run, ensemble, device)?
     } else {
@@ -46,7 +52,11 @@ pub fn sample_grid(cfg: &ImageConfig, run: &Path, out: &Path, ensemble: usize, d
     }
     let values: Vec<f32> = x.flatten_all()?.to_vec1()?;
     let s = cfg.model.image_size;
-    let name = if models.len() > 1 { "samples_ensemble.png" } else { "samples.png" };
+    let name = if models.len() > 1 {
+        "samples_ensemble.png"
+    } else {
+        "samples.png"
+    };
     let path = out.join(name);
     image_grid(&values, n, cfg.model.in_channels, s, s, PER_ROW, 3).save_png(&path)?;
     tracing::info!(
