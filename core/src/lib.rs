@@ -15,12 +15,14 @@ pub mod conv;
 pub mod device;
 pub mod energy;
 pub mod error;
+pub mod frechet;
 pub mod langevin;
 pub mod metrics;
 pub mod models;
 pub mod params;
 pub mod replay;
 pub mod rng;
+pub mod rollout;
 pub mod spectral;
 pub mod trainer;
 
