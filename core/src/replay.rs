@@ -144,14 +144,28 @@ impl ReplayBuffer {
     }
 
     /// Draws `batch` chain starts. `fresh_cond: [batch, cond_dim]` conditions
-    /// the rows that start from noise (required when `cond_dim > 0`).
+    /// the rows that do not come from the buffer (required when `cond_dim > 0`);
+    /// those rows start at the matching row of `fresh_x: [batch, sample_dim]`
+    /// when given, else at uniform noise over the configured range.
     pub fn draw(
         &self,
         batch: usize,
         fresh_cond: Option<&Tensor>,
+        fresh_x: Option<&Tensor>,
         rng: &mut Rng,
         device: &Device,
     ) -> Result<Starts> {
+        let fresh_x: Option<Vec<f32>> = match fresh_x {
+            None => None,
+            Some(f) if f.dims() == [batch, self.sample_dim] => {
+                Some(f.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)
+            }
+            Some(f) => candle_core::bail!(
+                "replay draw: fresh starts of shape {:?}, expected [{batch}, {}]",
+                f.dims(),
+                self.sample_dim
+            ),
+        };
         let fresh_rows: Option<Vec<Vec<f32>>> = match (fresh_cond, self.cond_dim) {
             (_, 0) => None,
             (Some(c), k) if c.dims() == [batch, k] => Some(c.to_dtype(DType::F32)?.to_vec2()?),
@@ -171,7 +185,16 @@ impl ReplayBuffer {
                 cs.extend_from_slice(&self.conds[i * self.cond_dim..(i + 1) * self.cond_dim]);
                 origin.push(Origin::Replay(i));
             } else {
-                xs.extend(rng.uniform_vec(self.sample_dim, self.cfg.init_low, self.cfg.init_high));
+                match &fresh_x {
+                    Some(f) => {
+                        xs.extend_from_slice(&f[row * self.sample_dim..(row + 1) * self.sample_dim])
+                    }
+                    None => xs.extend(rng.uniform_vec(
+                        self.sample_dim,
+                        self.cfg.init_low,
+                        self.cfg.init_high,
+                    )),
+                }
                 if let Some(rows) = &fresh_rows {
                     cs.extend_from_slice(&rows[row]);
                 }

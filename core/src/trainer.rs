@@ -105,6 +105,18 @@ pub trait PositiveSource {
         rng: &mut Rng,
         device: &Device,
     ) -> candle_core::Result<(Tensor, Option<Tensor>)>;
+
+    /// Starts `[n, sample_dim]` for chains that do not come from the replay
+    /// buffer, given their conditioning. `None` (the default) means uniform
+    /// noise over the buffer's range; trajectory data starts near the last
+    /// context state instead, as rollouts do.
+    fn fresh_starts(
+        &self,
+        _cond: Option<&Tensor>,
+        _rng: &mut Rng,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(None)
+    }
 }
 
 /// Figures of one training step.
@@ -196,9 +208,14 @@ impl<M: EnergyModel> Trainer<M> {
     pub fn step(&mut self, data: &dyn PositiveSource) -> Result<StepStats> {
         let b = self.cfg.batch_size;
         let (x_pos, c_pos) = data.batch(b, &mut self.rng, &self.device)?;
-        let starts = self
-            .buffer
-            .draw(b, c_pos.as_ref(), &mut self.rng, &self.device)?;
+        let fresh = data.fresh_starts(c_pos.as_ref(), &mut self.rng)?;
+        let starts = self.buffer.draw(
+            b,
+            c_pos.as_ref(),
+            fresh.as_ref(),
+            &mut self.rng,
+            &self.device,
+        )?;
         self.model.power_iteration()?;
         let frozen = self.model.frozen();
         let terms = [EnergyTerm::new(
