@@ -225,3 +225,64 @@ pub fn histograms(series: &[(&[f64], Rgb)], bins: usize, width: usize, height: u
     }
     c
 }
+
+/// Line plots of several series over a shared x (index) and y range, with a
+/// zero line when zero is in range. No text: the caller's report names series.
+pub fn line_chart(series: &[(&[f64], Rgb)], width: usize, height: usize) -> Canvas {
+    let mut c = Canvas::new(width, height, [255, 255, 255]);
+    let finite = series
+        .iter()
+        .flat_map(|(s, _)| s.iter().copied())
+        .filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
+    if !lo.is_finite() {
+        return c;
+    }
+    let (lo, hi) = if hi > lo {
+        (lo, hi)
+    } else {
+        (lo - 1.0, hi + 1.0)
+    };
+    let pad = 8.0;
+    let len = series
+        .iter()
+        .map(|(s, _)| s.len())
+        .max()
+        .unwrap_or(1)
+        .max(2);
+    let to_px = |i: usize, v: f64| {
+        (
+            pad + (width as f64 - 2.0 * pad) * i as f64 / (len - 1) as f64,
+            height as f64 - pad - (height as f64 - 2.0 * pad) * (v - lo) / (hi - lo),
+        )
+    };
+    for x in 0..width {
+        c.set(x as i64, (height as f64 - pad) as i64, [0, 0, 0]);
+    }
+    for y in 0..height {
+        c.set(pad as i64, y as i64, [0, 0, 0]);
+    }
+    if lo < 0.0 && hi > 0.0 {
+        let (_, y0) = to_px(0, 0.0);
+        for x in (0..width).step_by(4) {
+            c.set(x as i64, y0 as i64, [150, 150, 150]);
+        }
+    }
+    for (s, colour) in series {
+        for i in 1..s.len() {
+            if !(s[i - 1].is_finite() && s[i].is_finite()) {
+                continue;
+            }
+            let (x0, y0) = to_px(i - 1, s[i - 1]);
+            let (x1, y1) = to_px(i, s[i]);
+            let n = ((x1 - x0).abs().max((y1 - y0).abs()) as usize).max(1);
+            for k in 0..=n {
+                let f = k as f64 / n as f64;
+                c.dot(x0 + f * (x1 - x0), y0 + f * (y1 - y0), 1, *colour);
+            }
+        }
+    }
+    c
+}

@@ -6,3 +6,4 @@
 pub mod figure;
 pub mod images;
 pub mod toy;
+pub mod trajectory;

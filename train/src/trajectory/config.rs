@@ -1,0 +1,78 @@
+//! Config of a trajectory run (`configs/traj_*.toml`).
+
+use std::path::PathBuf;
+
+use ebm_core::rollout::RolloutConfig;
+use ebm_core::{CoreError, MlpEnergyConfig, TrainerConfig};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineConfig {
+    pub steps: u64,
+    pub batch_size: usize,
+    pub lr: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrajEvalConfig {
+    /// Test trajectories rolled out (0: all of the test split).
+    pub test_trajectories: usize,
+    pub rollout: RolloutConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrajectoryConfig {
+    /// The MCAP recording, relative to the config file's folder.
+    pub recording: PathBuf,
+    /// Use at most this many training trajectories (0: all).
+    #[serde(default)]
+    pub train_trajectories: usize,
+    /// Training steps of Algorithm 1.
+    pub steps: u64,
+    /// Half-width of the uniform noise around the last state where fresh
+    /// training chains start (rollouts use `eval.rollout.init_noise`).
+    pub start_noise: f64,
+    pub model: MlpEnergyConfig,
+    pub trainer: TrainerConfig,
+    pub baseline: BaselineConfig,
+    pub eval: TrajEvalConfig,
+}
+
+impl TrajectoryConfig {
+    pub fn parse(text: &str) -> Result<Self, CoreError> {
+        let cfg: Self =
+            toml::from_str(text).map_err(|e| CoreError::InvalidConfig(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), CoreError> {
+        self.model.validate()?;
+        self.trainer.validate()?;
+        self.eval.rollout.langevin.validate()?;
+        if self.model.context_len == 0 {
+            return Err(CoreError::InvalidConfig(
+                "model.context_len must be at least 1".into(),
+            ));
+        }
+        if self.eval.rollout.horizon == 0 || self.eval.rollout.particles == 0 {
+            return Err(CoreError::InvalidConfig(
+                "eval.rollout needs horizon and particles >= 1".into(),
+            ));
+        }
+        if self.baseline.batch_size == 0 || !(self.baseline.lr > 0.0) {
+            return Err(CoreError::InvalidConfig(
+                "baseline needs batch_size >= 1 and lr > 0".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// True when the models take the action `a_t`.
+    pub fn conditional(&self) -> bool {
+        self.model.action_dim > 0
+    }
+}

@@ -1,0 +1,180 @@
+//! Transitions of recorded trajectories as positive data: conditioning
+//! `[s_{t-k+1}, ..., s_t (, a_t)]`, sample `s_{t+1}`, all z-scored with
+//! statistics fitted on the training split (states and actions separately).
+
+use candle_core::{Device, Tensor};
+use ebm_core::checkpoint::Normalization;
+use ebm_core::{PositiveSource, Rng};
+use ndarray::{Array3, Axis};
+
+/// Per-dimension z-scoring; the standard deviation has a floor so that
+/// constant dimensions do not blow up.
+pub fn fit_normalization(arr: &Array3<f32>, ids: &[usize]) -> Normalization {
+    let d = arr.len_of(Axis(2));
+    let mut sum = vec![0.0f64; d];
+    let mut sq = vec![0.0f64; d];
+    let mut n = 0.0f64;
+    for &i in ids {
+        for row in arr.index_axis(Axis(0), i).rows() {
+            for (j, &v) in row.iter().enumerate() {
+                sum[j] += f64::from(v);
+                sq[j] += f64::from(v) * f64::from(v);
+            }
+            n += 1.0;
+        }
+    }
+    let n = n.max(1.0);
+    let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+    let std = sq
+        .iter()
+        .zip(&mean)
+        .map(|(q, m)| ((q / n - m * m).max(0.0).sqrt().max(1e-3)) as f32)
+        .collect();
+    Normalization {
+        mean: mean.into_iter().map(|m| m as f32).collect(),
+        std,
+    }
+}
+
+/// Applies `z = (x - mean) / std` along the last axis.
+pub fn normalize(arr: &Array3<f32>, norm: &Normalization) -> Array3<f32> {
+    let mut out = arr.clone();
+    for mut row in out.rows_mut() {
+        for ((v, m), s) in row.iter_mut().zip(&norm.mean).zip(&norm.std) {
+            *v = (*v - m) / s;
+        }
+    }
+    out
+}
+
+/// Normalised trajectories and which of them to draw from.
+pub struct TransitionData {
+    /// `[N, T, D]`, normalised.
+    pub states: Array3<f32>,
+    /// `[N, T, A]`, normalised; `None` for unconditional models.
+    pub actions: Option<Array3<f32>>,
+    pub ids: Vec<usize>,
+    pub context_len: usize,
+    /// Half-width of the uniform noise around the last context state where
+    /// fresh chains start (the rollout's `init_noise`).
+    pub start_noise: f64,
+}
+
+impl TransitionData {
+    fn dims(&self) -> (usize, usize, usize) {
+        let s = self.states.shape();
+        (s[0], s[1], s[2])
+    }
+
+    /// Conditioning row for trajectory `i` predicting step `t + 1`.
+    pub fn cond_row(&self, i: usize, t: usize, out: &mut Vec<f32>) {
+        let k = self.context_len;
+        for tt in t + 1 - k..=t {
+            out.extend(self.states.index_axis(Axis(0), i).row(tt).iter());
+        }
+        if let Some(a) = &self.actions {
+            out.extend(a.index_axis(Axis(0), i).row(t).iter());
+        }
+    }
+}
+
+impl PositiveSource for TransitionData {
+    fn sample_dim(&self) -> usize {
+        self.dims().2
+    }
+
+    fn cond_dim(&self) -> usize {
+        self.context_len * self.dims().2 + self.actions.as_ref().map_or(0, |a| a.len_of(Axis(2)))
+    }
+
+    fn batch(
+        &self,
+        n: usize,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+        let (_, t_len, d) = self.dims();
+        let k = self.context_len;
+        if t_len < k + 1 || self.ids.is_empty() {
+            candle_core::bail!(
+                "trajectories of {t_len} steps cannot give transitions with context {k}"
+            );
+        }
+        let mut x: Vec<f32> = Vec::with_capacity(n * d);
+        let mut c = Vec::with_capacity(n * self.cond_dim());
+        for _ in 0..n {
+            let i = self.ids[rng.below(self.ids.len())];
+            let t = k - 1 + rng.below(t_len - k);
+            self.cond_row(i, t, &mut c);
+            x.extend(self.states.index_axis(Axis(0), i).row(t + 1).iter());
+        }
+        let cd = self.cond_dim();
+        Ok((
+            Tensor::from_vec(x, (n, d), device)?,
+            Some(Tensor::from_vec(c, (n, cd), device)?),
+        ))
+    }
+
+    fn fresh_starts(
+        &self,
+        cond: Option<&Tensor>,
+        rng: &mut Rng,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let Some(cond) = cond else { return Ok(None) };
+        let d = self.dims().2;
+        let n = cond.dim(0)?;
+        let last = cond.narrow(1, (self.context_len - 1) * d, d)?;
+        let jitter = Tensor::from_vec(
+            rng.uniform_vec(n * d, -self.start_noise, self.start_noise),
+            (n, d),
+            cond.device(),
+        )?;
+        Ok(Some((last + jitter)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transitions_pair_context_and_action_with_the_next_state() -> anyhow::Result<()> {
+        // One trajectory, states s_t = [t, 10 t], actions a_t = [100 t].
+        let states = Array3::from_shape_fn((1, 4, 2), |(_, t, j)| {
+            (t * if j == 0 { 1 } else { 10 }) as f32
+        });
+        let actions = Array3::from_shape_fn((1, 4, 1), |(_, t, _)| (100 * t) as f32);
+        let data = TransitionData {
+            states,
+            actions: Some(actions),
+            ids: vec![0],
+            context_len: 2,
+            start_noise: 0.0,
+        };
+        assert_eq!(data.cond_dim(), 5);
+        let (x, c) = data.batch(50, &mut Rng::new(1), &Device::Cpu)?;
+        let x: Vec<Vec<f32>> = x.to_vec2()?;
+        let c: Vec<Vec<f32>> = c.expect("conditioning").to_vec2()?;
+        for (x, c) in x.iter().zip(&c) {
+            let t = c[2]; // s_t[0] = t
+            assert_eq!(c, &vec![t - 1.0, 10.0 * (t - 1.0), t, 10.0 * t, 100.0 * t]);
+            assert_eq!(x, &vec![t + 1.0, 10.0 * (t + 1.0)]);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn normalization_gives_zero_mean_unit_variance_on_the_fitted_rows() {
+        let arr = Array3::from_shape_fn((2, 3, 2), |(i, t, j)| {
+            (i * 3 + t) as f32 * if j == 0 { 1.0 } else { 0.0 }
+        });
+        let norm = fit_normalization(&arr, &[0, 1]);
+        assert!((norm.mean[0] - 2.5).abs() < 1e-6);
+        assert_eq!(norm.std[1], 1e-3); // constant dimension: floored
+        let z = normalize(&arr, &norm);
+        let col: Vec<f32> = z.index_axis(Axis(2), 0).iter().copied().collect();
+        let mean: f32 = col.iter().sum::<f32>() / 6.0;
+        let var: f32 = col.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 6.0;
+        assert!(mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5);
+    }
+}

@@ -1,0 +1,11 @@
+//! Trajectory EBMs (the paper's Section 5): transitions of recorded hand-cube
+//! trajectories, Algorithm 1 training, the FC baseline, multi-step rollouts
+//! scored by Frechet distance.
+
+pub mod baseline;
+pub mod config;
+pub mod data;
+pub mod run;
+
+pub use config::TrajectoryConfig;
+pub use run::{evaluate, train_trajectory, TrajEvalReport, TrajTrainSummary};
