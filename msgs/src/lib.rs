@@ -26,6 +26,8 @@ pub mod types;
 pub use codec::{decode, encode, Encoding, MAX_MESSAGE_BYTES};
 pub use error::MsgsError;
 pub use keys::{KeySpace, RobotId};
+/// Re-exported: the loader returns `ndarray` arrays.
+pub use ndarray;
 pub use types::{
     Action, DenoisedState, ErrorCode, ErrorReply, Forecast, ForecastRequest, Message, OodScore,
     RobotState, ACTION_DIM, JOINT_DIM, PROTOCOL_VERSION, STATE_DIM,

@@ -1,4 +1,29 @@
-//! `ebm-sim-data`: the hand-cube simulator on rapier3d (24 joints, 20
-//! actuators, a free cube), scripted manipulation policies, MCAP recordings
-//! and replay over Zenoh. Filled by the simulator issue; until then it holds
-//! no code.
+//! `ebm-sim-data`: the hand-cube simulator on rapier3d (a Shadow-hand-like
+//! hand with 24 joints and 20 actuators, a free cube on the upturned palm), a
+//! scripted multimodal manipulation policy, dataset generation into MCAP
+//! recordings (through `ebm-msgs`), and replay of recordings over Zenoh.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod bench;
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod hand;
+pub mod inspect;
+pub mod plot;
+pub mod policy;
+pub mod replay;
+pub mod rollout;
+pub mod sim;
+pub mod zenoh_config;
+
+pub use config::SimConfig;
+pub use error::SimError;
+pub use sim::{CubeStatus, HandCubeSim};
+
+#[cfg(test)]
+mod physics_tests;
+
+#[cfg(test)]
+mod data_tests;

@@ -56,6 +56,11 @@ impl RecordingHeader {
         m
     }
 
+    /// Parses the entries of a [`HEADER_RECORD`] metadata record.
+    pub fn from_metadata_entries(m: &BTreeMap<String, String>) -> Result<Self, MsgsError> {
+        Self::from_metadata(m)
+    }
+
     pub(crate) fn from_metadata(m: &BTreeMap<String, String>) -> Result<Self, MsgsError> {
         let get = |field: &'static str| {
             m.get(field).ok_or(MsgsError::BadMetadata {

@@ -1,0 +1,352 @@
+//! Command-line interface of `ebm-sim`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use ebm_msgs::{Encoding, KeySpace, RobotId, ACTION_DIM, STATE_DIM};
+use ebm_sim_data::bench::{sim_throughput, PAPER_FRAMES};
+use ebm_sim_data::generate::{generate, GenerateOptions};
+use ebm_sim_data::hand;
+use ebm_sim_data::inspect::{inspect, DimStats};
+use ebm_sim_data::plot::{write_png, COLORS};
+use ebm_sim_data::policy::Behaviour;
+use ebm_sim_data::replay::{replay, Pace, ReplayOptions};
+use ebm_sim_data::rollout::{mix, rollout, Control, Seeds};
+use ebm_sim_data::zenoh_config::{self, Endpoints};
+use ebm_sim_data::SimConfig;
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(
+    name = "ebm-sim",
+    version,
+    about = "Hand-cube simulator: datasets as MCAP recordings, and replay over Zenoh"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Simulate trajectories in parallel into an MCAP recording (90/10 split in its header).
+    Generate {
+        #[arg(long, default_value_t = 1000)]
+        trajectories: u64,
+        #[arg(long, default_value_t = 100)]
+        steps: u32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+        /// Record JSON (with JSON schemas, opens in Foxglove) instead of bincode.
+        #[arg(long)]
+        json: bool,
+        /// Simulator config (TOML, see sim-data/sim.toml); built-in default otherwise.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "sim")]
+        robot: String,
+        /// Worker threads (default: all cores); the output does not depend on it.
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Counts, split and per-dimension statistics of a recording.
+    Inspect { file: PathBuf },
+    /// Publish a recording's states over Zenoh on `ebm/<robot>/state`.
+    Replay {
+        file: PathBuf,
+        /// Time scale of the recorded rate (2 = twice as fast).
+        #[arg(long, default_value_t = 1.0, conflicts_with = "as_fast_as_possible")]
+        rate: f64,
+        #[arg(long)]
+        as_fast_as_possible: bool,
+        /// Zenoh endpoints to listen on (repeatable), e.g. tcp/127.0.0.1:7448.
+        #[arg(long)]
+        listen: Vec<String>,
+        /// Zenoh endpoints to connect to (repeatable).
+        #[arg(long, default_value = "tcp/127.0.0.1:7447")]
+        connect: Vec<String>,
+        /// Publish JSON instead of bincode.
+        #[arg(long)]
+        json: bool,
+        /// Only episodes in FIRST..END (end exclusive).
+        #[arg(long, value_parser = parse_range)]
+        episodes: Option<std::ops::Range<u64>>,
+        /// Wait this long for a subscriber before publishing (0: do not wait).
+        #[arg(long, default_value_t = 10_000)]
+        wait_for_subscriber_ms: u64,
+    },
+    /// PNG of several futures of one start state, coloured by behaviour.
+    Plot {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Trajectories per behaviour.
+        #[arg(long, default_value_t = 4)]
+        per_behaviour: u32,
+        #[arg(long, default_value_t = 100)]
+        steps: u32,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Frames per second and the implied time for 200,000 x 100 frames.
+    Bench {
+        #[arg(long, default_value_t = 48)]
+        trajectories: u64,
+        #[arg(long, default_value_t = 100)]
+        steps: u32,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
+    let (a, b) = s.split_once("..").ok_or("expected FIRST..END")?;
+    Ok(a.parse().map_err(|_| "bad FIRST")?..b.parse().map_err(|_| "bad END")?)
+}
+
+fn load_config(path: Option<&Path>) -> Result<SimConfig> {
+    match path {
+        None => Ok(SimConfig::default()),
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            SimConfig::from_toml(&text).with_context(|| format!("in {}", p.display()))
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Generate {
+            trajectories,
+            steps,
+            seed,
+            out,
+            json,
+            config,
+            robot,
+            threads,
+        } => {
+            let cfg = load_config(config.as_deref())?;
+            if let Some(n) = threads {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build_global()
+                    .context("starting the thread pool")?;
+            }
+            let opts = GenerateOptions {
+                trajectories,
+                steps,
+                seed,
+                encoding: if json {
+                    Encoding::Json
+                } else {
+                    Encoding::Bincode
+                },
+                robot_id: RobotId::new(robot)?,
+                batch: 256,
+            };
+            let bar = ProgressBar::new(trajectories).with_style(
+                ProgressStyle::with_template("{bar:40} {pos}/{len} trajectories [{elapsed_precise} < {eta_precise}] {per_sec}")
+                    .context("progress style")?,
+            );
+            let report = generate(&cfg, &opts, &out, &bar)?;
+            bar.finish();
+            println!(
+                "wrote {} trajectories x {} frames to {} in {:.1} s ({:.0} frames/s); rejected attempts: {} dropped the cube, {} non-finite",
+                report.trajectories, steps, out.display(), report.elapsed.as_secs_f64(), report.frames_per_s(),
+                report.rejected.dropped, report.rejected.non_finite
+            );
+            Ok(())
+        }
+        Command::Inspect { file } => print_inspection(&file),
+        Command::Replay {
+            file,
+            rate,
+            as_fast_as_possible,
+            listen,
+            connect,
+            json,
+            episodes,
+            wait_for_subscriber_ms,
+        } => {
+            if !(rate.is_finite() && rate > 0.0) {
+                bail!("--rate must be positive");
+            }
+            let opts = ReplayOptions {
+                pace: if as_fast_as_possible {
+                    Pace::AsFastAsPossible
+                } else {
+                    Pace::Recorded { rate }
+                },
+                encoding: if json {
+                    Encoding::Json
+                } else {
+                    Encoding::Bincode
+                },
+                keys: KeySpace::default(),
+                wait_for_subscriber: (wait_for_subscriber_ms > 0)
+                    .then(|| Duration::from_millis(wait_for_subscriber_ms)),
+                episodes,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting tokio")?;
+            runtime.block_on(async {
+                let session = zenoh_config::open(&Endpoints { listen, connect }).await?;
+                let report = replay(&session, &file, &opts).await?;
+                session
+                    .close()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("closing the zenoh session: {e}"))?;
+                println!(
+                    "published {} states of {} robot(s)",
+                    report.published, report.robots
+                );
+                Ok(())
+            })
+        }
+        Command::Plot {
+            out,
+            seed,
+            per_behaviour,
+            steps,
+            config,
+        } => plot(&out, seed, per_behaviour, steps, config.as_deref()),
+        Command::Bench {
+            trajectories,
+            steps,
+            config,
+        } => {
+            let cfg = load_config(config.as_deref())?;
+            let t = sim_throughput(&cfg, trajectories, steps, 1);
+            println!("simulator, 1 thread: {:.0} frames/s", t.single_thread_fps);
+            println!(
+                "simulator, {} threads: {:.0} frames/s",
+                t.threads, t.parallel_fps
+            );
+            let dir = std::env::temp_dir().join(format!("ebm-sim-bench-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let path = dir.join("bench.mcap");
+            let opts = GenerateOptions {
+                trajectories,
+                steps,
+                seed: 2,
+                encoding: Encoding::Bincode,
+                robot_id: RobotId::new("sim")?,
+                batch: 256,
+            };
+            let report = generate(&cfg, &opts, &path, &ProgressBar::hidden())?;
+            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            std::fs::remove_dir_all(&dir).ok();
+            let fps = report.frames_per_s();
+            println!("generate (simulate + encode + write), {} threads: {:.0} frames/s, {:.0} bytes/frame", t.threads, fps, bytes as f64 / report.frames.max(1) as f64);
+            println!(
+                "implied for 200,000 x 100 frames: {:.2} h ({:.1} GB)",
+                PAPER_FRAMES / fps / 3600.0,
+                PAPER_FRAMES * bytes as f64 / report.frames.max(1) as f64 / 1e9
+            );
+            Ok(())
+        }
+    }
+}
+
+fn print_inspection(file: &Path) -> Result<()> {
+    let ins = inspect(file)?;
+    if let Some(h) = &ins.header {
+        println!(
+            "robot {}  encoding {}  generator {}",
+            h.robot_id,
+            h.encoding.mcap_name(),
+            h.generator
+        );
+        println!(
+            "header: {} trajectories x {} steps, control period {} ns, seed {}",
+            h.trajectories, h.steps, h.control_period_ns, h.seed
+        );
+        println!(
+            "split: {} train, {} test",
+            h.split.train.len(),
+            h.split.test.len()
+        );
+    } else {
+        println!("no ebm-recording header");
+    }
+    println!(
+        "read: {} states, {} actions, {} episodes",
+        ins.states, ins.actions, ins.episodes
+    );
+    for (k, v) in &ins.summary {
+        if k != "behaviours" {
+            println!("summary {k}: {v}");
+        }
+    }
+    let names: Vec<&str> = hand::links().iter().map(|l| l.joint).collect();
+    let state_names = names.iter().map(|n| n.to_string()).chain(
+        [
+            "cube_x", "cube_y", "cube_z", "cube_qx", "cube_qy", "cube_qz", "cube_qw",
+        ]
+        .map(String::from),
+    );
+    let row = |name: &str, s: &DimStats| {
+        println!(
+            "  {name:<8} mean {:>9.4}  std {:>8.4}  min {:>9.4}  max {:>9.4}",
+            s.mean,
+            s.std(),
+            s.min,
+            s.max
+        )
+    };
+    println!("state ({STATE_DIM} dims):");
+    for (name, s) in state_names.zip(&ins.state_stats) {
+        row(&name, s);
+    }
+    println!("action ({ACTION_DIM} dims):");
+    for (a, s) in hand::actuators().iter().zip(&ins.action_stats) {
+        row(a.name, s);
+    }
+    Ok(())
+}
+
+fn plot(
+    out: &Path,
+    seed: u64,
+    per_behaviour: u32,
+    steps: u32,
+    config: Option<&Path>,
+) -> Result<()> {
+    let cfg = load_config(config)?;
+    let mut trajectories = Vec::new();
+    let mut failed = 0;
+    for b in Behaviour::ALL {
+        for k in 0..per_behaviour {
+            let seeds = Seeds {
+                init: seed,
+                policy: mix(seed, 1000 + (b.index() as u64) * 100 + u64::from(k)),
+            };
+            match rollout(&cfg, steps, seeds, &Control::Scripted { force: Some(b) }) {
+                Ok(t) => trajectories.push((b, t.states)),
+                Err(_) => failed += 1,
+            }
+        }
+    }
+    write_png(out, &trajectories)?;
+    println!(
+        "wrote {} ({} trajectories from one start state; {} dropped the cube and are not drawn)",
+        out.display(),
+        trajectories.len(),
+        failed
+    );
+    println!("panels: top cube rotation vector x, y, z relative to the start (+-pi rad); bottom cube position x, y, z relative to the start (+-8 cm); time left to right");
+    for b in Behaviour::ALL {
+        let c = COLORS[b.index()];
+        println!("  rgb({:>3},{:>3},{:>3}) {b:?}", c[0], c[1], c[2]);
+    }
+    Ok(())
+}
