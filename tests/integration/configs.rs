@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use ebm_train::images::ImageConfig;
 use ebm_train::toy::{ToyConfig, DEFAULT_TOY_TOML};
+use ebm_train::trajectory::TrajectoryConfig;
 
 fn configs_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs")
@@ -25,6 +26,10 @@ fn every_config_file_parses_and_validates() -> anyhow::Result<()> {
         match name {
             "toy.toml" => {
                 ToyConfig::parse(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            }
+            n if n.starts_with("traj_") => {
+                let cfg = TrajectoryConfig::parse(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                assert_eq!(cfg.conditional(), !n.contains("uncond"), "{name}");
             }
             n if n.starts_with("mnist_") => {
                 let cfg = ImageConfig::parse(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
