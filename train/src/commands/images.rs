@@ -1,0 +1,132 @@
+//! `ebm-train images ...`: image EBMs.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use ebm_train::images::{classify, ood, restore, sample_grid, train_images, ImageConfig};
+
+#[derive(Subcommand)]
+pub enum ImagesCommand {
+    /// Train (or resume) with Algorithm 1.
+    Train {
+        /// TOML config (configs/mnist_uncond.toml, configs/mnist_cond.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Run directory for checkpoints (resumes when it holds one).
+        #[arg(long)]
+        run: PathBuf,
+        /// Override the total number of training steps.
+        #[arg(long)]
+        steps: Option<u64>,
+    },
+    /// Sample a 10 x 10 grid from uniform noise (one class per row when conditional).
+    Sample {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        run: PathBuf,
+        /// Output directory for the PNG.
+        #[arg(long)]
+        out: PathBuf,
+        /// Historical ensemble: sample with the last N checkpoints in turn.
+        #[arg(long, default_value_t = 1)]
+        ensemble: usize,
+    },
+    /// Salt-and-pepper denoising, inpainting, cross-class sampling: PNGs and MSE.
+    Restore {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        run: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// AUROC of the energy score against OOD sets, and an energy histogram.
+    Ood {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        run: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Test accuracy of classification by the lowest conditional energy.
+    Classify {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        run: PathBuf,
+    },
+}
+
+fn load_image_config(path: &std::path::Path) -> Result<(ImageConfig, PathBuf)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let cfg = ImageConfig::parse(&text).with_context(|| format!("config {}", path.display()))?;
+    let base = path
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    Ok((cfg, base))
+}
+
+pub fn run(command: ImagesCommand, device: candle_core::Device) -> Result<()> {
+    match command {
+        ImagesCommand::Train { config, run, steps } => {
+            let (mut cfg, base) = load_image_config(&config)?;
+            if let Some(s) = steps {
+                cfg.steps = s;
+            }
+            let s = train_images(&cfg, &base, &run, &device)?;
+            println!(
+                "trained {} steps in {:.0} s: {:.1} images/s, {} parameters; last E+ {:.4}, E- {:.4}",
+                s.steps, s.seconds, s.images_per_second, s.parameters, s.last_e_pos, s.last_e_neg
+            );
+            Ok(())
+        }
+        ImagesCommand::Sample {
+            config,
+            run,
+            out,
+            ensemble,
+        } => {
+            let (cfg, _) = load_image_config(&config)?;
+            let path = sample_grid(&cfg, &run, &out, ensemble, &device)?;
+            println!("wrote {}", path.display());
+            Ok(())
+        }
+        ImagesCommand::Restore { config, run, out } => {
+            let (cfg, base) = load_image_config(&config)?;
+            let rows = restore(&cfg, &base, &run, &out, &device)?;
+            println!("| task | images | MSE corrupted | MSE restored |\n|---|---|---|---|");
+            for r in rows {
+                println!(
+                    "| {} | {} | {:.4} | {:.4} |",
+                    r.task, r.images, r.mse_corrupted, r.mse_restored
+                );
+            }
+            println!("PNGs in {}", out.display());
+            Ok(())
+        }
+        ImagesCommand::Ood { config, run, out } => {
+            let (cfg, base) = load_image_config(&config)?;
+            let rows = ood(&cfg, &base, &run, &out, &device)?;
+            println!("| OOD set | images | AUROC |\n|---|---|---|");
+            for r in rows {
+                println!("| {} | {} | {:.3} |", r.ood_set, r.images, r.auroc);
+            }
+            println!("histogram: {}", out.join("energy_histogram.png").display());
+            Ok(())
+        }
+        ImagesCommand::Classify { config, run } => {
+            let (cfg, base) = load_image_config(&config)?;
+            let (n, acc) = classify(&cfg, &base, &run, &device)?;
+            println!(
+                "classification by lowest energy: {:.1}% of {n} test digits",
+                100.0 * acc
+            );
+            Ok(())
+        }
+    }
+}

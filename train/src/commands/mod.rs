@@ -1,0 +1,5 @@
+//! Command handlers of the `ebm-train` binary.
+
+pub mod images;
+pub mod toy;
+pub mod traj;

@@ -1,0 +1,94 @@
+//! `ebm-train traj ...`: trajectory EBMs and the FC baseline.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use ebm_train::trajectory::{evaluate, train_trajectory, TrajectoryConfig};
+
+#[derive(Subcommand)]
+pub enum TrajCommand {
+    /// Train the EBM (Algorithm 1) and the FC baseline of one setting.
+    Train {
+        /// configs/traj_uncond.toml or configs/traj_cond.toml
+        #[arg(long)]
+        config: PathBuf,
+        /// Run directory: `ebm/` checkpoints and `fc/`.
+        #[arg(long)]
+        run: PathBuf,
+        #[arg(long)]
+        steps: Option<u64>,
+        /// The recording to use instead of the config's.
+        #[arg(long)]
+        recording: Option<PathBuf>,
+    },
+    /// Roll both models out on the test split; Frechet distance per step.
+    Eval {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        run: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// The recording to use instead of the config's.
+        #[arg(long)]
+        recording: Option<PathBuf>,
+    },
+}
+
+pub fn run(command: TrajCommand, device: candle_core::Device) -> Result<()> {
+    let load = |p: &std::path::Path| -> Result<(TrajectoryConfig, PathBuf)> {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        let cfg =
+            TrajectoryConfig::parse(&text).with_context(|| format!("config {}", p.display()))?;
+        Ok((
+            cfg,
+            p.parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default(),
+        ))
+    };
+    match command {
+        TrajCommand::Train { config, run, steps, recording } => {
+            let (mut cfg, base) = load(&config)?;
+            if let Some(r) = recording {
+                cfg.recording = std::path::absolute(r)?;
+            }
+            if let Some(s) = steps {
+                cfg.steps = s;
+            }
+            let s = train_trajectory(&cfg, &base, &run, &device)?;
+            println!(
+                "trained on {} trajectories: EBM {:.0} s, FC baseline {:.0} s (final MSE {:.4})",
+                s.train_trajectories, s.ebm_seconds, s.fc_seconds, s.fc_final_mse
+            );
+            Ok(())
+        }
+        TrajCommand::Eval { config, run, out, recording } => {
+            let (mut cfg, base) = load(&config)?;
+            if let Some(r) = recording {
+                cfg.recording = std::path::absolute(r)?;
+            }
+            let r = evaluate(&cfg, &base, &run, &out, &device)?;
+            println!(
+                "| model | avg FD over {} steps | MSE at step 1 | MSE at step {} |\n|---|---|---|---|",
+                r.horizon, r.horizon
+            );
+            let last = r.horizon - 1;
+            println!(
+                "| EBM ({} particles) | {:.3} | {:.4} | {:.4} |",
+                r.particles, r.avg_fd_ebm, r.mse_ebm[0], r.mse_ebm[last]
+            );
+            println!(
+                "| FC baseline | {:.3} | {:.4} | {:.4} |",
+                r.avg_fd_fc, r.mse_fc[0], r.mse_fc[last]
+            );
+            println!(
+                "EBM / FC average FD: {:.3} on {} test trajectories ({:.0} s)",
+                r.ratio, r.test_trajectories, r.seconds
+            );
+            Ok(())
+        }
+    }
+}
