@@ -26,6 +26,12 @@ pub struct FcBaselineConfig {
     pub activation: Activation,
     #[serde(default = "default_true")]
     pub spectral_norm: bool,
+    /// Predict the change from the last context state (`s_t + f(..)`) rather
+    /// than the next state itself. With spectral norm on every layer a plain
+    /// predictor struggles to even copy its input; the residual form is the
+    /// stronger, fairer baseline.
+    #[serde(default = "default_true")]
+    pub residual: bool,
 }
 
 fn one() -> usize {
@@ -109,13 +115,20 @@ impl FcBaseline {
     /// Predicted next state.
     ///
     /// # Shapes
-    /// `input: [B, context_len * state_dim + action_dim]` to `[B, state_dim]`.
+    /// `input: [B, context_len * state_dim + action_dim]` (context states oldest
+    /// first, then the action) to `[B, state_dim]`.
     pub fn predict(&self, input: &Tensor) -> Result<Tensor> {
         let mut h = input.clone();
         for l in &self.layers {
             h = self.cfg.activation.apply(&l.forward(&h)?)?;
         }
-        self.out.forward(&h)
+        let out = self.out.forward(&h)?;
+        if self.cfg.residual {
+            let d = self.cfg.state_dim;
+            out + input.narrow(1, (self.cfg.context_len - 1) * d, d)?
+        } else {
+            Ok(out)
+        }
     }
 
     /// Mean squared error of the prediction against `target: [B, state_dim]`.

@@ -122,6 +122,7 @@ fn fc_baseline_input_gradient_matches_finite_differences() -> candle_core::Resul
         hidden: vec![128, 128, 128],
         activation: Activation::Silu,
         spectral_norm: true,
+        residual: true,
     };
     let m = FcBaseline::new(&cfg, ParamStore::new(7, &Device::Cpu).var_builder())?;
     let r = random(&[1, 31], 8, 1.0)?;

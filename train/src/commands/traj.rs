@@ -50,7 +50,12 @@ pub fn run(command: TrajCommand, device: candle_core::Device) -> Result<()> {
         ))
     };
     match command {
-        TrajCommand::Train { config, run, steps, recording } => {
+        TrajCommand::Train {
+            config,
+            run,
+            steps,
+            recording,
+        } => {
             let (mut cfg, base) = load(&config)?;
             if let Some(r) = recording {
                 cfg.recording = std::path::absolute(r)?;
@@ -65,7 +70,12 @@ pub fn run(command: TrajCommand, device: candle_core::Device) -> Result<()> {
             );
             Ok(())
         }
-        TrajCommand::Eval { config, run, out, recording } => {
+        TrajCommand::Eval {
+            config,
+            run,
+            out,
+            recording,
+        } => {
             let (mut cfg, base) = load(&config)?;
             if let Some(r) = recording {
                 cfg.recording = std::path::absolute(r)?;

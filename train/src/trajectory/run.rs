@@ -108,6 +108,7 @@ pub fn train_trajectory(
         hidden: cfg.model.hidden.clone(),
         activation: cfg.model.activation,
         spectral_norm: true,
+        residual: true,
     };
     let t1 = Instant::now();
     let (_, params, fc_final_mse) =
