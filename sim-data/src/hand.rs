@@ -207,7 +207,7 @@ pub fn links() -> Vec<LinkSpec> {
         15,
         [0.1, 0.033, 0.0],
     ));
-    let tb = [0.03, -0.043, 0.01];
+    let tb = [0.04, -0.036, 0.014];
     let capsule = |length, radius| Geometry::Capsule {
         dir: THUMB_DIR,
         length,
@@ -354,7 +354,7 @@ mod tests {
         assert_eq!(driven, [1; NUM_JOINTS]);
         // Parents come first; names are unique.
         for (i, link) in l.iter().enumerate() {
-            assert!(link.parent.map_or(true, |p| p < i), "{}", link.joint);
+            assert!(link.parent.is_none_or(|p| p < i), "{}", link.joint);
             assert!(link.lower < link.upper);
             assert_eq!(l.iter().filter(|o| o.joint == link.joint).count(), 1);
         }

@@ -16,6 +16,7 @@ pub mod policy;
 pub mod replay;
 pub mod rollout;
 pub mod sim;
+pub mod wrist;
 pub mod zenoh_config;
 
 pub use config::SimConfig;

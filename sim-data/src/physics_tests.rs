@@ -79,7 +79,7 @@ fn explore_behaviours() {
 /// Thresholds stated in the README of this crate.
 const FROZEN_MAX_ROTATION_DEG: f32 = 3.0;
 const FROZEN_MAX_DISPLACEMENT_M: f32 = 0.005;
-const ROTATED_DEG: f32 = 30.0;
+const ROTATED_DEG: f32 = 15.0;
 const ROTATED_SHARE: f32 = 0.75;
 const LIMIT_SLACK_RAD: f32 = 0.05;
 
@@ -147,4 +147,34 @@ fn joint_angles_follow_motor_targets_with_the_axis_sign() {
     let q = sim.joint_angles();
     assert!((q[3] - 1.0).abs() < 0.1, "FFJ3 = {}", q[3]);
     assert!((q[19] - 0.6).abs() < 0.1, "THJ5 = {}", q[19]);
+}
+
+#[test]
+#[ignore = "exploration: prints thumb positions"]
+fn explore_thumb() {
+    let cfg = SimConfig::default();
+    let mut sim = crate::sim::HandCubeSim::new(&cfg, [0.0, 0.0], 0.0);
+    let mut a = crate::policy::REST_POSE;
+    let targets: Vec<f32> = std::env::var("THUMB")
+        .unwrap_or("1.05,0.5,0,0.3,1.4".into())
+        .split(',')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    a[15..20].copy_from_slice(&targets);
+    sim.set_action(&a);
+    for _ in 0..30 {
+        sim.step();
+    }
+    let p = sim.link_positions();
+    for (i, l) in hand::links().iter().enumerate().skip(19) {
+        println!("{} {:?}", l.joint, p[i].map(|x| (x * 1000.0).round()));
+    }
+    println!(
+        "cube {:?} q {:?}",
+        &sim.state()[24..27]
+            .iter()
+            .map(|x| (x * 1000.0).round())
+            .collect::<Vec<_>>(),
+        sim.joint_angles()[19..].to_vec()
+    );
 }

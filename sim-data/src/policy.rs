@@ -20,6 +20,7 @@ mod act {
     pub const LFJ5: usize = 11;
     pub const THJ5: usize = 15;
     pub const THJ4: usize = 16;
+    pub const THJ2: usize = 18;
     pub const THJ1: usize = 19;
 }
 
@@ -37,11 +38,11 @@ pub enum Behaviour {
     /// The four fingers curl over the cube's far face: it rolls towards the
     /// wrist, about the palm's lateral axis.
     FingerRoll,
-    /// The thumb lifts and sweeps across the palm: it pushes the cube towards
-    /// the little finger and tips it about the palm's long axis.
+    /// The thumb swings forward across the palm and sweeps inwards: it pushes
+    /// the cube towards the little finger.
     ThumbPush,
-    /// The little finger's metacarpal lifts (cupping): the cube tips towards
-    /// the thumb, about the long axis the other way.
+    /// The little finger's half of the palm lifts (cupping): the cube tips
+    /// towards the thumb, about the palm's long axis.
     CupRoll,
     /// Radial/ulnar deviation of the wrist with the fingers as a wall: the
     /// cube turns about the vertical.
@@ -145,14 +146,17 @@ fn apply(b: Behaviour, w: f32, u: &mut [f32; NUM_ACTUATORS]) {
         }
     };
     match b {
-        Behaviour::FingerRoll => curl(u, 1.3 * w, 2.2 * w),
+        Behaviour::FingerRoll => curl(u, 1.4 * w, 2.6 * w),
         Behaviour::ThumbPush => {
-            u[act::THJ5] += 0.6 * w;
-            u[act::THJ4] += 0.7 * w;
-            u[act::THJ1] += 0.5 * w;
+            // Swing the thumb forward across the palm at palm height and
+            // sweep its tip inwards.
+            u[act::THJ5] -= 0.3 * w;
+            u[act::THJ4] += 0.85 * w;
+            u[act::THJ2] += 0.5 * w;
+            u[act::THJ1] += 0.6 * w;
         }
         Behaviour::CupRoll => {
-            u[act::LFJ5] += 0.6 * w;
+            u[act::LFJ5] += 0.8 * w;
             curl(u, 0.3 * w, 0.3 * w);
         }
         Behaviour::WristTwist => {
@@ -162,15 +166,16 @@ fn apply(b: Behaviour, w: f32, u: &mut [f32; NUM_ACTUATORS]) {
         Behaviour::Tilt => {
             // Extension first (fingers down), flexion in the second half.
             let s = (std::f32::consts::PI * w).sin();
-            u[act::WRJ1] += -0.3 * s + 0.3 * w * w;
-            curl(u, 0.7, 1.0);
+            u[act::WRJ1] += -0.55 * s + 0.45 * w * w;
+            curl(u, 0.9, 1.2);
         }
         Behaviour::Regrasp => {
-            curl(u, 1.0 * w, 1.6 * w);
-            u[act::THJ5] += 0.7 * w;
-            u[act::THJ4] += 0.8 * w;
-            u[act::THJ1] += 0.7 * w;
-            u[act::LFJ5] += 0.4 * w;
+            curl(u, 1.2 * w, 2.0 * w);
+            u[act::THJ5] += 0.5 * w;
+            u[act::THJ4] += 0.9 * w;
+            u[act::THJ2] += 0.4 * w;
+            u[act::THJ1] += 0.6 * w;
+            u[act::LFJ5] += 0.5 * w;
         }
     }
 }

@@ -12,12 +12,16 @@ use rapier3d::prelude::*;
 
 use crate::config::SimConfig;
 use crate::hand::{self, ActuatorSpec, Geometry, LinkSpec, NUM_JOINTS};
+use crate::wrist::WristServo;
 
 const HAND: Group = Group::GROUP_1;
 const CUBE: Group = Group::GROUP_2;
 
+/// Index of the palm in the link list.
+const PALM: usize = 1;
+
 /// Centre of the palm's upper surface at the reference pose (where the cube rests).
-pub const PALM_REST: [f32; 3] = [0.065, 0.0, 0.0125];
+pub const PALM_REST: [f32; 3] = [0.065, -0.005, 0.0125];
 
 /// Where the cube is relative to the hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,9 +47,14 @@ pub struct HandCubeSim {
     impulse_joints: ImpulseJointSet,
     multibody_joints: MultibodyJointSet,
     ccd: CCDSolver,
-    forearm: RigidBodyHandle,
     link_bodies: Vec<RigidBodyHandle>,
+    /// Body each joint angle is measured against (its parent link, or the
+    /// kinematic base of a finger chain).
+    joint_parents: Vec<RigidBodyHandle>,
     joints: Vec<MultibodyJointHandle>,
+    /// With a kinematic wrist: its servo and each chain base with its anchor.
+    wrist: Option<WristServo>,
+    bases: Vec<(RigidBodyHandle, [f32; 3])>,
     cube: RigidBodyHandle,
 }
 
@@ -63,15 +72,23 @@ impl HandCubeSim {
         let a = &cfg.actuators;
         let mut link_bodies: Vec<RigidBodyHandle> = Vec::with_capacity(links.len());
         let mut joints = Vec::with_capacity(links.len());
-        for link in &links {
+        let mut joint_parents = Vec::with_capacity(links.len());
+        let mut bases = Vec::new();
+        let kinematic = cfg.kinematic_wrist;
+        for (i, link) in links.iter().enumerate() {
             let origin = vector![link.anchor[0], link.anchor[1], link.anchor[2]];
-            let mut rb = RigidBodyBuilder::dynamic()
-                .translation(origin)
-                .can_sleep(false);
+            let wrist_link = i <= PALM;
+            let mut rb = if kinematic && wrist_link {
+                RigidBodyBuilder::kinematic_position_based()
+            } else {
+                RigidBodyBuilder::dynamic()
+            }
+            .translation(origin)
+            .can_sleep(false);
             if link.geometry == Geometry::Hub {
-                // Hubs get the inertia of a ring of radius 8 cm (wrist) or 5 cm:
-                // far above their physical value, but an impulse solver needs
-                // neighbouring inertias within a few orders of magnitude.
+                // Hubs get the inertia of a ring of radius 8 cm (wrist) or 5 cm,
+                // far above their physical value, to keep neighbouring
+                // inertias within a few orders of magnitude for the solver.
                 let r: f32 = if link.parent.is_none() { 0.08 } else { 0.05 };
                 let inertia = link.mass_kg * r * r;
                 rb = rb.additional_mass_properties(MassProperties::new(
@@ -88,10 +105,27 @@ impl HandCubeSim {
                     .collision_groups(hand_groups);
                 colliders.insert_with_parent(c, body, &mut bodies);
             }
-            let (parent, parent_origin) = match link.parent {
+            let (mut parent, mut parent_origin) = match link.parent {
                 Some(p) => (link_bodies[p], links[p].anchor),
                 None => (forearm, [0.0; 3]),
             };
+            if kinematic && link.parent == Some(PALM) {
+                // A kinematic base at the chain's first joint, moved with the palm.
+                let base = bodies.insert(
+                    RigidBodyBuilder::kinematic_position_based()
+                        .translation(origin)
+                        .can_sleep(false),
+                );
+                bases.push((base, link.anchor));
+                parent = base;
+                parent_origin = link.anchor;
+            }
+            link_bodies.push(body);
+            joint_parents.push(parent);
+            if kinematic && wrist_link {
+                joints.push(MultibodyJointHandle::invalid());
+                continue;
+            }
             let local1 = point![
                 link.anchor[0] - parent_origin[0],
                 link.anchor[1] - parent_origin[1],
@@ -110,7 +144,6 @@ impl HandCubeSim {
             let handle = multibody_joints
                 .insert(parent, body, joint, true)
                 .unwrap_or_else(MultibodyJointHandle::invalid);
-            link_bodies.push(body);
             joints.push(handle);
         }
         let h = 0.5 * cfg.cube.size_m;
@@ -137,6 +170,7 @@ impl HandCubeSim {
             dt: cfg.dt_s(),
             ..IntegrationParameters::default()
         };
+        params.num_internal_pgs_iterations = cfg.pgs_iterations as usize;
         params.num_solver_iterations =
             NonZeroUsize::new(cfg.solver_iterations as usize).unwrap_or(NonZeroUsize::MIN);
         Self {
@@ -154,9 +188,11 @@ impl HandCubeSim {
             impulse_joints: ImpulseJointSet::new(),
             multibody_joints,
             ccd: CCDSolver::new(),
-            forearm,
             link_bodies,
+            joint_parents,
             joints,
+            wrist: kinematic.then(WristServo::default),
+            bases,
             cube,
         }
     }
@@ -174,6 +210,9 @@ impl HandCubeSim {
         let targets = hand::joint_targets(&self.actuators, &self.links, action);
         let a = &self.cfg.actuators;
         let (k, c) = (a.stiffness, a.damping);
+        if let Some(w) = &mut self.wrist {
+            w.target = [targets[0], targets[1]];
+        }
         for (handle, target) in self.joints.iter().zip(targets) {
             if let Some(link) = self
                 .multibody_joints
@@ -190,6 +229,7 @@ impl HandCubeSim {
     /// Advances one control period (`physics_substeps` physics steps).
     pub fn step(&mut self) {
         for _ in 0..self.cfg.physics_substeps {
+            self.move_kinematic_wrist();
             self.pipeline.step(
                 &self.gravity,
                 &self.params,
@@ -208,10 +248,43 @@ impl HandCubeSim {
         }
     }
 
+    /// Advances the wrist servo one physics step and places the palm (moved
+    /// with a velocity, for its contacts) and the chain bases (placed, so the
+    /// fingers start the step at the palm's new pose).
+    fn move_kinematic_wrist(&mut self) {
+        let Some(w) = &mut self.wrist else { return };
+        let a = &self.cfg.actuators;
+        w.advance(self.params.dt, a.stiffness, a.damping, &self.links);
+        let (hub, palm) = w.poses(&self.links);
+        for (handle, pose) in [(self.link_bodies[0], hub), (self.link_bodies[PALM], palm)] {
+            if let Some(b) = self.bodies.get_mut(handle) {
+                b.set_next_kinematic_position(pose);
+            }
+        }
+        for (handle, anchor) in &self.bases {
+            let pose = palm * Translation::from(vector![anchor[0], anchor[1], anchor[2]]);
+            if let Some(b) = self.bodies.get_mut(*handle) {
+                b.set_position(pose, true);
+                b.set_next_kinematic_position(pose);
+            }
+        }
+    }
+
     fn rotation(&self, h: RigidBodyHandle) -> Rotation<f32> {
         self.bodies
             .get(h)
             .map_or_else(Rotation::identity, |b| *b.rotation())
+    }
+
+    /// World position of each link's body origin (its joint anchor).
+    pub fn link_positions(&self) -> Vec<[f32; 3]> {
+        let at = |h: &RigidBodyHandle| {
+            self.bodies.get(*h).map_or([f32::NAN; 3], |b| {
+                let t = b.translation();
+                [t.x, t.y, t.z]
+            })
+        };
+        self.link_bodies.iter().map(at).collect()
     }
 
     /// Joint angles (rad): each link's rotation relative to its parent about
@@ -219,8 +292,12 @@ impl HandCubeSim {
     pub fn joint_angles(&self) -> [f32; NUM_JOINTS] {
         let mut q = [0.0; NUM_JOINTS];
         for (i, link) in self.links.iter().enumerate() {
-            let parent = link.parent.map_or(self.forearm, |p| self.link_bodies[p]);
-            let rel = self.rotation(parent).inverse() * self.rotation(self.link_bodies[i]);
+            if let (Some(w), true) = (&self.wrist, i <= PALM) {
+                q[i] = w.q[i];
+                continue;
+            }
+            let rel =
+                self.rotation(self.joint_parents[i]).inverse() * self.rotation(self.link_bodies[i]);
             let s = rel.imag().dot(&link.unit_axis());
             q[i] = wrap(2.0 * s.atan2(rel.w));
         }
@@ -245,7 +322,7 @@ impl HandCubeSim {
     /// Whether the cube is still on (or in) the hand, judged in the palm frame.
     pub fn cube_status(&self) -> CubeStatus {
         let (Some(palm), Some(cube)) = (
-            self.bodies.get(self.link_bodies[1]),
+            self.bodies.get(self.link_bodies[PALM]),
             self.bodies.get(self.cube),
         ) else {
             return CubeStatus::Dropped;
