@@ -54,7 +54,13 @@ enum Command {
         threads: Option<usize>,
     },
     /// Counts, split and per-dimension statistics of a recording.
-    Inspect { file: PathBuf },
+    Inspect {
+        file: PathBuf,
+        /// Also load it into [N, T, 31] / [N, T, 20] arrays (the training
+        /// loader) and report shapes and time.
+        #[arg(long)]
+        arrays: bool,
+    },
     /// Publish a recording's states over Zenoh on `ebm/<robot>/state`.
     Replay {
         file: PathBuf,
@@ -164,7 +170,24 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Inspect { file } => print_inspection(&file),
+        Command::Inspect { file, arrays } => {
+            print_inspection(&file)?;
+            if arrays {
+                let start = std::time::Instant::now();
+                let ds = ebm_msgs::recording::load(&file)?;
+                let secs = start.elapsed().as_secs_f64();
+                let frames = ds.states.shape()[0] * ds.states.shape()[1];
+                println!(
+                    "loaded states {:?} and actions {:?} ({:.1} MB) in {secs:.2} s: {:.0} frames/s, {:.1} min for 200,000 x 100",
+                    ds.states.shape(),
+                    ds.actions.shape(),
+                    ((ds.states.len() + ds.actions.len()) * 4) as f64 / 1e6,
+                    frames as f64 / secs,
+                    PAPER_FRAMES / (frames as f64 / secs) / 60.0
+                );
+            }
+            Ok(())
+        }
         Command::Replay {
             file,
             rate,
@@ -226,7 +249,17 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let cfg = load_config(config.as_deref())?;
             let t = sim_throughput(&cfg, trajectories, steps, 1);
-            println!("simulator, 1 thread: {:.0} frames/s", t.single_thread_fps);
+            println!(
+                "simulator, 1 thread: {:.0} frames/s (wall clock)",
+                t.single_thread_fps
+            );
+            if let Some(cpu_fps) = t.single_thread_cpu_fps {
+                println!(
+                    "simulator, 1 thread: {cpu_fps:.0} frames per CPU-second; with {} idle cores: {:.2} h for 200,000 x 100",
+                    t.threads,
+                    PAPER_FRAMES / (cpu_fps * t.threads as f64) / 3600.0
+                );
+            }
             println!(
                 "simulator, {} threads: {:.0} frames/s",
                 t.threads, t.parallel_fps
@@ -343,7 +376,7 @@ fn plot(
         trajectories.len(),
         failed
     );
-    println!("panels: top cube rotation vector x, y, z relative to the start (+-pi rad); bottom cube position x, y, z relative to the start (+-8 cm); time left to right");
+    println!("panels: top cube rotation vector x, y, z relative to the start (+-1 rad, clipped); bottom cube position x, y, z relative to the start (+-3 cm, clipped); time left to right");
     for b in Behaviour::ALL {
         let c = COLORS[b.index()];
         println!("  rgb({:>3},{:>3},{:>3}) {b:?}", c[0], c[1], c[2]);

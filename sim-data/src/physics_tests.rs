@@ -127,6 +127,7 @@ fn under_the_policy_the_cube_turns_and_states_stay_valid() {
         }
     }
     let share = rotated as f32 / n as f32;
+    eprintln!("{rotated}/{n} trajectories turned the cube by > {ROTATED_DEG} deg");
     assert!(
         share >= ROTATED_SHARE,
         "only {rotated}/{n} trajectories turned the cube by > {ROTATED_DEG} deg"
@@ -177,4 +178,16 @@ fn explore_thumb() {
             .collect::<Vec<_>>(),
         sim.joint_angles()[19..].to_vec()
     );
+}
+
+#[test]
+fn a_cube_off_the_palm_is_flagged_as_dropped() {
+    let cfg = SimConfig::default();
+    // 12 cm to the side of the palm's centre: nothing under it.
+    let mut sim = crate::sim::HandCubeSim::new(&cfg, [0.0, 0.12], 0.0);
+    sim.set_action(&crate::policy::REST_POSE);
+    for _ in 0..15 {
+        sim.step();
+    }
+    assert_eq!(sim.cube_status(), crate::sim::CubeStatus::Dropped);
 }

@@ -1,6 +1,6 @@
 //! A PNG of several futures from one start state: the cube's orientation
-//! (rotation vector relative to the start, x, y, z panels, top row, +-pi) and
-//! position (relative to the start, x, y, z panels, bottom row, +-8 cm) over
+//! (rotation vector relative to the start, x, y, z panels, top row, +-1 rad) and
+//! position (relative to the start, x, y, z panels, bottom row, +-3 cm) over
 //! time, one line per trajectory, coloured by behaviour ([`COLORS`], in the
 //! order of [`Behaviour::ALL`]). No text: the legend is printed by the CLI.
 
@@ -26,7 +26,8 @@ pub const COLORS: [[u8; 3]; 6] = [
 const PANEL_W: usize = 400;
 const PANEL_H: usize = 260;
 const MARGIN: usize = 16;
-const POSITION_RANGE_M: f32 = 0.08;
+const POSITION_RANGE_M: f32 = 0.03;
+const ROTATION_RANGE_RAD: f32 = 1.0;
 
 struct Canvas {
     w: usize,
@@ -128,7 +129,7 @@ pub fn write_png(path: &Path, trajectories: &[(Behaviour, Vec<f32>)]) -> Result<
         let data = series(states);
         for (panel, values) in data.iter().enumerate() {
             let range = if panel < 3 {
-                std::f32::consts::PI
+                ROTATION_RANGE_RAD
             } else {
                 POSITION_RANGE_M
             };
