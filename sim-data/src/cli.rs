@@ -44,7 +44,7 @@ enum Command {
         /// Record JSON (with JSON schemas, opens in Foxglove) instead of bincode.
         #[arg(long)]
         json: bool,
-        /// Simulator config (TOML, see sim-data/sim.toml); built-in default otherwise.
+        /// Simulator config (TOML, see configs/sim.toml); built-in default otherwise.
         #[arg(long)]
         config: Option<PathBuf>,
         #[arg(long, default_value = "sim")]

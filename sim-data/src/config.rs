@@ -1,6 +1,6 @@
 //! Simulator configuration: control timing, physics and the hand's actuation.
 //!
-//! The reference file is `sim-data/sim.toml` (commented); every field has a
+//! The reference file is `configs/sim.toml` (commented); every field has a
 //! default, so an empty file is the default config.
 
 use serde::{Deserialize, Serialize};
@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn reference_file_is_the_default_and_valid() {
-        let text = include_str!("../sim.toml");
+        let text = include_str!("../../configs/sim.toml");
         assert_eq!(SimConfig::from_toml(text).unwrap(), SimConfig::default());
         assert_eq!(SimConfig::from_toml("").unwrap(), SimConfig::default());
         let round = SimConfig::from_toml(&SimConfig::default().to_toml().unwrap()).unwrap();

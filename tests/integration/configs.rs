@@ -27,13 +27,23 @@ fn every_config_file_parses_and_validates() -> anyhow::Result<()> {
             "toy.toml" => {
                 ToyConfig::parse(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
             }
+            "sim.toml" => {
+                let cfg = ebm_sim_data::config::SimConfig::from_toml(&text)
+                    .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                cfg.validate().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            }
             n if n.starts_with("traj_") => {
-                let cfg = TrajectoryConfig::parse(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                let cfg =
+                    TrajectoryConfig::parse(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
                 assert_eq!(cfg.conditional(), !n.contains("uncond"), "{name}");
             }
             n if n.starts_with("mnist_") => {
                 let cfg = ImageConfig::parse(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-                assert_eq!(cfg.data.conditional, n.contains("cond") && !n.contains("uncond"), "{name}");
+                assert_eq!(
+                    cfg.data.conditional,
+                    n.contains("cond") && !n.contains("uncond"),
+                    "{name}"
+                );
             }
             other => anyhow::bail!("configs/{other} has no parser in this test: add one"),
         }
