@@ -98,6 +98,11 @@ impl Adam {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
+            // Candle may hand back a gradient that still carries its backward
+            // graph; detached, the moments built from it hold no graph, which
+            // would otherwise chain every step's activations together (a leak
+            // of several MB per step).
+            let g = g.detach();
             let v_prev = match self.v.get(&name) {
                 Some(v) => v.clone(),
                 None => g.zeros_like()?,
