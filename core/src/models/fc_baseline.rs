@@ -72,18 +72,8 @@ impl FcBaseline {
     pub fn new(cfg: &FcBaselineConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let mut layers = Vec::new();
-        let mut width = cfg.input_dim();
-        for (i, &h) in cfg.hidden.iter().enumerate() {
-            layers.push(SnLinear::new(
-                width,
-                h,
-                true,
-                cfg.spectral_norm,
-                vb.pp(format!("layer{i}")),
-            )?);
-            width = h;
-        }
+        let (layers, width) =
+            super::hidden_stack(cfg.input_dim(), &cfg.hidden, cfg.spectral_norm, &vb)?;
         let out = SnLinear::new(width, cfg.state_dim, true, cfg.spectral_norm, vb.pp("out"))?;
         Ok(Self {
             cfg: cfg.clone(),
@@ -118,10 +108,7 @@ impl FcBaseline {
     /// `input: [B, context_len * state_dim + action_dim]` (context states oldest
     /// first, then the action) to `[B, state_dim]`.
     pub fn predict(&self, input: &Tensor) -> Result<Tensor> {
-        let mut h = input.clone();
-        for l in &self.layers {
-            h = self.cfg.activation.apply(&l.forward(&h)?)?;
-        }
+        let h = super::forward_hidden(&self.layers, self.cfg.activation, input)?;
         let out = self.out.forward(&h)?;
         if self.cfg.residual {
             let d = self.cfg.state_dim;

@@ -92,18 +92,12 @@ impl EnergyModel for MlpEnergy {
     fn new(cfg: &MlpEnergyConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let mut layers = Vec::with_capacity(cfg.hidden.len());
-        let mut width = cfg.cond_dim() + cfg.state_dim;
-        for (i, &h) in cfg.hidden.iter().enumerate() {
-            layers.push(SnLinear::new(
-                width,
-                h,
-                true,
-                cfg.spectral_norm,
-                vb.pp(format!("layer{i}")),
-            )?);
-            width = h;
-        }
+        let (layers, width) = super::hidden_stack(
+            cfg.cond_dim() + cfg.state_dim,
+            &cfg.hidden,
+            cfg.spectral_norm,
+            &vb,
+        )?;
         let head = SnLinear::new(width, 1, true, cfg.spectral_norm, vb.pp("head"))?;
         Ok(Self {
             cfg: cfg.clone(),
@@ -140,7 +134,7 @@ impl EnergyFunction for MlpEnergy {
                 self.cfg.state_dim
             );
         }
-        let mut h = match (cond, self.cfg.cond_dim()) {
+        let input = match (cond, self.cfg.cond_dim()) {
             (None, 0) => x,
             (Some(c), d) if d > 0 && c.dims() == [b, d] => Tensor::cat(&[c, &x], 1)?,
             (c, d) => candle_core::bail!(
@@ -148,9 +142,7 @@ impl EnergyFunction for MlpEnergy {
                 c.map(|c| c.dims().to_vec())
             ),
         };
-        for l in &self.layers {
-            h = self.cfg.activation.apply(&l.forward(&h)?)?;
-        }
+        let h = super::forward_hidden(&self.layers, self.cfg.activation, &input)?;
         self.head.forward(&h)?.squeeze(1)
     }
 }

@@ -8,6 +8,42 @@ pub use fc_baseline::{FcBaseline, FcBaselineConfig};
 pub use mlp::{MlpEnergy, MlpEnergyConfig};
 pub use resnet::{ResNetEnergy, ResNetEnergyConfig, StageConfig};
 
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::activation::Activation;
+use crate::spectral::SnLinear;
+
+/// The hidden layers `layer{i}` of an MLP from `in_dim` through `hidden`,
+/// and the width they end at.
+fn hidden_stack(
+    in_dim: usize,
+    hidden: &[usize],
+    sn: bool,
+    vb: &VarBuilder,
+) -> Result<(Vec<SnLinear>, usize)> {
+    let mut layers = Vec::with_capacity(hidden.len());
+    let mut width = in_dim;
+    for (i, &h) in hidden.iter().enumerate() {
+        layers.push(SnLinear::new(
+            width,
+            h,
+            true,
+            sn,
+            vb.pp(format!("layer{i}")),
+        )?);
+        width = h;
+    }
+    Ok((layers, width))
+}
+
+/// `act(L_n(... act(L_1(x))))`.
+fn forward_hidden(layers: &[SnLinear], act: Activation, x: &Tensor) -> Result<Tensor> {
+    layers
+        .iter()
+        .try_fold(x.clone(), |h, l| act.apply(&l.forward(&h)?))
+}
+
 fn default_true() -> bool {
     true
 }

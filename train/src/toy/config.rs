@@ -35,10 +35,7 @@ pub struct EvalConfig {
 
 impl ToyConfig {
     pub fn parse(text: &str) -> Result<Self, CoreError> {
-        let cfg: Self =
-            toml::from_str(text).map_err(|e| CoreError::InvalidConfig(e.to_string()))?;
-        cfg.validate()?;
-        Ok(cfg)
+        crate::config_file::parse_toml(text, Self::validate)
     }
 
     pub fn default_config() -> Result<Self, CoreError> {

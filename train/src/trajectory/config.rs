@@ -43,10 +43,7 @@ pub struct TrajectoryConfig {
 
 impl TrajectoryConfig {
     pub fn parse(text: &str) -> Result<Self, CoreError> {
-        let cfg: Self =
-            toml::from_str(text).map_err(|e| CoreError::InvalidConfig(e.to_string()))?;
-        cfg.validate()?;
-        Ok(cfg)
+        crate::config_file::parse_toml(text, Self::validate)
     }
 
     pub fn validate(&self) -> Result<(), CoreError> {
