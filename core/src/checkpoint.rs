@@ -24,6 +24,10 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const MANIFEST: &str = "manifest.json";
 pub const WEIGHTS: &str = "weights.safetensors";
 const LATEST: &str = "latest";
+/// `Manifest::extra` key of a trajectory model's energy percentiles on its
+/// training transitions: 101 numbers, the 0th to the 100th percentile, for
+/// OOD scores as a percentile of the training distribution.
+pub const ENERGY_PERCENTILES: &str = "energy_percentiles";
 
 /// Per-dimension normalisation `z = (x - mean) / std`, fitted on training data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

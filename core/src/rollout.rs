@@ -4,11 +4,13 @@
 //! on the model's own previous predictions, with P particles per start.
 //! Shared by offline evaluation and the runtime daemon.
 
+use std::time::Instant;
+
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::energy::{EnergyFunction, EnergyTerm};
-use crate::langevin::{LangevinConfig, LangevinSampler};
+use crate::langevin::{LangevinConfig, LangevinSampler, StepBudget};
 use crate::models::MlpEnergy;
 use crate::rng::Rng;
 
@@ -32,6 +34,8 @@ pub struct Rollout {
     pub states: Tensor,
     /// Energy of each predicted transition, `[B, P, H]`.
     pub energies: Tensor,
+    /// Langevin steps run over the whole horizon (`H * K` without a deadline).
+    pub langevin_steps: usize,
 }
 
 /// Rolls `model` forward from `context: [B, k, D]` (the last k observed
@@ -43,6 +47,21 @@ pub fn rollout(
     actions: Option<&Tensor>,
     cfg: &RolloutConfig,
     rng: &mut Rng,
+) -> Result<Rollout> {
+    rollout_until(model, context, actions, cfg, rng, None)
+}
+
+/// As [`rollout`], finishing by `deadline` (the paper's adaptive computation
+/// time): every predicted step gets an equal share of the time left, so a
+/// tight deadline gives fewer Langevin steps per prediction rather than a
+/// shorter horizon. A step with no time left keeps its start state.
+pub fn rollout_until(
+    model: &MlpEnergy,
+    context: &Tensor,
+    actions: Option<&Tensor>,
+    cfg: &RolloutConfig,
+    rng: &mut Rng,
+    deadline: Option<Instant>,
 ) -> Result<Rollout> {
     let mc = model.config();
     let (b, k, d) = context.dims3()?;
@@ -80,6 +99,7 @@ pub fn rollout(
     };
     let mut states = Vec::with_capacity(h);
     let mut energies = Vec::with_capacity(h);
+    let mut langevin_steps = 0;
     for t in 0..h {
         let mut parts = vec![ctx.reshape((n, k * d))?];
         if let Some(a) = &actions {
@@ -97,7 +117,15 @@ pub fn rollout(
             model as &dyn EnergyFunction,
             Some(cond.clone()),
         )];
-        let x = sampler.sample(&terms, &x0, None, rng)?;
+        let budget = StepBudget {
+            deadline: deadline.map(|d| {
+                let now = Instant::now();
+                now + d.saturating_duration_since(now) / (h - t) as u32
+            }),
+        };
+        let chain = sampler.run(&terms, &x0, None, rng, budget)?;
+        langevin_steps += chain.steps_run;
+        let x = chain.x;
         energies.push(model.energy(&x, Some(&cond))?);
         ctx = if k > 1 {
             Tensor::cat(&[ctx.narrow(1, 1, k - 1)?, x.unsqueeze(1)?], 1)?
@@ -109,6 +137,7 @@ pub fn rollout(
     Ok(Rollout {
         states: Tensor::stack(&states, 1)?.reshape((b, p, h, d))?,
         energies: Tensor::stack(&energies, 1)?.reshape((b, p, h))?,
+        langevin_steps,
     })
 }
 
