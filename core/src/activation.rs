@@ -22,4 +22,40 @@ impl Activation {
             Self::Relu => x.relu(),
         }
     }
+
+    /// The activation of one value (the fused CPU path).
+    #[inline]
+    pub fn value(self, z: f32) -> f32 {
+        match self {
+            Self::Silu => z / (1.0 + (-z).exp()),
+            Self::LeakyRelu => z.max(0.2 * z),
+            Self::Relu => z.max(0.0),
+        }
+    }
+
+    /// Its derivative at `z` (at 0 the right-hand slope for the kinked ones,
+    /// as candle's `maximum` and `relu` give).
+    #[inline]
+    pub fn slope(self, z: f32) -> f32 {
+        match self {
+            Self::Silu => {
+                let s = 1.0 / (1.0 + (-z).exp());
+                s * (1.0 + z * (1.0 - s))
+            }
+            Self::LeakyRelu => {
+                if z >= 0.0 {
+                    1.0
+                } else {
+                    0.2
+                }
+            }
+            Self::Relu => {
+                if z > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
 }

@@ -14,6 +14,16 @@ pub trait EnergyFunction {
     /// `x: [B, ...]` (the sampled variable), `cond: [B, C]` (conditioning,
     /// `None` for unconditional models) to energies `[B]`.
     fn energy(&self, x: &Tensor, cond: Option<&Tensor>) -> Result<Tensor>;
+
+    /// Energies and `dE/dx` computed without autograd, where a model has such
+    /// a path (the fused MLP on the CPU); `None` falls back to autograd.
+    fn fast_energy_and_grad(
+        &self,
+        _x: &Tensor,
+        _cond: Option<&Tensor>,
+    ) -> Option<Result<(Tensor, Tensor)>> {
+        None
+    }
 }
 
 /// A trainable energy model: built from its config and a parameter store.
@@ -91,8 +101,45 @@ pub fn total_energy(terms: &[EnergyTerm], x: &Tensor) -> Result<Tensor> {
 /// `x`). Only `x` is a variable here; for no parameter gradients, pass frozen
 /// models.
 pub fn energy_and_grad(terms: &[EnergyTerm], x: &Tensor) -> Result<(Tensor, Tensor)> {
+    let mut fast: Option<(Tensor, Tensor)> = None;
+    let mut slow: Vec<&EnergyTerm> = Vec::new();
+    for t in terms {
+        match t.energy.fast_energy_and_grad(x, t.cond.as_ref()) {
+            Some(r) => {
+                let (e, g) = r?;
+                let (e, g) = if t.weight == 1.0 {
+                    (e, g)
+                } else {
+                    ((e * t.weight)?, (g * t.weight)?)
+                };
+                fast = Some(match fast {
+                    Some((e0, g0)) => ((e0 + e)?, (g0 + g)?),
+                    None => (e, g),
+                });
+            }
+            None => slow.push(t),
+        }
+    }
+    if slow.is_empty() {
+        return fast
+            .ok_or_else(|| candle_core::Error::Msg("an energy needs at least one term".into()));
+    }
+    let (e, g) = autograd_energy_and_grad(&slow, x)?;
+    match fast {
+        Some((e0, g0)) => Ok(((e0 + e)?, (g0 + g)?)),
+        None => Ok((e, g)),
+    }
+}
+
+fn autograd_energy_and_grad(terms: &[&EnergyTerm], x: &Tensor) -> Result<(Tensor, Tensor)> {
     let xv = Var::from_tensor(&x.detach())?;
-    let e = total_energy(terms, xv.as_tensor())?;
+    let mut e = (terms[0]
+        .energy
+        .energy(xv.as_tensor(), terms[0].cond.as_ref())?
+        * terms[0].weight)?;
+    for t in &terms[1..] {
+        e = (e + (t.energy.energy(xv.as_tensor(), t.cond.as_ref())? * t.weight)?)?;
+    }
     let grads = e.sum_all()?.backward()?;
     let g = grads
         .get(xv.as_tensor())

@@ -178,6 +178,10 @@ impl SnLinear {
         &mut self.weight
     }
 
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
     pub fn frozen(&self) -> Self {
         Self {
             weight: self.weight.frozen(),

@@ -5,7 +5,9 @@
 //! `E(x | c) = head(act(L_n(... act(L_1([c, x])))))`, every layer spectrally
 //! normalised. For trajectories `c = [s_{t-k+1}, ..., s_t, a_t]`, `x = s_{t+1}`.
 
-use candle_core::{Module, Result, Tensor};
+use std::sync::Arc;
+
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +15,7 @@ use super::{default_hidden, default_true};
 use crate::activation::Activation;
 use crate::energy::{EnergyFunction, EnergyModel};
 use crate::error::CoreError;
+use crate::fused_mlp::{energy_and_grad_tensors, FusedMlp};
 use crate::spectral::{SnLinear, SnWeight};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,11 +74,22 @@ pub struct MlpEnergy {
     cfg: MlpEnergyConfig,
     layers: Vec<SnLinear>,
     head: SnLinear,
+    /// The fused CPU path: set on frozen copies of CPU models.
+    fused: Option<Arc<FusedMlp>>,
 }
 
 impl MlpEnergy {
     pub fn config(&self) -> &MlpEnergyConfig {
         &self.cfg
+    }
+
+    /// The same frozen model without the fused path (autograd only), for
+    /// checking one against the other.
+    pub fn without_fused_path(&self) -> Self {
+        Self {
+            fused: None,
+            ..self.clone()
+        }
     }
 
     /// All linear layers, head last.
@@ -103,6 +117,7 @@ impl EnergyModel for MlpEnergy {
             cfg: cfg.clone(),
             layers,
             head,
+            fused: None,
         })
     }
 
@@ -114,12 +129,19 @@ impl EnergyModel for MlpEnergy {
             .collect()
     }
 
+    /// Frozen CPU models in f32 also get the fused energy-gradient path.
     fn frozen(&self) -> Self {
-        Self {
+        let mut m = Self {
             cfg: self.cfg.clone(),
             layers: self.layers.iter().map(SnLinear::frozen).collect(),
             head: self.head.frozen(),
+            fused: None,
+        };
+        let w = m.head.weight().effective();
+        if w.device().is_cpu() && w.dtype() == DType::F32 {
+            m.fused = FusedMlp::from_model(&m).ok().map(Arc::new);
         }
+        m
     }
 }
 
@@ -144,5 +166,23 @@ impl EnergyFunction for MlpEnergy {
         };
         let h = super::forward_hidden(&self.layers, self.cfg.activation, &input)?;
         self.head.forward(&h)?.squeeze(1)
+    }
+
+    fn fast_energy_and_grad(
+        &self,
+        x: &Tensor,
+        cond: Option<&Tensor>,
+    ) -> Option<Result<(Tensor, Tensor)>> {
+        let f = self.fused.as_ref()?;
+        let b = x.dim(0).ok()?;
+        let shapes_ok = x.dims() == [b, self.cfg.state_dim]
+            && x.dtype() == DType::F32
+            && match (cond, self.cfg.cond_dim()) {
+                (None, 0) => true,
+                (Some(c), d) => d > 0 && c.dims() == [b, d] && c.dtype() == DType::F32,
+                _ => false,
+            };
+        // Anything unusual takes the autograd path, which names the problem.
+        shapes_ok.then(|| energy_and_grad_tensors(f, x, cond))
     }
 }

@@ -1,0 +1,331 @@
+//! A fused CPU path for `MlpEnergy`'s energy and its input gradient: forward
+//! and backward written out by hand over plain buffers, with no autograd graph
+//! and no per-op tensor allocation. Langevin sampling of small MLPs spends its
+//! time in per-op overhead otherwise (the runtime's forecasts, trajectory
+//! training's negative chains).
+//!
+//! For rows `u = [c, x]`: `z_l = a_{l-1} W_l^T + b_l`, `a_l = act(z_l)`,
+//! `E = a_L . w + b`. Backward: `g_L = w * act'(z_L)`,
+//! `g_{l-1} = (g_l W_l) * act'(z_{l-1})`, `dE/dx = g_1 W_1[:, C..]`.
+//! The weights are the spectrally normalised ones, fixed at construction.
+
+use candle_core::{Result, Tensor};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
+use rayon::prelude::*;
+
+use crate::activation::Activation;
+use crate::models::MlpEnergy;
+
+/// Rows per parallel task: below this, one thread does the whole batch.
+const ROWS_PER_TASK: usize = 256;
+
+#[derive(Debug, Clone)]
+struct Dense {
+    /// `[out, in]`.
+    w: Array2<f32>,
+    b: Vec<f32>,
+}
+
+/// The frozen weights of an `MlpEnergy`, ready for the fused path.
+#[derive(Debug, Clone)]
+pub struct FusedMlp {
+    layers: Vec<Dense>,
+    head_w: Vec<f32>,
+    head_b: f32,
+    act: Activation,
+    cond_dim: usize,
+    state_dim: usize,
+}
+
+fn dense(w: &Tensor, b: Option<&Tensor>) -> Result<Dense> {
+    let (out, inp) = w.dims2()?;
+    let w = Array2::from_shape_vec((out, inp), w.flatten_all()?.to_vec1::<f32>()?)
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let b = match b {
+        Some(b) => b.to_vec1::<f32>()?,
+        None => vec![0.0; out],
+    };
+    Ok(Dense { w, b })
+}
+
+impl FusedMlp {
+    /// Copies the model's current (normalised) weights.
+    pub fn from_model(m: &MlpEnergy) -> Result<Self> {
+        let cfg = m.config();
+        let mut dense_layers = m
+            .layers()
+            .map(|l| dense(l.weight().effective(), l.bias()))
+            .collect::<Result<Vec<_>>>()?;
+        let head = dense_layers.pop().expect("an MLP has a head");
+        Ok(Self {
+            layers: dense_layers,
+            head_w: head.w.row(0).to_vec(),
+            head_b: head.b[0],
+            act: cfg.activation,
+            cond_dim: cfg.cond_dim(),
+            state_dim: cfg.state_dim,
+        })
+    }
+
+    pub fn state_dim(&self) -> usize {
+        self.state_dim
+    }
+
+    pub fn cond_dim(&self) -> usize {
+        self.cond_dim
+    }
+
+    /// Energies `[n]` and `dE/dx` `[n, D]` of the rows `x: [n, D]` under `cond: [n, C]`.
+    pub fn energy_and_grad(
+        &self,
+        x: &[f32],
+        cond: Option<&[f32]>,
+        energy: &mut [f32],
+        grad: &mut [f32],
+    ) {
+        let (d, c) = (self.state_dim, self.cond_dim);
+        let n = energy.len();
+        assert_eq!(x.len(), n * d, "fused mlp: x is not [n, state_dim]");
+        assert_eq!(grad.len(), n * d, "fused mlp: grad is not [n, state_dim]");
+        assert_eq!(
+            cond.map_or(0, <[f32]>::len),
+            n * c,
+            "fused mlp: cond is not [n, cond_dim]"
+        );
+        let chunk = ROWS_PER_TASK.max(n.div_ceil(rayon::current_num_threads().max(1)));
+        if n <= ROWS_PER_TASK {
+            let mut ws = Workspace::default();
+            self.rows(x, cond, energy, grad, &mut ws);
+            return;
+        }
+        x.par_chunks(chunk * d)
+            .zip(energy.par_chunks_mut(chunk))
+            .zip(grad.par_chunks_mut(chunk * d))
+            .enumerate()
+            .for_each_init(Workspace::default, |ws, (i, ((x, e), g))| {
+                let cond = cond.map(|cv| &cv[i * chunk * c..(i * chunk + e.len()) * c]);
+                self.rows(x, cond, e, g, ws);
+            });
+    }
+
+    fn rows(
+        &self,
+        x: &[f32],
+        cond: Option<&[f32]>,
+        energy: &mut [f32],
+        grad: &mut [f32],
+        ws: &mut Workspace,
+    ) {
+        let (d, c, n) = (self.state_dim, self.cond_dim, energy.len());
+        let layers = &self.layers;
+        ws.ensure(n, c + d, layers);
+        // Input rows [c, x].
+        {
+            let input = &mut ws.input;
+            for r in 0..n {
+                let row = &mut input[r * (c + d)..(r + 1) * (c + d)];
+                if let Some(cv) = cond {
+                    row[..c].copy_from_slice(&cv[r * c..(r + 1) * c]);
+                }
+                row[c..].copy_from_slice(&x[r * d..(r + 1) * d]);
+            }
+        }
+        // Forward: ws.z[l] holds pre-activations, ws.a[l] activations.
+        for (l, layer) in layers.iter().enumerate() {
+            let out = layer.w.nrows();
+            let (before, after) = ws.a.split_at_mut(l);
+            let prev: ArrayView2<f32> = if l == 0 {
+                view(&ws.input, n, c + d)
+            } else {
+                view(&before[l - 1], n, layers[l - 1].w.nrows())
+            };
+            let z = &mut ws.z[l];
+            for r in 0..n {
+                z[r * out..(r + 1) * out].copy_from_slice(&layer.b);
+            }
+            general_mat_mul(1.0, &prev, &layer.w.t(), 1.0, &mut view_mut(z, n, out));
+            for (a, &zv) in after[0].iter_mut().zip(z.iter()) {
+                *a = self.act.value(zv);
+            }
+        }
+        // Head and its gradient into the last hidden layer.
+        let last = layers.len() - 1;
+        let width = layers[last].w.nrows();
+        for r in 0..n {
+            let a = &ws.a[last][r * width..(r + 1) * width];
+            energy[r] = self.head_b + a.iter().zip(&self.head_w).map(|(p, q)| p * q).sum::<f32>();
+            let z = &ws.z[last][r * width..(r + 1) * width];
+            let g = &mut ws.g[last][r * width..(r + 1) * width];
+            for ((g, &zv), &w) in g.iter_mut().zip(z).zip(&self.head_w) {
+                *g = w * self.act.slope(zv);
+            }
+        }
+        // Backward through the hidden layers.
+        for l in (1..layers.len()).rev() {
+            let (out, inp) = layers[l].w.dim();
+            let (lower, upper) = ws.g.split_at_mut(l);
+            let g_prev = &mut lower[l - 1];
+            general_mat_mul(
+                1.0,
+                &view(&upper[0], n, out),
+                &layers[l].w.view(),
+                0.0,
+                &mut view_mut(g_prev, n, inp),
+            );
+            for (g, &zv) in g_prev.iter_mut().zip(&ws.z[l - 1]) {
+                *g *= self.act.slope(zv);
+            }
+        }
+        // Into x: only the columns of W_1 that multiply x.
+        let w1 = &layers[0].w;
+        general_mat_mul(
+            1.0,
+            &view(&ws.g[0], n, w1.nrows()),
+            &w1.slice(s![.., c..]),
+            0.0,
+            &mut view_mut(grad, n, d),
+        );
+    }
+}
+
+fn view(buf: &[f32], rows: usize, cols: usize) -> ArrayView2<'_, f32> {
+    ArrayView2::from_shape((rows, cols), &buf[..rows * cols]).expect("workspace sized")
+}
+
+fn view_mut(buf: &mut [f32], rows: usize, cols: usize) -> ArrayViewMut2<'_, f32> {
+    ArrayViewMut2::from_shape((rows, cols), &mut buf[..rows * cols]).expect("workspace sized")
+}
+
+/// Scratch buffers, grown on demand and reused across calls.
+#[derive(Debug, Default)]
+struct Workspace {
+    input: Vec<f32>,
+    z: Vec<Vec<f32>>,
+    a: Vec<Vec<f32>>,
+    g: Vec<Vec<f32>>,
+}
+
+impl Workspace {
+    fn ensure(&mut self, n: usize, in_dim: usize, layers: &[Dense]) {
+        self.input.resize(n * in_dim, 0.0);
+        for bufs in [&mut self.z, &mut self.a, &mut self.g] {
+            bufs.resize_with(layers.len(), Vec::new);
+            for (b, l) in bufs.iter_mut().zip(layers) {
+                b.resize(n * l.w.nrows(), 0.0);
+            }
+        }
+    }
+}
+
+/// Energies and input gradients as tensors, for `EnergyFunction`'s fast path.
+pub fn energy_and_grad_tensors(
+    f: &FusedMlp,
+    x: &Tensor,
+    cond: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    let n = x.dim(0)?;
+    let xv = x.flatten_all()?.to_vec1::<f32>()?;
+    let cv = match cond {
+        Some(c) => Some(c.flatten_all()?.to_vec1::<f32>()?),
+        None => None,
+    };
+    let mut e = vec![0.0f32; n];
+    let mut g = vec![0.0f32; xv.len()];
+    f.energy_and_grad(&xv, cv.as_deref(), &mut e, &mut g);
+    Ok((
+        Tensor::from_vec(e, n, x.device())?,
+        Tensor::from_vec(g, x.shape(), x.device())?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::energy::{energy_and_grad, EnergyFunction, EnergyModel, EnergyTerm};
+    use crate::models::MlpEnergyConfig;
+    use crate::params::ParamStore;
+    use crate::rng::Rng;
+    use candle_core::Device;
+
+    fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
+        let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+        let num: f32 = a.iter().zip(&b).map(|(p, q)| (p - q).powi(2)).sum();
+        let den: f32 = b.iter().map(|q| q * q).sum();
+        (num / den.max(1e-30)).sqrt()
+    }
+
+    /// Fused energies and gradients equal candle autograd's on the same
+    /// frozen model: every activation, with and without conditioning, one
+    /// thread (small batch) and many (large batch).
+    #[test]
+    fn fused_path_matches_autograd() -> Result<()> {
+        let dev = Device::Cpu;
+        for (act, k, a, n) in [
+            (Activation::LeakyRelu, 1, 20, 64),
+            (Activation::Silu, 2, 0, 7),
+            (Activation::Relu, 0, 3, 5),
+            (Activation::LeakyRelu, 1, 0, 1500),
+        ] {
+            let mut cfg = MlpEnergyConfig::new(31);
+            cfg.context_len = k;
+            cfg.action_dim = a;
+            cfg.activation = act;
+            cfg.hidden = vec![128, 96, 128];
+            let m = MlpEnergy::init(&cfg, &ParamStore::new(3, &dev))?.frozen();
+            let plain = m.without_fused_path();
+            let mut rng = Rng::new(5);
+            let x = Tensor::from_vec(rng.normal_vec(n * 31), (n, 31), &dev)?;
+            let c = (cfg.cond_dim() > 0)
+                .then(|| {
+                    Tensor::from_vec(
+                        rng.normal_vec(n * cfg.cond_dim()),
+                        (n, cfg.cond_dim()),
+                        &dev,
+                    )
+                })
+                .transpose()?;
+            let (ef, gf) = m
+                .fast_energy_and_grad(&x, c.as_ref())
+                .expect("a frozen CPU model has the fused path")?;
+            let (ea, ga) = energy_and_grad(&[EnergyTerm::new(&plain, c.clone())], &x)?;
+            assert!(
+                rel_err(&ef, &ea) < 1e-5,
+                "{act:?}: energy {}",
+                rel_err(&ef, &ea)
+            );
+            assert!(
+                rel_err(&gf, &ga) < 1e-5,
+                "{act:?}: grad {}",
+                rel_err(&gf, &ga)
+            );
+            assert!(ga.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0);
+            // Through energy_and_grad (weighted sum with a second term too).
+            let terms = [
+                EnergyTerm::new(&m, c.clone()).weighted(0.5),
+                EnergyTerm::new(&plain, c.clone()).weighted(2.0),
+            ];
+            let (e2, g2) = energy_and_grad(&terms, &x)?;
+            assert!(rel_err(&e2, &(&ea * 2.5)?) < 1e-5);
+            assert!(rel_err(&g2, &(&ga * 2.5)?) < 1e-5);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn unfrozen_models_and_wrong_shapes_take_the_autograd_path() -> Result<()> {
+        let dev = Device::Cpu;
+        let mut cfg = MlpEnergyConfig::new(4);
+        cfg.context_len = 1;
+        let m = MlpEnergy::init(&cfg, &ParamStore::new(3, &dev))?;
+        let x = Tensor::zeros((2, 4), candle_core::DType::F32, &dev)?;
+        let c = Tensor::zeros((2, 4), candle_core::DType::F32, &dev)?;
+        assert!(m.fast_energy_and_grad(&x, Some(&c)).is_none());
+        let f = m.frozen();
+        assert!(f.fast_energy_and_grad(&x, Some(&c)).is_some());
+        assert!(f.fast_energy_and_grad(&x, None).is_none());
+        assert!(energy_and_grad(&[EnergyTerm::new(&f, None)], &x).is_err());
+        Ok(())
+    }
+}
