@@ -29,6 +29,6 @@ pub use keys::{KeySpace, RobotId};
 /// Re-exported: the loader returns `ndarray` arrays.
 pub use ndarray;
 pub use types::{
-    Action, DenoisedState, ErrorCode, ErrorReply, Forecast, ForecastRequest, Message, OodScore,
-    RobotState, ACTION_DIM, JOINT_DIM, PROTOCOL_VERSION, STATE_DIM,
+    Action, DaemonStatus, DenoisedState, ErrorCode, ErrorReply, Forecast, ForecastRequest, Message,
+    OodScore, RobotState, ACTION_DIM, JOINT_DIM, PROTOCOL_VERSION, STATE_DIM,
 };

@@ -117,6 +117,25 @@ pub struct ForecastRequest {
     pub deadline_ms: Option<u64>,
 }
 
+/// The daemon's health, published periodically on `ebm/status` (JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonStatus {
+    pub daemon_id: String,
+    pub model_id: String,
+    /// Where OOD percentiles come from: `checkpoint` (training energies
+    /// stored with the model) or `online` (the checkpoint has none; energies
+    /// seen since start-up, flags off until enough are seen).
+    pub ood_percentiles: String,
+    /// Warnings a user should see (untrained model, missing checkpoint...).
+    pub warnings: Vec<String>,
+    pub uptime_ms: u64,
+    /// Robots seen since start-up.
+    pub robots: u32,
+    /// Named counters and gauges: inputs, drops, errors, outputs.
+    pub counters: std::collections::BTreeMap<String, u64>,
+}
+
 /// Why a request or input was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ErrorCode {
@@ -208,6 +227,13 @@ impl Message for DenoisedState {
 
 impl Message for ForecastRequest {
     const KIND: &'static str = "ForecastRequest";
+    fn validate(&self) -> Result<(), MsgsError> {
+        Ok(())
+    }
+}
+
+impl Message for DaemonStatus {
+    const KIND: &'static str = "DaemonStatus";
     fn validate(&self) -> Result<(), MsgsError> {
         Ok(())
     }

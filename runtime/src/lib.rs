@@ -1,4 +1,30 @@
 //! `ebm-runtime`: the daemon that subscribes to robot state over Zenoh and
 //! publishes multistep Langevin forecasts, OOD scores and denoised states,
-//! using `ebm-core`'s models and sampler. Filled by the runtime issue; until
-//! then it holds no code.
+//! using `ebm-core`'s models and sampler.
+//!
+//! - [`config`]: `configs/runtime.toml`, parsed strictly;
+//! - [`model`]: the served checkpoint, its normalisation and OOD percentiles;
+//! - [`infer`]: forecast, OOD energy and denoising, batched over robots;
+//! - [`engine`]: the dedicated inference thread, its bounded inbox (latest
+//!   state wins per robot), batching and the query queue;
+//! - [`daemon`]: Zenoh subscriber, queryable, publishers, status and liveliness;
+//! - [`transport`]: the one place Zenoh is configured;
+//! - [`counters`]: every input, drop, error and output, published as status;
+//! - [`demo`], [`replay_eval`], [`ood_eval`], [`bench`]: the commands
+//!   built on the daemon.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod config;
+pub mod counters;
+pub mod daemon;
+pub mod engine;
+pub mod error;
+pub mod infer;
+pub mod model;
+pub mod transport;
+
+pub use config::RuntimeConfig;
+pub use daemon::{run, run_with_model};
+pub use error::RuntimeError;
+pub use model::ModelBundle;

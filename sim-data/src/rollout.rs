@@ -82,6 +82,19 @@ pub fn rollout(
     seeds: Seeds,
     control: &Control,
 ) -> Result<Trajectory, Failure> {
+    rollout_with_stuck_actuator(cfg, steps, seeds, control, None)
+}
+
+/// As [`rollout`], with actuator `stuck` (index into the action) held at its
+/// initial rest target whatever is commanded: a stuck joint, for
+/// out-of-distribution tests. The recorded actions are the commanded ones.
+pub fn rollout_with_stuck_actuator(
+    cfg: &SimConfig,
+    steps: u32,
+    seeds: Seeds,
+    control: &Control,
+    stuck: Option<usize>,
+) -> Result<Trajectory, Failure> {
     let mut init = ChaCha8Rng::seed_from_u64(seeds.init);
     let mut prng = ChaCha8Rng::seed_from_u64(seeds.policy);
     prng.set_stream(1);
@@ -132,7 +145,11 @@ pub fn rollout(
         };
         actions.extend_from_slice(&a);
         if t + 1 < steps {
-            sim.set_action(&a);
+            let mut applied = a;
+            if let Some(j) = stuck.filter(|&j| j < NUM_ACTUATORS) {
+                applied[j] = rest[j];
+            }
+            sim.set_action(&applied);
             sim.step();
         }
     }

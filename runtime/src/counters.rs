@@ -1,0 +1,109 @@
+//! The daemon's counters and gauges: every input, drop, error and output is
+//! counted here and published on the status key, so nothing is lost silently.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// Monotone counters (and a few high-water gauges), shared by every task.
+        #[derive(Debug, Default)]
+        pub struct Counters {
+            $($(#[$doc])* pub $name: AtomicU64,)*
+        }
+
+        impl Counters {
+            /// Every counter by name.
+            pub fn snapshot(&self) -> BTreeMap<String, u64> {
+                let mut m = BTreeMap::new();
+                $(m.insert(stringify!($name).to_owned(), self.$name.load(Ordering::Relaxed));)*
+                m
+            }
+        }
+    };
+}
+
+counters! {
+    /// State samples received on `<prefix>/*/state`.
+    states_received,
+    /// States that did not decode (bad bytes, version, encoding, robot id or key mismatch).
+    states_malformed,
+    /// States of the wrong dimension.
+    states_wrong_dimensions,
+    /// States with NaN or infinite values.
+    states_non_finite,
+    /// States older than (or equal to) one already received for the robot.
+    states_out_of_order,
+    /// States of robots beyond `engine.max_robots`.
+    states_too_many_robots,
+    /// States replaced by a newer one before inference reached them (latest wins).
+    states_superseded,
+    /// States run through inference.
+    states_processed,
+    /// Batched inference runs and the robots in them.
+    batches,
+    batched_robots,
+    /// Largest batch so far (gauge).
+    batch_max,
+    /// Most states waiting for inference at once (gauge; at most one per robot).
+    pending_max,
+    /// Forecast queries received, answered with a forecast, and refused.
+    queries_received,
+    queries_answered,
+    queries_refused,
+    /// Queries refused because the query queue was full.
+    queries_overloaded,
+    /// Queries answered after their deadline (late).
+    queries_late,
+    /// Inference errors (and panics caught) on the inference thread.
+    inference_errors,
+    /// Forecasts, OOD scores and denoised states published.
+    forecasts_published,
+    ood_published,
+    denoised_published,
+    /// Transitions without an OOD score (first state of an episode, or a gap).
+    ood_skipped,
+    /// OOD scores flagged.
+    ood_flagged,
+    /// Results dropped because the output queue was full.
+    outputs_dropped,
+    /// Encoding or publication failures.
+    publish_errors,
+}
+
+impl Counters {
+    pub fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn max(c: &AtomicU64, v: u64) {
+        c.fetch_max(v, Ordering::Relaxed);
+    }
+
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_names_every_counter() {
+        let c = Counters::default();
+        Counters::inc(&c.states_malformed);
+        Counters::add(&c.states_malformed, 2);
+        Counters::max(&c.batch_max, 4);
+        Counters::max(&c.batch_max, 2);
+        let s = c.snapshot();
+        assert_eq!(s["states_malformed"], 3);
+        assert_eq!(s["batch_max"], 4);
+        assert_eq!(s["states_received"], 0);
+        assert_eq!(s.len(), 25);
+    }
+}

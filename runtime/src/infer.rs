@@ -1,0 +1,247 @@
+//! The three computations the daemon serves, batched over robots, in the
+//! model's normalised units:
+//!
+//! - **forecast**: a multistep Langevin rollout (`ebm_core::rollout`) of P
+//!   particles over H steps; future actions of a conditional model are held
+//!   at the last known action;
+//! - **OOD energy**: `E(s_t | s_{t-k..t-1} [, a_{t-1}])` of the observed transition;
+//! - **denoised state**: Langevin on `w E(x | prior [, a]) + |x - obs|^2 / (2 sigma^2)`,
+//!   the dynamics energy from the previous denoised state composed with a
+//!   Gaussian observation term (the paper's compositionality, used as a filter).
+
+use std::time::Instant;
+
+use candle_core::{Result, Tensor};
+use ebm_core::energy::{EnergyFunction, EnergyTerm};
+use ebm_core::langevin::{LangevinSampler, StepBudget};
+use ebm_core::rollout::{rollout_until, RolloutConfig};
+use ebm_core::Rng;
+use ebm_msgs::STATE_DIM;
+
+use crate::config::DenoiseConfig;
+use crate::model::ModelBundle;
+
+/// `|x - obs|^2 / (2 sigma^2)` with the observation passed as conditioning.
+pub struct ObservationEnergy {
+    pub sigma: f64,
+}
+
+impl EnergyFunction for ObservationEnergy {
+    fn energy(&self, x: &Tensor, obs: Option<&Tensor>) -> Result<Tensor> {
+        let Some(obs) = obs else {
+            candle_core::bail!("the observation energy needs the observation as conditioning")
+        };
+        (x - obs)?.sqr()?.sum(1)? / (2.0 * self.sigma * self.sigma)
+    }
+}
+
+/// One robot's forecast, back in wire units.
+#[derive(Debug, Clone)]
+pub struct ForecastOut {
+    /// `P x H x 31`.
+    pub trajectories: Vec<f32>,
+    /// Summed energy of each particle's transitions (`P`).
+    pub energies: Vec<f32>,
+    /// Per-step mean and standard deviation over particles (`H x 31`).
+    pub mean: Vec<f32>,
+    pub spread: Vec<f32>,
+    pub langevin_steps: u32,
+}
+
+/// Conditioning rows `[context (k x 31), action (20)?]`, normalised, one per robot.
+pub fn cond_tensor(bundle: &ModelBundle, rows: &[Vec<f32>]) -> Result<Tensor> {
+    let c = bundle.cond_dim();
+    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+    Tensor::from_vec(flat, (rows.len(), c), &bundle.device)
+}
+
+/// Forecasts for a batch of robots. `contexts`: normalised `k x 31` per robot;
+/// `actions`: normalised action per robot (conditional models), held over the
+/// horizon. The rollout shares one deadline.
+pub fn forecast(
+    bundle: &ModelBundle,
+    contexts: &[Vec<f32>],
+    actions: &[Vec<f32>],
+    cfg: &RolloutConfig,
+    rng: &mut Rng,
+    deadline: Option<Instant>,
+) -> Result<Vec<ForecastOut>> {
+    let (b, k, h, d) = (contexts.len(), bundle.context_len(), cfg.horizon, STATE_DIM);
+    let p = cfg.particles.max(1);
+    let flat: Vec<f32> = contexts.iter().flatten().copied().collect();
+    let ctx = Tensor::from_vec(flat, (b, k, d), &bundle.device)?;
+    let acts = if bundle.conditional() {
+        let a = actions.len();
+        if a != b {
+            candle_core::bail!("forecast: {a} actions for {b} robots");
+        }
+        let held: Vec<f32> = actions
+            .iter()
+            .flat_map(|a| std::iter::repeat_n(a.iter().copied(), h).flatten())
+            .collect();
+        let ad = bundle.model.config().action_dim;
+        Some(Tensor::from_vec(held, (b, h, ad), &bundle.device)?)
+    } else {
+        None
+    };
+    let r = rollout_until(&bundle.model, &ctx, acts.as_ref(), cfg, rng, deadline)?;
+    let states: Vec<f32> = r.states.flatten_all()?.to_vec1()?;
+    let energies: Vec<f32> = r.energies.flatten_all()?.to_vec1()?;
+    let per_robot = p * h * d;
+    let mut out = Vec::with_capacity(b);
+    for j in 0..b {
+        let raw = bundle.denormalize_state(&states[j * per_robot..(j + 1) * per_robot]);
+        let e: Vec<f32> = energies[j * p * h..(j + 1) * p * h]
+            .chunks(h)
+            .map(|c| c.iter().sum())
+            .collect();
+        let (mean, spread) = moments(&raw, p, h * d);
+        out.push(ForecastOut {
+            trajectories: raw,
+            energies: e,
+            mean,
+            spread,
+            langevin_steps: u32::try_from(r.langevin_steps).unwrap_or(u32::MAX),
+        });
+    }
+    Ok(out)
+}
+
+/// Mean and standard deviation over `p` rows of width `w`.
+fn moments(x: &[f32], p: usize, w: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut mean = vec![0.0f64; w];
+    for row in x.chunks(w) {
+        for (m, v) in mean.iter_mut().zip(row) {
+            *m += f64::from(*v);
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= p as f64);
+    let mut var = vec![0.0f64; w];
+    for row in x.chunks(w) {
+        for ((s, v), m) in var.iter_mut().zip(row).zip(&mean) {
+            *s += (f64::from(*v) - m).powi(2);
+        }
+    }
+    (
+        mean.iter().map(|&m| m as f32).collect(),
+        var.iter().map(|&s| (s / p as f64).sqrt() as f32).collect(),
+    )
+}
+
+/// Energy of each observed transition: `conds` are the conditioning rows
+/// (previous states and action), `next` the normalised new states.
+pub fn transition_energy(
+    bundle: &ModelBundle,
+    conds: &[Vec<f32>],
+    next: &[Vec<f32>],
+) -> Result<Vec<f32>> {
+    let c = cond_tensor(bundle, conds)?;
+    let flat: Vec<f32> = next.iter().flatten().copied().collect();
+    let x = Tensor::from_vec(flat, (next.len(), STATE_DIM), &bundle.device)?;
+    bundle.model.energy(&x, Some(&c))?.to_vec1()
+}
+
+/// Denoised states (normalised): Langevin from the observation on the sum of
+/// the dynamics energy given `priors` (conditioning rows ending in the
+/// previous denoised state) and the Gaussian observation term.
+pub fn denoise(
+    bundle: &ModelBundle,
+    priors: &[Vec<f32>],
+    obs: &[Vec<f32>],
+    cfg: &DenoiseConfig,
+    rng: &mut Rng,
+) -> Result<Vec<Vec<f32>>> {
+    let n = obs.len();
+    let c = cond_tensor(bundle, priors)?;
+    let flat: Vec<f32> = obs.iter().flatten().copied().collect();
+    let o = Tensor::from_vec(flat, (n, STATE_DIM), &bundle.device)?;
+    let gauss = ObservationEnergy { sigma: cfg.sigma };
+    let terms = [
+        EnergyTerm::new(&bundle.model as &dyn EnergyFunction, Some(c))
+            .weighted(cfg.dynamics_weight),
+        EnergyTerm::new(&gauss as &dyn EnergyFunction, Some(o.clone())),
+    ];
+    let sampler = LangevinSampler::new(cfg.langevin.clone())
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let chain = sampler.run(&terms, &o, None, rng, StepBudget::default())?;
+    let v: Vec<f32> = chain.x.flatten_all()?.to_vec1()?;
+    Ok(v.chunks(STATE_DIM).map(<[f32]>::to_vec).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use ebm_core::langevin::LangevinConfig;
+
+    fn bundle() -> ModelBundle {
+        ModelBundle::untrained(3, vec![16], &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn forecast_shapes_moments_and_units() {
+        let b = bundle();
+        let cfg = RolloutConfig {
+            horizon: 3,
+            particles: 4,
+            init_noise: 0.0,
+            langevin: LangevinConfig {
+                steps: 0,
+                step_size: 0.0,
+                noise_scale: 0.0,
+                grad_clip: None,
+                clamp: None,
+            },
+        };
+        let ctx = vec![vec![0.5; STATE_DIM], vec![-1.0; STATE_DIM]];
+        let out = forecast(&b, &ctx, &[], &cfg, &mut Rng::new(0), None).unwrap();
+        assert_eq!(out.len(), 2);
+        for (o, want) in out.iter().zip([0.5f32, -1.0]) {
+            assert_eq!(o.trajectories.len(), 4 * 3 * STATE_DIM);
+            assert_eq!(o.energies.len(), 4);
+            assert_eq!(o.mean.len(), 3 * STATE_DIM);
+            // No movement: every particle stays at the start, spread 0.
+            assert!(o.mean.iter().all(|&m| (m - want).abs() < 1e-6));
+            assert!(o.spread.iter().all(|&s| s.abs() < 1e-6));
+            assert_eq!(o.langevin_steps, 0);
+        }
+        assert_eq!(
+            moments(&[1.0, 3.0, 3.0, 5.0], 2, 2),
+            (vec![2.0, 4.0], vec![1.0, 1.0])
+        );
+    }
+
+    #[test]
+    fn denoising_with_only_the_observation_term_converges_to_it() {
+        let b = bundle();
+        let cfg = DenoiseConfig {
+            sigma: 1.0,
+            dynamics_weight: 0.0,
+            langevin: LangevinConfig {
+                steps: 50,
+                step_size: 0.2,
+                noise_scale: 0.0,
+                grad_clip: None,
+                clamp: None,
+            },
+        };
+        let obs = vec![vec![1.0; STATE_DIM]];
+        let prior = vec![vec![0.0; STATE_DIM]];
+        let x = denoise(&b, &prior, &obs, &cfg, &mut Rng::new(1)).unwrap();
+        assert!(
+            x[0].iter().all(|&v| (v - 1.0).abs() < 1e-4),
+            "{:?}",
+            &x[0][..3]
+        );
+        // With the dynamics prior on, the estimate moves off the observation.
+        let cfg = DenoiseConfig {
+            dynamics_weight: 5.0,
+            ..cfg
+        };
+        let y = denoise(&b, &prior, &obs, &cfg, &mut Rng::new(1)).unwrap();
+        assert!(y[0].iter().zip(&x[0]).any(|(a, b)| (a - b).abs() > 1e-4));
+        let e = transition_energy(&b, &prior, &obs).unwrap();
+        assert_eq!(e.len(), 1);
+        assert!(e[0].is_finite());
+    }
+}

@@ -1,0 +1,65 @@
+//! The one place that configures Zenoh for the runtime: mode, explicit
+//! endpoints, and multicast scouting (off by default, so nothing is
+//! discovered or reached that was not named). Gossip scouting is always off.
+
+use crate::config::ZenohConfig;
+use crate::RuntimeError;
+
+fn json_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+    format!("[{}]", quoted.join(","))
+}
+
+/// The Zenoh configuration of `cfg`.
+pub fn zenoh_config(cfg: &ZenohConfig) -> Result<zenoh::Config, RuntimeError> {
+    let mut config = zenoh::Config::default();
+    let entries = [
+        ("mode", format!("{:?}", cfg.mode)),
+        (
+            "scouting/multicast/enabled",
+            cfg.multicast_scouting.to_string(),
+        ),
+        ("scouting/gossip/enabled", "false".to_owned()),
+        ("listen/endpoints", json_list(&cfg.listen)),
+        ("connect/endpoints", json_list(&cfg.connect)),
+    ];
+    for (key, value) in entries {
+        config
+            .insert_json5(key, &value)
+            .map_err(RuntimeError::zenoh("configuring the session"))?;
+    }
+    Ok(config)
+}
+
+/// Opens a session with [`zenoh_config`].
+pub async fn open(cfg: &ZenohConfig) -> Result<zenoh::Session, RuntimeError> {
+    zenoh::open(zenoh_config(cfg)?)
+        .await
+        .map_err(RuntimeError::zenoh("opening the session"))
+}
+
+/// A loopback endpoint on a free TCP port (tests, the demo, benchmarks).
+pub fn free_loopback_endpoint() -> Result<String, RuntimeError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| RuntimeError::Io {
+        path: "127.0.0.1:0".into(),
+        source,
+    })?;
+    let port = l
+        .local_addr()
+        .map_err(|source| RuntimeError::Io {
+            path: "127.0.0.1:0".into(),
+            source,
+        })?
+        .port();
+    Ok(format!("tcp/127.0.0.1:{port}"))
+}
+
+/// A peer config listening on `listen` and connecting to `connect`, scouting off.
+pub fn loopback(listen: Vec<String>, connect: Vec<String>) -> ZenohConfig {
+    ZenohConfig {
+        mode: "peer".into(),
+        listen,
+        connect,
+        multicast_scouting: false,
+    }
+}
