@@ -152,9 +152,9 @@ impl FusedMlp {
         // Head and its gradient into the last hidden layer.
         let last = layers.len() - 1;
         let width = layers[last].w.nrows();
-        for r in 0..n {
+        for (r, e) in energy.iter_mut().enumerate() {
             let a = &ws.a[last][r * width..(r + 1) * width];
-            energy[r] = self.head_b + a.iter().zip(&self.head_w).map(|(p, q)| p * q).sum::<f32>();
+            *e = self.head_b + a.iter().zip(&self.head_w).map(|(p, q)| p * q).sum::<f32>();
             let z = &ws.z[last][r * width..(r + 1) * width];
             let g = &mut ws.g[last][r * width..(r + 1) * width];
             for ((g, &zv), &w) in g.iter_mut().zip(z).zip(&self.head_w) {

@@ -112,7 +112,8 @@ pub fn rollout_until(
             (n, d),
             last.device(),
         )?;
-        let x0 = (last + jitter)?;
+        // The start is the last state, in the model's sample space.
+        let x0 = (model.to_sample(&last, Some(&cond))? + jitter)?;
         let terms = [EnergyTerm::new(
             model as &dyn EnergyFunction,
             Some(cond.clone()),
@@ -125,8 +126,8 @@ pub fn rollout_until(
         };
         let chain = sampler.run(&terms, &x0, None, rng, budget)?;
         langevin_steps += chain.steps_run;
-        let x = chain.x;
-        energies.push(model.energy(&x, Some(&cond))?);
+        energies.push(model.energy(&chain.x, Some(&cond))?);
+        let x = model.from_sample(&chain.x, Some(&cond))?;
         ctx = if k > 1 {
             Tensor::cat(&[ctx.narrow(1, 1, k - 1)?, x.unsqueeze(1)?], 1)?
         } else {
@@ -175,6 +176,35 @@ mod tests {
         assert_eq!(r.states.dims(), &[2, 5, 4, 3]);
         assert_eq!(r.energies.dims(), &[2, 5, 4]);
         assert!(rollout(&m, &ctx, None, &rc, &mut Rng::new(1)).is_err());
+        // A deadline already past runs no Langevin step and keeps the shapes.
+        let past = Some(Instant::now());
+        let r = rollout_until(&m, &ctx, Some(&acts), &rc, &mut Rng::new(1), past)?;
+        assert_eq!((r.langevin_steps, r.states.dims()), (0, &[2, 5, 4, 3][..]));
+        Ok(())
+    }
+
+    #[test]
+    fn change_space_samples_map_back_to_states() -> Result<()> {
+        let dev = Device::Cpu;
+        let mut cfg = MlpEnergyConfig::new(2);
+        cfg.context_len = 2;
+        cfg.hidden = vec![8];
+        cfg.delta_scale = vec![0.5, 4.0];
+        let m = MlpEnergy::init(&cfg, &ParamStore::new(0, &dev))?;
+        // Context [s_{t-1}, s_t] = [[9, 9], [1, 2]]; next state [2, 0].
+        let cond = Tensor::new(&[[9f32, 9., 1., 2.]], &dev)?;
+        let next = Tensor::new(&[[2f32, 0.]], &dev)?;
+        let x = m.to_sample(&next, Some(&cond))?;
+        assert_eq!(x.to_vec2::<f32>()?, vec![vec![2.0, -0.5]]);
+        assert_eq!(
+            m.from_sample(&x, Some(&cond))?.to_vec2::<f32>()?,
+            vec![vec![2.0, 0.0]]
+        );
+        let e1 = m.transition_energy(&next, Some(&cond))?;
+        let e2 = m.energy(&x, Some(&cond))?;
+        assert_eq!(e1.to_vec1::<f32>()?, e2.to_vec1::<f32>()?);
+        cfg.delta_scale = vec![1.0];
+        assert!(cfg.validate().is_err());
         Ok(())
     }
 
@@ -200,6 +230,13 @@ mod tests {
             },
         };
         let ctx = Tensor::new(&[[[0.5f32, -1.5]]], &dev)?;
+        let r = rollout(&m, &ctx, None, &rc, &mut Rng::new(2))?;
+        let v: Vec<f32> = r.states.flatten_all()?.to_vec1()?;
+        assert!(v.chunks(2).all(|c| c == [0.5, -1.5]), "{v:?}");
+        assert_eq!(r.langevin_steps, 3 * 2);
+        // The same in change space: the start is the zero change.
+        cfg.delta_scale = vec![0.1, 2.0];
+        let m = MlpEnergy::init(&cfg, &ParamStore::new(0, &dev))?.frozen();
         let r = rollout(&m, &ctx, None, &rc, &mut Rng::new(2))?;
         let v: Vec<f32> = r.states.flatten_all()?.to_vec1()?;
         assert!(v.chunks(2).all(|c| c == [0.5, -1.5]), "{v:?}");

@@ -3,6 +3,7 @@
 //! - [`toy`]: the 2-D ring of Gaussians, landscapes and composition.
 //! - [`figure`]: PNG figures.
 
+pub mod bench;
 pub mod config_file;
 pub mod figure;
 pub mod images;

@@ -50,6 +50,9 @@ enum Command {
         #[command(subcommand)]
         command: TrajCommand,
     },
+    /// The benchmark workloads of shared/bench/WORKLOADS.md (F1 F2 T1 I1 I2);
+    /// `bench/compare.py` runs them beside the PyTorch peer.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -58,6 +61,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Toy { config, out, steps } => commands::toy::run(config, out, steps, device),
         Command::Images { command } => commands::images::run(command, device),
         Command::Traj { command } => commands::traj::run(command, device),
+        Command::Bench(args) => commands::bench::run(args, device),
     }
 }
 

@@ -36,6 +36,14 @@ pub struct MlpEnergyConfig {
     pub activation: Activation,
     #[serde(default = "default_true")]
     pub spectral_norm: bool,
+    /// When set (one positive scale per state dimension), the sampled variable
+    /// is the scaled change `x = (s_{t+1} - s_t) / delta_scale` rather than
+    /// `s_{t+1}` itself, `s_t` being the last context state: Langevin then
+    /// works at the scale of one step's motion (spectral norm caps |dE/dx|
+    /// near 1, so wells in `s_{t+1}` itself cannot be narrower than a
+    /// Langevin step). Fitted on the training data; empty: absolute states.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delta_scale: Vec<f32>,
 }
 
 impl MlpEnergyConfig {
@@ -48,6 +56,7 @@ impl MlpEnergyConfig {
             hidden: default_hidden(),
             activation: Activation::default(),
             spectral_norm: true,
+            delta_scale: Vec::new(),
         }
     }
 
@@ -64,6 +73,22 @@ impl MlpEnergyConfig {
             return Err(CoreError::config(
                 "mlp.hidden needs at least one layer, each of positive width",
             ));
+        }
+        if !self.delta_scale.is_empty() {
+            if self.delta_scale.len() != self.state_dim || self.context_len == 0 {
+                return Err(CoreError::config(
+                    "mlp.delta_scale needs one scale per state dimension and context_len >= 1",
+                ));
+            }
+            if self
+                .delta_scale
+                .iter()
+                .any(|s| !(s.is_finite() && *s > 0.0))
+            {
+                return Err(CoreError::config(
+                    "mlp.delta_scale must be finite and positive",
+                ));
+            }
         }
         Ok(())
     }
@@ -90,6 +115,44 @@ impl MlpEnergy {
             fused: None,
             ..self.clone()
         }
+    }
+
+    fn last_state_and_scale(&self, cond: &Tensor) -> Result<(Tensor, Tensor)> {
+        let d = self.cfg.state_dim;
+        let last = cond.narrow(1, (self.cfg.context_len - 1) * d, d)?;
+        let scale = Tensor::from_slice(&self.cfg.delta_scale, (1, d), cond.device())?;
+        Ok((last, scale))
+    }
+
+    /// The sampled variable for next states `[B, D]` under `cond` (the
+    /// identity unless `delta_scale` is set).
+    pub fn to_sample(&self, next: &Tensor, cond: Option<&Tensor>) -> Result<Tensor> {
+        match (self.cfg.delta_scale.is_empty(), cond) {
+            (true, _) => Ok(next.clone()),
+            (false, Some(c)) => {
+                let (last, scale) = self.last_state_and_scale(c)?;
+                (next - last)?.broadcast_div(&scale)
+            }
+            (false, None) => candle_core::bail!("a change-space model needs its context"),
+        }
+    }
+
+    /// The next states for sampled variables `x` under `cond` (the inverse of
+    /// [`MlpEnergy::to_sample`]).
+    pub fn from_sample(&self, x: &Tensor, cond: Option<&Tensor>) -> Result<Tensor> {
+        match (self.cfg.delta_scale.is_empty(), cond) {
+            (true, _) => Ok(x.clone()),
+            (false, Some(c)) => {
+                let (last, scale) = self.last_state_and_scale(c)?;
+                last + x.broadcast_mul(&scale)?
+            }
+            (false, None) => candle_core::bail!("a change-space model needs its context"),
+        }
+    }
+
+    /// Energy of observed transitions: next states `[B, D]` after `cond`.
+    pub fn transition_energy(&self, next: &Tensor, cond: Option<&Tensor>) -> Result<Tensor> {
+        self.energy(&self.to_sample(next, cond)?, cond)
     }
 
     /// All linear layers, head last.

@@ -1,5 +1,6 @@
 //! Command handlers of the `ebm-train` binary.
 
+pub mod bench;
 pub mod images;
 pub mod toy;
 pub mod traj;

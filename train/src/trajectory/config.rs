@@ -35,10 +35,21 @@ pub struct TrajectoryConfig {
     /// Half-width of the uniform noise around the last state where fresh
     /// training chains start (rollouts use `eval.rollout.init_noise`).
     pub start_noise: f64,
+    /// Sample the scaled change of state (`model.delta_scale` fitted on the
+    /// training split) rather than the next state itself.
+    #[serde(default)]
+    pub predict_change: bool,
+    /// Floor of the fitted change scales (normalised units).
+    #[serde(default = "default_change_floor")]
+    pub change_scale_floor: f32,
     pub model: MlpEnergyConfig,
     pub trainer: TrainerConfig,
     pub baseline: BaselineConfig,
     pub eval: TrajEvalConfig,
+}
+
+fn default_change_floor() -> f32 {
+    0.01
 }
 
 impl TrajectoryConfig {

@@ -47,6 +47,27 @@ pub fn normalize(arr: &Array3<f32>, norm: &Normalization) -> Array3<f32> {
     out
 }
 
+/// Per-dimension standard deviation of one step's change `s_{t+1} - s_t`
+/// over the given trajectories (normalised units), floored at `floor`: the
+/// `delta_scale` of change-space models.
+pub fn fit_delta_scale(states: &Array3<f32>, ids: &[usize], floor: f32) -> Vec<f32> {
+    let (t_len, d) = (states.len_of(Axis(1)), states.len_of(Axis(2)));
+    let mut sq = vec![0.0f64; d];
+    let mut n = 0.0f64;
+    for &i in ids {
+        let tr = states.index_axis(Axis(0), i);
+        for t in 0..t_len.saturating_sub(1) {
+            for j in 0..d {
+                sq[j] += f64::from(tr[[t + 1, j]] - tr[[t, j]]).powi(2);
+            }
+            n += 1.0;
+        }
+    }
+    sq.iter()
+        .map(|q| ((q / n.max(1.0)).sqrt() as f32).max(floor))
+        .collect()
+}
+
 /// Normalised trajectories and which of them to draw from.
 pub struct TransitionData {
     /// `[N, T, D]`, normalised.
@@ -56,8 +77,10 @@ pub struct TransitionData {
     pub ids: Vec<usize>,
     pub context_len: usize,
     /// Half-width of the uniform noise around the last context state where
-    /// fresh chains start (the rollout's `init_noise`).
+    /// fresh chains start (the rollout's `init_noise`), in sample units.
     pub start_noise: f64,
+    /// Change-space models: samples are `(s_{t+1} - s_t) / delta_scale`.
+    pub delta_scale: Option<Vec<f32>>,
 }
 
 impl TransitionData {
@@ -106,7 +129,11 @@ impl PositiveSource for TransitionData {
             let i = self.ids[rng.below(self.ids.len())];
             let t = k - 1 + rng.below(t_len - k);
             self.cond_row(i, t, &mut c);
-            x.extend(self.states.index_axis(Axis(0), i).row(t + 1).iter());
+            let tr = self.states.index_axis(Axis(0), i);
+            match &self.delta_scale {
+                None => x.extend(tr.row(t + 1).iter()),
+                Some(sc) => x.extend((0..d).map(|j| (tr[[t + 1, j]] - tr[[t, j]]) / sc[j])),
+            }
         }
         let cd = self.cond_dim();
         Ok((
@@ -123,12 +150,16 @@ impl PositiveSource for TransitionData {
         let Some(cond) = cond else { return Ok(None) };
         let d = self.dims().2;
         let n = cond.dim(0)?;
-        let last = cond.narrow(1, (self.context_len - 1) * d, d)?;
         let jitter = Tensor::from_vec(
             rng.uniform_vec(n * d, -self.start_noise, self.start_noise),
             (n, d),
             cond.device(),
         )?;
+        if self.delta_scale.is_some() {
+            // The last state is the zero change.
+            return Ok(Some(jitter));
+        }
+        let last = cond.narrow(1, (self.context_len - 1) * d, d)?;
         Ok(Some((last + jitter)?))
     }
 }
@@ -150,6 +181,7 @@ mod tests {
             ids: vec![0],
             context_len: 2,
             start_noise: 0.0,
+            delta_scale: None,
         };
         assert_eq!(data.cond_dim(), 5);
         let (x, c) = data.batch(50, &mut Rng::new(1), &Device::Cpu)?;
@@ -160,6 +192,16 @@ mod tests {
             assert_eq!(c, &vec![t - 1.0, 10.0 * (t - 1.0), t, 10.0 * t, 100.0 * t]);
             assert_eq!(x, &vec![t + 1.0, 10.0 * (t + 1.0)]);
         }
+        // In change space the samples are the scaled step: [1, 10] / [2, 5].
+        let scale = fit_delta_scale(&data.states, &[0], 1e-3);
+        assert_eq!(scale, vec![1.0, 10.0]);
+        let data = TransitionData {
+            delta_scale: Some(vec![2.0, 5.0]),
+            ..data
+        };
+        let (x, _) = data.batch(5, &mut Rng::new(2), &Device::Cpu)?;
+        let x: Vec<Vec<f32>> = x.to_vec2()?;
+        assert!(x.iter().all(|r| r == &vec![0.5, 2.0]), "{x:?}");
         Ok(())
     }
 

@@ -5,17 +5,17 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
-use ebm_core::checkpoint::{self, Normalization};
+use ebm_core::checkpoint::{self, Manifest, Normalization};
 use ebm_core::frechet::{frechet_distance, GaussianFit};
 use ebm_core::rollout::rollout;
-use ebm_core::{FcBaselineConfig, MlpEnergy, Rng, Trainer};
+use ebm_core::{FcBaselineConfig, MlpEnergy, PositiveSource, Rng, Trainer};
 use ebm_msgs::recording::{self, Dataset};
 use ndarray::{s, Array3, Axis};
 use serde::Serialize;
 
 use super::baseline::{load_baseline, rollout_baseline, save_baseline, train_baseline};
 use super::config::TrajectoryConfig;
-use super::data::{fit_normalization, normalize, TransitionData};
+use super::data::{fit_delta_scale, fit_normalization, normalize, TransitionData};
 use crate::figure::line_chart;
 
 fn ids(v: &[u64], limit: usize) -> Vec<usize> {
@@ -65,12 +65,18 @@ pub fn train_trajectory(
         mean: ns.mean.iter().chain(&na.mean).copied().collect(),
         std: ns.std.iter().chain(&na.std).copied().collect(),
     };
-    let data = TransitionData {
-        states: normalize(&ds.states, &ns),
+    let states = normalize(&ds.states, &ns);
+    let mut model_cfg = cfg.model.clone();
+    if cfg.predict_change {
+        model_cfg.delta_scale = fit_delta_scale(&states, &train_ids, cfg.change_scale_floor);
+    }
+    let mut data = TransitionData {
+        states,
         actions: cfg.conditional().then(|| normalize(&ds.actions, &na)),
         ids: train_ids.clone(),
         context_len: cfg.model.context_len,
         start_noise: cfg.start_noise,
+        delta_scale: cfg.predict_change.then(|| model_cfg.delta_scale.clone()),
     };
     anyhow::ensure!(
         cfg.model.action_dim == 0 || cfg.model.action_dim == ds.actions.len_of(Axis(2)),
@@ -82,7 +88,7 @@ pub fn train_trajectory(
     );
     let t0 = Instant::now();
     let mut trainer = Trainer::<MlpEnergy>::new(
-        cfg.model.clone(),
+        model_cfg,
         cfg.trainer.clone(),
         d,
         data_cond_dim(cfg),
@@ -101,6 +107,14 @@ pub fn train_trajectory(
         }
     })?;
     let ebm_seconds = t0.elapsed().as_secs_f64();
+    export_model(
+        &trainer,
+        &data,
+        &norm,
+        train_ids.len(),
+        &run.join("model"),
+        device,
+    )?;
     let fc_cfg = FcBaselineConfig {
         state_dim: d,
         context_len: cfg.model.context_len,
@@ -110,6 +124,8 @@ pub fn train_trajectory(
         spectral_norm: true,
         residual: true,
     };
+    // The baseline predicts next states themselves.
+    data.delta_scale = None;
     let t1 = Instant::now();
     let (_, params, fc_final_mse) =
         train_baseline(&fc_cfg, &cfg.baseline, &data, cfg.trainer.seed, device)?;
@@ -120,6 +136,42 @@ pub fn train_trajectory(
         fc_seconds: t1.elapsed().as_secs_f64(),
         fc_final_mse,
     })
+}
+
+/// Writes the trained EBM as an inference export (weights, normalisation and
+/// the percentiles of its energy on training transitions, for OOD scores):
+/// what the runtime loads.
+fn export_model(
+    trainer: &Trainer<MlpEnergy>,
+    data: &TransitionData,
+    norm: &Normalization,
+    train_trajectories: usize,
+    dir: &Path,
+    device: &Device,
+) -> Result<()> {
+    let model = ebm_core::EnergyModel::frozen(trainer.model());
+    let mut rng = Rng::derived(trainer.config().seed, "energy-percentiles");
+    let mut energies: Vec<f32> = Vec::new();
+    for _ in 0..20 {
+        let (x, c) = data.batch(1000, &mut rng, device)?;
+        energies
+            .extend(ebm_core::EnergyFunction::energy(&model, &x, c.as_ref())?.to_vec1::<f32>()?);
+    }
+    energies.sort_by(f32::total_cmp);
+    let pct: Vec<f32> = (0..=100)
+        .map(|p| energies[(p * (energies.len() - 1)) / 100])
+        .collect();
+    let mut m = Manifest::new::<MlpEnergy>(model.config(), trainer.step_count())?;
+    m.normalization = Some(norm.clone());
+    m.extra.insert(
+        checkpoint::ENERGY_PERCENTILES.into(),
+        serde_json::to_value(&pct)?,
+    );
+    m.extra
+        .insert("train_trajectories".into(), train_trajectories.into());
+    checkpoint::save_model(dir, m, trainer.params())?;
+    tracing::info!(dir = %dir.display(), median_energy = pct[50], "exported the model");
+    Ok(())
 }
 
 fn data_cond_dim(cfg: &TrajectoryConfig) -> usize {
