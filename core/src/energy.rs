@@ -24,6 +24,12 @@ pub trait EnergyFunction {
     ) -> Option<Result<(Tensor, Tensor)>> {
         None
     }
+
+    /// The fused CPU form of this energy, where it has one: Langevin chains
+    /// over a single such term then run on plain buffers.
+    fn fused_mlp(&self) -> Option<&crate::fused_mlp::FusedMlp> {
+        None
+    }
 }
 
 /// A trainable energy model: built from its config and a parameter store.

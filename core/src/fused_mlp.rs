@@ -10,21 +10,35 @@
 //! The weights are the spectrally normalised ones, fixed at construction.
 
 use candle_core::{Result, Tensor};
-use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
 use crate::activation::Activation;
 use crate::models::MlpEnergy;
+use crate::sgemm::{matmul, MatRef};
 
 /// Rows per parallel task: below this, one thread does the whole batch.
-const ROWS_PER_TASK: usize = 256;
+const ROWS_PER_TASK: usize = 32;
+
+thread_local! {
+    /// Scratch buffers of the calling thread, reused across calls.
+    static WORKSPACE: RefCell<Workspace> = RefCell::new(Workspace::default());
+}
 
 #[derive(Debug, Clone)]
 struct Dense {
-    /// `[out, in]`.
-    w: Array2<f32>,
+    /// `[out, in]`, row-major.
+    w: Vec<f32>,
+    out: usize,
+    inp: usize,
     b: Vec<f32>,
+}
+
+impl Dense {
+    fn w(&self) -> MatRef<'_> {
+        MatRef::row_major(&self.w, self.out, self.inp)
+    }
 }
 
 /// The frozen weights of an `MlpEnergy`, ready for the fused path.
@@ -40,13 +54,12 @@ pub struct FusedMlp {
 
 fn dense(w: &Tensor, b: Option<&Tensor>) -> Result<Dense> {
     let (out, inp) = w.dims2()?;
-    let w = Array2::from_shape_vec((out, inp), w.flatten_all()?.to_vec1::<f32>()?)
-        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let w = w.flatten_all()?.to_vec1::<f32>()?;
     let b = match b {
         Some(b) => b.to_vec1::<f32>()?,
         None => vec![0.0; out],
     };
-    Ok(Dense { w, b })
+    Ok(Dense { w, out, inp, b })
 }
 
 impl FusedMlp {
@@ -60,7 +73,7 @@ impl FusedMlp {
         let head = dense_layers.pop().expect("an MLP has a head");
         Ok(Self {
             layers: dense_layers,
-            head_w: head.w.row(0).to_vec(),
+            head_w: head.w,
             head_b: head.b[0],
             act: cfg.activation,
             cond_dim: cfg.cond_dim(),
@@ -93,19 +106,18 @@ impl FusedMlp {
             n * c,
             "fused mlp: cond is not [n, cond_dim]"
         );
-        let chunk = ROWS_PER_TASK.max(n.div_ceil(rayon::current_num_threads().max(1)));
-        if n <= ROWS_PER_TASK {
-            let mut ws = Workspace::default();
-            self.rows(x, cond, energy, grad, &mut ws);
+        if n <= ROWS_PER_TASK || rayon::current_num_threads() < 2 {
+            WORKSPACE.with(|ws| self.rows(x, cond, energy, grad, &mut ws.borrow_mut()));
             return;
         }
+        let chunk = ROWS_PER_TASK.max(n.div_ceil(rayon::current_num_threads()));
         x.par_chunks(chunk * d)
             .zip(energy.par_chunks_mut(chunk))
             .zip(grad.par_chunks_mut(chunk * d))
             .enumerate()
-            .for_each_init(Workspace::default, |ws, (i, ((x, e), g))| {
+            .for_each(|(i, ((x, e), g))| {
                 let cond = cond.map(|cv| &cv[i * chunk * c..(i * chunk + e.len()) * c]);
-                self.rows(x, cond, e, g, ws);
+                WORKSPACE.with(|ws| self.rows(x, cond, e, g, &mut ws.borrow_mut()));
             });
     }
 
@@ -133,25 +145,25 @@ impl FusedMlp {
         }
         // Forward: ws.z[l] holds pre-activations, ws.a[l] activations.
         for (l, layer) in layers.iter().enumerate() {
-            let out = layer.w.nrows();
+            let out = layer.out;
             let (before, after) = ws.a.split_at_mut(l);
-            let prev: ArrayView2<f32> = if l == 0 {
-                view(&ws.input, n, c + d)
+            let prev = if l == 0 {
+                MatRef::row_major(&ws.input, n, c + d)
             } else {
-                view(&before[l - 1], n, layers[l - 1].w.nrows())
+                MatRef::row_major(&before[l - 1], n, layers[l - 1].out)
             };
             let z = &mut ws.z[l];
             for r in 0..n {
                 z[r * out..(r + 1) * out].copy_from_slice(&layer.b);
             }
-            general_mat_mul(1.0, &prev, &layer.w.t(), 1.0, &mut view_mut(z, n, out));
+            matmul(z, prev, layer.w().t(), true);
             for (a, &zv) in after[0].iter_mut().zip(z.iter()) {
                 *a = self.act.value(zv);
             }
         }
         // Head and its gradient into the last hidden layer.
         let last = layers.len() - 1;
-        let width = layers[last].w.nrows();
+        let width = layers[last].out;
         for (r, e) in energy.iter_mut().enumerate() {
             let a = &ws.a[last][r * width..(r + 1) * width];
             *e = self.head_b + a.iter().zip(&self.head_w).map(|(p, q)| p * q).sum::<f32>();
@@ -163,38 +175,27 @@ impl FusedMlp {
         }
         // Backward through the hidden layers.
         for l in (1..layers.len()).rev() {
-            let (out, inp) = layers[l].w.dim();
             let (lower, upper) = ws.g.split_at_mut(l);
             let g_prev = &mut lower[l - 1];
-            general_mat_mul(
-                1.0,
-                &view(&upper[0], n, out),
-                &layers[l].w.view(),
-                0.0,
-                &mut view_mut(g_prev, n, inp),
+            matmul(
+                g_prev,
+                MatRef::row_major(&upper[0], n, layers[l].out),
+                layers[l].w(),
+                false,
             );
             for (g, &zv) in g_prev.iter_mut().zip(&ws.z[l - 1]) {
                 *g *= self.act.slope(zv);
             }
         }
         // Into x: only the columns of W_1 that multiply x.
-        let w1 = &layers[0].w;
-        general_mat_mul(
-            1.0,
-            &view(&ws.g[0], n, w1.nrows()),
-            &w1.slice(s![.., c..]),
-            0.0,
-            &mut view_mut(grad, n, d),
+        let w1 = &layers[0];
+        matmul(
+            grad,
+            MatRef::row_major(&ws.g[0], n, w1.out),
+            w1.w().columns(c..c + d),
+            false,
         );
     }
-}
-
-fn view(buf: &[f32], rows: usize, cols: usize) -> ArrayView2<'_, f32> {
-    ArrayView2::from_shape((rows, cols), &buf[..rows * cols]).expect("workspace sized")
-}
-
-fn view_mut(buf: &mut [f32], rows: usize, cols: usize) -> ArrayViewMut2<'_, f32> {
-    ArrayViewMut2::from_shape((rows, cols), &mut buf[..rows * cols]).expect("workspace sized")
 }
 
 /// Scratch buffers, grown on demand and reused across calls.
@@ -212,7 +213,7 @@ impl Workspace {
         for bufs in [&mut self.z, &mut self.a, &mut self.g] {
             bufs.resize_with(layers.len(), Vec::new);
             for (b, l) in bufs.iter_mut().zip(layers) {
-                b.resize(n * l.w.nrows(), 0.0);
+                b.resize(n * l.out, 0.0);
             }
         }
     }
@@ -310,6 +311,40 @@ mod tests {
             assert!(rel_err(&e2, &(&ea * 2.5)?) < 1e-5);
             assert!(rel_err(&g2, &(&ga * 2.5)?) < 1e-5);
         }
+        Ok(())
+    }
+
+    /// A whole Langevin chain on the fused buffers equals the tensor chain
+    /// (same random stream), with gradient clipping, clamping and a weight.
+    #[test]
+    fn fused_langevin_chain_matches_the_tensor_chain() -> Result<()> {
+        let dev = Device::Cpu;
+        let mut cfg = MlpEnergyConfig::new(31);
+        cfg.context_len = 1;
+        cfg.activation = Activation::LeakyRelu;
+        let m = MlpEnergy::init(&cfg, &ParamStore::new(4, &dev))?.frozen();
+        let plain = m.without_fused_path();
+        let sampler = crate::langevin::LangevinSampler::new(crate::LangevinConfig {
+            steps: 15,
+            step_size: 0.1,
+            noise_scale: 0.01,
+            grad_clip: Some(0.5),
+            clamp: Some([-2.0, 2.0]),
+        })
+        .expect("valid config");
+        let mut rng = Rng::new(9);
+        let x0 = Tensor::from_vec(rng.normal_vec(70 * 31), (70, 31), &dev)?;
+        let c = Tensor::from_vec(rng.normal_vec(70 * 31), (70, 31), &dev)?;
+        let run = |f: &MlpEnergy| {
+            let terms = [EnergyTerm::new(f, Some(c.clone())).weighted(3.0)];
+            sampler.run(&terms, &x0, None, &mut Rng::new(1), Default::default())
+        };
+        let (a, b) = (run(&m)?, run(&plain)?);
+        assert_eq!((a.steps_run, b.steps_run), (15, 15));
+        assert!(rel_err(&a.x, &b.x) < 1e-5, "{}", rel_err(&a.x, &b.x));
+        let (ea, eb) = (a.energy.expect("energies"), b.energy.expect("energies"));
+        assert!(rel_err(&ea, &eb) < 1e-4, "{}", rel_err(&ea, &eb));
+        assert!(rel_err(&a.x, &x0) > 1e-3, "the chain moved");
         Ok(())
     }
 

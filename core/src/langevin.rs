@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::energy::{energy_and_grad, EnergyTerm};
@@ -123,6 +123,11 @@ impl LangevinSampler {
             }
             None => None,
         };
+        if keep.is_none() && terms.len() == 1 {
+            if let Some(chain) = self.run_fused(&terms[0], x0, rng, budget)? {
+                return Ok(chain);
+            }
+        }
         let fixed = x0.detach();
         let mut x = fixed.clone();
         let mut energy = None;
@@ -158,6 +163,78 @@ impl LangevinSampler {
             energy,
             steps_run,
         })
+    }
+}
+
+impl LangevinSampler {
+    /// The chain of [`LangevinSampler::run`] on plain buffers, for one term
+    /// with a fused CPU form (same arithmetic, same random stream); `None`
+    /// when the term or the shapes do not qualify.
+    fn run_fused(
+        &self,
+        term: &EnergyTerm,
+        x0: &Tensor,
+        rng: &mut Rng,
+        budget: StepBudget,
+    ) -> Result<Option<Chain>> {
+        let Some(f) = term.energy.fused_mlp() else {
+            return Ok(None);
+        };
+        let (n, d) = match x0.dims() {
+            &[n, d] if d == f.state_dim() && x0.dtype() == DType::F32 => (n, d),
+            _ => return Ok(None),
+        };
+        let cond = match (&term.cond, f.cond_dim()) {
+            (None, 0) => None,
+            (Some(c), cd) if cd > 0 && c.dims() == [n, cd] && c.dtype() == DType::F32 => {
+                Some(c.flatten_all()?.to_vec1::<f32>()?)
+            }
+            _ => return Ok(None),
+        };
+        let c = &self.cfg;
+        let w = term.weight as f32;
+        let (step, noise) = (c.step_size as f32, c.noise_scale as f32);
+        let mut x = x0.flatten_all()?.to_vec1::<f32>()?;
+        let mut e = vec![0.0f32; n];
+        let mut g = vec![0.0f32; n * d];
+        let mut steps_run = 0;
+        for _ in 0..c.steps {
+            if budget.deadline.is_some_and(|t| Instant::now() >= t) {
+                break;
+            }
+            if c.noise_scale > 0.0 {
+                for (v, z) in x.iter_mut().zip(rng.normal_vec(n * d)) {
+                    *v += z * noise;
+                }
+            }
+            f.energy_and_grad(&x, cond.as_deref(), &mut e, &mut g);
+            let clip = c.grad_clip.map(|v| v as f32);
+            for (v, &gv) in x.iter_mut().zip(&g) {
+                let mut gv = gv * w;
+                if let Some(cl) = clip {
+                    gv = gv.clamp(-cl, cl);
+                }
+                *v -= step * gv;
+                if let Some([lo, hi]) = c.clamp {
+                    *v = v.clamp(lo as f32, hi as f32);
+                }
+            }
+            steps_run += 1;
+        }
+        let energy = if steps_run > 0 {
+            Some(Tensor::from_vec(
+                e.iter().map(|v| v * w).collect::<Vec<_>>(),
+                n,
+                x0.device(),
+            )?)
+        } else {
+            None
+        };
+        Ok(Some(Chain {
+            x: Tensor::from_vec(x, (n, d), x0.device())?,
+            energy,
+            steps_run,
+        }))
     }
 }
 

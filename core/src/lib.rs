@@ -24,6 +24,7 @@ pub mod params;
 pub mod replay;
 pub mod rng;
 pub mod rollout;
+pub mod sgemm;
 pub mod spectral;
 pub mod trainer;
 

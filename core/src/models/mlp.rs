@@ -248,4 +248,8 @@ impl EnergyFunction for MlpEnergy {
         // Anything unusual takes the autograd path, which names the problem.
         shapes_ok.then(|| energy_and_grad_tensors(f, x, cond))
     }
+
+    fn fused_mlp(&self) -> Option<&FusedMlp> {
+        self.fused.as_deref()
+    }
 }
