@@ -114,6 +114,16 @@ fn trajectory_training_and_evaluation_run_end_to_end() -> anyhow::Result<()> {
     assert!(r.mse_fc[0] < 0.05, "FC one-step MSE {}", r.mse_fc[0]);
     // The EBM's particles stay near the truth for the first step too.
     assert!(r.mse_ebm[0] < 0.5, "EBM one-step MSE {}", r.mse_ebm[0]);
-    assert!(dir.path().join("eval/fd.png").is_file());
+    for f in ["eval/fd.png", "eval/rollouts.png", "eval/report.md"] {
+        assert!(dir.path().join(f).is_file(), "{f} missing");
+    }
+    // The inference export carries the energy percentiles of training
+    // transitions, in order, for the runtime's OOD scores.
+    let export = ebm_core::checkpoint::load(&run.join("model"), &dev)?;
+    let pct: Vec<f32> = serde_json::from_value(
+        export.manifest.extra[ebm_core::checkpoint::ENERGY_PERCENTILES].clone(),
+    )?;
+    assert_eq!(pct.len(), 101);
+    assert!(pct.windows(2).all(|w| w[0] <= w[1]) && pct[0] < pct[100]);
     Ok(())
 }

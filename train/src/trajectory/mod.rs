@@ -5,6 +5,7 @@
 pub mod baseline;
 pub mod config;
 pub mod data;
+pub mod report;
 pub mod run;
 
 pub use config::TrajectoryConfig;

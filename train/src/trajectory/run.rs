@@ -16,6 +16,7 @@ use serde::Serialize;
 use super::baseline::{load_baseline, rollout_baseline, save_baseline, train_baseline};
 use super::config::TrajectoryConfig;
 use super::data::{fit_delta_scale, fit_normalization, normalize, TransitionData};
+use super::report::{markdown_table, rollout_figure};
 use crate::figure::line_chart;
 
 fn ids(v: &[u64], limit: usize) -> Vec<usize> {
@@ -237,6 +238,16 @@ fn per_step(pred: &[Vec<Vec<f32>>], truth: &[Vec<Vec<f32>>], d: usize) -> (Vec<f
     (fd, mse)
 }
 
+/// State dimensions drawn in the rollout figure: the cube's position and a
+/// quaternion component and two joints for hand states, else the first six.
+fn figure_dims(d: usize) -> Vec<usize> {
+    if d == ebm_msgs::STATE_DIM {
+        vec![24, 25, 26, 27, 0, 8]
+    } else {
+        (0..d.min(6)).collect()
+    }
+}
+
 /// Rolls out the EBM and the FC baseline of `run` on the test split and scores
 /// both against the truth; writes `report.json` and `fd.png` into `out`.
 pub fn evaluate(
@@ -322,5 +333,25 @@ pub fn evaluate(
     )
     .save_png(&out.join("fd.png"))?;
     std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
+    let title = if cfg.conditional() {
+        "Action-conditional trajectory EBM vs FC baseline"
+    } else {
+        "Unconditional trajectory EBM vs FC baseline"
+    };
+    std::fs::write(out.join("report.md"), markdown_table(&report, title))?;
+    // Figure 12: the first test trajectory, its particles and the FC rollout.
+    let first = test[0];
+    let truth: Vec<Vec<f32>> = (k - 1..k + h)
+        .map(|t| states.slice(s![first, t, ..]).to_vec())
+        .collect();
+    let fc0: Vec<Vec<f32>> = fc_pred.get(0)?.to_vec2()?;
+    let particles: Vec<Vec<Vec<f32>>> = r.states.get(0)?.to_vec3()?;
+    rollout_figure(
+        &truth,
+        &fc0,
+        &particles,
+        &figure_dims(d),
+        &out.join("rollouts.png"),
+    )?;
     Ok(report)
 }
