@@ -39,6 +39,10 @@ pub struct TrajectoryConfig {
     /// training split) rather than the next state itself.
     #[serde(default)]
     pub predict_change: bool,
+    /// Gaussian noise on training contexts (normalised units; EBM and FC
+    /// baseline alike), for stable long rollouts.
+    #[serde(default)]
+    pub context_noise: f32,
     /// Floor of the fitted change scales (normalised units).
     #[serde(default = "default_change_floor")]
     pub change_scale_floor: f32,

@@ -81,6 +81,11 @@ pub struct TransitionData {
     pub start_noise: f64,
     /// Change-space models: samples are `(s_{t+1} - s_t) / delta_scale`.
     pub delta_scale: Option<Vec<f32>>,
+    /// Standard deviation of Gaussian noise added to the context states of
+    /// training transitions (not to the target, nor to actions): models then
+    /// learn to pull slightly-off contexts back, which keeps long rollouts
+    /// from their own predictions on the data (0: off).
+    pub context_noise: f32,
 }
 
 impl TransitionData {
@@ -128,7 +133,14 @@ impl PositiveSource for TransitionData {
         for _ in 0..n {
             let i = self.ids[rng.below(self.ids.len())];
             let t = k - 1 + rng.below(t_len - k);
+            let at = c.len();
             self.cond_row(i, t, &mut c);
+            if self.context_noise > 0.0 {
+                let noise = rng.normal_vec(k * d);
+                for (v, z) in c[at..at + k * d].iter_mut().zip(noise) {
+                    *v += self.context_noise * z;
+                }
+            }
             let tr = self.states.index_axis(Axis(0), i);
             match &self.delta_scale {
                 None => x.extend(tr.row(t + 1).iter()),
@@ -182,6 +194,7 @@ mod tests {
             context_len: 2,
             start_noise: 0.0,
             delta_scale: None,
+            context_noise: 0.0,
         };
         assert_eq!(data.cond_dim(), 5);
         let (x, c) = data.batch(50, &mut Rng::new(1), &Device::Cpu)?;

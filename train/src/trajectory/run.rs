@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use ebm_core::checkpoint::{self, Manifest, Normalization};
 use ebm_core::frechet::{frechet_distance, GaussianFit};
-use ebm_core::rollout::rollout;
+use ebm_core::rollout::{rollout, RolloutConfig};
 use ebm_core::{FcBaselineConfig, MlpEnergy, PositiveSource, Rng, Trainer};
 use ebm_msgs::recording::{self, Dataset};
 use ndarray::{s, Array3, Axis};
@@ -78,6 +78,7 @@ pub fn train_trajectory(
         context_len: cfg.model.context_len,
         start_noise: cfg.start_noise,
         delta_scale: cfg.predict_change.then(|| model_cfg.delta_scale.clone()),
+        context_noise: cfg.context_noise,
     };
     anyhow::ensure!(
         cfg.model.action_dim == 0 || cfg.model.action_dim == ds.actions.len_of(Axis(2)),
@@ -108,14 +109,12 @@ pub fn train_trajectory(
         }
     })?;
     let ebm_seconds = t0.elapsed().as_secs_f64();
-    export_model(
-        &trainer,
-        &data,
-        &norm,
-        train_ids.len(),
-        &run.join("model"),
-        device,
-    )?;
+    let facts = ExportFacts {
+        train_trajectories: train_ids.len(),
+        rollout: &cfg.eval.rollout,
+        recording: &cfg.recording,
+    };
+    export_model(&trainer, &data, &norm, &facts, &run.join("model"), device)?;
     let fc_cfg = FcBaselineConfig {
         state_dim: d,
         context_len: cfg.model.context_len,
@@ -142,11 +141,17 @@ pub fn train_trajectory(
 /// Writes the trained EBM as an inference export (weights, normalisation and
 /// the percentiles of its energy on training transitions, for OOD scores):
 /// what the runtime loads.
+struct ExportFacts<'a> {
+    train_trajectories: usize,
+    rollout: &'a RolloutConfig,
+    recording: &'a Path,
+}
+
 fn export_model(
     trainer: &Trainer<MlpEnergy>,
     data: &TransitionData,
     norm: &Normalization,
-    train_trajectories: usize,
+    facts: &ExportFacts,
     dir: &Path,
     device: &Device,
 ) -> Result<()> {
@@ -169,7 +174,15 @@ fn export_model(
         serde_json::to_value(&pct)?,
     );
     m.extra
-        .insert("train_trajectories".into(), train_trajectories.into());
+        .insert("train_trajectories".into(), facts.train_trajectories.into());
+    // The sampler settings the model was trained and evaluated with: the
+    // runtime's defaults for this model.
+    m.extra
+        .insert("rollout".into(), serde_json::to_value(facts.rollout)?);
+    m.extra.insert(
+        "recording".into(),
+        facts.recording.display().to_string().into(),
+    );
     checkpoint::save_model(dir, m, trainer.params())?;
     tracing::info!(dir = %dir.display(), median_energy = pct[50], "exported the model");
     Ok(())
