@@ -32,6 +32,14 @@ fn every_config_file_parses_and_validates() -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
                 cfg.validate().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
             }
+            "runtime.toml" => {
+                let cfg = ebm_runtime::RuntimeConfig::load(&path)
+                    .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                assert!(
+                    !cfg.zenoh.multicast_scouting,
+                    "{name}: scouting must be off"
+                );
+            }
             n if n.starts_with("traj_") => {
                 let cfg =
                     TrajectoryConfig::parse(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
