@@ -10,18 +10,24 @@
 //! - [`daemon`]: Zenoh subscriber, queryable, publishers, status and liveliness;
 //! - [`transport`]: the one place Zenoh is configured;
 //! - [`counters`]: every input, drop, error and output, published as status;
+//! - [`local`]: an in-process daemon with a connected client;
 //! - [`demo`], [`replay_eval`], [`ood_eval`], [`bench`]: the commands
 //!   built on the daemon.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod bench;
 pub mod config;
 pub mod counters;
 pub mod daemon;
+pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod infer;
+pub mod local;
 pub mod model;
+pub mod ood_eval;
+pub mod replay_eval;
 pub mod transport;
 
 pub use config::RuntimeConfig;

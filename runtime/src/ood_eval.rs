@@ -1,0 +1,262 @@
+//! `ebm-runtime ood-eval`: how well the daemon's OOD score separates
+//! held-out nominal simulator states from states of perturbed simulators.
+//!
+//! Held-out trajectories (seeds unused by `ebm-sim generate`'s defaults)
+//! come from the nominal simulator and from four perturbations: a heavier
+//! cube, lower friction, a stuck joint (one actuator ignores its commands)
+//! and sensor noise (Gaussian noise on the observed states). Every observed
+//! transition is scored by the served model exactly as the daemon scores it
+//! (`infer::transition_energy`), and the AUROC of perturbed against nominal
+//! is reported per perturbation, per transition and per trajectory (mean
+//! energy).
+
+use ebm_core::metrics::auroc;
+use ebm_core::Rng;
+use ebm_msgs::{ACTION_DIM, STATE_DIM};
+use ebm_sim_data::rollout::{mix, rollout_with_stuck_actuator, Control, Seeds};
+use ebm_sim_data::SimConfig;
+use serde::Serialize;
+
+use crate::infer::transition_energy;
+use crate::model::ModelBundle;
+use crate::RuntimeError;
+
+/// One trajectory: states (`T x 31`) and actions (`T x 20`), row-major.
+type Episode = (Vec<f32>, Vec<f32>);
+
+#[derive(Debug, Clone)]
+pub struct OodEvalOptions {
+    pub trajectories: usize,
+    pub steps: u32,
+    pub seed: u64,
+    /// Heavier cube: mass multiplied by this.
+    pub mass_factor: f32,
+    /// Lower friction: cube and hand friction multiplied by this.
+    pub friction_factor: f32,
+    /// Stuck joint: this actuator holds its initial target (1 = WRJ1, the wrist).
+    pub stuck_actuator: usize,
+    /// Sensor noise: standard deviation in units of each state dimension's
+    /// spread (its normalisation std; 1 for a checkpoint without statistics).
+    pub noise_std: f32,
+}
+
+impl Default for OodEvalOptions {
+    fn default() -> Self {
+        Self {
+            trajectories: 16,
+            steps: 60,
+            seed: 0x00D_E7A1,
+            mass_factor: 5.0,
+            friction_factor: 0.1,
+            stuck_actuator: 1,
+            noise_std: 0.5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OodRow {
+    pub perturbation: String,
+    pub trajectories: usize,
+    pub transitions: usize,
+    /// Attempts discarded because the cube fell.
+    pub dropped: usize,
+    pub mean_energy: f64,
+    pub mean_percentile: f64,
+    pub auroc_transitions: Option<f64>,
+    pub auroc_trajectories: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OodReport {
+    pub model_id: String,
+    pub percentiles_from: String,
+    pub rows: Vec<OodRow>,
+}
+
+/// Trajectories (states, actions) of one simulator variant, retrying attempts that drop the cube.
+/// Perturbed variants use the same seeds as the nominal one: paired start states.
+fn simulate(cfg: &SimConfig, opts: &OodEvalOptions, stuck: Option<usize>) -> (Vec<Episode>, usize) {
+    let mut out = Vec::new();
+    let mut dropped = 0;
+    for i in 0..opts.trajectories as u64 {
+        for attempt in 0..cfg.max_attempts {
+            let seed = mix(mix(opts.seed, i), u64::from(attempt));
+            match rollout_with_stuck_actuator(
+                cfg,
+                opts.steps,
+                Seeds::attempt(seed),
+                &Control::Scripted { force: None },
+                stuck,
+            ) {
+                Ok(t) => {
+                    out.push((t.states, t.actions));
+                    break;
+                }
+                Err(_) => dropped += 1,
+            }
+        }
+    }
+    (out, dropped)
+}
+
+/// Per-trajectory transition energies (daemon scoring).
+fn energies(bundle: &ModelBundle, trajs: &[Episode]) -> Result<Vec<Vec<f32>>, RuntimeError> {
+    let k = bundle.context_len();
+    let mut all = Vec::with_capacity(trajs.len());
+    for (states, actions) in trajs {
+        let t = states.len() / STATE_DIM;
+        let row = |i: usize| &states[i * STATE_DIM..(i + 1) * STATE_DIM];
+        let mut conds = Vec::new();
+        let mut next = Vec::new();
+        for i in k..t {
+            let mut c: Vec<f32> = (i - k..i)
+                .flat_map(|j| bundle.normalize_state(row(j)))
+                .collect();
+            if bundle.conditional() {
+                c.extend(
+                    bundle.normalize_action(Some(&actions[(i - 1) * ACTION_DIM..i * ACTION_DIM])),
+                );
+            }
+            conds.push(c);
+            next.push(bundle.normalize_state(row(i)));
+        }
+        all.push(transition_energy(bundle, &conds, &next)?);
+    }
+    Ok(all)
+}
+
+/// Runs the evaluation.
+pub fn ood_eval(bundle: &ModelBundle, opts: &OodEvalOptions) -> Result<OodReport, RuntimeError> {
+    let nominal_cfg = SimConfig::default();
+    let (nominal, nominal_dropped) = simulate(&nominal_cfg, opts, None);
+    let mut heavy = nominal_cfg.clone();
+    heavy.cube.mass_kg *= opts.mass_factor;
+    let mut slippery = nominal_cfg.clone();
+    slippery.cube.friction *= opts.friction_factor;
+    slippery.actuators.hand_friction *= opts.friction_factor;
+    // Sensor noise on the nominal trajectories, scaled per dimension.
+    let mut rng = Rng::new(opts.seed ^ 0x5E05);
+    let spread = bundle.denormalize_state(&[1.0; STATE_DIM]);
+    let zero = bundle.denormalize_state(&[0.0; STATE_DIM]);
+    let noisy: Vec<Episode> = nominal
+        .iter()
+        .map(|(s, a)| {
+            let z = rng.normal_vec(s.len());
+            let s = s
+                .iter()
+                .zip(z)
+                .enumerate()
+                .map(|(i, (v, n))| {
+                    v + n * opts.noise_std * (spread[i % STATE_DIM] - zero[i % STATE_DIM])
+                })
+                .collect();
+            (s, a.clone())
+        })
+        .collect();
+    let variants: Vec<(String, Vec<Episode>, usize)> = vec![
+        ("nominal".into(), nominal, nominal_dropped),
+        {
+            let (t, d) = simulate(&heavy, opts, None);
+            (format!("heavier cube (x{})", opts.mass_factor), t, d)
+        },
+        {
+            let (t, d) = simulate(&slippery, opts, None);
+            (format!("lower friction (x{})", opts.friction_factor), t, d)
+        },
+        {
+            let (t, d) = simulate(&nominal_cfg, opts, Some(opts.stuck_actuator));
+            (
+                format!("stuck joint (actuator {})", opts.stuck_actuator),
+                t,
+                d,
+            )
+        },
+        (format!("sensor noise ({} std)", opts.noise_std), noisy, 0),
+    ];
+    let mut scored = Vec::with_capacity(variants.len());
+    for (name, trajs, dropped) in &variants {
+        scored.push((
+            name.clone(),
+            energies(bundle, trajs)?,
+            trajs.len(),
+            *dropped,
+        ));
+    }
+    let flat = |e: &[Vec<f32>]| {
+        e.iter()
+            .flatten()
+            .map(|&v| f64::from(v))
+            .collect::<Vec<f64>>()
+    };
+    let means = |e: &[Vec<f32>]| {
+        e.iter()
+            .map(|t| t.iter().map(|&v| f64::from(v)).sum::<f64>() / t.len().max(1) as f64)
+            .collect::<Vec<f64>>()
+    };
+    let (nom_flat, nom_means) = (flat(&scored[0].1), means(&scored[0].1));
+    let rows = scored
+        .iter()
+        .enumerate()
+        .map(|(i, (name, e, n, dropped))| {
+            let f = flat(e);
+            let pct: Vec<f64> = f
+                .iter()
+                .filter_map(|&v| bundle.percentile(v as f32).map(f64::from))
+                .collect();
+            OodRow {
+                perturbation: name.clone(),
+                trajectories: *n,
+                transitions: f.len(),
+                dropped: *dropped,
+                mean_energy: f.iter().sum::<f64>() / f.len().max(1) as f64,
+                mean_percentile: if pct.is_empty() {
+                    f64::NAN
+                } else {
+                    pct.iter().sum::<f64>() / pct.len() as f64
+                },
+                auroc_transitions: (i > 0).then(|| auroc(&f, &nom_flat)).flatten(),
+                auroc_trajectories: (i > 0).then(|| auroc(&means(e), &nom_means)).flatten(),
+            }
+        })
+        .collect();
+    Ok(OodReport {
+        model_id: bundle.model_id.clone(),
+        percentiles_from: if bundle.percentiles.is_some() {
+            "checkpoint".into()
+        } else {
+            "none".into()
+        },
+        rows,
+    })
+}
+
+impl OodReport {
+    /// A markdown table.
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "OOD score (transition energy) of model `{}`: AUROC of perturbed against nominal held-out transitions (goal >= 0.9).\n\n\
+             | simulator | trajectories | transitions | mean energy | mean percentile | AUROC (transitions) | AUROC (trajectory means) |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+            self.model_id
+        );
+        let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
+        for r in &self.rows {
+            s.push_str(&format!(
+                "| {} | {} | {} | {:.3} | {} | {} | {} |\n",
+                r.perturbation,
+                r.trajectories,
+                r.transitions,
+                r.mean_energy,
+                if r.mean_percentile.is_nan() {
+                    "-".into()
+                } else {
+                    format!("{:.1}", r.mean_percentile)
+                },
+                f(r.auroc_transitions),
+                f(r.auroc_trajectories)
+            ));
+        }
+        s
+    }
+}

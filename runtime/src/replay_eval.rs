@@ -1,0 +1,204 @@
+//! `ebm-runtime replay-eval`: the offline trajectory evaluation (`ebm-train
+//! traj eval`) reproduced through the daemon. Test episodes of a recording
+//! are replayed into an in-process daemon over Zenoh: for each episode its
+//! first `k` states are published (with their recorded last actions, as
+//! `ebm-sim replay` sends them), the daemon's forecast from them is
+//! received, and the forecasts are scored against the recording: per
+//! horizon step, the RMSE of the particle mean and the Frechet distance
+//! between all predicted particles and the true states (normalised units,
+//! as the offline evaluation).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use ebm_core::frechet::{frechet_distance, GaussianFit};
+use ebm_msgs::recording::{RecordingEvent, RecordingHeader, RecordingReader, HEADER_RECORD};
+use ebm_msgs::{decode, encode, Encoding, Forecast, RobotId, RobotState, STATE_DIM};
+use serde::Serialize;
+use tracing::info;
+
+use crate::config::RuntimeConfig;
+use crate::local::LocalDaemon;
+use crate::model::ModelBundle;
+use crate::RuntimeError;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayEvalReport {
+    pub model_id: String,
+    pub episodes: usize,
+    pub horizon: usize,
+    pub particles: usize,
+    /// Per horizon step (1..=H): RMSE of the particle mean, normalised units.
+    pub rmse: Vec<f64>,
+    /// Per horizon step: Frechet distance, predicted particles vs truth.
+    pub fd: Vec<f64>,
+    pub avg_fd: f64,
+    /// Mean daemon compute time per forecast.
+    pub mean_compute_ms: f64,
+    pub langevin_steps: u32,
+}
+
+/// The first `n` test episodes of a recording, each as its ordered states
+/// with `last_action` filled in.
+fn test_episodes(
+    path: &Path,
+    n: usize,
+) -> Result<(RecordingHeader, Vec<Vec<RobotState>>), RuntimeError> {
+    let mut header = None;
+    let mut wanted: BTreeMap<u64, Vec<RobotState>> = BTreeMap::new();
+    let mut last_action: BTreeMap<u64, Vec<f32>> = BTreeMap::new();
+    for event in RecordingReader::open(path)? {
+        match event? {
+            RecordingEvent::Metadata { name, entries } if name == HEADER_RECORD => {
+                let h = RecordingHeader::from_metadata_entries(&entries)?;
+                for &id in h.split.test.iter().take(n) {
+                    wanted.insert(id, Vec::new());
+                }
+                header = Some(h);
+            }
+            RecordingEvent::State(mut s) => {
+                if let Some(v) = wanted.get_mut(&s.episode) {
+                    s.last_action = last_action.get(&s.episode).cloned();
+                    v.push(s);
+                }
+            }
+            RecordingEvent::Action(a) => {
+                if wanted.contains_key(&a.episode) {
+                    last_action.insert(a.episode, a.action);
+                }
+            }
+            RecordingEvent::Metadata { .. } => {}
+        }
+    }
+    let header = header.ok_or(ebm_msgs::MsgsError::MissingHeader(HEADER_RECORD))?;
+    Ok((header, wanted.into_values().collect()))
+}
+
+/// Replays, collects forecasts and scores them.
+pub async fn replay_eval(
+    cfg: RuntimeConfig,
+    recording: &Path,
+    episodes: usize,
+    out: Option<&Path>,
+) -> Result<ReplayEvalReport, RuntimeError> {
+    let device = ebm_core::device::select(&cfg.device)?;
+    let bundle = ModelBundle::from_config(&cfg.model, cfg.seed, &device)?;
+    // A second copy, to normalise for scoring as the offline evaluation does.
+    let scorer = ModelBundle::from_config(&cfg.model, cfg.seed, &device)?;
+    let k = bundle.context_len();
+    let (h, p) = (cfg.forecast.horizon, cfg.forecast.particles);
+    let (header, eps) = test_episodes(recording, episodes)?;
+    let eps: Vec<Vec<RobotState>> = eps.into_iter().filter(|e| e.len() >= k + h).collect();
+    if eps.is_empty() {
+        return Err(RuntimeError::Model(format!(
+            "no test episode of {} has {} states (context + horizon)",
+            recording.display(),
+            k + h
+        )));
+    }
+    info!(
+        episodes = eps.len(),
+        horizon = h,
+        particles = p,
+        "replaying test episodes into the daemon"
+    );
+    let model_id = bundle.model_id.clone();
+    let daemon = LocalDaemon::start(cfg, bundle).await?;
+    let robot = RobotId::new(header.robot_id.as_str())?;
+    let publisher = daemon.state_publisher(&robot).await?;
+    let (_sub, mut rx) = daemon.subscribe(daemon.keys.forecast(&robot)).await?;
+    let mut forecasts = Vec::with_capacity(eps.len());
+    for (i, ep) in eps.iter().enumerate() {
+        for s in &ep[..k] {
+            publisher
+                .put(encode(s, Encoding::Bincode)?)
+                .encoding(zenoh::bytes::Encoding::from(Encoding::Bincode.mime()))
+                .await
+                .map_err(RuntimeError::zenoh("publishing a state"))?;
+        }
+        let want = ep[k - 1].seq;
+        let f = loop {
+            let sample = tokio::time::timeout(Duration::from_secs(120), rx.recv())
+                .await
+                .map_err(|_| {
+                    RuntimeError::Model(format!(
+                        "no forecast for episode {} within 120 s",
+                        ep[0].episode
+                    ))
+                })?
+                .ok_or(RuntimeError::EngineStopped)?;
+            let f: Forecast = decode(&sample.payload().to_bytes(), Encoding::Bincode)?;
+            if f.seq == want {
+                break f;
+            }
+        };
+        info!(
+            episode = ep[0].episode,
+            done = i + 1,
+            of = eps.len(),
+            compute_ms = f.compute_us / 1000,
+            "forecast"
+        );
+        forecasts.push(f);
+    }
+    drop(publisher);
+    daemon.stop().await?;
+
+    // Score in normalised units: per step, B * P predicted rows vs B true rows.
+    let mut rmse = Vec::with_capacity(h);
+    let mut fd = Vec::with_capacity(h);
+    for step in 0..h {
+        let mut pred: Vec<Vec<f32>> = Vec::new();
+        let mut truth: Vec<Vec<f32>> = Vec::new();
+        let mut se = 0.0;
+        for (f, ep) in forecasts.iter().zip(&eps) {
+            let t = scorer.normalize_state(&ep[k + step].state);
+            for j in 0..p {
+                let o = (j * h + step) * STATE_DIM;
+                pred.push(scorer.normalize_state(&f.trajectories[o..o + STATE_DIM]));
+            }
+            let m = scorer.normalize_state(&f.mean[step * STATE_DIM..(step + 1) * STATE_DIM]);
+            se += m
+                .iter()
+                .zip(&t)
+                .map(|(a, b)| f64::from(a - b).powi(2))
+                .sum::<f64>()
+                / STATE_DIM as f64;
+            truth.push(t);
+        }
+        rmse.push((se / forecasts.len() as f64).sqrt());
+        let fit =
+            |rows: &[Vec<f32>]| GaussianFit::of_rows(rows.iter().map(Vec::as_slice), STATE_DIM);
+        fd.push(match (fit(&pred), fit(&truth)) {
+            (Some(a), Some(b)) => frechet_distance(&a, &b),
+            _ => f64::NAN,
+        });
+    }
+    let report = ReplayEvalReport {
+        model_id,
+        episodes: forecasts.len(),
+        horizon: h,
+        particles: p,
+        avg_fd: fd.iter().sum::<f64>() / h as f64,
+        mean_compute_ms: forecasts
+            .iter()
+            .map(|f| f.compute_us as f64 / 1e3)
+            .sum::<f64>()
+            / forecasts.len() as f64,
+        langevin_steps: forecasts.first().map_or(0, |f| f.langevin_steps),
+        rmse,
+        fd,
+    };
+    if let Some(out) = out {
+        std::fs::create_dir_all(out).map_err(|source| RuntimeError::Io {
+            path: out.to_owned(),
+            source,
+        })?;
+        let path = out.join("report.json");
+        let json =
+            serde_json::to_vec_pretty(&report).map_err(|e| RuntimeError::Model(e.to_string()))?;
+        std::fs::write(&path, json).map_err(|source| RuntimeError::Io { path, source })?;
+    }
+    Ok(report)
+}
