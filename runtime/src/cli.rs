@@ -145,7 +145,7 @@ enum Command {
         batches: Vec<usize>,
         /// Forecasts per robot per second the robot count is for.
         #[arg(long, default_value_t = 10.0)]
-        rate_hz: f64,
+        target_hz: f64,
     },
 }
 
@@ -260,11 +260,11 @@ pub fn run(cli: Cli) -> Result<()> {
             overrides,
             samples,
             batches,
-            rate_hz,
+            target_hz,
         } => {
             let cfg = overrides.resolve()?;
             let r = tokio_runtime()?
-                .block_on(ebm_runtime::bench::bench(cfg, samples, &batches, rate_hz))?;
+                .block_on(ebm_runtime::bench::bench(cfg, samples, &batches, target_hz))?;
             println!(
                 "model {}: {} particles x horizon {} x {} Langevin steps",
                 r.model_id, r.particles, r.horizon, r.langevin_steps

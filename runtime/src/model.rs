@@ -76,11 +76,7 @@ impl ModelBundle {
                     .into(),
             );
         }
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model".into());
-        let model_id = format!("{name}@{}", loaded.manifest.step);
+        let model_id = format!("{}@{}", model_name(dir), loaded.manifest.step);
         Self::assemble(
             model.frozen(),
             model_id,
@@ -231,6 +227,24 @@ impl ModelBundle {
     }
 }
 
+/// A readable name for a checkpoint directory: its own name, or for a
+/// training run's `<run>/ebm/step-N` the run's name.
+fn model_name(dir: &Path) -> String {
+    let names: Vec<String> = dir
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect();
+    names
+        .iter()
+        .find(|n| !n.starts_with("step-") && n.as_str() != "ebm" && n.as_str() != "latest")
+        .cloned()
+        .unwrap_or_else(|| "model".into())
+}
+
 /// Percentile of `e` in a sorted table of the 0th..100th percentiles.
 pub fn percentile_in(p: &[f32], e: f32) -> f32 {
     let n = p.len();
@@ -254,6 +268,18 @@ pub fn percentile_in(p: &[f32], e: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_names_skip_step_directories() {
+        assert_eq!(
+            model_name(Path::new("configs/models/traj_uncond")),
+            "traj_uncond"
+        );
+        assert_eq!(
+            model_name(Path::new("/w/exp/uncond/ebm/step-00006000")),
+            "uncond"
+        );
+    }
 
     #[test]
     fn percentiles_interpolate_and_saturate() {

@@ -62,6 +62,11 @@ fn test_episodes(
                     s.last_action = last_action.get(&s.episode).cloned();
                     v.push(s);
                 }
+                // Stop reading once every wanted episode is complete.
+                let steps = header.as_ref().map_or(usize::MAX, |h| h.steps as usize);
+                if wanted.values().all(|v| v.len() >= steps) {
+                    break;
+                }
             }
             RecordingEvent::Action(a) => {
                 if wanted.contains_key(&a.episode) {
