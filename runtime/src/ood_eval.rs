@@ -260,3 +260,35 @@ impl OodReport {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn every_perturbation_is_scored_against_nominal() {
+        let bundle = ModelBundle::untrained(0, vec![8], &Device::Cpu).unwrap();
+        let opts = OodEvalOptions {
+            trajectories: 2,
+            steps: 6,
+            ..Default::default()
+        };
+        let r = ood_eval(&bundle, &opts).unwrap();
+        assert_eq!(r.rows.len(), 5);
+        assert!(r.rows[0].auroc_transitions.is_none());
+        for row in &r.rows {
+            assert_eq!(row.transitions, row.trajectories * 5, "{row:?}");
+        }
+        for row in &r.rows[1..] {
+            let a = row.auroc_transitions.unwrap();
+            assert!((0.0..=1.0).contains(&a), "{row:?}");
+        }
+        // Sensor noise changes the observed states, hence the energies.
+        assert_ne!(r.rows[4].mean_energy, r.rows[0].mean_energy);
+        assert_eq!(
+            r.markdown().lines().filter(|l| l.starts_with("| ")).count(),
+            7
+        ); // header, rule, 5 rows
+    }
+}
