@@ -12,6 +12,10 @@ pub struct BaselineConfig {
     pub steps: u64,
     pub batch_size: usize,
     pub lr: f64,
+    /// Gaussian noise on the baseline's training contexts (its own setting:
+    /// noise that helps the EBM makes the FC baseline worse).
+    #[serde(default)]
+    pub context_noise: f32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -39,8 +43,9 @@ pub struct TrajectoryConfig {
     /// training split) rather than the next state itself.
     #[serde(default)]
     pub predict_change: bool,
-    /// Gaussian noise on training contexts (normalised units; EBM and FC
-    /// baseline alike), for stable long rollouts.
+    /// Gaussian noise on the EBM's training contexts (normalised units): the
+    /// model learns to pull slightly-off contexts back, which keeps long
+    /// rollouts from its own predictions on the data.
     #[serde(default)]
     pub context_noise: f32,
     /// Floor of the fitted change scales (normalised units).

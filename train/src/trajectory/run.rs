@@ -124,8 +124,9 @@ pub fn train_trajectory(
         spectral_norm: true,
         residual: true,
     };
-    // The baseline predicts next states themselves.
+    // The baseline predicts next states themselves, with its own context noise.
     data.delta_scale = None;
+    data.context_noise = cfg.baseline.context_noise;
     let t1 = Instant::now();
     let (_, params, fc_final_mse) =
         train_baseline(&fc_cfg, &cfg.baseline, &data, cfg.trainer.seed, device)?;
