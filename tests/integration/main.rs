@@ -1,6 +1,7 @@
 //! Cross-crate integration tests, built into one binary to save link time.
 
 mod configs;
+mod models;
 mod runtime;
 mod toy;
 mod trajectory;
