@@ -1,3 +1,9 @@
+/// mimalloc keeps freed pages for reuse: candle allocates a fresh buffer per
+/// tensor op, and the system allocator's page faults and zeroing of those took
+/// a third of image sampling's time.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::Parser;
