@@ -73,6 +73,10 @@ pub struct QueryConfig {
 pub struct OodConfig {
     pub flag_percentile: f64,
     pub online_calibration: usize,
+    /// A separate model for OOD scores (same context length as the forecast
+    /// model); absent: the forecast model scores transitions too.
+    #[serde(default)]
+    pub checkpoint: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,6 +119,9 @@ impl Default for RuntimeConfig {
             Err(e) => unreachable!("built-in runtime config: {e}"),
         };
         cfg.model.checkpoint = Path::new("configs").join(&cfg.model.checkpoint);
+        if let Some(c) = cfg.ood.checkpoint.as_mut() {
+            *c = Path::new("configs").join(&*c);
+        }
         cfg
     }
 }
@@ -135,9 +142,14 @@ impl RuntimeConfig {
             source,
         })?;
         let mut cfg = Self::parse(&text)?;
+        let base = path.parent().unwrap_or(Path::new("."));
         if cfg.model.checkpoint.is_relative() {
-            let base = path.parent().unwrap_or(Path::new("."));
             cfg.model.checkpoint = base.join(&cfg.model.checkpoint);
+        }
+        if let Some(c) = cfg.ood.checkpoint.as_mut() {
+            if c.is_relative() {
+                *c = base.join(&*c);
+            }
         }
         Ok(cfg)
     }

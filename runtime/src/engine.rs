@@ -145,8 +145,10 @@ impl Engine {
             max_particles: cfg.query.max_particles,
             queue: cfg.query.queue,
         };
+        let ood_bundle = load_ood_bundle(cfg, &bundle);
         let worker = Worker {
             shared: Arc::clone(&shared),
+            ood_bundle,
             bundle,
             cfg: cfg.clone(),
             rng: Rng::new(cfg.seed),
@@ -306,8 +308,43 @@ enum Work {
     Batch(Vec<StreamJob>),
 }
 
+/// The configured OOD model, when it loads and takes the forecast model's
+/// context length; otherwise the forecast model scores (with a warning).
+fn load_ood_bundle(cfg: &RuntimeConfig, bundle: &ModelBundle) -> Option<ModelBundle> {
+    let dir = cfg.ood.checkpoint.as_ref()?;
+    match ModelBundle::load(dir, &bundle.device) {
+        Ok(b) if b.context_len() == bundle.context_len() => {
+            tracing::info!(model = %b.model_id, "OOD scores from a separate model");
+            Some(b)
+        }
+        Ok(b) => {
+            tracing::warn!(
+                ood = b.context_len(),
+                forecast = bundle.context_len(),
+                "the OOD model's context length differs from the forecast model's; scoring with the forecast model"
+            );
+            None
+        }
+        Err(e) => {
+            tracing::warn!(checkpoint = %dir.display(), "OOD model not loaded ({e}); scoring with the forecast model");
+            None
+        }
+    }
+}
+
+/// Conditioning row `[context states, action?]` in `b`'s normalisation.
+fn conds_for(b: &ModelBundle, states: &[Vec<f32>], action: Option<&[f32]>) -> Vec<f32> {
+    let mut row: Vec<f32> = states.iter().flat_map(|s| b.normalize_state(s)).collect();
+    if b.conditional() {
+        row.extend(b.normalize_action(action));
+    }
+    row
+}
+
 struct Worker {
     shared: Arc<Shared>,
+    /// Scores OOD transitions when set; else `bundle` does.
+    ood_bundle: Option<ModelBundle>,
     bundle: ModelBundle,
     cfg: RuntimeConfig,
     rng: Rng,
@@ -395,12 +432,11 @@ impl Worker {
     }
 
     fn conds(&self, states: &[Vec<f32>], action: Option<&[f32]>) -> Vec<f32> {
-        let b = &self.bundle;
-        let mut row: Vec<f32> = states.iter().flat_map(|s| b.normalize_state(s)).collect();
-        if b.conditional() {
-            row.extend(b.normalize_action(action));
-        }
-        row
+        conds_for(&self.bundle, states, action)
+    }
+
+    fn ood_model(&self) -> &ModelBundle {
+        self.ood_bundle.as_ref().unwrap_or(&self.bundle)
     }
 
     fn forecast_msg(
@@ -523,19 +559,27 @@ impl Worker {
             .iter()
             .map(|j| b.normalize_state(&j.state.state))
             .collect();
+        let ob = self.ood_model();
         let with_prev: Vec<usize> = (0..n).filter(|&i| jobs[i].previous.is_some()).collect();
         let ood_conds: Vec<Vec<f32>> = with_prev
             .iter()
             .filter_map(|&i| {
                 let j = &jobs[i];
-                Some(self.conds(j.previous.as_ref()?, j.state.last_action.as_deref()))
+                Some(conds_for(
+                    ob,
+                    j.previous.as_ref()?,
+                    j.state.last_action.as_deref(),
+                ))
             })
             .collect();
-        let ood_next: Vec<Vec<f32>> = with_prev.iter().map(|&i| obs[i].clone()).collect();
+        let ood_next: Vec<Vec<f32>> = with_prev
+            .iter()
+            .map(|&i| ob.normalize_state(&jobs[i].state.state))
+            .collect();
         let energies = if with_prev.is_empty() {
             Vec::new()
         } else {
-            infer::transition_energy(b, &ood_conds, &ood_next)?
+            infer::transition_energy(ob, &ood_conds, &ood_next)?
         };
 
         // Denoising: the prior is the previous denoised state when it is the
@@ -598,7 +642,7 @@ impl Worker {
 
     fn ood_msg(&mut self, job: &StreamJob, energy: f32) -> OodScore {
         let c = &self.shared.counters;
-        let (percentile, trusted) = match self.bundle.percentile(energy) {
+        let (percentile, trusted) = match self.ood_model().percentile(energy) {
             Some(p) => (p, true),
             None => {
                 let cap = self.cfg.ood.online_calibration;
@@ -629,7 +673,7 @@ impl Worker {
         OodScore {
             robot_id: job.robot.to_string(),
             seq: job.state.seq,
-            model_id: self.bundle.model_id.clone(),
+            model_id: self.ood_model().model_id.clone(),
             energy,
             percentile,
             flagged,

@@ -15,7 +15,9 @@ use ebm_sim_data::config::SimConfig;
 use ebm_sim_data::rollout::{rollout as simulate, Control, Seeds};
 
 fn model_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/models").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../configs/models")
+        .join(name)
 }
 
 /// Normalised `[T, 31]` states and `[T, 20]` actions of a fresh simulation.
@@ -35,7 +37,10 @@ fn simulated(seed: u64, mean: &[f32], std: &[f32]) -> (Vec<Vec<f32>>, Vec<Vec<f3
     };
     (
         t.states.chunks(STATE_DIM).map(|s| z(s, 0)).collect(),
-        t.actions.chunks(ACTION_DIM).map(|a| z(a, STATE_DIM)).collect(),
+        t.actions
+            .chunks(ACTION_DIM)
+            .map(|a| z(a, STATE_DIM))
+            .collect(),
     )
 }
 
@@ -46,7 +51,11 @@ fn committed_conditional_model_forecasts_and_scores_real_transitions() -> anyhow
     let (model, _) = loaded.model::<MlpEnergy>(&dev)?;
     let model = model.frozen();
     assert_eq!(model.config().action_dim, ACTION_DIM);
-    let norm = loaded.manifest.normalization.clone().expect("normalisation");
+    let norm = loaded
+        .manifest
+        .normalization
+        .clone()
+        .expect("normalisation");
     let pct: Vec<f32> = serde_json::from_value(loaded.manifest.extra[ENERGY_PERCENTILES].clone())?;
     assert!(pct.len() == 101 && pct.windows(2).all(|w| w[0] <= w[1]));
     let rc: RolloutConfig = serde_json::from_value(loaded.manifest.extra["rollout"].clone())?;
@@ -66,16 +75,27 @@ fn committed_conditional_model_forecasts_and_scores_real_transitions() -> anyhow
     let x = Tensor::from_vec(next.clone(), (n, STATE_DIM), &dev)?;
 
     // One-step forecasts: particle means against the truth, vs persistence.
-    let one = RolloutConfig { horizon: 1, particles: 4, ..rc };
+    let one = RolloutConfig {
+        horizon: 1,
+        particles: 4,
+        ..rc
+    };
     let ctx = c.narrow(1, 0, STATE_DIM)?.unsqueeze(1)?;
     let acts = c.narrow(1, STATE_DIM, ACTION_DIM)?.unsqueeze(1)?;
     let r = rollout(&model, &ctx, Some(&acts), &one, &mut Rng::new(3))?;
     let mean: Vec<f32> = r.states.mean(1)?.flatten_all()?.to_vec1()?;
     let mse = |p: &[f32]| -> f64 {
-        p.iter().zip(&next).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>() / p.len() as f64
+        p.iter()
+            .zip(&next)
+            .map(|(a, b)| f64::from(a - b).powi(2))
+            .sum::<f64>()
+            / p.len() as f64
     };
     let (ebm, still) = (mse(&mean), mse(&last));
-    assert!(ebm < 0.25 * still, "one-step MSE {ebm} vs {still} for no motion");
+    assert!(
+        ebm < 0.25 * still,
+        "one-step MSE {ebm} vs {still} for no motion"
+    );
 
     // True next states have lower energy than next states of other transitions.
     let e_true: Vec<f32> = model.energy(&x, Some(&c))?.to_vec1()?;
@@ -83,7 +103,10 @@ fn committed_conditional_model_forecasts_and_scores_real_transitions() -> anyhow
     let e_wrong: Vec<f32> = model.energy(&shuffled, Some(&c))?.to_vec1()?;
     let lower = e_true.iter().zip(&e_wrong).filter(|(a, b)| a < b).count();
     eprintln!("committed cond model: one-step MSE {ebm:.4} (no motion {still:.4}); {lower} of {n} true transitions lower than shuffled");
-    assert!(lower as f64 > 0.9 * n as f64, "{lower} of {n} true transitions score lower");
+    assert!(
+        lower as f64 > 0.9 * n as f64,
+        "{lower} of {n} true transitions score lower"
+    );
     Ok(())
 }
 

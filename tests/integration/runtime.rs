@@ -80,6 +80,7 @@ impl Harness {
         cfg.denoise.langevin.steps = 3;
         cfg.status.period_ms = 50;
         cfg.zenoh = loopback(vec![endpoint.clone()], vec![]);
+        cfg.ood.checkpoint = None;
         tweak(&mut cfg);
         let keys = KeySpace::new(&cfg.key_prefix)?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -583,5 +584,37 @@ async fn runtime_two_robots_are_served_at_once() -> Result<()> {
     }
     let st = h.status_where(|s| s.robots == 2).await?;
     assert!(st.counters["batched_robots"] >= 2);
+    h.stop().await
+}
+
+/// With `ood.checkpoint` set, OOD scores come from that model while forecasts
+/// keep coming from the forecast model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_scores_ood_with_a_separate_model() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let ood_dir = tmp.path().join("tiny-ood");
+    tiny_checkpoint(&ood_dir)?;
+    let h = Harness::start(|c| c.ood.checkpoint = Some(ood_dir.clone())).await?;
+    let mut sub = h.outputs("hand-ood").await?;
+    let publ = h.publisher("hand-ood").await?;
+    let mut rec = Received::default();
+    for seq in 0..2u64 {
+        put(
+            &publ,
+            &state("hand-ood", seq, 0.1 * seq as f32),
+            Encoding::Bincode,
+        )
+        .await?;
+    }
+    receive_until(&mut sub, &mut rec, |r| {
+        r.ood.iter().any(|o| o.seq == 1) && !r.forecasts.is_empty()
+    })
+    .await?;
+    assert!(
+        rec.ood.iter().all(|o| o.model_id == "tiny-ood@42"),
+        "{:?}",
+        rec.ood
+    );
+    assert!(rec.forecasts.iter().all(|f| f.model_id == "tiny@42"));
     h.stop().await
 }
