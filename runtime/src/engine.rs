@@ -145,7 +145,7 @@ impl Engine {
             max_particles: cfg.query.max_particles,
             queue: cfg.query.queue,
         };
-        let ood_bundle = load_ood_bundle(cfg, &bundle);
+        let ood_bundle = crate::model::load_ood_bundle(cfg, &bundle);
         let worker = Worker {
             shared: Arc::clone(&shared),
             ood_bundle,
@@ -308,39 +308,6 @@ enum Work {
     Batch(Vec<StreamJob>),
 }
 
-/// The configured OOD model, when it loads and takes the forecast model's
-/// context length; otherwise the forecast model scores (with a warning).
-fn load_ood_bundle(cfg: &RuntimeConfig, bundle: &ModelBundle) -> Option<ModelBundle> {
-    let dir = cfg.ood.checkpoint.as_ref()?;
-    match ModelBundle::load(dir, &bundle.device) {
-        Ok(b) if b.context_len() == bundle.context_len() => {
-            tracing::info!(model = %b.model_id, "OOD scores from a separate model");
-            Some(b)
-        }
-        Ok(b) => {
-            tracing::warn!(
-                ood = b.context_len(),
-                forecast = bundle.context_len(),
-                "the OOD model's context length differs from the forecast model's; scoring with the forecast model"
-            );
-            None
-        }
-        Err(e) => {
-            tracing::warn!(checkpoint = %dir.display(), "OOD model not loaded ({e}); scoring with the forecast model");
-            None
-        }
-    }
-}
-
-/// Conditioning row `[context states, action?]` in `b`'s normalisation.
-fn conds_for(b: &ModelBundle, states: &[Vec<f32>], action: Option<&[f32]>) -> Vec<f32> {
-    let mut row: Vec<f32> = states.iter().flat_map(|s| b.normalize_state(s)).collect();
-    if b.conditional() {
-        row.extend(b.normalize_action(action));
-    }
-    row
-}
-
 struct Worker {
     shared: Arc<Shared>,
     /// Scores OOD transitions when set; else `bundle` does.
@@ -432,7 +399,7 @@ impl Worker {
     }
 
     fn conds(&self, states: &[Vec<f32>], action: Option<&[f32]>) -> Vec<f32> {
-        conds_for(&self.bundle, states, action)
+        crate::model::conds_for(&self.bundle, states, action)
     }
 
     fn ood_model(&self) -> &ModelBundle {
@@ -565,7 +532,7 @@ impl Worker {
             .iter()
             .filter_map(|&i| {
                 let j = &jobs[i];
-                Some(conds_for(
+                Some(crate::model::conds_for(
                     ob,
                     j.previous.as_ref()?,
                     j.state.last_action.as_deref(),

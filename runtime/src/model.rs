@@ -265,6 +265,42 @@ pub fn percentile_in(p: &[f32], e: f32) -> f32 {
     (i as f32 + frac) * scale
 }
 
+/// The configured OOD model, when it loads and takes the forecast model's
+/// context length; otherwise the forecast model scores (with a warning).
+pub fn load_ood_bundle(
+    cfg: &crate::config::RuntimeConfig,
+    bundle: &ModelBundle,
+) -> Option<ModelBundle> {
+    let dir = cfg.ood.checkpoint.as_ref()?;
+    match ModelBundle::load(dir, &bundle.device) {
+        Ok(b) if b.context_len() == bundle.context_len() => {
+            tracing::info!(model = %b.model_id, "OOD scores from a separate model");
+            Some(b)
+        }
+        Ok(b) => {
+            tracing::warn!(
+                ood = b.context_len(),
+                forecast = bundle.context_len(),
+                "the OOD model's context length differs from the forecast model's; scoring with the forecast model"
+            );
+            None
+        }
+        Err(e) => {
+            tracing::warn!(checkpoint = %dir.display(), "OOD model not loaded ({e}); scoring with the forecast model");
+            None
+        }
+    }
+}
+
+/// Conditioning row `[context states, action?]` in `b`'s normalisation.
+pub fn conds_for(b: &ModelBundle, states: &[Vec<f32>], action: Option<&[f32]>) -> Vec<f32> {
+    let mut row: Vec<f32> = states.iter().flat_map(|s| b.normalize_state(s)).collect();
+    if b.conditional() {
+        row.extend(b.normalize_action(action));
+    }
+    row
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
