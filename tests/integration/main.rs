@@ -3,5 +3,6 @@
 mod configs;
 mod models;
 mod runtime;
+mod runtime_load;
 mod toy;
 mod trajectory;
