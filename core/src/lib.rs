@@ -17,6 +17,7 @@ pub mod energy;
 pub mod error;
 pub mod frechet;
 pub mod fused_mlp;
+pub mod fused_resnet;
 pub mod langevin;
 pub mod metrics;
 pub mod models;

@@ -7,13 +7,15 @@
 //! `out = h + skip(x)` with `skip` a 1x1 convolution when `a != b`.
 //! An unconditional model is the one-class case.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
+use std::sync::Arc;
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::default_true;
 use crate::activation::Activation;
 use crate::energy::{EnergyFunction, EnergyModel};
+use crate::fused_resnet::{energy_and_grad_tensors, BlockTensors, FusedBlock, FusedResNet};
 use crate::error::CoreError;
 use crate::spectral::{SnConv2d, SnLinear, SnWeight};
 
@@ -213,6 +215,8 @@ pub struct ResNetEnergy {
     stem: SnConv2d,
     blocks: Vec<ResBlock>,
     head: SnLinear,
+    /// The fused CPU path: set on frozen copies of CPU models.
+    fused: Option<Arc<FusedResNet>>,
 }
 
 impl ResNetEnergy {
@@ -223,6 +227,45 @@ impl ResNetEnergy {
     /// The stem convolution (for tests of the normalised weights).
     pub fn stem(&self) -> &SnConv2d {
         &self.stem
+    }
+
+    /// The same frozen model without the fused path (autograd only), for
+    /// checking one against the other.
+    pub fn without_fused_path(&self) -> Self {
+        Self {
+            fused: None,
+            ..self.clone()
+        }
+    }
+
+    fn build_fused(&self) -> Result<FusedResNet> {
+        let c = &self.cfg;
+        let blocks = self
+            .blocks
+            .iter()
+            .zip(&c.stages)
+            .map(|(b, s)| {
+                FusedBlock::new(BlockTensors {
+                    conv1: b.conv1.weight().effective(),
+                    conv2: b.conv2.weight().effective(),
+                    skip: b.skip.as_ref().map(|k| k.weight().effective()),
+                    bias1: &b.bias1,
+                    bias2: &b.bias2,
+                    gain2: &b.gain2,
+                    downsample: s.downsample,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        FusedResNet::new(
+            c.in_channels,
+            c.image_size,
+            c.num_classes,
+            c.activation,
+            self.stem.weight().effective(),
+            blocks,
+            self.head.weight().effective(),
+            self.head.bias(),
+        )
     }
 }
 
@@ -255,6 +298,7 @@ impl EnergyModel for ResNetEnergy {
             stem,
             blocks,
             head,
+            fused: None,
         })
     }
 
@@ -267,13 +311,20 @@ impl EnergyModel for ResNetEnergy {
         v
     }
 
+    /// Frozen CPU models in f32 also get the fused energy-gradient path.
     fn frozen(&self) -> Self {
-        Self {
+        let mut m = Self {
             cfg: self.cfg.clone(),
             stem: self.stem.frozen(),
             blocks: self.blocks.iter().map(ResBlock::frozen).collect(),
             head: self.head.frozen(),
+            fused: None,
+        };
+        let w = m.head.weight().effective();
+        if w.device().is_cpu() && w.dtype() == DType::F32 {
+            m.fused = m.build_fused().ok().map(Arc::new);
         }
+        m
     }
 }
 
@@ -306,6 +357,25 @@ impl EnergyFunction for ResNetEnergy {
         }
         let pooled = c.activation.apply(&h)?.sum(1)?.sum(1)?;
         self.head.forward(&pooled)?.squeeze(1)
+    }
+
+    fn fast_energy_and_grad(
+        &self,
+        x: &Tensor,
+        cond: Option<&Tensor>,
+    ) -> Option<Result<(Tensor, Tensor)>> {
+        let f = self.fused.as_ref()?;
+        let b = x.dim(0).ok()?;
+        let d = f.image_len();
+        let shapes_ok = x.dtype() == DType::F32
+            && x.elem_count() == b * d
+            && match (cond, f.cond_dim()) {
+                (None, 0) => true,
+                (Some(y), k) => k > 0 && y.dims() == [b, k] && y.dtype() == DType::F32,
+                _ => false,
+            };
+        // Anything unusual takes the autograd path, which names the problem.
+        shapes_ok.then(|| energy_and_grad_tensors(f, x, cond))
     }
 }
 
