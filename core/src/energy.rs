@@ -62,6 +62,21 @@ pub trait EnergyModel: EnergyFunction + Sized {
     /// for Langevin sampling, so that sampling builds no parameter gradients.
     fn frozen(&self) -> Self;
 
+    /// Energies `E` of `x: [B, ...]` and a scalar whose gradient with respect
+    /// to the parameters is `sum_i w_i dE_i/dtheta`, `w = weights(E)` (for a
+    /// loss, `w_i = dL/dE_i`), from a fused path with no autograd graph
+    /// through the network: the scalar's graph covers only each parameter's
+    /// own transform (spectral normalisation). `None` where the model has no
+    /// such path (or the inputs are unusual); training then uses autograd.
+    fn fused_energy_vjp(
+        &self,
+        _x: &Tensor,
+        _cond: Option<&Tensor>,
+        _weights: &dyn Fn(&[f32]) -> Vec<f32>,
+    ) -> Option<Result<(Tensor, Tensor)>> {
+        None
+    }
+
     /// Builds a model with fresh, seeded parameters.
     fn init(cfg: &Self::Config, params: &ParamStore) -> Result<Self> {
         Self::new(cfg, params.var_builder())

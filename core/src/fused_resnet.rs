@@ -1,74 +1,30 @@
-//! A fused CPU path for `ResNetEnergy`'s energy and its input gradient, the
-//! image counterpart of [`crate::fused_mlp`]: every convolution is an im2col
-//! into a reused buffer and one matrix product (the gemm crate's kernels),
-//! the backward pass into the input is written out by hand (a convolution
-//! with the flipped, transposed kernel), and there is no autograd graph and no
-//! per-op tensor allocation. Image Langevin sampling (60 input gradients per
-//! training step) spends its time in candle's per-op overhead otherwise.
+//! A fused CPU path for `ResNetEnergy`, the image counterpart of
+//! [`crate::fused_mlp`]: energies, their input gradient (Langevin sampling)
+//! and their parameter gradient (training steps), written out by hand over
+//! plain buffers with the convolutions as im2col + one matrix product
+//! ([`crate::fused_conv`]); no autograd graph and no per-op tensor allocation.
+//! Image Langevin sampling (60 input gradients per training step) spends its
+//! time in candle's per-op overhead otherwise.
 //!
 //! Images are independent, so a batch is split across threads by image and
 //! each thread works through its share a few images at a time, which keeps
-//! the im2col buffers small. Channels last (`[n, H, W, C]`) inside.
+//! the buffers small. Channels last (`[n, H, W, C]`) inside.
 
-use candle_core::{Result, Tensor};
+use candle_core::{Device, Result, Tensor};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
 use crate::activation::Activation;
-use crate::sgemm::{matmul, MatRef};
+use crate::fused_conv::{
+    add_per_image, avg_pool2, mul_in_place, mul_per_image, nchw_to_nhwc, nhwc_to_nchw,
+    sum_pixels_per_image, unpool2, ConvMats,
+};
 
 /// Images per forward/backward pass of one thread.
 const IMAGES_PER_GROUP: usize = 8;
 
 thread_local! {
     static WORKSPACE: RefCell<Workspace> = RefCell::new(Workspace::default());
-}
-
-/// A size-preserving stride-1 convolution as matrices.
-#[derive(Debug, Clone)]
-struct ConvMats {
-    k: usize,
-    cin: usize,
-    cout: usize,
-    /// `[k*k*cin, cout]`, rows ordered `(kh, kw, c)`: the forward.
-    w: Vec<f32>,
-    /// `[k*k*cout, cin]`, the kernel flipped in space with channels swapped:
-    /// the gradient into the input is the convolution of the output's gradient
-    /// with this.
-    w_back: Vec<f32>,
-}
-
-impl ConvMats {
-    /// From a kernel `[out, in, k, k]`.
-    fn new(kernel: &Tensor) -> Result<Self> {
-        let (cout, cin, k, k2) = kernel.dims4()?;
-        if k != k2 || k % 2 == 0 {
-            candle_core::bail!("fused conv: kernel {k}x{k2} must be square and odd");
-        }
-        let raw = kernel.flatten_all()?.to_vec1::<f32>()?;
-        let at = |o: usize, c: usize, kh: usize, kw: usize| raw[((o * cin + c) * k + kh) * k + kw];
-        let mut w = vec![0f32; k * k * cin * cout];
-        let mut w_back = vec![0f32; k * k * cin * cout];
-        for kh in 0..k {
-            for kw in 0..k {
-                for c in 0..cin {
-                    for o in 0..cout {
-                        let v = at(o, c, kh, kw);
-                        w[((kh * k + kw) * cin + c) * cout + o] = v;
-                        let (fh, fw) = (k - 1 - kh, k - 1 - kw);
-                        w_back[((fh * k + fw) * cout + o) * cin + c] = v;
-                    }
-                }
-            }
-        }
-        Ok(Self {
-            k,
-            cin,
-            cout,
-            w,
-            w_back,
-        })
-    }
 }
 
 /// One residual block's frozen parameters.
@@ -110,6 +66,75 @@ impl FusedBlock {
     }
 }
 
+/// Gradients of `sum_i w_i E_i` with respect to each block's parameters, in
+/// each parameter's own shape.
+pub(crate) struct BlockGrads {
+    pub conv1: Tensor,
+    pub conv2: Tensor,
+    pub skip: Option<Tensor>,
+    pub bias1: Tensor,
+    pub bias2: Tensor,
+    pub gain2: Tensor,
+}
+
+/// Gradients of `sum_i w_i E_i` with respect to every (effective) parameter.
+pub(crate) struct ParamGrads {
+    pub stem: Tensor,
+    pub blocks: Vec<BlockGrads>,
+    /// `[1, width]` and `[1]`, as the head's weight and bias.
+    pub head_w: Tensor,
+    pub head_b: Tensor,
+}
+
+/// The same gradients in plain buffers (forward matrix layouts), summed over
+/// groups of images.
+#[derive(Debug, Clone)]
+struct GradBufs {
+    stem: Vec<f32>,
+    /// Per block: conv1, conv2, skip, bias1, bias2, gain2.
+    blocks: Vec<[Vec<f32>; 6]>,
+    head_w: Vec<f32>,
+    head_b: f32,
+}
+
+impl GradBufs {
+    fn zeros(net: &FusedResNet) -> Self {
+        let z = |n: usize| vec![0f32; n];
+        Self {
+            stem: z(net.stem.w.len()),
+            blocks: net
+                .blocks
+                .iter()
+                .map(|b| {
+                    [
+                        z(b.conv1.w.len()),
+                        z(b.conv2.w.len()),
+                        z(b.skip.as_ref().map_or(0, |s| s.w.len())),
+                        z(b.bias1.len()),
+                        z(b.bias2.len()),
+                        z(b.gain2.len()),
+                    ]
+                })
+                .collect(),
+            head_w: z(net.head_w.len()),
+            head_b: 0.0,
+        }
+    }
+
+    fn add(mut self, other: Self) -> Self {
+        let add = |a: &mut Vec<f32>, b: &[f32]| a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        add(&mut self.stem, &other.stem);
+        for (a, b) in self.blocks.iter_mut().zip(&other.blocks) {
+            for (x, y) in a.iter_mut().zip(b) {
+                add(x, y);
+            }
+        }
+        add(&mut self.head_w, &other.head_w);
+        self.head_b += other.head_b;
+        self
+    }
+}
+
 /// The frozen weights of a `ResNetEnergy`, ready for the fused path.
 #[derive(Debug, Clone)]
 pub struct FusedResNet {
@@ -125,6 +150,7 @@ pub struct FusedResNet {
 
 impl FusedResNet {
     /// `stem: [S, C, 3, 3]`, the head `[1, width]` and `[1]`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         in_channels: usize,
         size: usize,
@@ -164,6 +190,57 @@ impl FusedResNet {
         }
     }
 
+    fn check(&self, x: &[f32], cond: Option<&[f32]>, n: usize) {
+        let (d, c) = (self.image_len(), self.cond_dim());
+        assert_eq!(x.len(), n * d, "fused resnet: x is not [n, C, H, W]");
+        assert_eq!(
+            cond.map_or(0, <[f32]>::len),
+            n * c,
+            "fused resnet: labels are not [n, classes]"
+        );
+    }
+
+    /// Calls `f(x, labels, first, n)` for every group of images, groups split
+    /// across threads, and sums what they return.
+    fn over_groups<T: Send>(
+        &self,
+        x: &[f32],
+        cond: Option<&[f32]>,
+        n: usize,
+        f: impl Fn(&[f32], Option<&[f32]>, usize, usize, &mut Workspace) -> T + Sync,
+        sum: impl Fn(T, T) -> T + Sync + Send,
+    ) -> Option<T> {
+        let (d, c) = (self.image_len(), self.cond_dim());
+        let threads = rayon::current_num_threads().max(1);
+        let chunk = n.div_ceil(threads).max(1);
+        (0..n.div_ceil(chunk))
+            .into_par_iter()
+            .map(|t| {
+                WORKSPACE.with(|ws| {
+                    let ws = &mut ws.borrow_mut();
+                    let end = ((t + 1) * chunk).min(n);
+                    let mut acc: Option<T> = None;
+                    for first in (t * chunk..end).step_by(IMAGES_PER_GROUP) {
+                        let m = IMAGES_PER_GROUP.min(end - first);
+                        let labels = cond.map(|cv| &cv[first * c..(first + m) * c]);
+                        let r = f(&x[first * d..(first + m) * d], labels, first, m, ws);
+                        acc = Some(match acc {
+                            Some(a) => sum(a, r),
+                            None => r,
+                        });
+                    }
+                    acc
+                })
+            })
+            .reduce(
+                || None,
+                |a, b| match (a, b) {
+                    (Some(a), Some(b)) => Some(sum(a, b)),
+                    (a, b) => a.or(b),
+                },
+            )
+    }
+
     /// Energies `[n]` and `dE/dx` `[n, C*H*W]` of the images `x: [n, C, H, W]`
     /// (channels first, as the model takes them) under labels `cond: [n, classes]`.
     pub fn energy_and_grad(
@@ -173,31 +250,116 @@ impl FusedResNet {
         energy: &mut [f32],
         grad: &mut [f32],
     ) {
-        let (d, c, n) = (self.image_len(), self.cond_dim(), energy.len());
-        assert_eq!(x.len(), n * d, "fused resnet: x is not [n, C, H, W]");
+        let (n, d) = (energy.len(), self.image_len());
+        self.check(x, cond, n);
         assert_eq!(grad.len(), n * d, "fused resnet: grad is not [n, C, H, W]");
-        assert_eq!(
-            cond.map_or(0, <[f32]>::len),
-            n * c,
-            "fused resnet: labels are not [n, classes]"
+        let parts = self.over_groups(
+            x,
+            cond,
+            n,
+            |x, labels, first, m, ws| {
+                let mut e = vec![0f32; m];
+                let mut g = vec![0f32; m * d];
+                self.forward(x, labels, &mut e, ws);
+                self.backward(labels, &vec![1.0; m], ws, None, Some(&mut g));
+                vec![(first, e, g)]
+            },
+            |mut a, b| {
+                a.extend(b);
+                a
+            },
         );
-        let threads = rayon::current_num_threads().max(1);
-        let chunk = n.div_ceil(threads).max(1);
-        x.par_chunks(chunk * d)
-            .zip(energy.par_chunks_mut(chunk))
-            .zip(grad.par_chunks_mut(chunk * d))
-            .enumerate()
-            .for_each(|(i, ((x, e), g))| {
-                WORKSPACE.with(|ws| {
-                    let ws = &mut ws.borrow_mut();
-                    for (j, e) in e.chunks_mut(IMAGES_PER_GROUP).enumerate() {
-                        let first = i * chunk + j * IMAGES_PER_GROUP;
-                        let range = j * IMAGES_PER_GROUP * d..(j * IMAGES_PER_GROUP + e.len()) * d;
-                        let labels = cond.map(|cv| &cv[first * c..(first + e.len()) * c]);
-                        self.group(&x[range.clone()], labels, e, &mut g[range], ws);
-                    }
-                });
-            });
+        for (first, e, g) in parts.unwrap_or_default() {
+            energy[first..first + e.len()].copy_from_slice(&e);
+            grad[first * d..first * d + g.len()].copy_from_slice(&g);
+        }
+    }
+
+    /// Energies `[n]` only.
+    pub fn energies(&self, x: &[f32], cond: Option<&[f32]>, energy: &mut [f32]) {
+        let n = energy.len();
+        self.check(x, cond, n);
+        let parts = self.over_groups(
+            x,
+            cond,
+            n,
+            |x, labels, first, m, ws| {
+                let mut e = vec![0f32; m];
+                self.forward(x, labels, &mut e, ws);
+                vec![(first, e)]
+            },
+            |mut a, b| {
+                a.extend(b);
+                a
+            },
+        );
+        for (first, e) in parts.unwrap_or_default() {
+            energy[first..first + e.len()].copy_from_slice(&e);
+        }
+    }
+
+    /// Energies `E` of `n` images and the gradient of `sum_i w_i E_i` with
+    /// respect to every parameter, `w = weights(E)` (for a training loss,
+    /// `w_i = dL/dE_i`).
+    pub(crate) fn energy_vjp(
+        &self,
+        x: &[f32],
+        cond: Option<&[f32]>,
+        n: usize,
+        weights: &dyn Fn(&[f32]) -> Vec<f32>,
+        device: &Device,
+    ) -> Result<(Vec<f32>, ParamGrads)> {
+        let mut energy = vec![0f32; n];
+        self.energies(x, cond, &mut energy);
+        let w = weights(&energy);
+        assert_eq!(w.len(), n, "fused resnet: one weight per energy");
+        let grads = self
+            .over_groups(
+                x,
+                cond,
+                n,
+                |x, labels, first, m, ws| {
+                    let mut g = GradBufs::zeros(self);
+                    let mut e = vec![0f32; m];
+                    self.forward(x, labels, &mut e, ws);
+                    self.backward(labels, &w[first..first + m], ws, Some(&mut g), None);
+                    g
+                },
+                GradBufs::add,
+            )
+            .unwrap_or_else(|| GradBufs::zeros(self));
+        Ok((energy, self.grad_tensors(grads, device)?))
+    }
+
+    fn grad_tensors(&self, g: GradBufs, device: &Device) -> Result<ParamGrads> {
+        let table = |v: &[f32]| {
+            Tensor::from_vec(v.to_vec(), (self.classes, v.len() / self.classes), device)
+        };
+        let blocks = self
+            .blocks
+            .iter()
+            .zip(&g.blocks)
+            .map(|(b, [c1, c2, sk, b1, b2, g2])| {
+                Ok(BlockGrads {
+                    conv1: b.conv1.kernel_tensor(c1, device)?,
+                    conv2: b.conv2.kernel_tensor(c2, device)?,
+                    skip: b
+                        .skip
+                        .as_ref()
+                        .map(|s| s.kernel_tensor(sk, device))
+                        .transpose()?,
+                    bias1: table(b1)?,
+                    bias2: table(b2)?,
+                    gain2: table(g2)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ParamGrads {
+            stem: self.stem.kernel_tensor(&g.stem, device)?,
+            blocks,
+            head_w: Tensor::from_vec(g.head_w.clone(), (1, g.head_w.len()), device)?,
+            head_b: Tensor::from_vec(vec![g.head_b], 1, device)?,
+        })
     }
 
     /// Per-image rows of a `[classes, width]` table: `labels . table`, or its
@@ -209,11 +371,10 @@ impl FusedResNet {
         for (i, row) in out.chunks_mut(width).enumerate() {
             match labels {
                 Some(y) => {
-                    for (k, &yk) in y[i * self.classes..(i + 1) * self.classes].iter().enumerate() {
-                        if yk != 0.0 {
-                            for (r, t) in row.iter_mut().zip(&table[k * width..(k + 1) * width]) {
-                                *r += yk * t;
-                            }
+                    let yi = &y[i * self.classes..(i + 1) * self.classes];
+                    for (k, &yk) in yi.iter().enumerate().filter(|(_, v)| **v != 0.0) {
+                        for (r, t) in row.iter_mut().zip(&table[k * width..(k + 1) * width]) {
+                            *r += yk * t;
                         }
                     }
                 }
@@ -222,343 +383,268 @@ impl FusedResNet {
         }
     }
 
-    /// Forward and backward for `n <= IMAGES_PER_GROUP` images.
-    fn group(
-        &self,
-        x: &[f32],
-        labels: Option<&[f32]>,
-        energy: &mut [f32],
-        grad: &mut [f32],
-        ws: &mut Workspace,
-    ) {
+    /// The adjoint of [`Self::per_image`]: adds per-image rows `v: [n, width]`
+    /// into a table gradient `[classes, width]`.
+    fn table_grad(&self, v: &[f32], labels: Option<&[f32]>, n: usize, table: &mut [f32]) {
+        let width = table.len() / self.classes;
+        for (i, row) in v.chunks(width).take(n).enumerate() {
+            match labels {
+                Some(y) => {
+                    let yi = &y[i * self.classes..(i + 1) * self.classes];
+                    for (k, &yk) in yi.iter().enumerate().filter(|(_, v)| **v != 0.0) {
+                        for (t, r) in table[k * width..(k + 1) * width].iter_mut().zip(row) {
+                            *t += yk * r;
+                        }
+                    }
+                }
+                None => table[..width]
+                    .iter_mut()
+                    .zip(row)
+                    .for_each(|(t, r)| *t += r),
+            }
+        }
+    }
+
+    /// Energies of `n <= IMAGES_PER_GROUP` images; keeps in `ws` what the
+    /// backward pass needs.
+    fn forward(&self, x: &[f32], labels: Option<&[f32]>, energy: &mut [f32], ws: &mut Workspace) {
         let n = energy.len();
         let (cin, s) = (self.in_channels, self.size);
         ws.prepare(n, self);
-        // [n, C, H, W] -> [n, H, W, C]
-        nchw_to_nhwc(x, &mut ws.h, n, cin, s * s);
+        nchw_to_nhwc(x, &mut ws.x_in, n, cin, s * s);
         let (mut hh, mut ww) = (s, s);
-        conv(&self.stem, &ws.h, n, hh, ww, &mut ws.cols, &mut ws.out, false);
-        std::mem::swap(&mut ws.h, &mut ws.out);
-        for (bi, b) in self.blocks.iter().enumerate() {
+        self.stem
+            .forward(&ws.x_in, n, hh, ww, &mut ws.cols, &mut ws.h, false);
+        let mut pi = std::mem::take(&mut ws.per_image);
+        for (b, st) in self.blocks.iter().zip(ws.blocks.iter_mut()) {
             let px = n * hh * ww;
             let (a, o) = (b.conv1.cin, b.conv1.cout);
-            let mut pi = std::mem::take(&mut ws.per_image);
-            // t = act(h) + bias1[y]; slopes of act at h kept for backward.
-            let slope_in = &mut ws.slope_in[bi];
-            slope_in[..px * a].copy_from_slice(&ws.h[..px * a]);
+            st.size = (hh, ww);
+            st.h_in[..px * a].copy_from_slice(&ws.h[..px * a]);
+            // t1 = act(h) + bias1[y]; the activation's slopes kept for backward.
+            st.slope_in[..px * a].copy_from_slice(&ws.h[..px * a]);
             self.act
-                .activate_in_place(&mut slope_in[..px * a], &mut ws.t[..px * a]);
+                .activate_in_place(&mut st.slope_in[..px * a], &mut st.t1[..px * a]);
             self.per_image(&b.bias1, labels, n, &mut pi);
-            add_per_image(&mut ws.t[..px * a], &pi, n);
-            conv(&b.conv1, &ws.t, n, hh, ww, &mut ws.cols, &mut ws.out, false);
-            // t = act(c1) + bias2[y]
-            let slope_mid = &mut ws.slope_mid[bi];
-            slope_mid[..px * o].copy_from_slice(&ws.out[..px * o]);
+            add_per_image(&mut st.t1[..px * a], &pi, n);
+            b.conv1
+                .forward(&st.t1, n, hh, ww, &mut ws.cols, &mut st.slope_mid, false);
+            // t2 = act(c1) + bias2[y]
             self.act
-                .activate_in_place(&mut slope_mid[..px * o], &mut ws.t[..px * o]);
+                .activate_in_place(&mut st.slope_mid[..px * o], &mut st.t2[..px * o]);
             self.per_image(&b.bias2, labels, n, &mut pi);
-            add_per_image(&mut ws.t[..px * o], &pi, n);
-            conv(&b.conv2, &ws.t, n, hh, ww, &mut ws.cols, &mut ws.out, false);
+            add_per_image(&mut st.t2[..px * o], &pi, n);
+            b.conv2
+                .forward(&st.t2, n, hh, ww, &mut ws.cols, &mut st.c2, false);
+            // out = c2 * gain2[y] + skip(h)
             self.per_image(&b.gain2, labels, n, &mut pi);
+            ws.out[..px * o].copy_from_slice(&st.c2[..px * o]);
             mul_per_image(&mut ws.out[..px * o], &pi, n);
-            ws.per_image = pi;
-            // + skip(h)
             match &b.skip {
-                Some(sk) => conv(sk, &ws.h, n, hh, ww, &mut ws.cols, &mut ws.out, true),
-                None => {
-                    for (y, h) in ws.out[..px * o].iter_mut().zip(&ws.h[..px * o]) {
-                        *y += h;
-                    }
-                }
+                Some(sk) => sk.forward(&st.h_in, n, hh, ww, &mut ws.cols, &mut ws.out, true),
+                None => ws.out[..px * o]
+                    .iter_mut()
+                    .zip(&st.h_in[..px * o])
+                    .for_each(|(y, h)| *y += h),
             }
-            std::mem::swap(&mut ws.h, &mut ws.out);
             if b.downsample {
-                avg_pool2(&ws.h, &mut ws.out, n, hh, ww, o);
-                std::mem::swap(&mut ws.h, &mut ws.out);
+                avg_pool2(&ws.out, &mut ws.h, n, hh, ww, o);
                 (hh, ww) = (hh / 2, ww / 2);
+            } else {
+                std::mem::swap(&mut ws.h, &mut ws.out);
             }
         }
+        ws.per_image = pi;
         // Energy: act(h) summed over space, then the head.
         let width = self.head_w.len();
-        let hw = hh * ww;
-        let px = n * hw;
+        let px = n * hh * ww;
+        ws.final_size = (hh, ww);
         ws.slope_out[..px * width].copy_from_slice(&ws.h[..px * width]);
         self.act
-            .activate_in_place(&mut ws.slope_out[..px * width], &mut ws.t[..px * width]);
+            .activate_in_place(&mut ws.slope_out[..px * width], &mut ws.t_out[..px * width]);
+        let img = hh * ww * width;
         for (i, e) in energy.iter_mut().enumerate() {
-            let img = &ws.t[i * hw * width..(i + 1) * hw * width];
-            let mut sum = 0f32;
-            for p in img.chunks(width) {
-                sum += p.iter().zip(&self.head_w).map(|(a, w)| a * w).sum::<f32>();
-            }
+            let sum: f32 = ws.t_out[i * img..(i + 1) * img]
+                .chunks(width)
+                .map(|p| p.iter().zip(&self.head_w).map(|(a, w)| a * w).sum::<f32>())
+                .sum();
             *e = sum + self.head_b;
         }
-        // Backward: g = dE/dh, starting at the head.
-        for (g, sl) in ws.g[..px * width]
-            .chunks_mut(width)
-            .zip(ws.slope_out[..px * width].chunks(width))
-        {
-            for ((g, s), w) in g.iter_mut().zip(sl).zip(&self.head_w) {
-                *g = w * s;
+    }
+
+    /// Backward from `sum_i up_i E_i` after [`Self::forward`]: parameter
+    /// gradients into `grads`, the input gradient (channels first) into `dx`.
+    fn backward(
+        &self,
+        labels: Option<&[f32]>,
+        up: &[f32],
+        ws: &mut Workspace,
+        mut grads: Option<&mut GradBufs>,
+        dx: Option<&mut [f32]>,
+    ) {
+        let n = up.len();
+        let width = self.head_w.len();
+        let (mut hh, mut ww) = ws.final_size;
+        let img = hh * ww * width;
+        for (i, &u) in up.iter().enumerate() {
+            let range = i * img..(i + 1) * img;
+            if let Some(gr) = grads.as_deref_mut() {
+                for p in ws.t_out[range.clone()].chunks(width) {
+                    gr.head_w.iter_mut().zip(p).for_each(|(g, a)| *g += u * a);
+                }
+                gr.head_b += u;
+            }
+            for (g, s) in ws.g[range.clone()]
+                .chunks_mut(width)
+                .zip(ws.slope_out[range].chunks(width))
+            {
+                for ((g, s), w) in g.iter_mut().zip(s).zip(&self.head_w) {
+                    *g = u * w * s;
+                }
             }
         }
-        for (bi, b) in self.blocks.iter().enumerate().rev() {
+        let mut pi = std::mem::take(&mut ws.per_image);
+        for (bi, (b, st)) in self.blocks.iter().zip(&ws.blocks).enumerate().rev() {
             let (a, o) = (b.conv1.cin, b.conv1.cout);
             if b.downsample {
                 let (h2, w2) = (hh, ww);
-                (hh, ww) = ws.block_size[bi];
+                (hh, ww) = st.size;
                 unpool2(&ws.g, &mut ws.out, n, hh, ww, h2, w2, o);
                 std::mem::swap(&mut ws.g, &mut ws.out);
             }
             let px = n * hh * ww;
-            // Through the gain: into conv2's output.
-            let mut pi = std::mem::take(&mut ws.per_image);
+            let mut gr = grads.as_deref_mut().map(|g| &mut g.blocks[bi]);
+            if let Some([.., g2]) = gr.as_deref_mut() {
+                ws.t[..px * o].copy_from_slice(&ws.g[..px * o]);
+                mul_in_place(&mut ws.t[..px * o], &st.c2[..px * o]);
+                per_image_sums(&ws.t[..px * o], n, o, &mut pi);
+                self.table_grad(&pi, labels, n, g2);
+            }
+            // Into conv2's output through the gain.
             self.per_image(&b.gain2, labels, n, &mut pi);
             ws.t[..px * o].copy_from_slice(&ws.g[..px * o]);
             mul_per_image(&mut ws.t[..px * o], &pi, n);
-            ws.per_image = pi;
-            back(&b.conv2, &ws.t, n, hh, ww, &mut ws.cols, &mut ws.out);
-            mul_in_place(&mut ws.out[..px * o], &ws.slope_mid[bi][..px * o]);
-            back(&b.conv1, &ws.out, n, hh, ww, &mut ws.cols, &mut ws.t);
-            mul_in_place(&mut ws.t[..px * a], &ws.slope_in[bi][..px * a]);
+            if let Some([_, w2, ..]) = gr.as_deref_mut() {
+                b.conv2
+                    .weight_grad(&st.t2, &ws.t, n, hh, ww, &mut ws.cols, w2);
+            }
+            b.conv2
+                .backward(&ws.t, n, hh, ww, &mut ws.cols, &mut ws.out, false);
+            if let Some([_, _, _, _, b2, _]) = gr.as_deref_mut() {
+                per_image_sums(&ws.out[..px * o], n, o, &mut pi);
+                self.table_grad(&pi, labels, n, b2);
+            }
+            mul_in_place(&mut ws.out[..px * o], &st.slope_mid[..px * o]);
+            if let Some([w1, ..]) = gr.as_deref_mut() {
+                b.conv1
+                    .weight_grad(&st.t1, &ws.out, n, hh, ww, &mut ws.cols, w1);
+            }
+            b.conv1
+                .backward(&ws.out, n, hh, ww, &mut ws.cols, &mut ws.t, false);
+            if let Some([_, _, _, b1, ..]) = gr.as_deref_mut() {
+                per_image_sums(&ws.t[..px * a], n, a, &mut pi);
+                self.table_grad(&pi, labels, n, b1);
+            }
+            mul_in_place(&mut ws.t[..px * a], &st.slope_in[..px * a]);
             match &b.skip {
                 Some(sk) => {
-                    let gm = MatRef::row_major(&ws.g[..px * o], px, o);
-                    let wb = MatRef::row_major(&sk.w_back, o, a);
-                    matmul(&mut ws.t[..px * a], gm, wb, true);
-                }
-                None => {
-                    for (t, g) in ws.t[..px * a].iter_mut().zip(&ws.g[..px * a]) {
-                        *t += g;
+                    if let Some([_, _, ws_skip, ..]) = gr.as_deref_mut() {
+                        sk.weight_grad(&st.h_in, &ws.g, n, hh, ww, &mut ws.cols, ws_skip);
                     }
+                    sk.backward(&ws.g, n, hh, ww, &mut ws.cols, &mut ws.t, true);
                 }
+                None => ws.t[..px * a]
+                    .iter_mut()
+                    .zip(&ws.g[..px * a])
+                    .for_each(|(t, g)| *t += g),
             }
             std::mem::swap(&mut ws.g, &mut ws.t);
         }
-        back(&self.stem, &ws.g, n, hh, ww, &mut ws.cols, &mut ws.out);
-        nhwc_to_nchw(&ws.out, grad, n, cin, s * s);
-    }
-}
-
-/// `out = conv(x)` (or `out += conv(x)` with `accumulate`), `x: [n, H, W, cin]`.
-#[allow(clippy::too_many_arguments)]
-fn conv(
-    c: &ConvMats,
-    x: &[f32],
-    n: usize,
-    h: usize,
-    w: usize,
-    cols: &mut [f32],
-    out: &mut [f32],
-    accumulate: bool,
-) {
-    let px = n * h * w;
-    run_conv(c.k, c.cin, c.cout, &c.w, x, n, h, w, cols, &mut out[..px * c.cout], accumulate);
-}
-
-/// `out = dL/dx` of `conv(x)` given `g = dL/dy: [n, H, W, cout]`.
-fn back(c: &ConvMats, g: &[f32], n: usize, h: usize, w: usize, cols: &mut [f32], out: &mut [f32]) {
-    let px = n * h * w;
-    run_conv(c.k, c.cout, c.cin, &c.w_back, g, n, h, w, cols, &mut out[..px * c.cin], false);
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run_conv(
-    k: usize,
-    cin: usize,
-    cout: usize,
-    wmat: &[f32],
-    x: &[f32],
-    n: usize,
-    h: usize,
-    w: usize,
-    cols: &mut [f32],
-    out: &mut [f32],
-    accumulate: bool,
-) {
-    let px = n * h * w;
-    let wm = MatRef::row_major(wmat, k * k * cin, cout);
-    if k == 1 {
-        matmul(out, MatRef::row_major(&x[..px * cin], px, cin), wm, accumulate);
-        return;
-    }
-    let width = k * k * cin;
-    im2col(&x[..px * cin], n, h, w, cin, k, &mut cols[..px * width]);
-    matmul(out, MatRef::row_major(&cols[..px * width], px, width), wm, accumulate);
-}
-
-/// Patches `[n*H*W, k*k*C]` of `x: [n, H, W, C]`, ordered `(kh, kw, c)`, zero
-/// outside the image.
-fn im2col(x: &[f32], n: usize, h: usize, w: usize, c: usize, k: usize, cols: &mut [f32]) {
-    let p = k / 2;
-    let width = k * k * c;
-    let kc = k * c;
-    for img in 0..n {
-        for y in 0..h {
-            for xx in 0..w {
-                let row = &mut cols[((img * h + y) * w + xx) * width..][..width];
-                for kh in 0..k {
-                    let dst = &mut row[kh * kc..(kh + 1) * kc];
-                    let yy = y + kh;
-                    if yy < p || yy - p >= h {
-                        dst.fill(0.0);
-                        continue;
-                    }
-                    let src_row = (img * h + yy - p) * w;
-                    if xx >= p && xx + k - p <= w {
-                        // All k taps inside: one contiguous run of k*C floats.
-                        let start = (src_row + xx - p) * c;
-                        dst.copy_from_slice(&x[start..start + kc]);
-                        continue;
-                    }
-                    for kw in 0..k {
-                        let d = &mut dst[kw * c..(kw + 1) * c];
-                        let xc = xx + kw;
-                        if xc < p || xc - p >= w {
-                            d.fill(0.0);
-                        } else {
-                            let start = (src_row + xc - p) * c;
-                            d.copy_from_slice(&x[start..start + c]);
-                        }
-                    }
-                }
-            }
+        ws.per_image = pi;
+        if let Some(gr) = grads {
+            self.stem
+                .weight_grad(&ws.x_in, &ws.g, n, hh, ww, &mut ws.cols, &mut gr.stem);
+        }
+        if let Some(dx) = dx {
+            self.stem
+                .backward(&ws.g, n, hh, ww, &mut ws.cols, &mut ws.out, false);
+            nhwc_to_nchw(&ws.out, dx, n, self.in_channels, hh * ww);
         }
     }
 }
 
-/// 2x2 average pooling of `[n, H, W, C]` to `[n, H/2, W/2, C]` (an odd last
-/// row or column is dropped).
-fn avg_pool2(x: &[f32], out: &mut [f32], n: usize, h: usize, w: usize, c: usize) {
-    let (h2, w2) = (h / 2, w / 2);
-    for img in 0..n {
-        for y in 0..h2 {
-            for xx in 0..w2 {
-                let o = &mut out[((img * h2 + y) * w2 + xx) * c..][..c];
-                let at = |dy: usize, dx: usize| ((img * h + 2 * y + dy) * w + 2 * xx + dx) * c;
-                let (a, b, cc, d) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
-                for i in 0..c {
-                    o[i] = 0.25 * (x[a + i] + x[b + i] + x[cc + i] + x[d + i]);
-                }
-            }
-        }
-    }
+/// Per-image sums over pixels of `x: [n, HW, c]` into `out: [n, c]`.
+fn per_image_sums(x: &[f32], n: usize, c: usize, out: &mut Vec<f32>) {
+    out.clear();
+    out.resize(n * c, 0.0);
+    sum_pixels_per_image(x, out, n);
 }
 
-/// The adjoint of [`avg_pool2`]: `g: [n, H/2, W/2, C]` to `[n, H, W, C]`.
-#[allow(clippy::too_many_arguments)]
-fn unpool2(g: &[f32], out: &mut [f32], n: usize, h: usize, w: usize, h2: usize, w2: usize, c: usize) {
-    for img in 0..n {
-        for y in 0..h {
-            for xx in 0..w {
-                let o = &mut out[((img * h + y) * w + xx) * c..][..c];
-                if y / 2 >= h2 || xx / 2 >= w2 {
-                    o.fill(0.0);
-                    continue;
-                }
-                let src = &g[((img * h2 + y / 2) * w2 + xx / 2) * c..][..c];
-                for (o, s) in o.iter_mut().zip(src) {
-                    *o = 0.25 * s;
-                }
-            }
-        }
-    }
-}
-
-/// Adds row `i` of `per: [n, C]` to every pixel of image `i` of `x: [n, HW, C]`.
-fn add_per_image(x: &mut [f32], per: &[f32], n: usize) {
-    let c = per.len() / n;
-    let img = x.len() / n;
-    for (xi, pi) in x.chunks_mut(img).zip(per.chunks(c)) {
-        for p in xi.chunks_mut(c) {
-            for (v, b) in p.iter_mut().zip(pi) {
-                *v += b;
-            }
-        }
-    }
-}
-
-/// Multiplies every pixel of image `i` by row `i` of `per: [n, C]`.
-fn mul_per_image(x: &mut [f32], per: &[f32], n: usize) {
-    let c = per.len() / n;
-    let img = x.len() / n;
-    for (xi, pi) in x.chunks_mut(img).zip(per.chunks(c)) {
-        for p in xi.chunks_mut(c) {
-            for (v, b) in p.iter_mut().zip(pi) {
-                *v *= b;
-            }
-        }
-    }
-}
-
-fn mul_in_place(x: &mut [f32], by: &[f32]) {
-    for (v, s) in x.iter_mut().zip(by) {
-        *v *= s;
-    }
-}
-
-fn nchw_to_nhwc(x: &[f32], out: &mut [f32], n: usize, c: usize, hw: usize) {
-    for img in 0..n {
-        for ch in 0..c {
-            for p in 0..hw {
-                out[(img * hw + p) * c + ch] = x[(img * c + ch) * hw + p];
-            }
-        }
-    }
-}
-
-fn nhwc_to_nchw(x: &[f32], out: &mut [f32], n: usize, c: usize, hw: usize) {
-    for img in 0..n {
-        for ch in 0..c {
-            for p in 0..hw {
-                out[(img * c + ch) * hw + p] = x[(img * hw + p) * c + ch];
-            }
-        }
-    }
+/// What the backward pass needs of one block's forward pass.
+#[derive(Debug, Default)]
+struct BlockStore {
+    size: (usize, usize),
+    h_in: Vec<f32>,
+    t1: Vec<f32>,
+    t2: Vec<f32>,
+    c2: Vec<f32>,
+    slope_in: Vec<f32>,
+    slope_mid: Vec<f32>,
 }
 
 /// Scratch buffers of one thread, grown on demand and reused across calls.
 #[derive(Debug, Default)]
 struct Workspace {
+    x_in: Vec<f32>,
     h: Vec<f32>,
     t: Vec<f32>,
     out: Vec<f32>,
     g: Vec<f32>,
     cols: Vec<f32>,
     per_image: Vec<f32>,
-    /// Per block: the activation's slopes at its input and at conv1's output.
-    slope_in: Vec<Vec<f32>>,
-    slope_mid: Vec<Vec<f32>>,
+    blocks: Vec<BlockStore>,
+    t_out: Vec<f32>,
     slope_out: Vec<f32>,
-    /// Per block: the height and width it works at.
-    block_size: Vec<(usize, usize)>,
+    final_size: (usize, usize),
 }
 
 impl Workspace {
     fn prepare(&mut self, n: usize, net: &FusedResNet) {
         let (mut hh, mut ww) = (net.size, net.size);
-        let mut widest = net.in_channels.max(net.stem.cout);
-        let mut cols = net.stem.k * net.stem.k * net.stem.cin.max(net.stem.cout);
-        self.slope_in.resize_with(net.blocks.len(), Vec::new);
-        self.slope_mid.resize_with(net.blocks.len(), Vec::new);
-        self.block_size.clear();
-        for (i, b) in net.blocks.iter().enumerate() {
+        let stem = &net.stem;
+        let mut widest = net.in_channels.max(stem.cout);
+        let mut cols = stem.k * stem.k * stem.cin.max(stem.cout);
+        self.blocks
+            .resize_with(net.blocks.len(), BlockStore::default);
+        for (b, st) in net.blocks.iter().zip(&mut self.blocks) {
             let px = n * hh * ww;
-            self.block_size.push((hh, ww));
-            self.slope_in[i].resize(px * b.conv1.cin, 0.0);
-            self.slope_mid[i].resize(px * b.conv1.cout, 0.0);
-            widest = widest.max(b.conv1.cin).max(b.conv1.cout);
-            cols = cols.max(9 * b.conv1.cin.max(b.conv1.cout));
+            let (a, o) = (b.conv1.cin, b.conv1.cout);
+            for (buf, c) in [
+                (&mut st.h_in, a),
+                (&mut st.t1, a),
+                (&mut st.slope_in, a),
+                (&mut st.t2, o),
+                (&mut st.c2, o),
+                (&mut st.slope_mid, o),
+            ] {
+                buf.resize(px * c, 0.0);
+            }
+            widest = widest.max(a).max(o);
+            let k2 = b.conv1.k * b.conv1.k;
+            cols = cols.max(k2 * a.max(o));
             if b.downsample {
                 (hh, ww) = (hh / 2, ww / 2);
             }
         }
         let px = n * net.size * net.size;
+        self.x_in.resize(px * net.in_channels, 0.0);
         for buf in [&mut self.h, &mut self.t, &mut self.out, &mut self.g] {
             buf.resize(px * widest, 0.0);
         }
         self.cols.resize(px * cols, 0.0);
-        self.slope_out.resize(n * hh * ww * net.head_w.len(), 0.0);
+        let last = n * hh * ww * net.head_w.len();
+        self.t_out.resize(last, 0.0);
+        self.slope_out.resize(last, 0.0);
     }
 }
 
@@ -584,115 +670,5 @@ pub fn energy_and_grad_tensors(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::energy::{energy_and_grad, EnergyFunction, EnergyModel, EnergyTerm};
-    use crate::models::{ResNetEnergy, ResNetEnergyConfig, StageConfig};
-    use crate::params::ParamStore;
-    use crate::rng::Rng;
-    use candle_core::Device;
-
-    fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-        let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
-        let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
-        let num: f32 = a.iter().zip(&b).map(|(p, q)| (p - q).powi(2)).sum();
-        let den: f32 = b.iter().map(|q| q * q).sum();
-        (num / den.max(1e-30)).sqrt()
-    }
-
-    fn config(act: Activation, classes: usize, size: usize, channels: usize) -> ResNetEnergyConfig {
-        let stage = |c, d| StageConfig {
-            channels: c,
-            downsample: d,
-        };
-        ResNetEnergyConfig {
-            in_channels: channels,
-            image_size: size,
-            num_classes: classes,
-            stem_channels: 8,
-            stages: vec![stage(8, true), stage(12, true), stage(12, false)],
-            activation: act,
-            spectral_norm: true,
-        }
-    }
-
-    /// Fused energies and input gradients equal candle autograd's on the same
-    /// frozen model: odd sizes (pooling drops a row), one and three channels,
-    /// class tables away from their initial values, batches of one image and
-    /// of several groups over several threads.
-    #[test]
-    fn fused_path_matches_autograd() -> Result<()> {
-        let dev = Device::Cpu;
-        for (act, classes, size, ch, n) in [
-            (Activation::LeakyRelu, 10, 12, 1, 21),
-            (Activation::Silu, 1, 11, 3, 5),
-            (Activation::Relu, 3, 9, 1, 1),
-            (Activation::Silu, 10, 28, 1, 17),
-        ] {
-            let cfg = config(act, classes, size, ch);
-            let params = ParamStore::new(7, &dev);
-            let model = ResNetEnergy::init(&cfg, &params)?;
-            let mut rng = Rng::new(11);
-            for (name, var) in params.vars() {
-                if name.contains("class_") {
-                    let t = (var.as_tensor()
-                        + Tensor::from_vec(rng.normal_vec(var.elem_count()), var.shape(), &dev)?
-                            * 0.3)?;
-                    var.set(&t)?;
-                }
-            }
-            let m = model.frozen();
-            let plain = m.without_fused_path();
-            let d = ch * size * size;
-            let x = Tensor::from_vec(rng.normal_vec(n * d), (n, ch, size, size), &dev)?;
-            let y = (classes > 1)
-                .then(|| {
-                    let mut v = vec![0f32; n * classes];
-                    for i in 0..n {
-                        v[i * classes + (i * 7) % classes] = 1.0;
-                    }
-                    Tensor::from_vec(v, (n, classes), &dev)
-                })
-                .transpose()?;
-            let (ef, gf) = m
-                .fast_energy_and_grad(&x, y.as_ref())
-                .expect("a frozen CPU model has the fused path")?;
-            let (ea, ga) = energy_and_grad(&[EnergyTerm::new(&plain, y.clone())], &x)?;
-            let (re, rg) = (rel_err(&ef, &ea), rel_err(&gf, &ga));
-            assert!(re < 1e-5, "{act:?} {size}x{size}: energy {re}");
-            assert!(rg < 1e-5, "{act:?} {size}x{size}: grad {rg}");
-            assert_eq!(gf.dims(), x.dims());
-            assert!(ga.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0);
-        }
-        Ok(())
-    }
-
-    /// Labels pick different class tables, so energies differ by label; the
-    /// wrong label width takes the autograd path, which names the problem.
-    #[test]
-    fn labels_matter_and_bad_shapes_fall_back() -> Result<()> {
-        let dev = Device::Cpu;
-        let cfg = config(Activation::LeakyRelu, 4, 8, 1);
-        let params = ParamStore::new(3, &dev);
-        let model = ResNetEnergy::init(&cfg, &params)?;
-        for (name, var) in params.vars() {
-            if name.contains("class_bias1") {
-                let r = Rng::new(5).normal_vec(var.elem_count());
-                var.set(&Tensor::from_vec(r, var.shape(), &dev)?)?;
-            }
-        }
-        let m = model.frozen();
-        let x = Tensor::from_vec(Rng::new(1).normal_vec(2 * 64), (2, 1, 8, 8), &dev)?;
-        let x = Tensor::cat(&[&x.narrow(0, 0, 1)?, &x.narrow(0, 0, 1)?], 0)?;
-        let y = Tensor::from_vec(vec![1f32, 0., 0., 0., 0., 0., 1., 0.], (2, 4), &dev)?;
-        let (e, _) = m.fast_energy_and_grad(&x, Some(&y)).expect("fused")?;
-        let e: Vec<f32> = e.to_vec1()?;
-        assert!((e[0] - e[1]).abs() > 1e-4, "same image, labels 0 and 2: {e:?}");
-        let bad = Tensor::zeros((2, 3), candle_core::DType::F32, &dev)?;
-        assert!(m.fast_energy_and_grad(&x, Some(&bad)).is_none());
-        assert!(m.fast_energy_and_grad(&x, None).is_none());
-        let err = m.energy(&x, Some(&bad)).unwrap_err().to_string();
-        assert!(err.contains("labels"), "{err}");
-        Ok(())
-    }
-}
+#[path = "fused_resnet_tests.rs"]
+mod tests;

@@ -16,6 +16,7 @@ pub mod device;
 pub mod energy;
 pub mod error;
 pub mod frechet;
+pub mod fused_conv;
 pub mod fused_mlp;
 pub mod fused_resnet;
 pub mod langevin;

@@ -228,8 +228,8 @@ impl<M: EnergyModel> Trainer<M> {
             .detach();
         self.buffer.push(&x_neg, starts.cond.as_ref())?;
 
-        let e_pos = self.model.energy(&x_pos, c_pos.as_ref())?;
-        let e_neg = self.model.energy(&x_neg, starts.cond.as_ref())?;
+        let (e_pos, e_neg, fused) =
+            self.loss_energies(&x_pos, c_pos.as_ref(), &x_neg, starts.cond.as_ref())?;
         let reg = (e_pos.sqr()?.mean_all()? + e_neg.sqr()?.mean_all()?)?;
         let loss = ((reg * self.cfg.alpha)? + (e_pos.mean_all()? - e_neg.mean_all()?)?)?;
         let stats = StepStats {
@@ -249,11 +249,55 @@ impl<M: EnergyModel> Trainer<M> {
                 limit,
             });
         }
-        let grads = loss.backward()?;
+        let grads = fused.as_ref().unwrap_or(&loss).backward()?;
         self.adam.step(&self.params, &grads)?;
         self.model.refresh()?;
         self.step += 1;
         Ok(stats)
+    }
+
+    /// The energies of the positives and negatives; where the model has a
+    /// fused path, they come without a graph, together with a scalar whose
+    /// parameter gradient is the loss's (`dL/dE+_i = (2 alpha E+_i + 1) / B`,
+    /// `dL/dE-_i = (2 alpha E-_i - 1) / B`).
+    fn loss_energies(
+        &self,
+        x_pos: &Tensor,
+        c_pos: Option<&Tensor>,
+        x_neg: &Tensor,
+        c_neg: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        let (np, nn) = (x_pos.dim(0)?, x_neg.dim(0)?);
+        let conds = match (c_pos, c_neg) {
+            (Some(a), Some(b)) => Some(Some(Tensor::cat(&[a, b], 0)?)),
+            (None, None) => Some(None),
+            _ => None,
+        };
+        if let (Some(c_all), true) = (conds, x_pos.dims()[1..] == x_neg.dims()[1..]) {
+            let alpha = self.cfg.alpha as f32;
+            let weights = |e: &[f32]| -> Vec<f32> {
+                e.iter()
+                    .enumerate()
+                    .map(|(i, &e)| match i < np {
+                        true => (2.0 * alpha * e + 1.0) / np as f32,
+                        false => (2.0 * alpha * e - 1.0) / nn as f32,
+                    })
+                    .collect()
+            };
+            let x_all = Tensor::cat(&[x_pos, x_neg], 0)?;
+            if let Some(r) = self
+                .model
+                .fused_energy_vjp(&x_all, c_all.as_ref(), &weights)
+            {
+                let (e, surrogate) = r?;
+                return Ok((e.narrow(0, 0, np)?, e.narrow(0, np, nn)?, Some(surrogate)));
+            }
+        }
+        Ok((
+            self.model.energy(x_pos, c_pos)?,
+            self.model.energy(x_neg, c_neg)?,
+            None,
+        ))
     }
 
     /// Runs `steps` steps, checkpointing into `run_dir` every

@@ -8,15 +8,15 @@
 //! An unconditional model is the one-class case.
 
 use candle_core::{DType, Module, Result, Tensor};
-use std::sync::Arc;
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 use super::default_true;
 use crate::activation::Activation;
 use crate::energy::{EnergyFunction, EnergyModel};
-use crate::fused_resnet::{energy_and_grad_tensors, BlockTensors, FusedBlock, FusedResNet};
 use crate::error::CoreError;
+use crate::fused_resnet::{energy_and_grad_tensors, BlockTensors, FusedBlock, FusedResNet};
 use crate::spectral::{SnConv2d, SnLinear, SnWeight};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -238,6 +238,45 @@ impl ResNetEnergy {
         }
     }
 
+    /// See [`EnergyModel::fused_energy_vjp`]: the fused gradients with respect
+    /// to the effective parameters, dotted with those parameters' tensors.
+    fn vjp(
+        &self,
+        x: &Tensor,
+        cond: Option<&Tensor>,
+        weights: &dyn Fn(&[f32]) -> Vec<f32>,
+    ) -> Result<(Tensor, Tensor)> {
+        let f = self.build_fused()?;
+        let n = x.dim(0)?;
+        let xv = x.flatten_all()?.to_vec1::<f32>()?;
+        let cv = cond
+            .map(|c| c.flatten_all()?.to_vec1::<f32>())
+            .transpose()?;
+        let (e, g) = f.energy_vjp(&xv, cv.as_deref(), n, weights, x.device())?;
+        let mut terms = vec![
+            (self.stem.weight().effective(), &g.stem),
+            (self.head.weight().effective(), &g.head_w),
+        ];
+        if let Some(hb) = self.head.bias() {
+            terms.push((hb, &g.head_b));
+        }
+        for (blk, bg) in self.blocks.iter().zip(&g.blocks) {
+            terms.push((blk.conv1.weight().effective(), &bg.conv1));
+            terms.push((blk.conv2.weight().effective(), &bg.conv2));
+            if let (Some(s), Some(gs)) = (&blk.skip, &bg.skip) {
+                terms.push((s.weight().effective(), gs));
+            }
+            terms.push((&blk.bias1, &bg.bias1));
+            terms.push((&blk.bias2, &bg.bias2));
+            terms.push((&blk.gain2, &bg.gain2));
+        }
+        let mut total = Tensor::zeros((), DType::F32, x.device())?;
+        for (p, gp) in terms {
+            total = (total + (p * gp)?.sum_all()?)?;
+        }
+        Ok((Tensor::from_vec(e, n, x.device())?, total))
+    }
+
     fn build_fused(&self) -> Result<FusedResNet> {
         let c = &self.cfg;
         let blocks = self
@@ -300,6 +339,27 @@ impl EnergyModel for ResNetEnergy {
             head,
             fused: None,
         })
+    }
+
+    fn fused_energy_vjp(
+        &self,
+        x: &Tensor,
+        cond: Option<&Tensor>,
+        weights: &dyn Fn(&[f32]) -> Vec<f32>,
+    ) -> Option<Result<(Tensor, Tensor)>> {
+        let w = self.head.weight().effective();
+        let b = x.dim(0).ok()?;
+        let c = &self.cfg;
+        let usable = w.device().is_cpu()
+            && w.dtype() == DType::F32
+            && x.dtype() == DType::F32
+            && x.elem_count() == b * c.in_channels * c.image_size * c.image_size
+            && match (cond, c.cond_dim()) {
+                (None, 0) => true,
+                (Some(y), k) => k > 0 && y.dims() == [b, k] && y.dtype() == DType::F32,
+                _ => false,
+            };
+        usable.then(|| self.vjp(x, cond, weights))
     }
 
     fn spectral_weights(&mut self) -> Vec<&mut SnWeight> {

@@ -1,0 +1,355 @@
+//! Convolution building blocks of the fused image path
+//! ([`crate::fused_resnet`]): kernels as im2col matrices, their input and
+//! weight gradients, 2x2 average pooling and its adjoint, per-image channel
+//! vectors and layout changes, all on plain channels-last buffers.
+
+use candle_core::{Device, Result, Tensor};
+
+use crate::sgemm::{matmul, MatRef};
+
+/// A size-preserving stride-1 convolution as matrices.
+#[derive(Debug, Clone)]
+pub(crate) struct ConvMats {
+    pub(crate) k: usize,
+    pub(crate) cin: usize,
+    pub(crate) cout: usize,
+    /// `[k*k*cin, cout]`, rows ordered `(kh, kw, c)`: the forward.
+    pub(crate) w: Vec<f32>,
+    /// `[k*k*cout, cin]`, the kernel flipped in space with channels swapped:
+    /// the gradient into the input is the convolution of the output's gradient
+    /// with this.
+    pub(crate) w_back: Vec<f32>,
+}
+
+impl ConvMats {
+    /// From a kernel `[out, in, k, k]`.
+    pub(crate) fn new(kernel: &Tensor) -> Result<Self> {
+        let (cout, cin, k, k2) = kernel.dims4()?;
+        if k != k2 || k % 2 == 0 {
+            candle_core::bail!("fused conv: kernel {k}x{k2} must be square and odd");
+        }
+        let raw = kernel.flatten_all()?.to_vec1::<f32>()?;
+        let at = |o: usize, c: usize, kh: usize, kw: usize| raw[((o * cin + c) * k + kh) * k + kw];
+        let mut w = vec![0f32; k * k * cin * cout];
+        let mut w_back = vec![0f32; k * k * cin * cout];
+        for kh in 0..k {
+            for kw in 0..k {
+                for c in 0..cin {
+                    for o in 0..cout {
+                        let v = at(o, c, kh, kw);
+                        w[((kh * k + kw) * cin + c) * cout + o] = v;
+                        let (fh, fw) = (k - 1 - kh, k - 1 - kw);
+                        w_back[((fh * k + fw) * cout + o) * cin + c] = v;
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            k,
+            cin,
+            cout,
+            w,
+            w_back,
+        })
+    }
+
+    /// A gradient in the forward matrix layout `[k*k*cin, cout]` as a kernel
+    /// `[out, in, k, k]` tensor.
+    pub(crate) fn kernel_tensor(&self, grad: &[f32], device: &Device) -> Result<Tensor> {
+        let (k, cin, cout) = (self.k, self.cin, self.cout);
+        let mut out = vec![0f32; grad.len()];
+        for kh in 0..k {
+            for kw in 0..k {
+                for c in 0..cin {
+                    for o in 0..cout {
+                        out[((o * cin + c) * k + kh) * k + kw] =
+                            grad[((kh * k + kw) * cin + c) * cout + o];
+                    }
+                }
+            }
+        }
+        Tensor::from_vec(out, (cout, cin, k, k), device)
+    }
+
+    /// `out = conv(x)` (or `out += conv(x)` with `accumulate`), `x: [n, H, W, cin]`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn forward(
+        &self,
+        x: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        cols: &mut [f32],
+        out: &mut [f32],
+        accumulate: bool,
+    ) {
+        let px = n * h * w;
+        run_conv(
+            self.k,
+            self.cin,
+            self.cout,
+            &self.w,
+            x,
+            n,
+            h,
+            w,
+            cols,
+            &mut out[..px * self.cout],
+            accumulate,
+        );
+    }
+
+    /// `out = dL/dx` of `conv(x)` given `g = dL/dy: [n, H, W, cout]`.
+    /// With `accumulate`, `out += dL/dx`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn backward(
+        &self,
+        g: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        cols: &mut [f32],
+        out: &mut [f32],
+        accumulate: bool,
+    ) {
+        let px = n * h * w;
+        run_conv(
+            self.k,
+            self.cout,
+            self.cin,
+            &self.w_back,
+            g,
+            n,
+            h,
+            w,
+            cols,
+            &mut out[..px * self.cin],
+            accumulate,
+        );
+    }
+
+    /// `dw += dL/dW` of `conv(x)` given its input `x` and `g = dL/dy`
+    /// (`dw` in the forward layout).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn weight_grad(
+        &self,
+        x: &[f32],
+        g: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        cols: &mut [f32],
+        dw: &mut [f32],
+    ) {
+        let px = n * h * w;
+        let gm = MatRef::row_major(&g[..px * self.cout], px, self.cout);
+        if self.k == 1 {
+            let xm = MatRef::row_major(&x[..px * self.cin], px, self.cin);
+            matmul(dw, xm.t(), gm, true);
+            return;
+        }
+        let width = self.k * self.k * self.cin;
+        im2col(
+            &x[..px * self.cin],
+            n,
+            h,
+            w,
+            self.cin,
+            self.k,
+            &mut cols[..px * width],
+        );
+        matmul(
+            dw,
+            MatRef::row_major(&cols[..px * width], px, width).t(),
+            gm,
+            true,
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_conv(
+    k: usize,
+    cin: usize,
+    cout: usize,
+    wmat: &[f32],
+    x: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    cols: &mut [f32],
+    out: &mut [f32],
+    accumulate: bool,
+) {
+    let px = n * h * w;
+    let wm = MatRef::row_major(wmat, k * k * cin, cout);
+    if k == 1 {
+        matmul(
+            out,
+            MatRef::row_major(&x[..px * cin], px, cin),
+            wm,
+            accumulate,
+        );
+        return;
+    }
+    let width = k * k * cin;
+    im2col(&x[..px * cin], n, h, w, cin, k, &mut cols[..px * width]);
+    matmul(
+        out,
+        MatRef::row_major(&cols[..px * width], px, width),
+        wm,
+        accumulate,
+    );
+}
+
+/// Patches `[n*H*W, k*k*C]` of `x: [n, H, W, C]`, ordered `(kh, kw, c)`, zero
+/// outside the image.
+fn im2col(x: &[f32], n: usize, h: usize, w: usize, c: usize, k: usize, cols: &mut [f32]) {
+    let p = k / 2;
+    let width = k * k * c;
+    let kc = k * c;
+    for img in 0..n {
+        for y in 0..h {
+            for xx in 0..w {
+                let row = &mut cols[((img * h + y) * w + xx) * width..][..width];
+                for kh in 0..k {
+                    let dst = &mut row[kh * kc..(kh + 1) * kc];
+                    let yy = y + kh;
+                    if yy < p || yy - p >= h {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let src_row = (img * h + yy - p) * w;
+                    if xx >= p && xx + k - p <= w {
+                        // All k taps inside: one contiguous run of k*C floats.
+                        let start = (src_row + xx - p) * c;
+                        dst.copy_from_slice(&x[start..start + kc]);
+                        continue;
+                    }
+                    for kw in 0..k {
+                        let d = &mut dst[kw * c..(kw + 1) * c];
+                        let xc = xx + kw;
+                        if xc < p || xc - p >= w {
+                            d.fill(0.0);
+                        } else {
+                            let start = (src_row + xc - p) * c;
+                            d.copy_from_slice(&x[start..start + c]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// 2x2 average pooling of `[n, H, W, C]` to `[n, H/2, W/2, C]` (an odd last
+/// row or column is dropped).
+pub(crate) fn avg_pool2(x: &[f32], out: &mut [f32], n: usize, h: usize, w: usize, c: usize) {
+    let (h2, w2) = (h / 2, w / 2);
+    for img in 0..n {
+        for y in 0..h2 {
+            for xx in 0..w2 {
+                let o = &mut out[((img * h2 + y) * w2 + xx) * c..][..c];
+                let at = |dy: usize, dx: usize| ((img * h + 2 * y + dy) * w + 2 * xx + dx) * c;
+                let (a, b, cc, d) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
+                for i in 0..c {
+                    o[i] = 0.25 * (x[a + i] + x[b + i] + x[cc + i] + x[d + i]);
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`avg_pool2`]: `g: [n, H/2, W/2, C]` to `[n, H, W, C]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn unpool2(
+    g: &[f32],
+    out: &mut [f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    h2: usize,
+    w2: usize,
+    c: usize,
+) {
+    for img in 0..n {
+        for y in 0..h {
+            for xx in 0..w {
+                let o = &mut out[((img * h + y) * w + xx) * c..][..c];
+                if y / 2 >= h2 || xx / 2 >= w2 {
+                    o.fill(0.0);
+                    continue;
+                }
+                let src = &g[((img * h2 + y / 2) * w2 + xx / 2) * c..][..c];
+                for (o, s) in o.iter_mut().zip(src) {
+                    *o = 0.25 * s;
+                }
+            }
+        }
+    }
+}
+
+/// Adds row `i` of `per: [n, C]` to every pixel of image `i` of `x: [n, HW, C]`.
+pub(crate) fn add_per_image(x: &mut [f32], per: &[f32], n: usize) {
+    let c = per.len() / n;
+    let img = x.len() / n;
+    for (xi, pi) in x.chunks_mut(img).zip(per.chunks(c)) {
+        for p in xi.chunks_mut(c) {
+            for (v, b) in p.iter_mut().zip(pi) {
+                *v += b;
+            }
+        }
+    }
+}
+
+/// Multiplies every pixel of image `i` by row `i` of `per: [n, C]`.
+pub(crate) fn mul_per_image(x: &mut [f32], per: &[f32], n: usize) {
+    let c = per.len() / n;
+    let img = x.len() / n;
+    for (xi, pi) in x.chunks_mut(img).zip(per.chunks(c)) {
+        for p in xi.chunks_mut(c) {
+            for (v, b) in p.iter_mut().zip(pi) {
+                *v *= b;
+            }
+        }
+    }
+}
+
+pub(crate) fn mul_in_place(x: &mut [f32], by: &[f32]) {
+    for (v, s) in x.iter_mut().zip(by) {
+        *v *= s;
+    }
+}
+
+pub(crate) fn nchw_to_nhwc(x: &[f32], out: &mut [f32], n: usize, c: usize, hw: usize) {
+    for img in 0..n {
+        for ch in 0..c {
+            for p in 0..hw {
+                out[(img * hw + p) * c + ch] = x[(img * c + ch) * hw + p];
+            }
+        }
+    }
+}
+
+pub(crate) fn nhwc_to_nchw(x: &[f32], out: &mut [f32], n: usize, c: usize, hw: usize) {
+    for img in 0..n {
+        for ch in 0..c {
+            for p in 0..hw {
+                out[(img * c + ch) * hw + p] = x[(img * hw + p) * c + ch];
+            }
+        }
+    }
+}
+
+/// Per-image sums over pixels of `x: [n, HW, C]`, added to `out: [n, C]`.
+pub(crate) fn sum_pixels_per_image(x: &[f32], out: &mut [f32], n: usize) {
+    let c = out.len() / n;
+    let img = x.len() / n;
+    for (xi, oi) in x.chunks(img).zip(out.chunks_mut(c)) {
+        for p in xi.chunks(c) {
+            for (o, v) in oi.iter_mut().zip(p) {
+                *o += v;
+            }
+        }
+    }
+}
