@@ -63,8 +63,8 @@ pub trait EnergyModel: EnergyFunction + Sized {
     fn frozen(&self) -> Self;
 
     /// Energies `E` of `x: [B, ...]` and a scalar whose gradient with respect
-    /// to the parameters is `sum_i w_i dE_i/dtheta`, `w = weights(E)` (for a
-    /// loss, `w_i = dL/dE_i`), from a fused path with no autograd graph
+    /// to the parameters is `sum_i w_i dE_i/dtheta`, `w_i = weight(i, E_i)`
+    /// (for a loss whose terms are per sample, `w_i = dL/dE_i`), from a fused path with no autograd graph
     /// through the network: the scalar's graph covers only each parameter's
     /// own transform (spectral normalisation). `None` where the model has no
     /// such path (or the inputs are unusual); training then uses autograd.
@@ -72,7 +72,7 @@ pub trait EnergyModel: EnergyFunction + Sized {
         &self,
         _x: &Tensor,
         _cond: Option<&Tensor>,
-        _weights: &dyn Fn(&[f32]) -> Vec<f32>,
+        _weight: &(dyn Fn(usize, f32) -> f32 + Sync),
     ) -> Option<Result<(Tensor, Tensor)>> {
         None
     }

@@ -4,8 +4,13 @@
 //! vectors and layout changes, all on plain channels-last buffers.
 
 use candle_core::{Device, Result, Tensor};
+use std::ops::Range;
 
 use crate::sgemm::{matmul, MatRef};
+
+/// Output pixels per im2col tile: the tile (`TILE_ROWS x 9C` floats) stays in
+/// the core's cache between being written and being multiplied.
+pub(crate) const TILE_ROWS: usize = 256;
 
 /// A size-preserving stride-1 convolution as matrices.
 #[derive(Debug, Clone)]
@@ -149,21 +154,14 @@ impl ConvMats {
             return;
         }
         let width = self.k * self.k * self.cin;
-        im2col(
-            &x[..px * self.cin],
-            n,
-            h,
-            w,
-            self.cin,
-            self.k,
-            &mut cols[..px * width],
-        );
-        matmul(
-            dw,
-            MatRef::row_major(&cols[..px * width], px, width).t(),
-            gm,
-            true,
-        );
+        let x = &x[..px * self.cin];
+        for r0 in (0..px).step_by(TILE_ROWS) {
+            let r1 = (r0 + TILE_ROWS).min(px);
+            let tile = &mut cols[..(r1 - r0) * width];
+            im2col_rows(x, [n, h, w, self.cin], self.k, r0..r1, tile);
+            let gt = MatRef::row_major(&g[r0 * self.cout..r1 * self.cout], r1 - r0, self.cout);
+            matmul(dw, MatRef::row_major(tile, r1 - r0, width).t(), gt, true);
+        }
     }
 }
 
@@ -193,49 +191,56 @@ fn run_conv(
         return;
     }
     let width = k * k * cin;
-    im2col(&x[..px * cin], n, h, w, cin, k, &mut cols[..px * width]);
-    matmul(
-        out,
-        MatRef::row_major(&cols[..px * width], px, width),
-        wm,
-        accumulate,
-    );
+    let x = &x[..px * cin];
+    for r0 in (0..px).step_by(TILE_ROWS) {
+        let r1 = (r0 + TILE_ROWS).min(px);
+        let tile = &mut cols[..(r1 - r0) * width];
+        im2col_rows(x, [n, h, w, cin], k, r0..r1, tile);
+        matmul(
+            &mut out[r0 * cout..r1 * cout],
+            MatRef::row_major(tile, r1 - r0, width),
+            wm,
+            accumulate,
+        );
+    }
 }
 
-/// Patches `[n*H*W, k*k*C]` of `x: [n, H, W, C]`, ordered `(kh, kw, c)`, zero
-/// outside the image.
-fn im2col(x: &[f32], n: usize, h: usize, w: usize, c: usize, k: usize, cols: &mut [f32]) {
+/// Rows `rows` of the patch matrix `[n*H*W, k*k*C]` of `x: [n, H, W, C]`,
+/// ordered `(kh, kw, c)`, zero outside the image, into `cols`.
+fn im2col_rows(
+    x: &[f32],
+    [_, h, w, c]: [usize; 4],
+    k: usize,
+    rows: Range<usize>,
+    cols: &mut [f32],
+) {
     let p = k / 2;
     let width = k * k * c;
     let kc = k * c;
-    for img in 0..n {
-        for y in 0..h {
-            for xx in 0..w {
-                let row = &mut cols[((img * h + y) * w + xx) * width..][..width];
-                for kh in 0..k {
-                    let dst = &mut row[kh * kc..(kh + 1) * kc];
-                    let yy = y + kh;
-                    if yy < p || yy - p >= h {
-                        dst.fill(0.0);
-                        continue;
-                    }
-                    let src_row = (img * h + yy - p) * w;
-                    if xx >= p && xx + k - p <= w {
-                        // All k taps inside: one contiguous run of k*C floats.
-                        let start = (src_row + xx - p) * c;
-                        dst.copy_from_slice(&x[start..start + kc]);
-                        continue;
-                    }
-                    for kw in 0..k {
-                        let d = &mut dst[kw * c..(kw + 1) * c];
-                        let xc = xx + kw;
-                        if xc < p || xc - p >= w {
-                            d.fill(0.0);
-                        } else {
-                            let start = (src_row + xc - p) * c;
-                            d.copy_from_slice(&x[start..start + c]);
-                        }
-                    }
+    for (r, row) in rows.zip(cols.chunks_mut(width)) {
+        let (img, y, xx) = (r / (h * w), r / w % h, r % w);
+        for kh in 0..k {
+            let dst = &mut row[kh * kc..(kh + 1) * kc];
+            let yy = y + kh;
+            if yy < p || yy - p >= h {
+                dst.fill(0.0);
+                continue;
+            }
+            let src_row = (img * h + yy - p) * w;
+            if xx >= p && xx + k - p <= w {
+                // All k taps inside: one contiguous run of k*C floats.
+                let start = (src_row + xx - p) * c;
+                dst.copy_from_slice(&x[start..start + kc]);
+                continue;
+            }
+            for kw in 0..k {
+                let d = &mut dst[kw * c..(kw + 1) * c];
+                let xc = xx + kw;
+                if xc < p || xc - p >= w {
+                    d.fill(0.0);
+                } else {
+                    let start = (src_row + xc - p) * c;
+                    d.copy_from_slice(&x[start..start + c]);
                 }
             }
         }

@@ -17,7 +17,7 @@ use std::cell::RefCell;
 use crate::activation::Activation;
 use crate::fused_conv::{
     add_per_image, avg_pool2, mul_in_place, mul_per_image, nchw_to_nhwc, nhwc_to_nchw,
-    sum_pixels_per_image, unpool2, ConvMats,
+    sum_pixels_per_image, unpool2, ConvMats, TILE_ROWS,
 };
 
 /// Images per forward/backward pass of one thread.
@@ -299,35 +299,48 @@ impl FusedResNet {
     }
 
     /// Energies `E` of `n` images and the gradient of `sum_i w_i E_i` with
-    /// respect to every parameter, `w = weights(E)` (for a training loss,
-    /// `w_i = dL/dE_i`).
+    /// respect to every parameter, `w_i = weight(i, E_i)` (for a training
+    /// loss, `w_i = dL/dE_i`), in one forward and backward pass.
     pub(crate) fn energy_vjp(
         &self,
         x: &[f32],
         cond: Option<&[f32]>,
         n: usize,
-        weights: &dyn Fn(&[f32]) -> Vec<f32>,
+        weight: &(dyn Fn(usize, f32) -> f32 + Sync),
         device: &Device,
     ) -> Result<(Vec<f32>, ParamGrads)> {
+        self.check(x, cond, n);
+        let parts = self.over_groups(
+            x,
+            cond,
+            n,
+            |x, labels, first, m, ws| {
+                let mut g = GradBufs::zeros(self);
+                let mut e = vec![0f32; m];
+                self.forward(x, labels, &mut e, ws);
+                let w: Vec<f32> = e
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &e)| weight(first + i, e))
+                    .collect();
+                self.backward(labels, &w, ws, Some(&mut g), None);
+                (vec![(first, e)], g)
+            },
+            |(mut ea, ga), (eb, gb)| {
+                ea.extend(eb);
+                (ea, ga.add(gb))
+            },
+        );
         let mut energy = vec![0f32; n];
-        self.energies(x, cond, &mut energy);
-        let w = weights(&energy);
-        assert_eq!(w.len(), n, "fused resnet: one weight per energy");
-        let grads = self
-            .over_groups(
-                x,
-                cond,
-                n,
-                |x, labels, first, m, ws| {
-                    let mut g = GradBufs::zeros(self);
-                    let mut e = vec![0f32; m];
-                    self.forward(x, labels, &mut e, ws);
-                    self.backward(labels, &w[first..first + m], ws, Some(&mut g), None);
-                    g
-                },
-                GradBufs::add,
-            )
-            .unwrap_or_else(|| GradBufs::zeros(self));
+        let grads = match parts {
+            Some((es, g)) => {
+                for (first, e) in es {
+                    energy[first..first + e.len()].copy_from_slice(&e);
+                }
+                g
+            }
+            None => GradBufs::zeros(self),
+        };
         Ok((energy, self.grad_tensors(grads, device)?))
     }
 
@@ -422,9 +435,11 @@ impl FusedResNet {
             st.size = (hh, ww);
             st.h_in[..px * a].copy_from_slice(&ws.h[..px * a]);
             // t1 = act(h) + bias1[y]; the activation's slopes kept for backward.
-            st.slope_in[..px * a].copy_from_slice(&ws.h[..px * a]);
-            self.act
-                .activate_in_place(&mut st.slope_in[..px * a], &mut st.t1[..px * a]);
+            self.act.activate_with_slopes(
+                &ws.h[..px * a],
+                &mut st.t1[..px * a],
+                &mut st.slope_in[..px * a],
+            );
             self.per_image(&b.bias1, labels, n, &mut pi);
             add_per_image(&mut st.t1[..px * a], &pi, n);
             b.conv1
@@ -459,9 +474,11 @@ impl FusedResNet {
         let width = self.head_w.len();
         let px = n * hh * ww;
         ws.final_size = (hh, ww);
-        ws.slope_out[..px * width].copy_from_slice(&ws.h[..px * width]);
-        self.act
-            .activate_in_place(&mut ws.slope_out[..px * width], &mut ws.t_out[..px * width]);
+        self.act.activate_with_slopes(
+            &ws.h[..px * width],
+            &mut ws.t_out[..px * width],
+            &mut ws.slope_out[..px * width],
+        );
         let img = hh * ww * width;
         for (i, e) in energy.iter_mut().enumerate() {
             let sum: f32 = ws.t_out[i * img..(i + 1) * img]
@@ -641,7 +658,7 @@ impl Workspace {
         for buf in [&mut self.h, &mut self.t, &mut self.out, &mut self.g] {
             buf.resize(px * widest, 0.0);
         }
-        self.cols.resize(px * cols, 0.0);
+        self.cols.resize(px.min(TILE_ROWS) * cols, 0.0);
         let last = n * hh * ww * net.head_w.len();
         self.t_out.resize(last, 0.0);
         self.slope_out.resize(last, 0.0);

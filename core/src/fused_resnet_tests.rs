@@ -143,26 +143,27 @@ fn fused_parameter_gradients_match_autograd() -> Result<()> {
                 Tensor::from_vec(v, (n, classes), &dev)
             })
             .transpose()?;
-        let weights = |e: &[f32]| -> Vec<f32> {
-            e.iter()
-                .enumerate()
-                .map(|(i, e)| {
-                    if i % 2 == 0 {
-                        2.0 * e + 1.0
-                    } else {
-                        0.5 * e - 1.0
-                    }
-                })
-                .collect()
+        let weight = |i: usize, e: f32| {
+            if i % 2 == 0 {
+                2.0 * e + 1.0
+            } else {
+                0.5 * e - 1.0
+            }
         };
         let (ef, surrogate) = model
-            .fused_energy_vjp(&x, y.as_ref(), &weights)
+            .fused_energy_vjp(&x, y.as_ref(), &weight)
             .expect("a CPU model has the fused path")?;
         let gf = surrogate.backward()?;
 
         let ea = model.energy(&x, y.as_ref())?;
         assert!(rel_err(&ef, &ea) < 1e-5, "energies {}", rel_err(&ef, &ea));
-        let w = Tensor::from_vec(weights(&ea.to_vec1::<f32>()?), n, &dev)?;
+        let w: Vec<f32> = ea
+            .to_vec1::<f32>()?
+            .iter()
+            .enumerate()
+            .map(|(i, &e)| weight(i, e))
+            .collect();
+        let w = Tensor::from_vec(w, n, &dev)?;
         let ga = (ea * w)?.sum_all()?.backward()?;
         let mut checked = 0;
         for (name, var) in params.trainable() {

@@ -258,7 +258,8 @@ impl<M: EnergyModel> Trainer<M> {
 
     /// The energies of the positives and negatives; where the model has a
     /// fused path, they come without a graph, together with a scalar whose
-    /// parameter gradient is the loss's (`dL/dE+_i = (2 alpha E+_i + 1) / B`,
+    /// parameter gradient is the loss's (one pass: each sample's term depends
+    /// only on its own energy) (`dL/dE+_i = (2 alpha E+_i + 1) / B`,
     /// `dL/dE-_i = (2 alpha E-_i - 1) / B`).
     fn loss_energies(
         &self,
@@ -275,20 +276,12 @@ impl<M: EnergyModel> Trainer<M> {
         };
         if let (Some(c_all), true) = (conds, x_pos.dims()[1..] == x_neg.dims()[1..]) {
             let alpha = self.cfg.alpha as f32;
-            let weights = |e: &[f32]| -> Vec<f32> {
-                e.iter()
-                    .enumerate()
-                    .map(|(i, &e)| match i < np {
-                        true => (2.0 * alpha * e + 1.0) / np as f32,
-                        false => (2.0 * alpha * e - 1.0) / nn as f32,
-                    })
-                    .collect()
+            let weight = |i: usize, e: f32| match i < np {
+                true => (2.0 * alpha * e + 1.0) / np as f32,
+                false => (2.0 * alpha * e - 1.0) / nn as f32,
             };
             let x_all = Tensor::cat(&[x_pos, x_neg], 0)?;
-            if let Some(r) = self
-                .model
-                .fused_energy_vjp(&x_all, c_all.as_ref(), &weights)
-            {
+            if let Some(r) = self.model.fused_energy_vjp(&x_all, c_all.as_ref(), &weight) {
                 let (e, surrogate) = r?;
                 return Ok((e.narrow(0, 0, np)?, e.narrow(0, np, nn)?, Some(surrogate)));
             }

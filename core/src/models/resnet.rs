@@ -244,7 +244,7 @@ impl ResNetEnergy {
         &self,
         x: &Tensor,
         cond: Option<&Tensor>,
-        weights: &dyn Fn(&[f32]) -> Vec<f32>,
+        weight: &(dyn Fn(usize, f32) -> f32 + Sync),
     ) -> Result<(Tensor, Tensor)> {
         let f = self.build_fused()?;
         let n = x.dim(0)?;
@@ -252,7 +252,7 @@ impl ResNetEnergy {
         let cv = cond
             .map(|c| c.flatten_all()?.to_vec1::<f32>())
             .transpose()?;
-        let (e, g) = f.energy_vjp(&xv, cv.as_deref(), n, weights, x.device())?;
+        let (e, g) = f.energy_vjp(&xv, cv.as_deref(), n, weight, x.device())?;
         let mut terms = vec![
             (self.stem.weight().effective(), &g.stem),
             (self.head.weight().effective(), &g.head_w),
@@ -345,7 +345,7 @@ impl EnergyModel for ResNetEnergy {
         &self,
         x: &Tensor,
         cond: Option<&Tensor>,
-        weights: &dyn Fn(&[f32]) -> Vec<f32>,
+        weight: &(dyn Fn(usize, f32) -> f32 + Sync),
     ) -> Option<Result<(Tensor, Tensor)>> {
         let w = self.head.weight().effective();
         let b = x.dim(0).ok()?;
@@ -359,7 +359,7 @@ impl EnergyModel for ResNetEnergy {
                 (Some(y), k) => k > 0 && y.dims() == [b, k] && y.dtype() == DType::F32,
                 _ => false,
             };
-        usable.then(|| self.vjp(x, cond, weights))
+        usable.then(|| self.vjp(x, cond, weight))
     }
 
     fn spectral_weights(&mut self) -> Vec<&mut SnWeight> {
