@@ -129,22 +129,84 @@ impl FusedMlp {
         grad: &mut [f32],
         ws: &mut Workspace,
     ) {
+        self.forward(x, cond, energy, ws);
+        self.backward(None, ws, Some(grad), None);
+    }
+
+    /// Energies `E` of the rows and the gradient of `sum_i w_i E_i` with
+    /// respect to every layer's (effective) weight `[out, in]` and bias
+    /// `[out]`, head last, `w_i = weight(i, E_i)`.
+    pub(crate) fn energy_vjp(
+        &self,
+        x: &[f32],
+        cond: Option<&[f32]>,
+        weight: &(dyn Fn(usize, f32) -> f32 + Sync),
+    ) -> (Vec<f32>, Vec<(Vec<f32>, Vec<f32>)>) {
+        let (d, c) = (self.state_dim, self.cond_dim);
+        let n = x.len() / d;
+        assert_eq!(x.len(), n * d, "fused mlp: x is not [n, state_dim]");
+        assert_eq!(
+            cond.map_or(0, <[f32]>::len),
+            n * c,
+            "fused mlp: cond is not [n, cond_dim]"
+        );
+        let zeros = || {
+            let mut g: Vec<(Vec<f32>, Vec<f32>)> = self
+                .layers
+                .iter()
+                .map(|l| (vec![0.0; l.w.len()], vec![0.0; l.out]))
+                .collect();
+            g.push((vec![0.0; self.head_w.len()], vec![0.0]));
+            g
+        };
+        let chunk = ROWS_PER_TASK.max(n.div_ceil(rayon::current_num_threads().max(1)));
+        let parts: Vec<(usize, Vec<f32>, Vec<(Vec<f32>, Vec<f32>)>)> = (0..n.div_ceil(chunk))
+            .into_par_iter()
+            .map(|t| {
+                let (a, b) = (t * chunk, ((t + 1) * chunk).min(n));
+                let mut e = vec![0f32; b - a];
+                let mut g = zeros();
+                WORKSPACE.with(|ws| {
+                    let ws = &mut ws.borrow_mut();
+                    let cv = cond.map(|cv| &cv[a * c..b * c]);
+                    self.forward(&x[a * d..b * d], cv, &mut e, ws);
+                    let up: Vec<f32> = e
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &v)| weight(a + i, v))
+                        .collect();
+                    self.backward(Some(&up), ws, None, Some(&mut g));
+                });
+                (a, e, g)
+            })
+            .collect();
+        let mut energy = vec![0f32; n];
+        let mut total = zeros();
+        for (a, e, g) in parts {
+            energy[a..a + e.len()].copy_from_slice(&e);
+            for ((tw, tb), (gw, gb)) in total.iter_mut().zip(&g) {
+                tw.iter_mut().zip(gw).for_each(|(t, v)| *t += v);
+                tb.iter_mut().zip(gb).for_each(|(t, v)| *t += v);
+            }
+        }
+        (energy, total)
+    }
+
+    /// Energies of the rows; `ws` keeps the activations and their slopes.
+    fn forward(&self, x: &[f32], cond: Option<&[f32]>, energy: &mut [f32], ws: &mut Workspace) {
         let (d, c, n) = (self.state_dim, self.cond_dim, energy.len());
         let layers = &self.layers;
         ws.ensure(n, c + d, layers);
         // Input rows [c, x].
-        {
-            let input = &mut ws.input;
-            for r in 0..n {
-                let row = &mut input[r * (c + d)..(r + 1) * (c + d)];
-                if let Some(cv) = cond {
-                    row[..c].copy_from_slice(&cv[r * c..(r + 1) * c]);
-                }
-                row[c..].copy_from_slice(&x[r * d..(r + 1) * d]);
+        for r in 0..n {
+            let row = &mut ws.input[r * (c + d)..(r + 1) * (c + d)];
+            if let Some(cv) = cond {
+                row[..c].copy_from_slice(&cv[r * c..(r + 1) * c]);
             }
+            row[c..].copy_from_slice(&x[r * d..(r + 1) * d]);
         }
-        // Forward: ws.a[l] holds activations; ws.z[l] pre-activations, then
-        // (after `activate`) the activation's slopes, all backward needs.
+        // ws.a[l] holds activations; ws.z[l] pre-activations, then (after
+        // activating) the activation's slopes, all backward needs.
         for (l, layer) in layers.iter().enumerate() {
             let out = layer.out;
             let (before, after) = ws.a.split_at_mut(l);
@@ -160,20 +222,62 @@ impl FusedMlp {
             matmul(z, prev, layer.w().t(), true);
             self.act.activate_in_place(z, &mut after[0]);
         }
-        // Head and its gradient into the last hidden layer.
+        let width = layers[layers.len() - 1].out;
+        let last = &ws.a[layers.len() - 1];
+        for (r, e) in energy.iter_mut().enumerate() {
+            let a = &last[r * width..(r + 1) * width];
+            *e = self.head_b + a.iter().zip(&self.head_w).map(|(p, q)| p * q).sum::<f32>();
+        }
+    }
+
+    /// Backward from `sum_i up_i E_i` (`up` all ones when `None`) after
+    /// [`Self::forward`]: `dE/dx` into `grad`, parameter gradients added into
+    /// `params` (layers then head, `(weight, bias)`).
+    fn backward(
+        &self,
+        up: Option<&[f32]>,
+        ws: &mut Workspace,
+        grad: Option<&mut [f32]>,
+        mut params: Option<&mut [(Vec<f32>, Vec<f32>)]>,
+    ) {
+        let layers = &self.layers;
+        let (c, d) = (self.cond_dim, self.state_dim);
         let last = layers.len() - 1;
         let width = layers[last].out;
-        for (r, e) in energy.iter_mut().enumerate() {
-            let a = &ws.a[last][r * width..(r + 1) * width];
-            *e = self.head_b + a.iter().zip(&self.head_w).map(|(p, q)| p * q).sum::<f32>();
+        let n = ws.a[last].len() / width;
+        let u = |r: usize| up.map_or(1.0, |v| v[r]);
+        if let Some(p) = params.as_deref_mut() {
+            let (hw, hb) = &mut p[layers.len()];
+            for r in 0..n {
+                let a = &ws.a[last][r * width..(r + 1) * width];
+                hw.iter_mut().zip(a).for_each(|(g, a)| *g += u(r) * a);
+                hb[0] += u(r);
+            }
+        }
+        for r in 0..n {
             let z = &ws.z[last][r * width..(r + 1) * width];
             let g = &mut ws.g[last][r * width..(r + 1) * width];
             for ((g, &slope), &w) in g.iter_mut().zip(z).zip(&self.head_w) {
-                *g = w * slope;
+                *g = u(r) * w * slope;
             }
         }
-        // Backward through the hidden layers.
-        for l in (1..layers.len()).rev() {
+        for l in (0..layers.len()).rev() {
+            if let Some(p) = params.as_deref_mut() {
+                let (gw, gb) = &mut p[l];
+                let prev = if l == 0 {
+                    MatRef::row_major(&ws.input, n, c + d)
+                } else {
+                    MatRef::row_major(&ws.a[l - 1], n, layers[l - 1].out)
+                };
+                let g = MatRef::row_major(&ws.g[l], n, layers[l].out);
+                matmul(gw, g.t(), prev, true);
+                for row in ws.g[l].chunks(layers[l].out) {
+                    gb.iter_mut().zip(row).for_each(|(b, v)| *b += v);
+                }
+            }
+            if l == 0 {
+                break;
+            }
             let (lower, upper) = ws.g.split_at_mut(l);
             let g_prev = &mut lower[l - 1];
             matmul(
@@ -187,13 +291,15 @@ impl FusedMlp {
             }
         }
         // Into x: only the columns of W_1 that multiply x.
-        let w1 = &layers[0];
-        matmul(
-            grad,
-            MatRef::row_major(&ws.g[0], n, w1.out),
-            w1.w().columns(c..c + d),
-            false,
-        );
+        if let Some(grad) = grad {
+            let w1 = &layers[0];
+            matmul(
+                grad,
+                MatRef::row_major(&ws.g[0], n, w1.out),
+                w1.w().columns(c..c + d),
+                false,
+            );
+        }
     }
 }
 
@@ -309,6 +415,60 @@ mod tests {
             let (e2, g2) = energy_and_grad(&terms, &x)?;
             assert!(rel_err(&e2, &(&ea * 2.5)?) < 1e-5);
             assert!(rel_err(&g2, &(&ga * 2.5)?) < 1e-5);
+        }
+        Ok(())
+    }
+
+    /// The fused parameter gradient of `sum_i w_i E_i` (through spectral
+    /// normalisation) equals autograd's for every trainable parameter.
+    #[test]
+    fn fused_parameter_gradients_match_autograd() -> Result<()> {
+        let dev = Device::Cpu;
+        for (act, a, n) in [(Activation::Silu, 20, 70), (Activation::LeakyRelu, 0, 9)] {
+            let mut cfg = MlpEnergyConfig::new(31);
+            cfg.context_len = 1;
+            cfg.action_dim = a;
+            cfg.activation = act;
+            let params = ParamStore::new(6, &dev);
+            let model = MlpEnergy::init(&cfg, &params)?;
+            let mut rng = Rng::new(8);
+            let x = Tensor::from_vec(rng.normal_vec(n * 31), (n, 31), &dev)?;
+            let cd = cfg.cond_dim();
+            let c = Tensor::from_vec(rng.normal_vec(n * cd), (n, cd), &dev)?;
+            let weight = |i: usize, e: f32| {
+                if i < n / 2 {
+                    2.0 * e + 1.0
+                } else {
+                    2.0 * e - 1.0
+                }
+            };
+            let (ef, surrogate) = model
+                .fused_energy_vjp(&x, Some(&c), &weight)
+                .expect("a CPU model has the fused path")?;
+            let gf = surrogate.backward()?;
+            let ea = model.energy(&x, Some(&c))?;
+            assert!(rel_err(&ef, &ea) < 1e-5, "energies {}", rel_err(&ef, &ea));
+            let w: Vec<f32> = ea
+                .to_vec1::<f32>()?
+                .iter()
+                .enumerate()
+                .map(|(i, &e)| weight(i, e))
+                .collect();
+            let ga = (ea * Tensor::from_vec(w, n, &dev)?)?
+                .sum_all()?
+                .backward()?;
+            let mut checked = 0;
+            for (name, var) in params.trainable() {
+                let a = ga
+                    .get(var.as_tensor())
+                    .expect("autograd reaches every parameter");
+                let f = gf
+                    .get(var.as_tensor())
+                    .expect("fused reaches every parameter");
+                assert!(rel_err(f, a) < 1e-4, "{act:?} {name}: {}", rel_err(f, a));
+                checked += 1;
+            }
+            assert_eq!(checked, 8, "four layers, weight and bias each");
         }
         Ok(())
     }

@@ -86,7 +86,11 @@ fn mlp_energy_gradient_matches_finite_differences() -> candle_core::Result<()> {
         let x = random(&[1, 31], 2, 1.0)?;
         let c = random(&[1, 51], 3, 1.0)?;
         let coords: Vec<usize> = (0..31).collect();
-        let eps = if act == Activation::Silu { EPS } else { EPS_KINKED };
+        let eps = if act == Activation::Silu {
+            EPS
+        } else {
+            EPS_KINKED
+        };
         let err = check_energy(eps, &m, &x, Some(&c), &coords)?;
         assert!(err < 1e-2, "{act:?}: relative error {err}");
     }

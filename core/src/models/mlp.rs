@@ -155,6 +155,32 @@ impl MlpEnergy {
         self.energy(&self.to_sample(next, cond)?, cond)
     }
 
+    /// See [`EnergyModel::fused_energy_vjp`]: the fused gradients with respect
+    /// to the effective weights and biases, dotted with those tensors.
+    fn vjp(
+        &self,
+        x: &Tensor,
+        cond: Option<&Tensor>,
+        weight: &(dyn Fn(usize, f32) -> f32 + Sync),
+    ) -> Result<(Tensor, Tensor)> {
+        let f = FusedMlp::from_model(self)?;
+        let xv = x.flatten_all()?.to_vec1::<f32>()?;
+        let cv = cond
+            .map(|c| c.flatten_all()?.to_vec1::<f32>())
+            .transpose()?;
+        let (e, grads) = f.energy_vjp(&xv, cv.as_deref(), weight);
+        let dev = x.device();
+        let mut total = Tensor::zeros((), DType::F32, dev)?;
+        for (layer, (gw, gb)) in self.layers().zip(grads) {
+            let w = layer.weight().effective();
+            total = (total + (w * Tensor::from_vec(gw, w.shape(), dev)?)?.sum_all()?)?;
+            if let Some(bias) = layer.bias() {
+                total = (total + (bias * Tensor::from_vec(gb, bias.shape(), dev)?)?.sum_all()?)?;
+            }
+        }
+        Ok((Tensor::from_vec(e, x.dim(0)?, dev)?, total))
+    }
+
     /// All linear layers, head last.
     pub fn layers(&self) -> impl Iterator<Item = &SnLinear> {
         self.layers.iter().chain(std::iter::once(&self.head))
@@ -190,6 +216,26 @@ impl EnergyModel for MlpEnergy {
             .chain(std::iter::once(&mut self.head))
             .map(SnLinear::weight_mut)
             .collect()
+    }
+
+    fn fused_energy_vjp(
+        &self,
+        x: &Tensor,
+        cond: Option<&Tensor>,
+        weight: &(dyn Fn(usize, f32) -> f32 + Sync),
+    ) -> Option<Result<(Tensor, Tensor)>> {
+        let w = self.head.weight().effective();
+        let b = x.dim(0).ok()?;
+        let usable = w.device().is_cpu()
+            && w.dtype() == DType::F32
+            && x.dtype() == DType::F32
+            && x.dims() == [b, self.cfg.state_dim]
+            && match (cond, self.cfg.cond_dim()) {
+                (None, 0) => true,
+                (Some(c), d) => d > 0 && c.dims() == [b, d] && c.dtype() == DType::F32,
+                _ => false,
+            };
+        usable.then(|| self.vjp(x, cond, weight))
     }
 
     /// Frozen CPU models in f32 also get the fused energy-gradient path.
