@@ -182,14 +182,19 @@ pub(crate) fn fast_exp(x: f32) -> f32 {
     // on baseline x86-64, which would stop the loop from vectorising.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
+    // The rounded integer sits in the low mantissa bits of `shifted`: reading
+    // it from there keeps the loop vectorised (an `as i32` cast saturates and
+    // compiles to scalar code).
+    let n_int = shifted.to_bits().wrapping_sub(ROUND.to_bits());
     let r = x - n * LN2_HI - n * LN2_LO;
     // e^r on |r| <= ln2 / 2, Taylor coefficients to r^6.
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    p * f32::from_bits(n_int.wrapping_add(127) << 23)
 }
 
 #[cfg(test)]

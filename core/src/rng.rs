@@ -143,13 +143,15 @@ fn ln_unit(x: f32) -> f32 {
 #[inline(always)]
 fn sin_cos_turns(u: f32) -> (f32, f32) {
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: round to nearest
-    let q = (4.0 * u + ROUND) - ROUND;
+    let shifted = 4.0 * u + ROUND;
+    let q = shifted - ROUND;
     let phi = std::f32::consts::TAU * (u - 0.25 * q);
     let p2 = phi * phi;
     let s = phi * (1.0 - p2 / 6.0 * (1.0 - p2 / 20.0 * (1.0 - p2 / 42.0 * (1.0 - p2 / 72.0))));
     let c = 1.0
         - p2 / 2.0 * (1.0 - p2 / 12.0 * (1.0 - p2 / 30.0 * (1.0 - p2 / 56.0 * (1.0 - p2 / 90.0))));
-    let quadrant = (q as i32) & 3;
+    // The quarter count from the mantissa bits (an `as` cast would not vectorise).
+    let quadrant = shifted.to_bits().wrapping_sub(ROUND.to_bits()) & 3;
     let (s1, c1) = if quadrant & 1 == 1 { (c, -s) } else { (s, c) };
     if quadrant & 2 == 2 {
         (-s1, -c1)
