@@ -12,6 +12,11 @@ use crate::sgemm::{matmul, MatRef};
 /// the core's cache between being written and being multiplied.
 pub(crate) const TILE_ROWS: usize = 256;
 
+/// Pixels per tile of a weight gradient `cols^T g`, the inner dimension of
+/// that product: longer than [`TILE_ROWS`] so each product does more work
+/// per pass over the gradient matrix.
+pub(crate) const WEIGHT_TILE_ROWS: usize = 2048;
+
 /// A size-preserving stride-1 convolution as matrices.
 #[derive(Debug, Clone)]
 pub(crate) struct ConvMats {
@@ -155,8 +160,8 @@ impl ConvMats {
         }
         let width = self.k * self.k * self.cin;
         let x = &x[..px * self.cin];
-        for r0 in (0..px).step_by(TILE_ROWS) {
-            let r1 = (r0 + TILE_ROWS).min(px);
+        for r0 in (0..px).step_by(WEIGHT_TILE_ROWS) {
+            let r1 = (r0 + WEIGHT_TILE_ROWS).min(px);
             let tile = &mut cols[..(r1 - r0) * width];
             im2col_rows(x, [n, h, w, self.cin], self.k, r0..r1, tile);
             let gt = MatRef::row_major(&g[r0 * self.cout..r1 * self.cout], r1 - r0, self.cout);

@@ -17,7 +17,7 @@ use std::cell::RefCell;
 use crate::activation::Activation;
 use crate::fused_conv::{
     add_per_image, avg_pool2, mul_in_place, mul_per_image, nchw_to_nhwc, nhwc_to_nchw,
-    sum_pixels_per_image, unpool2, ConvMats, TILE_ROWS,
+    sum_pixels_per_image, unpool2, ConvMats, TILE_ROWS, WEIGHT_TILE_ROWS,
 };
 
 /// Images per forward/backward pass of one thread.
@@ -658,7 +658,8 @@ impl Workspace {
         for buf in [&mut self.h, &mut self.t, &mut self.out, &mut self.g] {
             buf.resize(px * widest, 0.0);
         }
-        self.cols.resize(px.min(TILE_ROWS) * cols, 0.0);
+        self.cols
+            .resize(px.min(TILE_ROWS.max(WEIGHT_TILE_ROWS)) * cols, 0.0);
         let last = n * hh * ww * net.head_w.len();
         self.t_out.resize(last, 0.0);
         self.slope_out.resize(last, 0.0);

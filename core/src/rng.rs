@@ -91,7 +91,7 @@ impl Rng {
             for b in &mut bits[..chunk.len().div_ceil(2)] {
                 *b = self.next_u64();
             }
-            box_muller(&bits, &mut block);
+            box_muller_dispatch(&bits, &mut block);
             chunk.copy_from_slice(&block[..chunk.len()]);
         }
     }
@@ -107,8 +107,34 @@ impl Rng {
 /// Box-Muller pairs per block of [`Rng::fill_normal`].
 const NORMAL_BLOCK: usize = 64;
 
+/// [`box_muller`] compiled for AVX-512 or AVX2 where the CPU has them.
+#[allow(unsafe_code)]
+fn box_muller_dispatch(bits: &[u64; NORMAL_BLOCK], out: &mut [f32; 2 * NORMAL_BLOCK]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512(bits: &[u64; NORMAL_BLOCK], out: &mut [f32; 2 * NORMAL_BLOCK]) {
+            box_muller(bits, out)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(bits: &[u64; NORMAL_BLOCK], out: &mut [f32; 2 * NORMAL_BLOCK]) {
+            box_muller(bits, out)
+        }
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            return unsafe { avx512(bits, out) };
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            return unsafe { avx2(bits, out) };
+        }
+    }
+    box_muller(bits, out)
+}
+
 /// Two normals from each 64-bit draw: `u1` from its top 24 bits (in (0, 1]),
 /// `u2` from bits 8..32.
+#[inline(always)]
 fn box_muller(bits: &[u64; NORMAL_BLOCK], out: &mut [f32; 2 * NORMAL_BLOCK]) {
     const SCALE: f32 = 1.0 / 16_777_216.0;
     for (b, pair) in bits.iter().zip(out.chunks_exact_mut(2)) {
