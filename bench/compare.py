@@ -9,6 +9,12 @@ Usage (from the repository root):
     python3 bench/compare.py                   # all workloads, 5 reps
     python3 bench/compare.py --only F1,F2 --reps 9 --json out/bench.json
     python3 bench/compare.py --peer ../shared/bench/torch_ref.py
+    python3 bench/compare.py --rounds 5    # alternate the sides 5 times each
+
+On a shared or virtual machine one side's figure can move by 30% or more
+between runs; with --rounds R (default 3) the two sides alternate R times per
+workload and each side's figure is the median over its rounds, with the range
+of the per-round ratios printed beside it.
 
 The peer needs torch: without it the script installs torch (CPU) into
 target/bench-venv with pip. The project binary is built with
@@ -19,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -97,6 +104,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", default="F1,F2,T1,I1,I2")
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3, help="alternations of the two sides")
     ap.add_argument("--peer", default=os.path.join(ROOT, "..", "shared", "bench", "torch_ref.py"))
     ap.add_argument("--json", help="write both sides' results as JSON")
     ap.add_argument("--no-build", action="store_true", help="use the built target/release/ebm-train")
@@ -110,18 +118,31 @@ def main():
                                    capture_output=True, text=True).stdout.strip()
     results = {}
     for i, wid in enumerate(ids):
-        first = i == 0  # matmul ceilings once per side
-        results[wid] = {"ours": run_ours(binary, wid, args.reps, first),
-                        "peer": run_peer(py, args.peer, wid, args.reps, first)}
+        rounds = []
+        for r in range(max(1, args.rounds)):
+            first = i == 0 and r == 0  # matmul ceilings once per side
+            rounds.append({"ours": run_ours(binary, wid, args.reps, first),
+                           "peer": run_peer(py, args.peer, wid, args.reps, first)})
+        results[wid] = {"rounds": rounds, "ours": rounds[0]["ours"], "peer": rounds[0]["peer"]}
     print(f"\nCPU: {cpu_model()}, {os.cpu_count()} cores; torch {torch_version}; "
-          f"median of {args.reps} reps after one warm-up\n")
-    print("| id | figure | igebm-rs | PyTorch | ratio | peak RSS igebm-rs | peak RSS PyTorch |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          f"median of {args.reps} reps after one warm-up, per side and round; "
+          f"{max(1, args.rounds)} alternating rounds, median over rounds\n")
+    print("| id | figure | igebm-rs | PyTorch | ratio | ratio range over rounds "
+          "| peak RSS igebm-rs | peak RSS PyTorch |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for wid in ids:
-        o, p = results[wid]["ours"][wid], results[wid]["peer"][wid]
         key = FIGURE[wid]
-        print(f"| {wid} | {key} | {o[key]:,.1f} | {p[key]:,.1f} | {o[key] / p[key]:.2f}x | "
-              f"{o['peak_rss_kb'] / 1024:.0f} MiB | {p['peak_rss_kb'] / 1024:.0f} MiB |")
+        rounds = results[wid]["rounds"]
+        ours = [rd["ours"][wid][key] for rd in rounds]
+        peer = [rd["peer"][wid][key] for rd in rounds]
+        ratios = [o / p for o, p in zip(ours, peer)]
+        o_med, p_med = statistics.median(ours), statistics.median(peer)
+        rss_o = max(rd["ours"][wid]["peak_rss_kb"] for rd in rounds) / 1024
+        rss_p = max(rd["peer"][wid]["peak_rss_kb"] for rd in rounds) / 1024
+        results[wid]["summary"] = {"ours": o_med, "peer": p_med, "ratio": o_med / p_med,
+                                   "ratios": ratios}
+        print(f"| {wid} | {key} | {o_med:,.1f} | {p_med:,.1f} | {o_med / p_med:.2f}x | "
+              f"{min(ratios):.2f}-{max(ratios):.2f}x | {rss_o:.0f} MiB | {rss_p:.0f} MiB |")
     first = results[ids[0]] if ids else None
     if first:
         oc, pc = first["ours"].get("_ceiling"), first["peer"].get("_ceiling")

@@ -15,7 +15,7 @@ use candle_core::{Result, Tensor};
 use ebm_core::energy::{EnergyFunction, EnergyTerm};
 use ebm_core::langevin::{LangevinSampler, StepBudget};
 use ebm_core::rollout::{rollout_until, RolloutConfig};
-use ebm_core::Rng;
+use ebm_core::{MlpEnergy, Rng};
 use ebm_msgs::STATE_DIM;
 
 use crate::config::DenoiseConfig;
@@ -138,7 +138,17 @@ pub fn transition_energy(
     let c = cond_tensor(bundle, conds)?;
     let flat: Vec<f32> = next.iter().flatten().copied().collect();
     let x = Tensor::from_vec(flat, (next.len(), STATE_DIM), &bundle.device)?;
-    bundle.model.energy(&x, Some(&c))?.to_vec1()
+    // Change-space models score the scaled step, as their training did.
+    bundle.model.transition_energy(&x, Some(&c))?.to_vec1()
+}
+
+/// A trajectory model's energy as a function of the next state.
+struct InStateSpace<'a>(&'a MlpEnergy);
+
+impl EnergyFunction for InStateSpace<'_> {
+    fn energy(&self, next: &Tensor, cond: Option<&Tensor>) -> Result<Tensor> {
+        self.0.transition_energy(next, cond)
+    }
 }
 
 /// Denoised states (normalised): Langevin from the observation on the sum of
@@ -156,9 +166,16 @@ pub fn denoise(
     let flat: Vec<f32> = obs.iter().flatten().copied().collect();
     let o = Tensor::from_vec(flat, (n, STATE_DIM), &bundle.device)?;
     let gauss = ObservationEnergy { sigma: cfg.sigma };
+    // Langevin moves the state itself; a change-space model sees it as the
+    // scaled step from the previous state.
+    let in_state_space = InStateSpace(&bundle.model);
+    let dynamics: &dyn EnergyFunction = if bundle.model.config().delta_scale.is_empty() {
+        &bundle.model
+    } else {
+        &in_state_space
+    };
     let terms = [
-        EnergyTerm::new(&bundle.model as &dyn EnergyFunction, Some(c))
-            .weighted(cfg.dynamics_weight),
+        EnergyTerm::new(dynamics, Some(c)).weighted(cfg.dynamics_weight),
         EnergyTerm::new(&gauss as &dyn EnergyFunction, Some(o.clone())),
     ];
     let sampler = LangevinSampler::new(cfg.langevin.clone())
@@ -209,6 +226,46 @@ mod tests {
             moments(&[1.0, 3.0, 3.0, 5.0], 2, 2),
             (vec![2.0, 4.0], vec![1.0, 1.0])
         );
+    }
+
+    /// A change-space model scores the scaled step `(s_{t+1} - s_t) / scale`,
+    /// the variable its training percentiles were taken on, not the raw state.
+    #[test]
+    fn change_space_models_score_the_scaled_step() {
+        use ebm_core::{EnergyFunction, EnergyModel, MlpEnergy, MlpEnergyConfig, ParamStore};
+        let mut b = bundle();
+        let mut cfg = MlpEnergyConfig::new(STATE_DIM);
+        cfg.context_len = 1;
+        cfg.hidden = vec![16];
+        cfg.delta_scale = vec![0.5; STATE_DIM];
+        b.model = MlpEnergy::init(&cfg, &ParamStore::new(2, &Device::Cpu))
+            .unwrap()
+            .frozen();
+        let prev = vec![vec![0.2; STATE_DIM]];
+        let next = vec![vec![0.7; STATE_DIM]];
+        let got = transition_energy(&b, &prev, &next).unwrap();
+        let energy_of = |v: f32| {
+            let x = Tensor::from_vec(vec![v; STATE_DIM], (1, STATE_DIM), &Device::Cpu).unwrap();
+            let c = cond_tensor(&b, &prev).unwrap();
+            b.model.energy(&x, Some(&c)).unwrap().to_vec1::<f32>().unwrap()[0]
+        };
+        assert!((got[0] - energy_of(1.0)).abs() < 1e-6, "step (0.7 - 0.2) / 0.5 = 1");
+        assert!((got[0] - energy_of(0.7)).abs() > 1e-4, "not the raw state");
+        // Denoising descends the same (state-space) transition energy.
+        let cfg = DenoiseConfig {
+            sigma: 100.0,
+            dynamics_weight: 1.0,
+            langevin: LangevinConfig {
+                steps: 30,
+                step_size: 0.05,
+                noise_scale: 0.0,
+                grad_clip: None,
+                clamp: None,
+            },
+        };
+        let x = denoise(&b, &prev, &next, &cfg, &mut Rng::new(3)).unwrap();
+        let after = transition_energy(&b, &prev, &x).unwrap();
+        assert!(after[0] < got[0] - 1e-3, "{} -> {}", got[0], after[0]);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! - [`model`]: the served checkpoint, its normalisation and OOD percentiles;
 //! - [`infer`]: forecast, OOD energy and denoising, batched over robots;
 //! - [`engine`]: the dedicated inference thread, its bounded inbox (latest
-//!   state wins per robot), batching and the query queue;
+//!   state wins per robot), batching and the query queue; its worker
+//!   (`worker`) runs the inference;
 //! - [`daemon`]: Zenoh subscriber, queryable, publishers, status and liveliness;
 //! - [`transport`]: the one place Zenoh is configured;
 //! - [`counters`]: every input, drop, error and output, published as status;
@@ -29,6 +30,7 @@ pub mod model;
 pub mod ood_eval;
 pub mod replay_eval;
 pub mod transport;
+mod worker;
 
 pub use config::RuntimeConfig;
 pub use daemon::{run, run_with_model};

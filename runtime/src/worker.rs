@@ -1,0 +1,393 @@
+//! The engine's inference thread: takes work from the inbox (queries first,
+//! then due robots, batched), runs forecasts, OOD scores and denoising, and
+//! hands results to the publisher; errors and panics are counted and it keeps
+//! serving. See [`crate::engine`] for the inbox it drains.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ebm_core::Rng;
+use ebm_msgs::{DenoisedState, ErrorCode, ErrorReply, Forecast, OodScore, RobotId};
+use tokio::sync::mpsc;
+use tracing::{error, warn};
+
+use crate::config::RuntimeConfig;
+use crate::counters::Counters;
+use crate::engine::{padded, QueryJob, Shared, StreamJob, StreamOutput};
+use crate::infer::{self, ForecastOut};
+use crate::model::ModelBundle;
+use crate::RuntimeError;
+
+/// A robot's latest states when its query is taken up.
+struct QueryContext {
+    context: Vec<Vec<f32>>,
+    action: Option<Vec<f32>>,
+    /// Sequence number of the state forecast from.
+    seq: u64,
+}
+
+enum Work {
+    Query(QueryJob, Option<QueryContext>),
+    Batch(Vec<StreamJob>),
+}
+
+pub(crate) struct Worker {
+    shared: Arc<Shared>,
+    /// Scores OOD transitions when set; else `bundle` does.
+    ood_bundle: Option<ModelBundle>,
+    bundle: ModelBundle,
+    cfg: RuntimeConfig,
+    rng: Rng,
+    outputs: mpsc::Sender<StreamOutput>,
+    /// Last denoised state per robot: (episode, seq, normalised state).
+    denoised: HashMap<RobotId, (u64, u64, Vec<f32>)>,
+    /// Energies seen, for online OOD percentiles when the checkpoint has none.
+    calibration: Vec<f32>,
+}
+
+impl Worker {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        ood_bundle: Option<ModelBundle>,
+        bundle: ModelBundle,
+        cfg: &RuntimeConfig,
+        outputs: mpsc::Sender<StreamOutput>,
+    ) -> Self {
+        Self {
+            shared,
+            ood_bundle,
+            bundle,
+            cfg: cfg.clone(),
+            rng: Rng::new(cfg.seed),
+            outputs,
+            denoised: HashMap::new(),
+            calibration: Vec::new(),
+        }
+    }
+
+    pub(crate) fn run(mut self) {
+        while let Some(work) = self.next_work() {
+            let c = Arc::clone(&self.shared.counters);
+            let result = catch_unwind(AssertUnwindSafe(|| match work {
+                Work::Query(job, ctx) => self.answer(job, ctx),
+                Work::Batch(jobs) => self.serve(jobs),
+            }));
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    Counters::inc(&c.inference_errors);
+                    warn!("inference failed: {e:#}");
+                }
+                Err(_) => {
+                    Counters::inc(&c.inference_errors);
+                    error!("inference panicked; the engine keeps serving");
+                }
+            }
+        }
+    }
+
+    /// Blocks until there is work (queries first, then due robots) or a stop.
+    fn next_work(&self) -> Option<Work> {
+        let period = Duration::from_secs_f64(1.0 / self.cfg.forecast.rate_hz);
+        let mut inbox = self.shared.lock();
+        loop {
+            if inbox.stop {
+                return None;
+            }
+            if let Some(q) = inbox.queries.pop_front() {
+                let ctx = inbox.robots.get(&q.robot).and_then(|s| {
+                    let last = s.history.back()?;
+                    Some(QueryContext {
+                        context: padded(&s.history, self.bundle.context_len())?,
+                        action: last.last_action.clone(),
+                        seq: last.seq,
+                    })
+                });
+                return Some(Work::Query(q, ctx));
+            }
+            let now = Instant::now();
+            let mut due: Vec<(Instant, RobotId)> = Vec::new();
+            let mut next: Option<Instant> = None;
+            for (id, slot) in &inbox.robots {
+                if slot.pending.is_some() {
+                    if slot.next_due <= now {
+                        due.push((slot.next_due, id.clone()));
+                    } else {
+                        next = Some(next.map_or(slot.next_due, |n: Instant| n.min(slot.next_due)));
+                    }
+                }
+            }
+            if !due.is_empty() {
+                due.sort(); // longest waiting first
+                due.truncate(self.cfg.engine.max_batch);
+                let mut jobs = Vec::with_capacity(due.len());
+                for (_, id) in due {
+                    if let Some(slot) = inbox.robots.get_mut(&id) {
+                        if let Some(job) = slot.pending.take() {
+                            slot.next_due = now + period;
+                            jobs.push(job);
+                        }
+                    }
+                }
+                inbox.pending -= jobs.len();
+                return Some(Work::Batch(jobs));
+            }
+            let wait = next.map_or(Duration::from_secs(1), |n| n.saturating_duration_since(now));
+            inbox = match self.shared.wake.wait_timeout(inbox, wait) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+
+    fn conds(&self, states: &[Vec<f32>], action: Option<&[f32]>) -> Vec<f32> {
+        crate::model::conds_for(&self.bundle, states, action)
+    }
+
+    fn ood_model(&self) -> &ModelBundle {
+        self.ood_bundle.as_ref().unwrap_or(&self.bundle)
+    }
+
+    fn forecast_msg(
+        &self,
+        robot: &RobotId,
+        seq: u64,
+        f: ForecastOut,
+        h: usize,
+        p: usize,
+        us: u64,
+    ) -> Forecast {
+        Forecast {
+            robot_id: robot.to_string(),
+            seq,
+            model_id: self.bundle.model_id.clone(),
+            horizon: h as u32,
+            particles: p as u32,
+            trajectories: f.trajectories,
+            energies: f.energies,
+            mean: f.mean,
+            spread: f.spread,
+            compute_us: us,
+            langevin_steps: f.langevin_steps,
+        }
+    }
+
+    fn answer(&mut self, job: QueryJob, ctx: Option<QueryContext>) -> Result<(), RuntimeError> {
+        let c = Arc::clone(&self.shared.counters);
+        let Some(QueryContext {
+            context,
+            action,
+            seq,
+        }) = ctx
+        else {
+            Counters::inc(&c.queries_refused);
+            let _ = job.reply.send(Err(ErrorReply {
+                code: ErrorCode::UnknownRobot,
+                message: format!("no state received from robot {}", job.robot),
+            }));
+            return Ok(());
+        };
+        let t0 = Instant::now();
+        // Keep a little of the budget for encoding and the reply.
+        let deadline = job.req.deadline_ms.map(|ms| {
+            let budget = Duration::from_millis(ms);
+            job.received + budget - (budget / 10).min(Duration::from_millis(5))
+        });
+        let mut rc = self.cfg.forecast.rollout();
+        rc.horizon = job.req.horizon as usize;
+        rc.particles = job.req.particles as usize;
+        let row: Vec<f32> = context
+            .iter()
+            .flat_map(|s| self.bundle.normalize_state(s))
+            .collect();
+        let act = self.bundle.normalize_action(action.as_deref());
+        let result = infer::forecast(&self.bundle, &[row], &[act], &rc, &mut self.rng, deadline);
+        let reply = match result {
+            Ok(mut v) if !v.is_empty() => {
+                let f = v.swap_remove(0);
+                let us = t0.elapsed().as_micros() as u64;
+                let msg = self.forecast_msg(&job.robot, seq, f, rc.horizon, rc.particles, us);
+                Counters::inc(&c.queries_answered);
+                if job
+                    .req
+                    .deadline_ms
+                    .is_some_and(|ms| job.received.elapsed() > Duration::from_millis(ms))
+                {
+                    Counters::inc(&c.queries_late);
+                }
+                Ok(msg)
+            }
+            Ok(_) => Err(ErrorReply {
+                code: ErrorCode::Internal,
+                message: "empty forecast".into(),
+            }),
+            Err(e) => {
+                Counters::inc(&c.inference_errors);
+                Err(ErrorReply {
+                    code: ErrorCode::Internal,
+                    message: format!("inference failed: {e}"),
+                })
+            }
+        };
+        if reply.is_err() {
+            Counters::inc(&c.queries_refused);
+        }
+        let _ = job.reply.send(reply); // the asker may have gone
+        Ok(())
+    }
+
+    fn serve(&mut self, jobs: Vec<StreamJob>) -> Result<(), RuntimeError> {
+        let c = Arc::clone(&self.shared.counters);
+        let n = jobs.len();
+        Counters::inc(&c.batches);
+        Counters::add(&c.batched_robots, n as u64);
+        Counters::max(&c.batch_max, n as u64);
+        let b = &self.bundle;
+        let contexts: Vec<Vec<f32>> = jobs
+            .iter()
+            .map(|j| {
+                j.context
+                    .iter()
+                    .flat_map(|s| b.normalize_state(s))
+                    .collect()
+            })
+            .collect();
+        let actions: Vec<Vec<f32>> = jobs
+            .iter()
+            .map(|j| b.normalize_action(j.state.last_action.as_deref()))
+            .collect();
+        let rc = self.cfg.forecast.rollout();
+        let deadline = (self.cfg.forecast.deadline_ms > 0)
+            .then(|| Instant::now() + Duration::from_millis(self.cfg.forecast.deadline_ms));
+        let t0 = Instant::now();
+        let forecasts = infer::forecast(b, &contexts, &actions, &rc, &mut self.rng, deadline)?;
+        let forecast_us = t0.elapsed().as_micros() as u64;
+
+        // OOD: observed transitions into each state.
+        let obs: Vec<Vec<f32>> = jobs
+            .iter()
+            .map(|j| b.normalize_state(&j.state.state))
+            .collect();
+        let ob = self.ood_model();
+        let with_prev: Vec<usize> = (0..n).filter(|&i| jobs[i].previous.is_some()).collect();
+        let ood_conds: Vec<Vec<f32>> = with_prev
+            .iter()
+            .filter_map(|&i| {
+                let j = &jobs[i];
+                Some(crate::model::conds_for(
+                    ob,
+                    j.previous.as_ref()?,
+                    j.state.last_action.as_deref(),
+                ))
+            })
+            .collect();
+        let ood_next: Vec<Vec<f32>> = with_prev
+            .iter()
+            .map(|&i| ob.normalize_state(&jobs[i].state.state))
+            .collect();
+        let energies = if with_prev.is_empty() {
+            Vec::new()
+        } else {
+            infer::transition_energy(ob, &ood_conds, &ood_next)?
+        };
+
+        // Denoising: the prior is the previous denoised state when it is the
+        // immediate predecessor, else the previous observation, else the
+        // observation itself (first state of an episode).
+        let priors: Vec<Vec<f32>> = jobs
+            .iter()
+            .map(|j| {
+                let ctx = j.previous.as_ref().unwrap_or(&j.context);
+                let mut row = self.conds(ctx, j.state.last_action.as_deref());
+                if let Some((ep, seq, x)) = self.denoised.get(&j.robot) {
+                    if *ep == j.state.episode && *seq + 1 == j.state.seq && j.previous.is_some() {
+                        let (k, d) = (b.context_len(), ebm_msgs::STATE_DIM);
+                        row[(k - 1) * d..k * d].copy_from_slice(x);
+                    }
+                }
+                row
+            })
+            .collect();
+        let denoised = infer::denoise(b, &priors, &obs, &self.cfg.denoise, &mut self.rng)?;
+
+        let mut ood_iter = with_prev.iter().zip(energies);
+        let mut next_ood = ood_iter.next();
+        for (i, ((job, f), x)) in jobs.into_iter().zip(forecasts).zip(denoised).enumerate() {
+            let ood = match next_ood {
+                Some((&idx, e)) if idx == i => {
+                    next_ood = ood_iter.next();
+                    Some(self.ood_msg(&job, e))
+                }
+                _ => {
+                    Counters::inc(&c.ood_skipped);
+                    None
+                }
+            };
+            let seq = job.state.seq;
+            let forecast =
+                self.forecast_msg(&job.robot, seq, f, rc.horizon, rc.particles, forecast_us);
+            let denoised_msg = DenoisedState {
+                robot_id: job.robot.to_string(),
+                seq,
+                model_id: self.bundle.model_id.clone(),
+                state: self.bundle.denormalize_state(&x),
+            };
+            self.denoised
+                .insert(job.robot.clone(), (job.state.episode, seq, x));
+            Counters::inc(&c.states_processed);
+            let out = StreamOutput {
+                robot: job.robot,
+                encoding: job.encoding,
+                forecast,
+                ood,
+                denoised: denoised_msg,
+            };
+            if self.outputs.try_send(out).is_err() {
+                Counters::inc(&c.outputs_dropped);
+            }
+        }
+        Ok(())
+    }
+
+    fn ood_msg(&mut self, job: &StreamJob, energy: f32) -> OodScore {
+        let c = &self.shared.counters;
+        let (percentile, trusted) = match self.ood_model().percentile(energy) {
+            Some(p) => (p, true),
+            None => {
+                let cap = self.cfg.ood.online_calibration;
+                let cal = &mut self.calibration;
+                let p = if cal.is_empty() {
+                    50.0
+                } else {
+                    let below = cal.partition_point(|&v| v < energy);
+                    let upto = cal.partition_point(|&v| v <= energy);
+                    100.0 * (below + upto) as f32 / (2 * cal.len()) as f32
+                };
+                if cal.len() < cap && energy.is_finite() {
+                    let at = cal.partition_point(|&v| v < energy);
+                    cal.insert(at, energy);
+                }
+                (p, cal.len() >= cap)
+            }
+        };
+        let percentile = if percentile.is_finite() {
+            percentile
+        } else {
+            100.0
+        };
+        let flagged = trusted && f64::from(percentile) >= self.cfg.ood.flag_percentile;
+        if flagged {
+            Counters::inc(&c.ood_flagged);
+        }
+        OodScore {
+            robot_id: job.robot.to_string(),
+            seq: job.state.seq,
+            model_id: self.ood_model().model_id.clone(),
+            energy,
+            percentile,
+            flagged,
+        }
+    }
+}
