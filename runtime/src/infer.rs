@@ -247,9 +247,16 @@ mod tests {
         let energy_of = |v: f32| {
             let x = Tensor::from_vec(vec![v; STATE_DIM], (1, STATE_DIM), &Device::Cpu).unwrap();
             let c = cond_tensor(&b, &prev).unwrap();
-            b.model.energy(&x, Some(&c)).unwrap().to_vec1::<f32>().unwrap()[0]
+            b.model
+                .energy(&x, Some(&c))
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()[0]
         };
-        assert!((got[0] - energy_of(1.0)).abs() < 1e-6, "step (0.7 - 0.2) / 0.5 = 1");
+        assert!(
+            (got[0] - energy_of(1.0)).abs() < 1e-6,
+            "step (0.7 - 0.2) / 0.5 = 1"
+        );
         assert!((got[0] - energy_of(0.7)).abs() > 1e-4, "not the raw state");
         // Denoising descends the same (state-space) transition energy.
         let cfg = DenoiseConfig {
