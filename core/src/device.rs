@@ -28,3 +28,15 @@ pub fn select(name: &str) -> Result<Device> {
         ))),
     }
 }
+
+/// Fixes the worker-thread count for the process: sets `RAYON_NUM_THREADS`
+/// to the available parallelism unless the user set it. Call first thing in
+/// `main`, before any thread exists. Candle 0.11 looks the count up on every
+/// parallel CPU op, and without the variable that lookup reads
+/// `/proc/cpuinfo` each time (about 9% of a trajectory training step).
+pub fn pin_thread_count() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let n = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+}

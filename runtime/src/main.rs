@@ -11,6 +11,7 @@ use clap::Parser;
 mod cli;
 
 fn main() -> ExitCode {
+    ebm_core::device::pin_thread_count();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
