@@ -16,6 +16,7 @@ use rayon::prelude::*;
 
 use crate::activation::Activation;
 use crate::models::MlpEnergy;
+use crate::packed_gemm::PackedB;
 use crate::sgemm::{matmul, MatRef};
 
 /// Rows per parallel task: below this, one thread does the whole batch.
@@ -33,6 +34,9 @@ struct Dense {
     out: usize,
     inp: usize,
     b: Vec<f32>,
+    /// `W^T` and `W`, packed for the forward and backward products.
+    forward: PackedB,
+    backward: PackedB,
 }
 
 impl Dense {
@@ -45,6 +49,8 @@ impl Dense {
 #[derive(Debug, Clone)]
 pub struct FusedMlp {
     layers: Vec<Dense>,
+    /// The first layer's columns that multiply `x`, packed: `dE/dx = g_1 W_1[:, C..]`.
+    into_x: PackedB,
     head_w: Vec<f32>,
     head_b: f32,
     act: Activation,
@@ -59,7 +65,16 @@ fn dense(w: &Tensor, b: Option<&Tensor>) -> Result<Dense> {
         Some(b) => b.to_vec1::<f32>()?,
         None => vec![0.0; out],
     };
-    Ok(Dense { w, out, inp, b })
+    let forward = PackedB::new(MatRef::row_major(&w, out, inp).t());
+    let backward = PackedB::new(MatRef::row_major(&w, out, inp));
+    Ok(Dense {
+        w,
+        out,
+        inp,
+        b,
+        forward,
+        backward,
+    })
 }
 
 impl FusedMlp {
@@ -71,8 +86,11 @@ impl FusedMlp {
             .map(|l| dense(l.weight().effective(), l.bias()))
             .collect::<Result<Vec<_>>>()?;
         let head = dense_layers.pop().expect("an MLP has a head");
+        let (c, d) = (cfg.cond_dim(), cfg.state_dim);
+        let into_x = PackedB::new(dense_layers[0].w().columns(c..c + d));
         Ok(Self {
             layers: dense_layers,
+            into_x,
             head_w: head.w,
             head_b: head.b[0],
             act: cfg.activation,
@@ -210,16 +228,16 @@ impl FusedMlp {
         for (l, layer) in layers.iter().enumerate() {
             let out = layer.out;
             let (before, after) = ws.a.split_at_mut(l);
-            let prev = if l == 0 {
-                MatRef::row_major(&ws.input, n, c + d)
+            let (prev, width) = if l == 0 {
+                (&ws.input[..], c + d)
             } else {
-                MatRef::row_major(&before[l - 1], n, layers[l - 1].out)
+                (&before[l - 1][..], layers[l - 1].out)
             };
             let z = &mut ws.z[l];
             for r in 0..n {
                 z[r * out..(r + 1) * out].copy_from_slice(&layer.b);
             }
-            matmul(z, prev, layer.w().t(), true);
+            layer.forward.mul(z, prev, width, n, true);
             self.act.activate_in_place(z, &mut after[0]);
         }
         let width = layers[layers.len() - 1].out;
@@ -280,25 +298,16 @@ impl FusedMlp {
             }
             let (lower, upper) = ws.g.split_at_mut(l);
             let g_prev = &mut lower[l - 1];
-            matmul(
-                g_prev,
-                MatRef::row_major(&upper[0], n, layers[l].out),
-                layers[l].w(),
-                false,
-            );
+            layers[l]
+                .backward
+                .mul(g_prev, &upper[0], layers[l].out, n, false);
             for (g, &slope) in g_prev.iter_mut().zip(&ws.z[l - 1]) {
                 *g *= slope;
             }
         }
         // Into x: only the columns of W_1 that multiply x.
         if let Some(grad) = grad {
-            let w1 = &layers[0];
-            matmul(
-                grad,
-                MatRef::row_major(&ws.g[0], n, w1.out),
-                w1.w().columns(c..c + d),
-                false,
-            );
+            self.into_x.mul(grad, &ws.g[0], layers[0].out, n, false);
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod fused_resnet;
 pub mod langevin;
 pub mod metrics;
 pub mod models;
+pub mod packed_gemm;
 pub mod params;
 pub mod replay;
 pub mod rng;

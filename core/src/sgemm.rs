@@ -30,6 +30,25 @@ impl<'a> MatRef<'a> {
         m
     }
 
+    /// A row-major `rows x cols` matrix whose rows start `row_stride` apart.
+    pub fn strided(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+        let m = Self {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride: 1,
+        };
+        m.check();
+        m
+    }
+
+    /// Element `(i, j)`.
+    pub fn get(&self, i: usize, j: usize) -> f32 {
+        assert!(i < self.rows && j < self.cols, "matrix index out of range");
+        self.data[i * self.row_stride + j * self.col_stride]
+    }
+
     /// The transpose (no copy).
     pub fn t(self) -> Self {
         Self {

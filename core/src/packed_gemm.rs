@@ -1,0 +1,235 @@
+//! Small matrix products against a constant right-hand side packed once: the
+//! fused MLP multiplies 32-64 rows by the same weights thousands of times per
+//! forecast, where a general gemm repacks the weights on every call.
+//!
+//! `B` (`k x n`) is stored as panels of 16 columns, each `k x 16` contiguous
+//! and zero-padded; the AVX-512 kernel keeps an 8 x 32 block of the product in
+//! registers and streams `A`'s rows and two panels. Without AVX-512 the
+//! product goes to the `gemm` crate ([`crate::sgemm`]) on the unpacked copy.
+
+#![allow(unsafe_code)]
+
+use crate::sgemm::{matmul, MatRef};
+
+/// Columns per panel: one AVX-512 register of f32.
+const LANES: usize = 16;
+
+/// A `k x n` matrix packed for [`PackedB::mul`].
+#[derive(Debug, Clone)]
+pub struct PackedB {
+    k: usize,
+    n: usize,
+    /// `ceil(n / 16)` panels of `k x 16`.
+    panels: Vec<f32>,
+    /// Row-major `k x n` copy, for the fallback.
+    plain: Vec<f32>,
+}
+
+impl PackedB {
+    /// Packs `b` (any strides).
+    pub fn new(b: MatRef) -> Self {
+        let (k, n) = (b.rows(), b.cols());
+        let mut plain = vec![0f32; k * n];
+        for (i, row) in plain.chunks_mut(n.max(1)).enumerate().take(k) {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = b.get(i, j);
+            }
+        }
+        let np = n.div_ceil(LANES);
+        let mut panels = vec![0f32; np * k * LANES];
+        for p in 0..np {
+            for i in 0..k {
+                for l in 0..LANES.min(n - p * LANES) {
+                    panels[(p * k + i) * LANES + l] = plain[i * n + p * LANES + l];
+                }
+            }
+        }
+        Self {
+            k,
+            n,
+            panels,
+            plain,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.k
+    }
+
+    pub fn cols(&self) -> usize {
+        self.n
+    }
+
+    /// `dst = a B` (or `dst += a B`), `a` row-major `m x k` with row stride
+    /// `lda`, `dst` row-major `m x n`.
+    pub fn mul(&self, dst: &mut [f32], a: &[f32], lda: usize, m: usize, accumulate: bool) {
+        let (k, n) = (self.k, self.n);
+        assert!(lda >= k, "packed gemm: row stride below k");
+        assert!(
+            m == 0 || a.len() >= (m - 1) * lda + k,
+            "packed gemm: a too short"
+        );
+        assert!(dst.len() >= m * n, "packed gemm: destination too small");
+        if m == 0 || n == 0 {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F is present (checked above); the asserts above
+            // bound every row of `a` and `dst` the kernel touches, and the
+            // panels hold `ceil(n/16) * k * 16` floats by construction.
+            unsafe { avx512::mul(self, dst, a, lda, m, accumulate) };
+            return;
+        }
+        let am = MatRef::strided(a, m, k, lda);
+        matmul(dst, am, MatRef::row_major(&self.plain, k, n), accumulate);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{PackedB, LANES};
+    use std::arch::x86_64::*;
+
+    /// Rows per register block.
+    const MR: usize = 8;
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn mul(
+        b: &PackedB,
+        dst: &mut [f32],
+        a: &[f32],
+        lda: usize,
+        m: usize,
+        accumulate: bool,
+    ) {
+        let (k, n) = (b.k, b.n);
+        let np = n.div_ceil(LANES);
+        let mut p = 0;
+        while p < np {
+            let two = p + 1 < np;
+            let mut r = 0;
+            while r < m {
+                let rows = MR.min(m - r);
+                block(b, dst, a, lda, r, rows, p, two, k, n, accumulate);
+                r += rows;
+            }
+            p += if two { 2 } else { 1 };
+        }
+    }
+
+    /// Mask of the valid lanes of panel `p`.
+    #[inline(always)]
+    fn lane_mask(p: usize, n: usize) -> __mmask16 {
+        let valid = (n - p * LANES).min(LANES);
+        if valid == LANES {
+            0xFFFF
+        } else {
+            ((1u32 << valid) - 1) as __mmask16
+        }
+    }
+
+    /// `rows` rows from `r0` times panels `p` (and `p + 1` when `two`).
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn block(
+        b: &PackedB,
+        dst: &mut [f32],
+        a: &[f32],
+        lda: usize,
+        r0: usize,
+        rows: usize,
+        p: usize,
+        two: bool,
+        k: usize,
+        n: usize,
+        accumulate: bool,
+    ) {
+        let mut acc0 = [_mm512_setzero_ps(); MR];
+        let mut acc1 = [_mm512_setzero_ps(); MR];
+        let panel0 = b.panels.as_ptr().add(p * k * LANES);
+        let panel1 = if two {
+            b.panels.as_ptr().add((p + 1) * k * LANES)
+        } else {
+            panel0
+        };
+        let ap = a.as_ptr().add(r0 * lda);
+        for i in 0..k {
+            let b0 = _mm512_loadu_ps(panel0.add(i * LANES));
+            let b1 = _mm512_loadu_ps(panel1.add(i * LANES));
+            for r in 0..MR {
+                if r < rows {
+                    let x = _mm512_set1_ps(*ap.add(r * lda + i));
+                    acc0[r] = _mm512_fmadd_ps(x, b0, acc0[r]);
+                    acc1[r] = _mm512_fmadd_ps(x, b1, acc1[r]);
+                }
+            }
+        }
+        let (m0, m1) = (lane_mask(p, n), if two { lane_mask(p + 1, n) } else { 0 });
+        let out = dst.as_mut_ptr();
+        for r in 0..rows {
+            let row = out.add((r0 + r) * n + p * LANES);
+            let (mut v0, mut v1) = (acc0[r], acc1[r]);
+            if accumulate {
+                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
+                if two {
+                    v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row.add(LANES)));
+                }
+            }
+            _mm512_mask_storeu_ps(row, m0, v0);
+            if two {
+                _mm512_mask_storeu_ps(row.add(LANES), m1, v1);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// Every shape class (row remainders, one or two panels, partial last
+    /// panel, strided rows, accumulation) against the plain definition.
+    #[test]
+    fn packed_products_match_the_definition() {
+        let mut rng = Rng::new(1);
+        for (m, k, n, lda) in [
+            (32, 62, 128, 62),
+            (7, 128, 31, 130),
+            (1, 5, 16, 5),
+            (13, 82, 48, 82),
+            (64, 128, 128, 128),
+            (3, 1, 1, 1),
+        ] {
+            let a = rng.normal_vec(m * lda);
+            let bt = rng.normal_vec(n * k); // n x k, used transposed
+            let packed = PackedB::new(MatRef::row_major(&bt, n, k).t());
+            let want = |i: usize, j: usize| -> f32 {
+                (0..k).map(|q| a[i * lda + q] * bt[j * k + q]).sum()
+            };
+            let mut dst = vec![0.5f32; m * n + 3];
+            packed.mul(&mut dst, &a, lda, m, false);
+            for i in 0..m {
+                for j in 0..n {
+                    let w = want(i, j);
+                    assert!(
+                        (dst[i * n + j] - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                        "{m}x{k}x{n} at {i},{j}"
+                    );
+                }
+            }
+            assert_eq!(&dst[m * n..], &[0.5; 3], "nothing written past the product");
+            packed.mul(&mut dst, &a, lda, m, true);
+            for i in 0..m {
+                for j in 0..n {
+                    let w = 2.0 * want(i, j);
+                    assert!(
+                        (dst[i * n + j] - w).abs() <= 2e-4 * (1.0 + w.abs()),
+                        "accumulate {i},{j}"
+                    );
+                }
+            }
+        }
+    }
+}
