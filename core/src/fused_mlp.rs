@@ -20,7 +20,7 @@ use crate::packed_gemm::PackedB;
 use crate::sgemm::{matmul, MatRef};
 
 /// Rows per parallel task: below this, one thread does the whole batch.
-const ROWS_PER_TASK: usize = 32;
+pub(crate) const ROWS_PER_TASK: usize = 32;
 
 thread_local! {
     /// Scratch buffers of the calling thread, reused across calls.
@@ -137,6 +137,26 @@ impl FusedMlp {
                 let cond = cond.map(|cv| &cv[i * chunk * c..(i * chunk + e.len()) * c]);
                 WORKSPACE.with(|ws| self.rows(x, cond, e, g, &mut ws.borrow_mut()));
             });
+    }
+
+    /// As [`Self::energy_and_grad`], on the calling thread only (for callers
+    /// that already split rows across threads).
+    pub(crate) fn energy_and_grad_serial(
+        &self,
+        x: &[f32],
+        cond: Option<&[f32]>,
+        energy: &mut [f32],
+        grad: &mut [f32],
+    ) {
+        let (d, c, n) = (self.state_dim, self.cond_dim, energy.len());
+        assert_eq!(x.len(), n * d, "fused mlp: x is not [n, state_dim]");
+        assert_eq!(grad.len(), n * d, "fused mlp: grad is not [n, state_dim]");
+        assert_eq!(
+            cond.map_or(0, <[f32]>::len),
+            n * c,
+            "fused mlp: cond is not [n, cond_dim]"
+        );
+        WORKSPACE.with(|ws| self.rows(x, cond, energy, grad, &mut ws.borrow_mut()));
     }
 
     fn rows(
@@ -500,19 +520,26 @@ mod tests {
             clamp: Some([-2.0, 2.0]),
         })
         .expect("valid config");
-        let mut rng = Rng::new(9);
-        let x0 = Tensor::from_vec(rng.normal_vec(70 * 31), (70, 31), &dev)?;
-        let c = Tensor::from_vec(rng.normal_vec(70 * 31), (70, 31), &dev)?;
-        let run = |f: &MlpEnergy| {
-            let terms = [EnergyTerm::new(f, Some(c.clone())).weighted(3.0)];
-            sampler.run(&terms, &x0, None, &mut Rng::new(1), Default::default())
-        };
-        let (a, b) = (run(&m)?, run(&plain)?);
-        assert_eq!((a.steps_run, b.steps_run), (15, 15));
-        assert!(rel_err(&a.x, &b.x) < 1e-5, "{}", rel_err(&a.x, &b.x));
-        let (ea, eb) = (a.energy.expect("energies"), b.energy.expect("energies"));
-        assert!(rel_err(&ea, &eb) < 1e-4, "{}", rel_err(&ea, &eb));
-        assert!(rel_err(&a.x, &x0) > 1e-3, "the chain moved");
+        // 70 rows: each thread runs whole chains for its rows; 9: one thread.
+        for rows in [70, 9] {
+            let mut rng = Rng::new(9);
+            let x0 = Tensor::from_vec(rng.normal_vec(rows * 31), (rows, 31), &dev)?;
+            let c = Tensor::from_vec(rng.normal_vec(rows * 31), (rows, 31), &dev)?;
+            let run = |f: &MlpEnergy| {
+                let terms = [EnergyTerm::new(f, Some(c.clone())).weighted(3.0)];
+                sampler.run(&terms, &x0, None, &mut Rng::new(1), Default::default())
+            };
+            let (a, b) = (run(&m)?, run(&plain)?);
+            assert_eq!((a.steps_run, b.steps_run), (15, 15));
+            assert!(
+                rel_err(&a.x, &b.x) < 1e-5,
+                "{rows}: {}",
+                rel_err(&a.x, &b.x)
+            );
+            let (ea, eb) = (a.energy.expect("energies"), b.energy.expect("energies"));
+            assert!(rel_err(&ea, &eb) < 1e-4, "{rows}: {}", rel_err(&ea, &eb));
+            assert!(rel_err(&a.x, &x0) > 1e-3, "the chain moved");
+        }
         Ok(())
     }
 

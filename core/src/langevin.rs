@@ -8,6 +8,7 @@
 use std::time::Instant;
 
 use candle_core::{DType, Result, Tensor};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::energy::{energy_and_grad, EnergyTerm};
@@ -193,9 +194,47 @@ impl LangevinSampler {
         };
         let c = &self.cfg;
         let w = term.weight as f32;
-        let (step, noise) = (c.step_size as f32, c.noise_scale as f32);
+        let noise = c.noise_scale as f32;
         let mut x = x0.flatten_all()?.to_vec1::<f32>()?;
         let mut e = vec![0.0f32; n];
+        let threads = rayon::current_num_threads();
+        if budget.deadline.is_none() && threads > 1 && n > crate::fused_mlp::ROWS_PER_TASK {
+            // Rows are independent: each thread runs the whole chain for its
+            // rows, with the noise drawn up front in the per-step order.
+            let mut z = vec![
+                0f32;
+                if c.noise_scale > 0.0 {
+                    c.steps * n * d
+                } else {
+                    0
+                }
+            ];
+            for step_noise in z.chunks_mut(n * d) {
+                rng.fill_normal(step_noise);
+            }
+            let chunk = crate::fused_mlp::ROWS_PER_TASK.max(n.div_ceil(threads));
+            let cond = cond.as_deref();
+            x.par_chunks_mut(chunk * d)
+                .zip(e.par_chunks_mut(chunk))
+                .enumerate()
+                .for_each(|(i, (x, e))| {
+                    let rows = i * chunk..i * chunk + e.len();
+                    let cond =
+                        cond.map(|cv| &cv[rows.start * f.cond_dim()..rows.end * f.cond_dim()]);
+                    let mut g = vec![0f32; x.len()];
+                    for s in 0..c.steps {
+                        if c.noise_scale > 0.0 {
+                            let zs = &z[s * n * d + rows.start * d..s * n * d + rows.end * d];
+                            for (v, z) in x.iter_mut().zip(zs) {
+                                *v += z * noise;
+                            }
+                        }
+                        f.energy_and_grad_serial(x, cond, e, &mut g);
+                        self.descend(x, &g, w);
+                    }
+                });
+            return Ok(Some(self.chain(x, &e, w, c.steps, n, d, x0.device())?));
+        }
         let mut g = vec![0.0f32; n * d];
         let mut steps_run = 0;
         for _ in 0..c.steps {
@@ -208,33 +247,55 @@ impl LangevinSampler {
                 }
             }
             f.energy_and_grad(&x, cond.as_deref(), &mut e, &mut g);
-            let clip = c.grad_clip.map(|v| v as f32);
-            for (v, &gv) in x.iter_mut().zip(&g) {
-                let mut gv = gv * w;
-                if let Some(cl) = clip {
-                    gv = gv.clamp(-cl, cl);
-                }
-                *v -= step * gv;
-                if let Some([lo, hi]) = c.clamp {
-                    *v = v.clamp(lo as f32, hi as f32);
-                }
-            }
+            self.descend(&mut x, &g, w);
             steps_run += 1;
         }
+        Ok(Some(self.chain(x, &e, w, steps_run, n, d, x0.device())?))
+    }
+
+    /// One step down the weighted gradient `w g`: clip, step, clamp.
+    fn descend(&self, x: &mut [f32], g: &[f32], w: f32) {
+        let c = &self.cfg;
+        let step = c.step_size as f32;
+        let clip = c.grad_clip.map(|v| v as f32);
+        for (v, &gv) in x.iter_mut().zip(g) {
+            let mut gv = gv * w;
+            if let Some(cl) = clip {
+                gv = gv.clamp(-cl, cl);
+            }
+            *v -= step * gv;
+            if let Some([lo, hi]) = c.clamp {
+                *v = v.clamp(lo as f32, hi as f32);
+            }
+        }
+    }
+
+    /// The chain's result from plain buffers (energies weighted by `w`).
+    #[allow(clippy::too_many_arguments)]
+    fn chain(
+        &self,
+        x: Vec<f32>,
+        e: &[f32],
+        w: f32,
+        steps_run: usize,
+        n: usize,
+        d: usize,
+        device: &candle_core::Device,
+    ) -> Result<Chain> {
         let energy = if steps_run > 0 {
             Some(Tensor::from_vec(
                 e.iter().map(|v| v * w).collect::<Vec<_>>(),
                 n,
-                x0.device(),
+                device,
             )?)
         } else {
             None
         };
-        Ok(Some(Chain {
-            x: Tensor::from_vec(x, (n, d), x0.device())?,
+        Ok(Chain {
+            x: Tensor::from_vec(x, (n, d), device)?,
             energy,
             steps_run,
-        }))
+        })
     }
 }
 
