@@ -45,6 +45,9 @@ impl Dense {
     }
 }
 
+/// One layer's `(weight [out, in], bias [out])` gradient.
+pub(crate) type LayerGrads = (Vec<f32>, Vec<f32>);
+
 /// The frozen weights of an `MlpEnergy`, ready for the fused path.
 #[derive(Debug, Clone)]
 pub struct FusedMlp {
@@ -179,7 +182,7 @@ impl FusedMlp {
         x: &[f32],
         cond: Option<&[f32]>,
         weight: &(dyn Fn(usize, f32) -> f32 + Sync),
-    ) -> (Vec<f32>, Vec<(Vec<f32>, Vec<f32>)>) {
+    ) -> (Vec<f32>, Vec<LayerGrads>) {
         let (d, c) = (self.state_dim, self.cond_dim);
         let n = x.len() / d;
         assert_eq!(x.len(), n * d, "fused mlp: x is not [n, state_dim]");
@@ -189,7 +192,7 @@ impl FusedMlp {
             "fused mlp: cond is not [n, cond_dim]"
         );
         let zeros = || {
-            let mut g: Vec<(Vec<f32>, Vec<f32>)> = self
+            let mut g: Vec<LayerGrads> = self
                 .layers
                 .iter()
                 .map(|l| (vec![0.0; l.w.len()], vec![0.0; l.out]))
@@ -198,7 +201,7 @@ impl FusedMlp {
             g
         };
         let chunk = ROWS_PER_TASK.max(n.div_ceil(rayon::current_num_threads().max(1)));
-        let parts: Vec<(usize, Vec<f32>, Vec<(Vec<f32>, Vec<f32>)>)> = (0..n.div_ceil(chunk))
+        let parts: Vec<(usize, Vec<f32>, Vec<LayerGrads>)> = (0..n.div_ceil(chunk))
             .into_par_iter()
             .map(|t| {
                 let (a, b) = (t * chunk, ((t + 1) * chunk).min(n));
@@ -276,7 +279,7 @@ impl FusedMlp {
         up: Option<&[f32]>,
         ws: &mut Workspace,
         grad: Option<&mut [f32]>,
-        mut params: Option<&mut [(Vec<f32>, Vec<f32>)]>,
+        mut params: Option<&mut [LayerGrads]>,
     ) {
         let layers = &self.layers;
         let (c, d) = (self.cond_dim, self.state_dim);

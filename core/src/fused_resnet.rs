@@ -496,7 +496,7 @@ impl FusedResNet {
             mul_in_place(&mut ws.t[..px * a], &st.slope_in[..px * a]);
             match &b.skip {
                 Some(sk) => {
-                    if let Some([_, _, ws_skip, ..]) = gr.as_deref_mut() {
+                    if let Some([_, _, ws_skip, ..]) = gr {
                         sk.weight_grad(&st.h_in, &ws.g, n, hh, ww, &mut ws.cols, ws_skip);
                     }
                     sk.backward(&ws.g, n, hh, ww, &mut ws.cols, &mut ws.t, true);

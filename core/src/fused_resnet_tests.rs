@@ -144,7 +144,7 @@ fn fused_parameter_gradients_match_autograd() -> Result<()> {
             })
             .transpose()?;
         let weight = |i: usize, e: f32| {
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 2.0 * e + 1.0
             } else {
                 0.5 * e - 1.0
