@@ -528,6 +528,18 @@ fn per_image_sums(x: &[f32], n: usize, c: usize, out: &mut Vec<f32>) {
     sum_pixels_per_image(x, out, n);
 }
 
+/// Energies `[n]` as a tensor (no gradient), for frozen models' `energy`.
+pub fn fused_energies(f: &FusedResNet, x: &Tensor, cond: Option<&Tensor>) -> Result<Tensor> {
+    let n = x.dim(0)?;
+    let xv = x.flatten_all()?.to_vec1::<f32>()?;
+    let cv = cond
+        .map(|c| c.flatten_all()?.to_vec1::<f32>())
+        .transpose()?;
+    let mut e = vec![0.0f32; n];
+    f.energies(&xv, cv.as_deref(), &mut e);
+    Tensor::from_vec(e, n, x.device())
+}
+
 /// Energies and input gradients as tensors, for `EnergyFunction`'s fast path.
 pub fn energy_and_grad_tensors(
     f: &FusedResNet,

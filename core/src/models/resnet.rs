@@ -16,7 +16,9 @@ use super::default_true;
 use crate::activation::Activation;
 use crate::energy::{EnergyFunction, EnergyModel};
 use crate::error::CoreError;
-use crate::fused_resnet::{energy_and_grad_tensors, BlockTensors, FusedBlock, FusedResNet};
+use crate::fused_resnet::{
+    energy_and_grad_tensors, fused_energies, BlockTensors, FusedBlock, FusedResNet,
+};
 use crate::spectral::{SnConv2d, SnLinear, SnWeight};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -277,6 +279,18 @@ impl ResNetEnergy {
         Ok((Tensor::from_vec(e, n, x.device())?, total))
     }
 
+    /// Whether `x` (and `cond`) are what the fused path takes.
+    fn fused_shapes_ok(&self, f: &FusedResNet, x: &Tensor, cond: Option<&Tensor>) -> bool {
+        let Ok(b) = x.dim(0) else { return false };
+        x.dtype() == DType::F32
+            && x.elem_count() == b * f.image_len()
+            && match (cond, f.cond_dim()) {
+                (None, 0) => true,
+                (Some(y), k) => k > 0 && y.dims() == [b, k] && y.dtype() == DType::F32,
+                _ => false,
+            }
+    }
+
     fn build_fused(&self) -> Result<FusedResNet> {
         let c = &self.cfg;
         let blocks = self
@@ -393,6 +407,13 @@ impl EnergyFunction for ResNetEnergy {
     /// `x: [B, C, H, W]` (or `[B, C*H*W]`), `cond: [B, classes]` one-hot for
     /// conditional models, to `[B]`.
     fn energy(&self, x: &Tensor, cond: Option<&Tensor>) -> Result<Tensor> {
+        // Frozen CPU models evaluate inputs that need no gradient on the
+        // fused path (evaluation: OOD scores, classification).
+        if let (Some(f), false) = (&self.fused, x.track_op()) {
+            if self.fused_shapes_ok(f, x, cond) {
+                return fused_energies(f, x, cond);
+            }
+        }
         let c = &self.cfg;
         let b = x.dim(0)?;
         // Channels last inside the network (see `conv`): [B, C, H, W] -> [B, H, W, C].
@@ -425,17 +446,9 @@ impl EnergyFunction for ResNetEnergy {
         cond: Option<&Tensor>,
     ) -> Option<Result<(Tensor, Tensor)>> {
         let f = self.fused.as_ref()?;
-        let b = x.dim(0).ok()?;
-        let d = f.image_len();
-        let shapes_ok = x.dtype() == DType::F32
-            && x.elem_count() == b * d
-            && match (cond, f.cond_dim()) {
-                (None, 0) => true,
-                (Some(y), k) => k > 0 && y.dims() == [b, k] && y.dtype() == DType::F32,
-                _ => false,
-            };
         // Anything unusual takes the autograd path, which names the problem.
-        shapes_ok.then(|| energy_and_grad_tensors(f, x, cond))
+        self.fused_shapes_ok(f, x, cond)
+            .then(|| energy_and_grad_tensors(f, x, cond))
     }
 }
 
