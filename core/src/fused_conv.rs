@@ -299,27 +299,17 @@ pub(crate) fn unpool2(
     }
 }
 
-/// Adds row `i` of `per: [n, C]` to every pixel of image `i` of `x: [n, HW, C]`.
-pub(crate) fn add_per_image(x: &mut [f32], per: &[f32], n: usize) {
+/// `op(v, b)` for every value `v` of image `i` of `x: [n, HW, C]` and the
+/// matching channel's `b` in row `i` of `per: [n, C]` (per-class biases and
+/// gains).
+#[inline]
+pub(crate) fn apply_per_image(x: &mut [f32], per: &[f32], n: usize, op: impl Fn(&mut f32, f32)) {
     let c = per.len() / n;
     let img = x.len() / n;
     for (xi, pi) in x.chunks_mut(img).zip(per.chunks(c)) {
         for p in xi.chunks_mut(c) {
-            for (v, b) in p.iter_mut().zip(pi) {
-                *v += b;
-            }
-        }
-    }
-}
-
-/// Multiplies every pixel of image `i` by row `i` of `per: [n, C]`.
-pub(crate) fn mul_per_image(x: &mut [f32], per: &[f32], n: usize) {
-    let c = per.len() / n;
-    let img = x.len() / n;
-    for (xi, pi) in x.chunks_mut(img).zip(per.chunks(c)) {
-        for p in xi.chunks_mut(c) {
-            for (v, b) in p.iter_mut().zip(pi) {
-                *v *= b;
+            for (v, &b) in p.iter_mut().zip(pi) {
+                op(v, b);
             }
         }
     }

@@ -118,19 +118,12 @@ impl FusedMlp {
         energy: &mut [f32],
         grad: &mut [f32],
     ) {
-        let (d, c) = (self.state_dim, self.cond_dim);
-        let n = energy.len();
-        assert_eq!(x.len(), n * d, "fused mlp: x is not [n, state_dim]");
-        assert_eq!(grad.len(), n * d, "fused mlp: grad is not [n, state_dim]");
-        assert_eq!(
-            cond.map_or(0, <[f32]>::len),
-            n * c,
-            "fused mlp: cond is not [n, cond_dim]"
-        );
+        let (d, c, n) = (self.state_dim, self.cond_dim, energy.len());
         if n <= ROWS_PER_TASK || rayon::current_num_threads() < 2 {
-            WORKSPACE.with(|ws| self.rows(x, cond, energy, grad, &mut ws.borrow_mut()));
-            return;
+            return self.energy_and_grad_serial(x, cond, energy, grad);
         }
+        self.check(x, cond, n);
+        assert_eq!(grad.len(), n * d, "fused mlp: grad is not [n, state_dim]");
         let chunk = ROWS_PER_TASK.max(n.div_ceil(rayon::current_num_threads()));
         x.par_chunks(chunk * d)
             .zip(energy.par_chunks_mut(chunk))
@@ -142,6 +135,20 @@ impl FusedMlp {
             });
     }
 
+    /// `x` is `[n, state_dim]` and `cond` `[n, cond_dim]`.
+    fn check(&self, x: &[f32], cond: Option<&[f32]>, n: usize) {
+        assert_eq!(
+            x.len(),
+            n * self.state_dim,
+            "fused mlp: x is not [n, state_dim]"
+        );
+        assert_eq!(
+            cond.map_or(0, <[f32]>::len),
+            n * self.cond_dim,
+            "fused mlp: cond is not [n, cond_dim]"
+        );
+    }
+
     /// As [`Self::energy_and_grad`], on the calling thread only (for callers
     /// that already split rows across threads).
     pub(crate) fn energy_and_grad_serial(
@@ -151,13 +158,12 @@ impl FusedMlp {
         energy: &mut [f32],
         grad: &mut [f32],
     ) {
-        let (d, c, n) = (self.state_dim, self.cond_dim, energy.len());
-        assert_eq!(x.len(), n * d, "fused mlp: x is not [n, state_dim]");
-        assert_eq!(grad.len(), n * d, "fused mlp: grad is not [n, state_dim]");
+        let n = energy.len();
+        self.check(x, cond, n);
         assert_eq!(
-            cond.map_or(0, <[f32]>::len),
-            n * c,
-            "fused mlp: cond is not [n, cond_dim]"
+            grad.len(),
+            n * self.state_dim,
+            "fused mlp: grad is not [n, state_dim]"
         );
         WORKSPACE.with(|ws| self.rows(x, cond, energy, grad, &mut ws.borrow_mut()));
     }
@@ -185,12 +191,7 @@ impl FusedMlp {
     ) -> (Vec<f32>, Vec<LayerGrads>) {
         let (d, c) = (self.state_dim, self.cond_dim);
         let n = x.len() / d;
-        assert_eq!(x.len(), n * d, "fused mlp: x is not [n, state_dim]");
-        assert_eq!(
-            cond.map_or(0, <[f32]>::len),
-            n * c,
-            "fused mlp: cond is not [n, cond_dim]"
-        );
+        self.check(x, cond, n);
         let zeros = || {
             let mut g: Vec<LayerGrads> = self
                 .layers
@@ -356,27 +357,6 @@ impl Workspace {
     }
 }
 
-/// Energies and input gradients as tensors, for `EnergyFunction`'s fast path.
-pub fn energy_and_grad_tensors(
-    f: &FusedMlp,
-    x: &Tensor,
-    cond: Option<&Tensor>,
-) -> Result<(Tensor, Tensor)> {
-    let n = x.dim(0)?;
-    let xv = x.flatten_all()?.to_vec1::<f32>()?;
-    let cv = match cond {
-        Some(c) => Some(c.flatten_all()?.to_vec1::<f32>()?),
-        None => None,
-    };
-    let mut e = vec![0.0f32; n];
-    let mut g = vec![0.0f32; xv.len()];
-    f.energy_and_grad(&xv, cv.as_deref(), &mut e, &mut g);
-    Ok((
-        Tensor::from_vec(e, n, x.device())?,
-        Tensor::from_vec(g, x.shape(), x.device())?,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,15 +364,8 @@ mod tests {
     use crate::models::MlpEnergyConfig;
     use crate::params::ParamStore;
     use crate::rng::Rng;
+    use crate::test_util::{assert_param_grads_match, rel_err};
     use candle_core::Device;
-
-    fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-        let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
-        let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
-        let num: f32 = a.iter().zip(&b).map(|(p, q)| (p - q).powi(2)).sum();
-        let den: f32 = b.iter().map(|q| q * q).sum();
-        (num / den.max(1e-30)).sqrt()
-    }
 
     /// Fused energies and gradients equal candle autograd's on the same
     /// frozen model: every activation, with and without conditioning, one
@@ -489,17 +462,7 @@ mod tests {
             let ga = (ea * Tensor::from_vec(w, n, &dev)?)?
                 .sum_all()?
                 .backward()?;
-            let mut checked = 0;
-            for (name, var) in params.trainable() {
-                let a = ga
-                    .get(var.as_tensor())
-                    .expect("autograd reaches every parameter");
-                let f = gf
-                    .get(var.as_tensor())
-                    .expect("fused reaches every parameter");
-                assert!(rel_err(f, a) < 1e-4, "{act:?} {name}: {}", rel_err(f, a));
-                checked += 1;
-            }
+            let checked = assert_param_grads_match(&params, &gf, &ga, 1e-4, &format!("{act:?}"));
             assert_eq!(checked, 8, "four layers, weight and bias each");
         }
         Ok(())

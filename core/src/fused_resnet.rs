@@ -16,8 +16,8 @@ use std::cell::RefCell;
 
 use crate::activation::Activation;
 use crate::fused_conv::{
-    add_per_image, avg_pool2, mul_in_place, mul_per_image, nchw_to_nhwc, nhwc_to_nchw,
-    sum_pixels_per_image, unpool2, ConvMats, TILE_ROWS, WEIGHT_TILE_ROWS,
+    apply_per_image, avg_pool2, mul_in_place, nchw_to_nhwc, nhwc_to_nchw, sum_pixels_per_image,
+    unpool2, ConvMats, TILE_ROWS, WEIGHT_TILE_ROWS,
 };
 
 /// Images per forward/backward pass of one thread.
@@ -372,20 +372,20 @@ impl FusedResNet {
                 &mut st.slope_in[..px * a],
             );
             self.per_image(&b.bias1, labels, n, &mut pi);
-            add_per_image(&mut st.t1[..px * a], &pi, n);
+            apply_per_image(&mut st.t1[..px * a], &pi, n, |v, b| *v += b);
             b.conv1
                 .forward(&st.t1, n, hh, ww, &mut ws.cols, &mut st.slope_mid, false);
             // t2 = act(c1) + bias2[y]
             self.act
                 .activate_in_place(&mut st.slope_mid[..px * o], &mut st.t2[..px * o]);
             self.per_image(&b.bias2, labels, n, &mut pi);
-            add_per_image(&mut st.t2[..px * o], &pi, n);
+            apply_per_image(&mut st.t2[..px * o], &pi, n, |v, b| *v += b);
             b.conv2
                 .forward(&st.t2, n, hh, ww, &mut ws.cols, &mut st.c2, false);
             // out = c2 * gain2[y] + skip(h)
             self.per_image(&b.gain2, labels, n, &mut pi);
             ws.out[..px * o].copy_from_slice(&st.c2[..px * o]);
-            mul_per_image(&mut ws.out[..px * o], &pi, n);
+            apply_per_image(&mut ws.out[..px * o], &pi, n, |v, b| *v *= b);
             match &b.skip {
                 Some(sk) => sk.forward(&st.h_in, n, hh, ww, &mut ws.cols, &mut ws.out, true),
                 None => ws.out[..px * o]
@@ -471,7 +471,7 @@ impl FusedResNet {
             // Into conv2's output through the gain.
             self.per_image(&b.gain2, labels, n, &mut pi);
             ws.t[..px * o].copy_from_slice(&ws.g[..px * o]);
-            mul_per_image(&mut ws.t[..px * o], &pi, n);
+            apply_per_image(&mut ws.t[..px * o], &pi, n, |v, b| *v *= b);
             if let Some([_, w2, ..]) = gr.as_deref_mut() {
                 b.conv2
                     .weight_grad(&st.t2, &ws.t, n, hh, ww, &mut ws.cols, w2);
@@ -530,35 +530,10 @@ fn per_image_sums(x: &[f32], n: usize, c: usize, out: &mut Vec<f32>) {
 
 /// Energies `[n]` as a tensor (no gradient), for frozen models' `energy`.
 pub fn fused_energies(f: &FusedResNet, x: &Tensor, cond: Option<&Tensor>) -> Result<Tensor> {
-    let n = x.dim(0)?;
-    let xv = x.flatten_all()?.to_vec1::<f32>()?;
-    let cv = cond
-        .map(|c| c.flatten_all()?.to_vec1::<f32>())
-        .transpose()?;
+    let (n, xv, cv) = crate::fused_io::host_rows(x, cond)?;
     let mut e = vec![0.0f32; n];
     f.energies(&xv, cv.as_deref(), &mut e);
     Tensor::from_vec(e, n, x.device())
-}
-
-/// Energies and input gradients as tensors, for `EnergyFunction`'s fast path.
-pub fn energy_and_grad_tensors(
-    f: &FusedResNet,
-    x: &Tensor,
-    cond: Option<&Tensor>,
-) -> Result<(Tensor, Tensor)> {
-    let n = x.dim(0)?;
-    let xv = x.flatten_all()?.to_vec1::<f32>()?;
-    let cv = match cond {
-        Some(c) => Some(c.flatten_all()?.to_vec1::<f32>()?),
-        None => None,
-    };
-    let mut e = vec![0.0f32; n];
-    let mut g = vec![0.0f32; xv.len()];
-    f.energy_and_grad(&xv, cv.as_deref(), &mut e, &mut g);
-    Ok((
-        Tensor::from_vec(e, n, x.device())?,
-        Tensor::from_vec(g, x.shape(), x.device())?,
-    ))
 }
 
 #[path = "fused_resnet_buffers.rs"]

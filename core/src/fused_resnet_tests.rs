@@ -5,15 +5,8 @@ use crate::energy::{energy_and_grad, EnergyFunction, EnergyModel, EnergyTerm};
 use crate::models::{ResNetEnergy, ResNetEnergyConfig, StageConfig};
 use crate::params::ParamStore;
 use crate::rng::Rng;
+use crate::test_util::{assert_param_grads_match, rel_err};
 use candle_core::Device;
-
-fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
-    let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
-    let num: f32 = a.iter().zip(&b).map(|(p, q)| (p - q).powi(2)).sum();
-    let den: f32 = b.iter().map(|q| q * q).sum();
-    (num / den.max(1e-30)).sqrt()
-}
 
 fn config(act: Activation, classes: usize, size: usize, channels: usize) -> ResNetEnergyConfig {
     let stage = |c, d| StageConfig {
@@ -165,18 +158,7 @@ fn fused_parameter_gradients_match_autograd() -> Result<()> {
             .collect();
         let w = Tensor::from_vec(w, n, &dev)?;
         let ga = (ea * w)?.sum_all()?.backward()?;
-        let mut checked = 0;
-        for (name, var) in params.trainable() {
-            let a = ga
-                .get(var.as_tensor())
-                .expect("autograd reaches every parameter");
-            let f = gf
-                .get(var.as_tensor())
-                .expect("fused reaches every parameter");
-            let r = rel_err(f, a);
-            assert!(r < 1e-4, "{act:?} {name}: {r}");
-            checked += 1;
-        }
+        let checked = assert_param_grads_match(&params, &gf, &ga, 1e-4, &format!("{act:?}"));
         assert!(checked >= 15, "only {checked} parameters");
     }
     Ok(())

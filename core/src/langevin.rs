@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -181,21 +181,14 @@ impl LangevinSampler {
         let Some(f) = term.energy.fused_mlp() else {
             return Ok(None);
         };
-        let (n, d) = match x0.dims() {
-            &[n, d] if d == f.state_dim() && x0.dtype() == DType::F32 => (n, d),
-            _ => return Ok(None),
-        };
-        let cond = match (&term.cond, f.cond_dim()) {
-            (None, 0) => None,
-            (Some(c), cd) if cd > 0 && c.dims() == [n, cd] && c.dtype() == DType::F32 => {
-                Some(c.flatten_all()?.to_vec1::<f32>()?)
-            }
-            _ => return Ok(None),
-        };
+        let (d, cond) = (f.state_dim(), term.cond.as_ref());
+        if x0.rank() != 2 || !crate::fused_io::inputs_ok(x0, cond, d, f.cond_dim()) {
+            return Ok(None);
+        }
+        let (n, mut x, cond) = crate::fused_io::host_rows(x0, cond)?;
         let c = &self.cfg;
         let w = term.weight as f32;
         let noise = c.noise_scale as f32;
-        let mut x = x0.flatten_all()?.to_vec1::<f32>()?;
         let mut e = vec![0.0f32; n];
         let threads = rayon::current_num_threads();
         if budget.deadline.is_none() && threads > 1 && n > crate::fused_mlp::ROWS_PER_TASK {

@@ -17,6 +17,7 @@ pub mod energy;
 pub mod error;
 pub mod frechet;
 pub mod fused_conv;
+mod fused_io;
 pub mod fused_mlp;
 pub mod fused_resnet;
 pub mod langevin;
@@ -43,5 +44,7 @@ pub use replay::{ReplayBuffer, ReplayConfig};
 pub use rng::Rng;
 pub use trainer::{PositiveSource, StepStats, Trainer, TrainerConfig};
 
+#[cfg(test)]
+mod test_util;
 #[cfg(test)]
 mod trainer_tests;

@@ -15,7 +15,8 @@ use super::{default_hidden, default_true};
 use crate::activation::Activation;
 use crate::energy::{EnergyFunction, EnergyModel};
 use crate::error::CoreError;
-use crate::fused_mlp::{energy_and_grad_tensors, FusedMlp};
+use crate::fused_io::{energy_and_grad_tensors, host_rows, inputs_ok, on_cpu_f32};
+use crate::fused_mlp::FusedMlp;
 use crate::spectral::{SnLinear, SnWeight};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -164,10 +165,7 @@ impl MlpEnergy {
         weight: &(dyn Fn(usize, f32) -> f32 + Sync),
     ) -> Result<(Tensor, Tensor)> {
         let f = FusedMlp::from_model(self)?;
-        let xv = x.flatten_all()?.to_vec1::<f32>()?;
-        let cv = cond
-            .map(|c| c.flatten_all()?.to_vec1::<f32>())
-            .transpose()?;
+        let (n, xv, cv) = host_rows(x, cond)?;
         let (e, grads) = f.energy_vjp(&xv, cv.as_deref(), weight);
         let dev = x.device();
         let mut total = Tensor::zeros((), DType::F32, dev)?;
@@ -178,7 +176,7 @@ impl MlpEnergy {
                 total = (total + (bias * Tensor::from_vec(gb, bias.shape(), dev)?)?.sum_all()?)?;
             }
         }
-        Ok((Tensor::from_vec(e, x.dim(0)?, dev)?, total))
+        Ok((Tensor::from_vec(e, n, dev)?, total))
     }
 
     /// All linear layers, head last.
@@ -224,17 +222,8 @@ impl EnergyModel for MlpEnergy {
         cond: Option<&Tensor>,
         weight: &(dyn Fn(usize, f32) -> f32 + Sync),
     ) -> Option<Result<(Tensor, Tensor)>> {
-        let w = self.head.weight().effective();
-        let b = x.dim(0).ok()?;
-        let usable = w.device().is_cpu()
-            && w.dtype() == DType::F32
-            && x.dtype() == DType::F32
-            && x.dims() == [b, self.cfg.state_dim]
-            && match (cond, self.cfg.cond_dim()) {
-                (None, 0) => true,
-                (Some(c), d) => d > 0 && c.dims() == [b, d] && c.dtype() == DType::F32,
-                _ => false,
-            };
+        let (d, c) = (self.cfg.state_dim, self.cfg.cond_dim());
+        let usable = on_cpu_f32(self.head.weight().effective()) && inputs_ok(x, cond, d, c);
         usable.then(|| self.vjp(x, cond, weight))
     }
 
@@ -247,7 +236,7 @@ impl EnergyModel for MlpEnergy {
             fused: None,
         };
         let w = m.head.weight().effective();
-        if w.device().is_cpu() && w.dtype() == DType::F32 {
+        if on_cpu_f32(w) {
             m.fused = FusedMlp::from_model(&m).ok().map(Arc::new);
         }
         m
@@ -283,16 +272,9 @@ impl EnergyFunction for MlpEnergy {
         cond: Option<&Tensor>,
     ) -> Option<Result<(Tensor, Tensor)>> {
         let f = self.fused.as_ref()?;
-        let b = x.dim(0).ok()?;
-        let shapes_ok = x.dims() == [b, self.cfg.state_dim]
-            && x.dtype() == DType::F32
-            && match (cond, self.cfg.cond_dim()) {
-                (None, 0) => true,
-                (Some(c), d) => d > 0 && c.dims() == [b, d] && c.dtype() == DType::F32,
-                _ => false,
-            };
         // Anything unusual takes the autograd path, which names the problem.
-        shapes_ok.then(|| energy_and_grad_tensors(f, x, cond))
+        inputs_ok(x, cond, f.state_dim(), f.cond_dim())
+            .then(|| energy_and_grad_tensors(x, cond, |x, c, e, g| f.energy_and_grad(x, c, e, g)))
     }
 
     fn fused_mlp(&self) -> Option<&FusedMlp> {

@@ -16,9 +16,8 @@ use super::default_true;
 use crate::activation::Activation;
 use crate::energy::{EnergyFunction, EnergyModel};
 use crate::error::CoreError;
-use crate::fused_resnet::{
-    energy_and_grad_tensors, fused_energies, BlockTensors, FusedBlock, FusedResNet,
-};
+use crate::fused_io::{energy_and_grad_tensors, host_rows, inputs_ok, on_cpu_f32};
+use crate::fused_resnet::{fused_energies, BlockTensors, FusedBlock, FusedResNet};
 use crate::spectral::{SnConv2d, SnLinear, SnWeight};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -249,11 +248,7 @@ impl ResNetEnergy {
         weight: &(dyn Fn(usize, f32) -> f32 + Sync),
     ) -> Result<(Tensor, Tensor)> {
         let f = self.build_fused()?;
-        let n = x.dim(0)?;
-        let xv = x.flatten_all()?.to_vec1::<f32>()?;
-        let cv = cond
-            .map(|c| c.flatten_all()?.to_vec1::<f32>())
-            .transpose()?;
+        let (n, xv, cv) = host_rows(x, cond)?;
         let (e, g) = f.energy_vjp(&xv, cv.as_deref(), n, weight, x.device())?;
         let mut terms = vec![
             (self.stem.weight().effective(), &g.stem),
@@ -277,18 +272,6 @@ impl ResNetEnergy {
             total = (total + (p * gp)?.sum_all()?)?;
         }
         Ok((Tensor::from_vec(e, n, x.device())?, total))
-    }
-
-    /// Whether `x` (and `cond`) are what the fused path takes.
-    fn fused_shapes_ok(&self, f: &FusedResNet, x: &Tensor, cond: Option<&Tensor>) -> bool {
-        let Ok(b) = x.dim(0) else { return false };
-        x.dtype() == DType::F32
-            && x.elem_count() == b * f.image_len()
-            && match (cond, f.cond_dim()) {
-                (None, 0) => true,
-                (Some(y), k) => k > 0 && y.dims() == [b, k] && y.dtype() == DType::F32,
-                _ => false,
-            }
     }
 
     fn build_fused(&self) -> Result<FusedResNet> {
@@ -361,18 +344,10 @@ impl EnergyModel for ResNetEnergy {
         cond: Option<&Tensor>,
         weight: &(dyn Fn(usize, f32) -> f32 + Sync),
     ) -> Option<Result<(Tensor, Tensor)>> {
-        let w = self.head.weight().effective();
-        let b = x.dim(0).ok()?;
         let c = &self.cfg;
-        let usable = w.device().is_cpu()
-            && w.dtype() == DType::F32
-            && x.dtype() == DType::F32
-            && x.elem_count() == b * c.in_channels * c.image_size * c.image_size
-            && match (cond, c.cond_dim()) {
-                (None, 0) => true,
-                (Some(y), k) => k > 0 && y.dims() == [b, k] && y.dtype() == DType::F32,
-                _ => false,
-            };
+        let d = c.in_channels * c.image_size * c.image_size;
+        let usable =
+            on_cpu_f32(self.head.weight().effective()) && inputs_ok(x, cond, d, c.cond_dim());
         usable.then(|| self.vjp(x, cond, weight))
     }
 
@@ -395,7 +370,7 @@ impl EnergyModel for ResNetEnergy {
             fused: None,
         };
         let w = m.head.weight().effective();
-        if w.device().is_cpu() && w.dtype() == DType::F32 {
+        if on_cpu_f32(w) {
             m.fused = m.build_fused().ok().map(Arc::new);
         }
         m
@@ -410,7 +385,7 @@ impl EnergyFunction for ResNetEnergy {
         // Frozen CPU models evaluate inputs that need no gradient on the
         // fused path (evaluation: OOD scores, classification).
         if let (Some(f), false) = (&self.fused, x.track_op()) {
-            if self.fused_shapes_ok(f, x, cond) {
+            if inputs_ok(x, cond, f.image_len(), f.cond_dim()) {
                 return fused_energies(f, x, cond);
             }
         }
@@ -447,8 +422,8 @@ impl EnergyFunction for ResNetEnergy {
     ) -> Option<Result<(Tensor, Tensor)>> {
         let f = self.fused.as_ref()?;
         // Anything unusual takes the autograd path, which names the problem.
-        self.fused_shapes_ok(f, x, cond)
-            .then(|| energy_and_grad_tensors(f, x, cond))
+        inputs_ok(x, cond, f.image_len(), f.cond_dim())
+            .then(|| energy_and_grad_tensors(x, cond, |x, c, e, g| f.energy_and_grad(x, c, e, g)))
     }
 }
 

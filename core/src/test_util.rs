@@ -1,0 +1,39 @@
+//! Helpers shared by the fused paths' tests.
+
+use candle_core::backprop::GradStore;
+use candle_core::Tensor;
+
+use crate::params::ParamStore;
+
+/// `||a - b|| / ||b||` over all elements.
+pub(crate) fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
+    let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+    let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+    let num: f32 = a.iter().zip(&b).map(|(p, q)| (p - q).powi(2)).sum();
+    let den: f32 = b.iter().map(|q| q * q).sum();
+    (num / den.max(1e-30)).sqrt()
+}
+
+/// Asserts that both gradient stores reach every trainable parameter with
+/// relative error below `tol`; returns how many parameters were compared.
+pub(crate) fn assert_param_grads_match(
+    params: &ParamStore,
+    fused: &GradStore,
+    autograd: &GradStore,
+    tol: f32,
+    label: &str,
+) -> usize {
+    let mut checked = 0;
+    for (name, var) in params.trainable() {
+        let a = autograd
+            .get(var.as_tensor())
+            .expect("autograd reaches every parameter");
+        let f = fused
+            .get(var.as_tensor())
+            .expect("fused reaches every parameter");
+        let r = rel_err(f, a);
+        assert!(r < tol, "{label} {name}: {r}");
+        checked += 1;
+    }
+    checked
+}
