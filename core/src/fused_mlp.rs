@@ -59,6 +59,8 @@ pub struct FusedMlp {
     act: Activation,
     cond_dim: usize,
     state_dim: usize,
+    /// The base term `base_weight * sum_j (sqrt(1 + x_j^2) - 1)` (see the config).
+    base_weight: f32,
 }
 
 fn dense(w: &Tensor, b: Option<&Tensor>) -> Result<Dense> {
@@ -99,6 +101,7 @@ impl FusedMlp {
             act: cfg.activation,
             cond_dim: cfg.cond_dim(),
             state_dim: cfg.state_dim,
+            base_weight: cfg.base_weight,
         })
     }
 
@@ -178,6 +181,11 @@ impl FusedMlp {
     ) {
         self.forward(x, cond, energy, ws);
         self.backward(None, ws, Some(grad), None);
+        if self.base_weight != 0.0 {
+            for (g, v) in grad.iter_mut().zip(x) {
+                *g += self.base_weight * v / (1.0 + v * v).sqrt();
+            }
+        }
     }
 
     /// Energies `E` of the rows and the gradient of `sum_i w_i E_i` with
@@ -269,6 +277,11 @@ impl FusedMlp {
         for (r, e) in energy.iter_mut().enumerate() {
             let a = &last[r * width..(r + 1) * width];
             *e = self.head_b + a.iter().zip(&self.head_w).map(|(p, q)| p * q).sum::<f32>();
+        }
+        if self.base_weight != 0.0 {
+            for (e, xr) in energy.iter_mut().zip(x.chunks_exact(d)) {
+                *e += self.base_weight * xr.iter().map(|v| (1.0 + v * v).sqrt() - 1.0).sum::<f32>();
+            }
         }
     }
 
@@ -373,17 +386,18 @@ mod tests {
     #[test]
     fn fused_path_matches_autograd() -> Result<()> {
         let dev = Device::Cpu;
-        for (act, k, a, n) in [
-            (Activation::LeakyRelu, 1, 20, 64),
-            (Activation::Silu, 2, 0, 7),
-            (Activation::Relu, 0, 3, 5),
-            (Activation::LeakyRelu, 1, 0, 1500),
+        for (act, k, a, n, base) in [
+            (Activation::LeakyRelu, 1, 20, 64, 0.0),
+            (Activation::Silu, 2, 0, 7, 0.7),
+            (Activation::Relu, 0, 3, 5, 0.0),
+            (Activation::LeakyRelu, 1, 0, 1500, 2.0),
         ] {
             let mut cfg = MlpEnergyConfig::new(31);
             cfg.context_len = k;
             cfg.action_dim = a;
             cfg.activation = act;
             cfg.hidden = vec![128, 96, 128];
+            cfg.base_weight = base;
             let m = MlpEnergy::init(&cfg, &ParamStore::new(3, &dev))?.frozen();
             let plain = m.without_fused_path();
             let mut rng = Rng::new(5);
@@ -412,6 +426,22 @@ mod tests {
                 rel_err(&gf, &ga)
             );
             assert!(ga.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0);
+            if base > 0.0 {
+                // The base term is exactly base * sum_j (sqrt(1 + x_j^2) - 1)
+                // on top of the network.
+                let net_cfg = MlpEnergyConfig {
+                    base_weight: 0.0,
+                    ..cfg.clone()
+                };
+                let net = MlpEnergy::init(&net_cfg, &ParamStore::new(3, &dev))?;
+                let pseudo_huber = ((x.sqr()? + 1.0)?.sqrt()? - 1.0)?.sum(1)?;
+                let by_hand = (net.energy(&x, c.as_ref())? + (pseudo_huber * f64::from(base))?)?;
+                assert!(
+                    rel_err(&ef, &by_hand) < 1e-5,
+                    "base term {}",
+                    rel_err(&ef, &by_hand)
+                );
+            }
             // Through energy_and_grad (weighted sum with a second term too).
             let terms = [
                 EnergyTerm::new(&m, c.clone()).weighted(0.5),
@@ -429,11 +459,15 @@ mod tests {
     #[test]
     fn fused_parameter_gradients_match_autograd() -> Result<()> {
         let dev = Device::Cpu;
-        for (act, a, n) in [(Activation::Silu, 20, 70), (Activation::LeakyRelu, 0, 9)] {
+        for (act, a, n, base) in [
+            (Activation::Silu, 20, 70, 0.0),
+            (Activation::LeakyRelu, 0, 9, 1.3),
+        ] {
             let mut cfg = MlpEnergyConfig::new(31);
             cfg.context_len = 1;
             cfg.action_dim = a;
             cfg.activation = act;
+            cfg.base_weight = base;
             let params = ParamStore::new(6, &dev);
             let model = MlpEnergy::init(&cfg, &params)?;
             let mut rng = Rng::new(8);

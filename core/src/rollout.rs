@@ -112,8 +112,9 @@ pub fn rollout_until(
             (n, d),
             last.device(),
         )?;
-        // The start is the last state, in the model's sample space.
-        let x0 = (model.to_sample(&last, Some(&cond))? + jitter)?;
+        // The start is the last state (or the prior's prediction), in the
+        // model's sample space.
+        let x0 = (model.chain_start(&last, Some(&cond))? + jitter)?;
         let terms = [EnergyTerm::new(
             model as &dyn EnergyFunction,
             Some(cond.clone()),
@@ -205,6 +206,55 @@ mod tests {
         assert_eq!(e1.to_vec1::<f32>()?, e2.to_vec1::<f32>()?);
         cfg.delta_scale = vec![1.0];
         assert!(cfg.validate().is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn residual_space_samples_measure_from_the_prior_and_whiten() -> Result<()> {
+        let dev = Device::Cpu;
+        let mut cfg = MlpEnergyConfig::new(2);
+        cfg.context_len = 1;
+        cfg.action_dim = 1;
+        cfg.hidden = vec![8];
+        cfg.delta_scale = vec![0.5, 2.0];
+        // Predicted change [a + 0.1, s0 - 1]; L = [[1, 0], [0.6, 0.8]].
+        cfg.prior = Some(crate::models::LinearPrior {
+            weight: vec![0.0, 1.0, 0.0, 0.0, 1.0, 0.0],
+            bias: vec![0.1, -1.0],
+            correlation_cholesky: vec![1.0, 0.0, 0.6, 0.8],
+        });
+        cfg.validate()
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let m = MlpEnergy::init(&cfg, &ParamStore::new(0, &dev))?.frozen();
+        // s = [1, 2], a = 3: prediction [1 + 3.1, 2 + 0] = [4.1, 2].
+        let cond = Tensor::new(&[[1f32, 2., 3.]], &dev)?;
+        let next = Tensor::new(&[[4.6f32, 6.]], &dev)?;
+        // Scaled residual r = [0.5 / 0.5, 4 / 2] = [1, 2]; x = L^{-1} r = [1, (2 - 0.6) / 0.8].
+        let x = m.to_sample(&next, Some(&cond))?.to_vec2::<f32>()?;
+        assert!(
+            (x[0][0] - 1.0).abs() < 1e-5 && (x[0][1] - 1.75).abs() < 1e-5,
+            "{x:?}"
+        );
+        let xt = Tensor::new(x[0].as_slice(), &dev)?.unsqueeze(0)?;
+        let back = m.from_sample(&xt, Some(&cond))?.to_vec2::<f32>()?;
+        assert!(
+            (back[0][0] - 4.6).abs() < 1e-5 && (back[0][1] - 6.0).abs() < 1e-5,
+            "{back:?}"
+        );
+        // Chains start at the prediction: the zero residual.
+        let start = m.chain_start(&cond.narrow(1, 0, 2)?, Some(&cond))?;
+        let at = m.from_sample(&start, Some(&cond))?.to_vec2::<f32>()?;
+        assert!(
+            (at[0][0] - 4.1).abs() < 1e-5 && (at[0][1] - 2.0).abs() < 1e-5,
+            "{at:?}"
+        );
+        // A prior without change scales, or of the wrong size, is refused.
+        let mut bad = cfg.clone();
+        bad.delta_scale.clear();
+        assert!(bad.validate().is_err());
+        let mut bad = cfg.clone();
+        bad.action_dim = 0;
+        assert!(bad.validate().is_err());
         Ok(())
     }
 

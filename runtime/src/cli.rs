@@ -26,6 +26,9 @@ pub struct Overrides {
     /// Checkpoint directory to serve.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
+    /// OOD model checkpoint (repeatable; replaces the config's `[ood] checkpoints`).
+    #[arg(long)]
+    ood_checkpoint: Vec<PathBuf>,
     /// cpu, cuda or cuda:N.
     #[arg(long)]
     device: Option<String>,
@@ -55,6 +58,9 @@ impl Overrides {
         };
         if let Some(c) = &self.checkpoint {
             cfg.model.checkpoint = c.clone();
+        }
+        if !self.ood_checkpoint.is_empty() {
+            cfg.ood.checkpoints = self.ood_checkpoint.clone();
         }
         if let Some(d) = &self.device {
             cfg.device = d.clone();
@@ -129,6 +135,15 @@ enum Command {
         trajectories: usize,
         #[arg(long, default_value_t = 60)]
         steps: u32,
+        /// Heavier cube: its mass times this.
+        #[arg(long, default_value_t = 5.0)]
+        mass_factor: f32,
+        /// Lower friction: cube and hand friction times this.
+        #[arg(long, default_value_t = 0.1)]
+        friction_factor: f32,
+        /// Sensor noise, in units of each state dimension's spread.
+        #[arg(long, default_value_t = 0.5)]
+        noise_std: f32,
         /// Markdown table written here (and printed).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -232,6 +247,9 @@ pub fn run(cli: Cli) -> Result<()> {
             overrides,
             trajectories,
             steps,
+            mass_factor,
+            friction_factor,
+            noise_std,
             out,
         } => {
             let cfg = overrides.resolve()?;
@@ -240,12 +258,16 @@ pub fn run(cli: Cli) -> Result<()> {
             let opts = ebm_runtime::ood_eval::OodEvalOptions {
                 trajectories,
                 steps,
+                mass_factor,
+                friction_factor,
+                noise_std,
                 ..Default::default()
             };
-            let report = ebm_runtime::ood_eval::ood_eval(&bundle, &opts)?;
+            let scorer = ebm_runtime::model::load_ood_scorer(&cfg, &bundle);
+            let report = ebm_runtime::ood_eval::ood_eval(&scorer, &opts)?;
             let md = report.markdown();
             print!("{md}");
-            for w in &bundle.warnings {
+            for w in scorer.experts().iter().flat_map(|e| &e.bundle.warnings) {
                 println!("warning: {w}");
             }
             if let Some(out) = out {

@@ -73,10 +73,11 @@ pub struct QueryConfig {
 pub struct OodConfig {
     pub flag_percentile: f64,
     pub online_calibration: usize,
-    /// A separate model for OOD scores (same context length as the forecast
-    /// model); absent: the forecast model scores transitions too.
+    /// Models whose energies compose into the OOD score (see
+    /// [`crate::ood_score`]), each with its own context length;
+    /// empty: the forecast model scores transitions too.
     #[serde(default)]
-    pub checkpoint: Option<PathBuf>,
+    pub checkpoints: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,7 +120,7 @@ impl Default for RuntimeConfig {
             Err(e) => unreachable!("built-in runtime config: {e}"),
         };
         cfg.model.checkpoint = Path::new("configs").join(&cfg.model.checkpoint);
-        if let Some(c) = cfg.ood.checkpoint.as_mut() {
+        for c in &mut cfg.ood.checkpoints {
             *c = Path::new("configs").join(&*c);
         }
         cfg
@@ -146,7 +147,7 @@ impl RuntimeConfig {
         if cfg.model.checkpoint.is_relative() {
             cfg.model.checkpoint = base.join(&cfg.model.checkpoint);
         }
-        if let Some(c) = cfg.ood.checkpoint.as_mut() {
+        for c in &mut cfg.ood.checkpoints {
             if c.is_relative() {
                 *c = base.join(&*c);
             }

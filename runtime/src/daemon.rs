@@ -60,14 +60,14 @@ pub async fn run_with_model(
     for w in &warnings {
         warn!("{w}");
     }
-    let ood_source = if bundle.percentiles.is_some() {
+    let counters = Arc::new(Counters::default());
+    let (out_tx, out_rx) = mpsc::channel(cfg.engine.output_queue);
+    let engine = Arc::new(Engine::start(bundle, &cfg, Arc::clone(&counters), out_tx)?);
+    let ood_source = if engine.ood_calibrated() {
         "checkpoint"
     } else {
         "online"
     };
-    let counters = Arc::new(Counters::default());
-    let (out_tx, out_rx) = mpsc::channel(cfg.engine.output_queue);
-    let engine = Arc::new(Engine::start(bundle, &cfg, Arc::clone(&counters), out_tx)?);
 
     let session = transport::open(&cfg.zenoh).await?;
     let subscriber = {

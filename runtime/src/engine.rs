@@ -50,7 +50,9 @@ pub(crate) struct StreamJob {
     pub(crate) robot: RobotId,
     pub(crate) encoding: Encoding,
     pub(crate) state: RobotState,
-    /// The `k` states ending at `state` (oldest first, padded at episode start).
+    /// The `k` states ending at `state` (oldest first, padded at episode
+    /// start), `k` the longest context of the forecast and OOD models; each
+    /// model reads its own last rows ([`last_rows`]).
     pub(crate) context: Vec<Vec<f32>>,
     /// The `k` states before `state`, when its predecessor was received.
     pub(crate) previous: Option<Vec<Vec<f32>>>,
@@ -106,7 +108,14 @@ struct Limits {
 pub struct Engine {
     shared: Arc<Shared>,
     limits: Limits,
+    /// Every OOD model has stored training percentiles.
+    ood_calibrated: bool,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The last `k` of `rows` (all when fewer).
+pub(crate) fn last_rows(rows: &[Vec<f32>], k: usize) -> &[Vec<f32>] {
+    &rows[rows.len().saturating_sub(k)..]
 }
 
 /// The last `k` states (oldest first), the oldest repeated when fewer exist.
@@ -136,15 +145,17 @@ impl Engine {
             wake: Condvar::new(),
             counters,
         });
+        let ood = crate::model::load_ood_scorer(cfg, &bundle);
+        let ood_calibrated = ood.calibrated();
         let limits = Limits {
-            k: bundle.context_len(),
+            // Robots' histories serve the forecast model and every OOD model.
+            k: bundle.context_len().max(ood.context_len()),
             max_robots: cfg.engine.max_robots,
             max_horizon: cfg.query.max_horizon,
             max_particles: cfg.query.max_particles,
             queue: cfg.query.queue,
         };
-        let ood_bundle = crate::model::load_ood_bundle(cfg, &bundle);
-        let worker = Worker::new(Arc::clone(&shared), ood_bundle, bundle, cfg, outputs);
+        let worker = Worker::new(Arc::clone(&shared), ood, bundle, cfg, outputs);
         let thread = std::thread::Builder::new()
             .name("ebm-inference".into())
             .spawn(move || worker.run())
@@ -152,8 +163,14 @@ impl Engine {
         Ok(Self {
             shared,
             limits,
+            ood_calibrated,
             thread: Mutex::new(Some(thread)),
         })
+    }
+
+    /// True when OOD percentiles come from the checkpoints (else online).
+    pub fn ood_calibrated(&self) -> bool {
+        self.ood_calibrated
     }
 
     pub fn counters(&self) -> &Arc<Counters> {

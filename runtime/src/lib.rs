@@ -28,6 +28,7 @@ pub mod infer;
 pub mod local;
 pub mod model;
 pub mod ood_eval;
+pub mod ood_score;
 pub mod replay_eval;
 pub mod transport;
 mod worker;

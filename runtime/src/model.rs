@@ -12,9 +12,11 @@ use ebm_msgs::{ACTION_DIM, STATE_DIM};
 use tracing::warn;
 
 use crate::config::ModelConfig;
+use crate::ood_score::OodScorer;
 use crate::RuntimeError;
 
 /// A model ready to serve.
+#[derive(Clone)]
 pub struct ModelBundle {
     /// Frozen: sampling builds no parameter gradients.
     pub model: MlpEnergy,
@@ -265,31 +267,26 @@ pub fn percentile_in(p: &[f32], e: f32) -> f32 {
     (i as f32 + frac) * scale
 }
 
-/// The configured OOD model, when it loads and takes the forecast model's
-/// context length; otherwise the forecast model scores (with a warning).
-pub fn load_ood_bundle(
-    cfg: &crate::config::RuntimeConfig,
-    bundle: &ModelBundle,
-) -> Option<ModelBundle> {
-    let dir = cfg.ood.checkpoint.as_ref()?;
-    match ModelBundle::load(dir, &bundle.device) {
-        Ok(b) if b.context_len() == bundle.context_len() => {
-            tracing::info!(model = %b.model_id, "OOD scores from a separate model");
-            Some(b)
-        }
-        Ok(b) => {
-            tracing::warn!(
-                ood = b.context_len(),
-                forecast = bundle.context_len(),
-                "the OOD model's context length differs from the forecast model's; scoring with the forecast model"
-            );
-            None
-        }
-        Err(e) => {
-            tracing::warn!(checkpoint = %dir.display(), "OOD model not loaded ({e}); scoring with the forecast model");
-            None
+/// The OOD scorer of the config's `[ood] checkpoints` (those that do not
+/// load are skipped with a warning), or of the forecast model when none is
+/// left.
+pub fn load_ood_scorer(cfg: &crate::config::RuntimeConfig, bundle: &ModelBundle) -> OodScorer {
+    let mut experts = Vec::new();
+    for dir in &cfg.ood.checkpoints {
+        match ModelBundle::load(dir, &bundle.device) {
+            Ok(b) => {
+                tracing::info!(model = %b.model_id, context = b.context_len(), "OOD scores from a separate model");
+                experts.push(b);
+            }
+            Err(e) => {
+                tracing::warn!(checkpoint = %dir.display(), "OOD model not loaded ({e}); skipped")
+            }
         }
     }
+    if experts.is_empty() {
+        experts.push(bundle.clone());
+    }
+    OodScorer::new(experts)
 }
 
 /// Conditioning row `[context states, action?]` in `b`'s normalisation.

@@ -17,8 +17,8 @@ use ebm_sim_data::rollout::{mix, rollout_with_stuck_actuator, Control, Seeds};
 use ebm_sim_data::SimConfig;
 use serde::Serialize;
 
-use crate::infer::transition_energy;
 use crate::model::ModelBundle;
+use crate::ood_score::{OodScorer, OodValue};
 use crate::RuntimeError;
 
 /// One trajectory: states (`T x 31`) and actions (`T x 20`), row-major.
@@ -100,34 +100,40 @@ fn simulate(cfg: &SimConfig, opts: &OodEvalOptions, stuck: Option<usize>) -> (Ve
     (out, dropped)
 }
 
-/// Per-trajectory transition energies (daemon scoring).
-fn energies(bundle: &ModelBundle, trajs: &[Episode]) -> Result<Vec<Vec<f32>>, RuntimeError> {
-    let k = bundle.context_len();
+/// Per-trajectory OOD scores (daemon scoring).
+fn scores(scorer: &OodScorer, trajs: &[Episode]) -> Result<Vec<Vec<OodValue>>, RuntimeError> {
     let mut all = Vec::with_capacity(trajs.len());
     for (states, actions) in trajs {
         let t = states.len() / STATE_DIM;
         let row = |i: usize| &states[i * STATE_DIM..(i + 1) * STATE_DIM];
-        let mut conds = Vec::new();
-        let mut next = Vec::new();
-        for i in k..t {
-            let mut c: Vec<f32> = (i - k..i)
-                .flat_map(|j| bundle.normalize_state(row(j)))
-                .collect();
-            if bundle.conditional() {
-                c.extend(
-                    bundle.normalize_action(Some(&actions[(i - 1) * ACTION_DIM..i * ACTION_DIM])),
-                );
+        let first = scorer.context_len().min(t);
+        let per_model = |bundle: &ModelBundle| {
+            let k = bundle.context_len();
+            let mut conds = Vec::new();
+            let mut next = Vec::new();
+            for i in first..t {
+                let mut c: Vec<f32> = (i - k..i)
+                    .flat_map(|j| bundle.normalize_state(row(j)))
+                    .collect();
+                if bundle.conditional() {
+                    c.extend(
+                        bundle
+                            .normalize_action(Some(&actions[(i - 1) * ACTION_DIM..i * ACTION_DIM])),
+                    );
+                }
+                conds.push(c);
+                next.push(bundle.normalize_state(row(i)));
             }
-            conds.push(c);
-            next.push(bundle.normalize_state(row(i)));
-        }
-        all.push(transition_energy(bundle, &conds, &next)?);
+            (conds, next)
+        };
+        all.push(scorer.score(t - first, per_model)?);
     }
     Ok(all)
 }
 
 /// Runs the evaluation.
-pub fn ood_eval(bundle: &ModelBundle, opts: &OodEvalOptions) -> Result<OodReport, RuntimeError> {
+pub fn ood_eval(scorer: &OodScorer, opts: &OodEvalOptions) -> Result<OodReport, RuntimeError> {
+    let bundle = &scorer.experts()[0].bundle;
     let nominal_cfg = SimConfig::default();
     let (nominal, nominal_dropped) = simulate(&nominal_cfg, opts, None);
     let mut heavy = nominal_cfg.clone();
@@ -176,22 +182,17 @@ pub fn ood_eval(bundle: &ModelBundle, opts: &OodEvalOptions) -> Result<OodReport
     ];
     let mut scored = Vec::with_capacity(variants.len());
     for (name, trajs, dropped) in &variants {
-        scored.push((
-            name.clone(),
-            energies(bundle, trajs)?,
-            trajs.len(),
-            *dropped,
-        ));
+        scored.push((name.clone(), scores(scorer, trajs)?, trajs.len(), *dropped));
     }
-    let flat = |e: &[Vec<f32>]| {
+    let flat = |e: &[Vec<OodValue>]| {
         e.iter()
             .flatten()
-            .map(|&v| f64::from(v))
+            .map(|v| f64::from(v.energy))
             .collect::<Vec<f64>>()
     };
-    let means = |e: &[Vec<f32>]| {
+    let means = |e: &[Vec<OodValue>]| {
         e.iter()
-            .map(|t| t.iter().map(|&v| f64::from(v)).sum::<f64>() / t.len().max(1) as f64)
+            .map(|t| t.iter().map(|v| f64::from(v.energy)).sum::<f64>() / t.len().max(1) as f64)
             .collect::<Vec<f64>>()
     };
     let (nom_flat, nom_means) = (flat(&scored[0].1), means(&scored[0].1));
@@ -200,9 +201,10 @@ pub fn ood_eval(bundle: &ModelBundle, opts: &OodEvalOptions) -> Result<OodReport
         .enumerate()
         .map(|(i, (name, e, n, dropped))| {
             let f = flat(e);
-            let pct: Vec<f64> = f
+            let pct: Vec<f64> = e
                 .iter()
-                .filter_map(|&v| bundle.percentile(v as f32).map(f64::from))
+                .flatten()
+                .filter_map(|v| v.percentile.map(f64::from))
                 .collect();
             OodRow {
                 perturbation: name.clone(),
@@ -221,8 +223,8 @@ pub fn ood_eval(bundle: &ModelBundle, opts: &OodEvalOptions) -> Result<OodReport
         })
         .collect();
     Ok(OodReport {
-        model_id: bundle.model_id.clone(),
-        percentiles_from: if bundle.percentiles.is_some() {
+        model_id: scorer.model_id(),
+        percentiles_from: if scorer.calibrated() {
             "checkpoint".into()
         } else {
             "none".into()
@@ -274,7 +276,7 @@ mod tests {
             steps: 6,
             ..Default::default()
         };
-        let r = ood_eval(&bundle, &opts).unwrap();
+        let r = ood_eval(&OodScorer::new(vec![bundle]), &opts).unwrap();
         assert_eq!(r.rows.len(), 5);
         assert!(r.rows[0].auroc_transitions.is_none());
         for row in &r.rows {

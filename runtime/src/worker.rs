@@ -15,9 +15,10 @@ use tracing::{error, warn};
 
 use crate::config::RuntimeConfig;
 use crate::counters::Counters;
-use crate::engine::{padded, QueryJob, Shared, StreamJob, StreamOutput};
+use crate::engine::{last_rows, padded, QueryJob, Shared, StreamJob, StreamOutput};
 use crate::infer::{self, ForecastOut};
 use crate::model::ModelBundle;
+use crate::ood_score::{OodScorer, OodValue};
 use crate::RuntimeError;
 
 /// A robot's latest states when its query is taken up.
@@ -35,8 +36,8 @@ enum Work {
 
 pub(crate) struct Worker {
     shared: Arc<Shared>,
-    /// Scores OOD transitions when set; else `bundle` does.
-    ood_bundle: Option<ModelBundle>,
+    /// Scores observed transitions (the OOD models, or the forecast model).
+    ood: OodScorer,
     bundle: ModelBundle,
     cfg: RuntimeConfig,
     rng: Rng,
@@ -50,14 +51,14 @@ pub(crate) struct Worker {
 impl Worker {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        ood_bundle: Option<ModelBundle>,
+        ood: OodScorer,
         bundle: ModelBundle,
         cfg: &RuntimeConfig,
         outputs: mpsc::Sender<StreamOutput>,
     ) -> Self {
         Self {
             shared,
-            ood_bundle,
+            ood,
             bundle,
             cfg: cfg.clone(),
             rng: Rng::new(cfg.seed),
@@ -144,10 +145,6 @@ impl Worker {
 
     fn conds(&self, states: &[Vec<f32>], action: Option<&[f32]>) -> Vec<f32> {
         crate::model::conds_for(&self.bundle, states, action)
-    }
-
-    fn ood_model(&self) -> &ModelBundle {
-        self.ood_bundle.as_ref().unwrap_or(&self.bundle)
     }
 
     fn forecast_msg(
@@ -248,7 +245,7 @@ impl Worker {
         let contexts: Vec<Vec<f32>> = jobs
             .iter()
             .map(|j| {
-                j.context
+                last_rows(&j.context, b.context_len())
                     .iter()
                     .flat_map(|s| b.normalize_state(s))
                     .collect()
@@ -270,28 +267,25 @@ impl Worker {
             .iter()
             .map(|j| b.normalize_state(&j.state.state))
             .collect();
-        let ob = self.ood_model();
         let with_prev: Vec<usize> = (0..n).filter(|&i| jobs[i].previous.is_some()).collect();
-        let ood_conds: Vec<Vec<f32>> = with_prev
-            .iter()
-            .filter_map(|&i| {
-                let j = &jobs[i];
-                Some(crate::model::conds_for(
-                    ob,
-                    j.previous.as_ref()?,
-                    j.state.last_action.as_deref(),
-                ))
-            })
-            .collect();
-        let ood_next: Vec<Vec<f32>> = with_prev
-            .iter()
-            .map(|&i| ob.normalize_state(&jobs[i].state.state))
-            .collect();
-        let energies = if with_prev.is_empty() {
-            Vec::new()
-        } else {
-            infer::transition_energy(ob, &ood_conds, &ood_next)?
-        };
+        let scores = self.ood.score(with_prev.len(), |ob| {
+            let conds = with_prev
+                .iter()
+                .filter_map(|&i| {
+                    let j = &jobs[i];
+                    Some(crate::model::conds_for(
+                        ob,
+                        last_rows(j.previous.as_ref()?, ob.context_len()),
+                        j.state.last_action.as_deref(),
+                    ))
+                })
+                .collect();
+            let next = with_prev
+                .iter()
+                .map(|&i| ob.normalize_state(&jobs[i].state.state))
+                .collect();
+            (conds, next)
+        })?;
 
         // Denoising: the prior is the previous denoised state when it is the
         // immediate predecessor, else the previous observation, else the
@@ -299,7 +293,7 @@ impl Worker {
         let priors: Vec<Vec<f32>> = jobs
             .iter()
             .map(|j| {
-                let ctx = j.previous.as_ref().unwrap_or(&j.context);
+                let ctx = last_rows(j.previous.as_ref().unwrap_or(&j.context), b.context_len());
                 let mut row = self.conds(ctx, j.state.last_action.as_deref());
                 if let Some((ep, seq, x)) = self.denoised.get(&j.robot) {
                     if *ep == j.state.episode && *seq + 1 == j.state.seq && j.previous.is_some() {
@@ -312,7 +306,7 @@ impl Worker {
             .collect();
         let denoised = infer::denoise(b, &priors, &obs, &self.cfg.denoise, &mut self.rng)?;
 
-        let mut ood_iter = with_prev.iter().zip(energies);
+        let mut ood_iter = with_prev.iter().zip(scores);
         let mut next_ood = ood_iter.next();
         for (i, ((job, f), x)) in jobs.into_iter().zip(forecasts).zip(denoised).enumerate() {
             let ood = match next_ood {
@@ -351,9 +345,10 @@ impl Worker {
         Ok(())
     }
 
-    fn ood_msg(&mut self, job: &StreamJob, energy: f32) -> OodScore {
+    fn ood_msg(&mut self, job: &StreamJob, score: OodValue) -> OodScore {
         let c = &self.shared.counters;
-        let (percentile, trusted) = match self.ood_model().percentile(energy) {
+        let energy = score.energy;
+        let (percentile, trusted) = match score.percentile {
             Some(p) => (p, true),
             None => {
                 let cap = self.cfg.ood.online_calibration;
@@ -384,7 +379,7 @@ impl Worker {
         OodScore {
             robot_id: job.robot.to_string(),
             seq: job.state.seq,
-            model_id: self.ood_model().model_id.clone(),
+            model_id: self.ood.model_id(),
             energy,
             percentile,
             flagged,

@@ -2,7 +2,8 @@
 //! normalisation, energy percentiles and sampler settings, and are trained:
 //! on freshly simulated hand-cube trajectories the action-conditional model's
 //! one-step forecasts beat "nothing moves" by a wide margin, and observed
-//! transitions score lower energy than shuffled ones.
+//! transitions score lower energy than shuffled ones; the OOD model tells
+//! perturbed simulators from the nominal one.
 
 use std::path::{Path, PathBuf};
 
@@ -122,5 +123,43 @@ fn committed_unconditional_model_loads_with_its_settings() -> anyhow::Result<()>
     let rc: RolloutConfig = serde_json::from_value(loaded.manifest.extra["rollout"].clone())?;
     assert_eq!(rc.langevin.steps, 20);
     assert!(loaded.manifest.extra.contains_key(ENERGY_PERCENTILES));
+    Ok(())
+}
+
+/// The committed OOD model (`configs/runtime.toml`'s `[ood] checkpoints`):
+/// held-out nominal transitions sit mid-way in its training energies, and
+/// a stuck joint and sensor noise are told apart from nominal trajectories.
+#[test]
+fn committed_residual_model_scores_perturbed_simulators_out_of_distribution() -> anyhow::Result<()>
+{
+    use ebm_runtime::ood_eval::{ood_eval, OodEvalOptions};
+    use ebm_runtime::ood_score::OodScorer;
+    let bundle = ebm_runtime::ModelBundle::load(&model_dir("traj_residual"), &Device::Cpu)?;
+    assert_eq!(bundle.context_len(), 2);
+    assert!(bundle.model.config().prior.is_some());
+    let opts = OodEvalOptions {
+        trajectories: 8,
+        steps: 30,
+        ..Default::default()
+    };
+    let report = ood_eval(&OodScorer::new(vec![bundle]), &opts)?;
+    eprintln!("{}", report.markdown());
+    let row = |name: &str| {
+        report
+            .rows
+            .iter()
+            .find(|r| r.perturbation.starts_with(name))
+            .expect("a row per perturbation")
+    };
+    let nominal = row("nominal").mean_percentile;
+    assert!(
+        (30.0..70.0).contains(&nominal),
+        "nominal mean percentile {nominal}"
+    );
+    for name in ["stuck joint", "sensor noise"] {
+        let a = row(name).auroc_trajectories.expect("an AUROC");
+        assert!(a >= 0.9, "{name}: trajectory AUROC {a}");
+    }
+    assert!(row("sensor noise").auroc_transitions.expect("an AUROC") > 0.95);
     Ok(())
 }

@@ -37,8 +37,13 @@ async fn within<T, F: IntoFuture<Output = T>>(what: &str, f: F) -> Result<T> {
 /// A tiny trajectory checkpoint (31 -> 16 -> 1) with normalisation and
 /// energy percentiles, as `ebm-train traj train` writes them.
 pub(crate) fn tiny_checkpoint(dir: &std::path::Path) -> Result<()> {
+    tiny_checkpoint_with_context(dir, 1)
+}
+
+/// As [`tiny_checkpoint`], conditioned on the last `k` states.
+pub(crate) fn tiny_checkpoint_with_context(dir: &std::path::Path, k: usize) -> Result<()> {
     let mut cfg = MlpEnergyConfig::new(STATE_DIM);
-    cfg.context_len = 1;
+    cfg.context_len = k;
     cfg.hidden = vec![16];
     let params = ParamStore::new(7, &Device::Cpu);
     MlpEnergy::init(&cfg, &params)?;
@@ -80,7 +85,7 @@ impl Harness {
         cfg.denoise.langevin.steps = 3;
         cfg.status.period_ms = 50;
         cfg.zenoh = loopback(vec![endpoint.clone()], vec![]);
-        cfg.ood.checkpoint = None;
+        cfg.ood.checkpoints.clear();
         tweak(&mut cfg);
         let keys = KeySpace::new(&cfg.key_prefix)?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -4,7 +4,9 @@
 use anyhow::Result;
 use ebm_msgs::Encoding;
 
-use crate::runtime::{put, receive_until, state, tiny_checkpoint, Harness, Received};
+use crate::runtime::{
+    put, receive_until, state, tiny_checkpoint, tiny_checkpoint_with_context, Harness, Received,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn runtime_burst_of_10000_states_stays_bounded_and_serves_the_latest() -> Result<()> {
@@ -73,18 +75,20 @@ async fn runtime_two_robots_are_served_at_once() -> Result<()> {
     h.stop().await
 }
 
-/// With `ood.checkpoint` set, OOD scores come from that model while forecasts
-/// keep coming from the forecast model.
+/// With `ood.checkpoints` set, OOD scores come from those models (composed;
+/// here one with the forecast model's context and one with a longer one)
+/// while forecasts keep coming from the forecast model.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runtime_scores_ood_with_a_separate_model() -> Result<()> {
+async fn runtime_scores_ood_with_separate_models() -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let ood_dir = tmp.path().join("tiny-ood");
-    tiny_checkpoint(&ood_dir)?;
-    let h = Harness::start(|c| c.ood.checkpoint = Some(ood_dir.clone())).await?;
+    let (ood1, ood2) = (tmp.path().join("tiny-ood"), tmp.path().join("tiny-ood2"));
+    tiny_checkpoint(&ood1)?;
+    tiny_checkpoint_with_context(&ood2, 2)?;
+    let h = Harness::start(|c| c.ood.checkpoints = vec![ood1.clone(), ood2.clone()]).await?;
     let mut sub = h.outputs("hand-ood").await?;
     let publ = h.publisher("hand-ood").await?;
     let mut rec = Received::default();
-    for seq in 0..2u64 {
+    for seq in 0..3u64 {
         put(
             &publ,
             &state("hand-ood", seq, 0.1 * seq as f32),
@@ -93,11 +97,13 @@ async fn runtime_scores_ood_with_a_separate_model() -> Result<()> {
         .await?;
     }
     receive_until(&mut sub, &mut rec, |r| {
-        r.ood.iter().any(|o| o.seq == 1) && !r.forecasts.is_empty()
+        r.ood.iter().any(|o| o.seq == 2) && !r.forecasts.is_empty()
     })
     .await?;
     assert!(
-        rec.ood.iter().all(|o| o.model_id == "tiny-ood@42"),
+        rec.ood
+            .iter()
+            .all(|o| o.model_id == "tiny-ood@42+tiny-ood2@42" && o.energy.is_finite()),
         "{:?}",
         rec.ood
     );

@@ -11,7 +11,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use super::{default_hidden, default_true};
+use super::{default_hidden, default_true, LinearPrior};
 use crate::activation::Activation;
 use crate::energy::{EnergyFunction, EnergyModel};
 use crate::error::CoreError;
@@ -45,6 +45,23 @@ pub struct MlpEnergyConfig {
     /// Langevin step). Fitted on the training data; empty: absolute states.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delta_scale: Vec<f32>,
+    /// With `delta_scale`: the sampled variable is the scaled residual of
+    /// this linear prediction of the change, `x = (s_{t+1} - s_t - prior(c))
+    /// / delta_scale`, `delta_scale` then being the residual's spread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior: Option<LinearPrior>,
+    /// Adds `base_weight * sum_j (sqrt(1 + x_j^2) - 1)` to the energy: a
+    /// base measure on the sampled variable (Gaussian near zero, Laplace-like
+    /// tails, so heavy-tailed data keeps bounded energies) that the network
+    /// tilts. For a residual-space model, zero is the linear prior's
+    /// prediction and one unit its residual's spread: the energy then keeps
+    /// rising away from the data, where no training chain went. 0: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub base_weight: f32,
+}
+
+fn is_zero(v: &f32) -> bool {
+    *v == 0.0
 }
 
 impl MlpEnergyConfig {
@@ -58,6 +75,8 @@ impl MlpEnergyConfig {
             activation: Activation::default(),
             spectral_norm: true,
             delta_scale: Vec::new(),
+            prior: None,
+            base_weight: 0.0,
         }
     }
 
@@ -91,6 +110,17 @@ impl MlpEnergyConfig {
                 ));
             }
         }
+        if !(self.base_weight.is_finite() && self.base_weight >= 0.0) {
+            return Err(CoreError::config("mlp.base_weight must be finite and >= 0"));
+        }
+        if let Some(prior) = &self.prior {
+            if self.delta_scale.is_empty() {
+                return Err(CoreError::config(
+                    "mlp.prior needs mlp.delta_scale (the residual's spread)",
+                ));
+            }
+            prior.validate(self.cond_dim(), self.state_dim)?;
+        }
         Ok(())
     }
 }
@@ -118,9 +148,14 @@ impl MlpEnergy {
         }
     }
 
+    /// The state the sampled residual is measured from (the last context
+    /// state, plus the prior's predicted change), and the residual's scale.
     fn last_state_and_scale(&self, cond: &Tensor) -> Result<(Tensor, Tensor)> {
         let d = self.cfg.state_dim;
-        let last = cond.narrow(1, (self.cfg.context_len - 1) * d, d)?;
+        let mut last = cond.narrow(1, (self.cfg.context_len - 1) * d, d)?;
+        if let Some(prior) = &self.cfg.prior {
+            last = (last + prior.predict(cond)?)?;
+        }
         let scale = Tensor::from_slice(&self.cfg.delta_scale, (1, d), cond.device())?;
         Ok((last, scale))
     }
@@ -132,7 +167,11 @@ impl MlpEnergy {
             (true, _) => Ok(next.clone()),
             (false, Some(c)) => {
                 let (last, scale) = self.last_state_and_scale(c)?;
-                (next - last)?.broadcast_div(&scale)
+                let r = (next - last)?.broadcast_div(&scale)?;
+                match &self.cfg.prior {
+                    Some(prior) => prior.whiten(&r),
+                    None => Ok(r),
+                }
             }
             (false, None) => candle_core::bail!("a change-space model needs its context"),
         }
@@ -145,10 +184,24 @@ impl MlpEnergy {
             (true, _) => Ok(x.clone()),
             (false, Some(c)) => {
                 let (last, scale) = self.last_state_and_scale(c)?;
-                last + x.broadcast_mul(&scale)?
+                let r = match &self.cfg.prior {
+                    Some(prior) => prior.unwhiten(x)?,
+                    None => x.clone(),
+                };
+                last + r.broadcast_mul(&scale)?
             }
             (false, None) => candle_core::bail!("a change-space model needs its context"),
         }
+    }
+
+    /// Where chains start, before their jitter: the last context state in
+    /// sample space, or for a model with a prior its prediction (the zero
+    /// residual).
+    pub fn chain_start(&self, last: &Tensor, cond: Option<&Tensor>) -> Result<Tensor> {
+        if self.cfg.prior.is_some() {
+            return last.zeros_like();
+        }
+        self.to_sample(last, cond)
     }
 
     /// Energy of observed transitions: next states `[B, D]` after `cond`.
@@ -255,7 +308,7 @@ impl EnergyFunction for MlpEnergy {
             );
         }
         let input = match (cond, self.cfg.cond_dim()) {
-            (None, 0) => x,
+            (None, 0) => x.clone(),
             (Some(c), d) if d > 0 && c.dims() == [b, d] => Tensor::cat(&[c, &x], 1)?,
             (c, d) => candle_core::bail!(
                 "mlp energy: conditioning of shape {:?} given, the model expects [{b}, {d}]",
@@ -263,7 +316,12 @@ impl EnergyFunction for MlpEnergy {
             ),
         };
         let h = super::forward_hidden(&self.layers, self.cfg.activation, &input)?;
-        self.head.forward(&h)?.squeeze(1)
+        let e = self.head.forward(&h)?.squeeze(1)?;
+        if self.cfg.base_weight == 0.0 {
+            return Ok(e);
+        }
+        let pseudo_huber = ((x.sqr()? + 1.0)?.sqrt()? - 1.0)?.sum(1)?;
+        e + (pseudo_huber * f64::from(self.cfg.base_weight))?
     }
 
     fn fast_energy_and_grad(

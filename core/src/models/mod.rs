@@ -1,10 +1,12 @@
 //! Energy models and the feed-forward baseline.
 
 pub mod fc_baseline;
+pub mod linear_prior;
 pub mod mlp;
 pub mod resnet;
 
 pub use fc_baseline::{FcBaseline, FcBaselineConfig};
+pub use linear_prior::{LinearPrior, RidgeFit};
 pub use mlp::{MlpEnergy, MlpEnergyConfig};
 pub use resnet::{ResNetEnergy, ResNetEnergyConfig, StageConfig};
 

@@ -48,6 +48,12 @@ pub struct TrajectoryConfig {
     /// rollouts from its own predictions on the data.
     #[serde(default)]
     pub context_noise: f32,
+    /// With `predict_change`: sample the scaled residual of a linear
+    /// prediction of the change (ridge regression on the training
+    /// transitions, this ridge on the normalised inputs' covariance), scaled
+    /// by the residual's spread. Unset: the change itself.
+    #[serde(default)]
+    pub linear_prior_ridge: Option<f64>,
     /// Floor of the fitted change scales (normalised units).
     #[serde(default = "default_change_floor")]
     pub change_scale_floor: f32,
@@ -74,6 +80,13 @@ impl TrajectoryConfig {
             return Err(CoreError::InvalidConfig(
                 "model.context_len must be at least 1".into(),
             ));
+        }
+        if let Some(ridge) = self.linear_prior_ridge {
+            if !self.predict_change || !(ridge.is_finite() && ridge >= 0.0) {
+                return Err(CoreError::InvalidConfig(
+                    "linear_prior_ridge needs predict_change = true and a finite ridge >= 0".into(),
+                ));
+            }
         }
         if self.eval.rollout.horizon == 0 || self.eval.rollout.particles == 0 {
             return Err(CoreError::InvalidConfig(

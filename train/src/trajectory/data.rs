@@ -4,6 +4,7 @@
 
 use candle_core::{Device, Tensor};
 use ebm_core::checkpoint::Normalization;
+use ebm_core::models::{LinearPrior, RidgeFit};
 use ebm_core::{PositiveSource, Rng};
 use ndarray::{Array3, Axis};
 
@@ -68,6 +69,65 @@ pub fn fit_delta_scale(states: &Array3<f32>, ids: &[usize], floor: f32) -> Vec<f
         .collect()
 }
 
+/// At most this many transitions feed the linear prior's fit (evenly spread).
+const PRIOR_FIT_TRANSITIONS: usize = 400_000;
+/// Added to the diagonal of the residual's correlation before whitening: the
+/// quaternion's components are nearly dependent.
+const WHITEN_SHRINK: f64 = 1e-3;
+
+/// The linear prior of the change of state (ridge regression on `data`'s
+/// conditioning rows, `ridge` on the covariance diagonal of the normalised
+/// inputs, with the whitening of its residual's correlation) and the spread
+/// of its residual per dimension (floored at `floor`): the `prior` and
+/// `delta_scale` of a residual-space model.
+pub fn fit_prior(
+    data: &TransitionData,
+    ridge: f64,
+    floor: f32,
+) -> Result<(LinearPrior, Vec<f32>), ebm_core::CoreError> {
+    let (_, t_len, d) = data.dims();
+    let k = data.context_len;
+    let rows: Vec<(usize, usize)> = data
+        .ids
+        .iter()
+        .flat_map(|&i| (k - 1..t_len.saturating_sub(1)).map(move |t| (i, t)))
+        .collect();
+    let stride = rows.len().div_ceil(PRIOR_FIT_TRANSITIONS).max(1);
+    let transition = |&(i, t): &(usize, usize)| {
+        let mut c = Vec::new();
+        data.cond_row(i, t, &mut c);
+        let tr = data.states.index_axis(Axis(0), i);
+        let change: Vec<f32> = (0..d).map(|j| tr[[t + 1, j]] - tr[[t, j]]).collect();
+        (c, change)
+    };
+    let mut fit = RidgeFit::new(data.cond_dim(), d);
+    for r in rows.iter().step_by(stride) {
+        let (c, y) = transition(r);
+        fit.add(&c, &y);
+    }
+    let mut prior = fit.solve(ridge)?;
+    // The residual's covariance, for its spreads and whitening.
+    let mut cov = vec![0.0f64; d * d];
+    let mut n = 0.0f64;
+    for r in rows.iter().step_by(stride) {
+        let (c, y) = transition(r);
+        let res: Vec<f64> = y
+            .iter()
+            .zip(prior.predict_row(&c))
+            .map(|(yj, pj)| f64::from(yj - pj))
+            .collect();
+        for (i, ri) in res.iter().enumerate() {
+            for (q, rj) in cov[i * d..(i + 1) * d].iter_mut().zip(&res) {
+                *q += ri * rj;
+            }
+        }
+        n += 1.0;
+    }
+    cov.iter_mut().for_each(|q| *q /= n.max(1.0));
+    let scale = prior.whiten_with(&cov, floor, WHITEN_SHRINK)?;
+    Ok((prior, scale))
+}
+
 /// Normalised trajectories and which of them to draw from.
 pub struct TransitionData {
     /// `[N, T, D]`, normalised.
@@ -81,6 +141,9 @@ pub struct TransitionData {
     pub start_noise: f64,
     /// Change-space models: samples are `(s_{t+1} - s_t) / delta_scale`.
     pub delta_scale: Option<Vec<f32>>,
+    /// With `delta_scale`: samples are `(s_{t+1} - s_t - prior(c)) /
+    /// delta_scale`, `c` the clean conditioning row.
+    pub prior: Option<LinearPrior>,
     /// Standard deviation of Gaussian noise added to the context states of
     /// training transitions (not to the target, nor to actions): models then
     /// learn to pull slightly-off contexts back, which keeps long rollouts
@@ -135,6 +198,7 @@ impl PositiveSource for TransitionData {
             let t = k - 1 + rng.below(t_len - k);
             let at = c.len();
             self.cond_row(i, t, &mut c);
+            let predicted = self.prior.as_ref().map(|p| p.predict_row(&c[at..]));
             if self.context_noise > 0.0 {
                 let noise = rng.normal_vec(k * d);
                 for (v, z) in c[at..at + k * d].iter_mut().zip(noise) {
@@ -144,7 +208,18 @@ impl PositiveSource for TransitionData {
             let tr = self.states.index_axis(Axis(0), i);
             match &self.delta_scale {
                 None => x.extend(tr.row(t + 1).iter()),
-                Some(sc) => x.extend((0..d).map(|j| (tr[[t + 1, j]] - tr[[t, j]]) / sc[j])),
+                Some(sc) => {
+                    let mut r: Vec<f32> = (0..d)
+                        .map(|j| {
+                            let change = tr[[t + 1, j]] - tr[[t, j]];
+                            (change - predicted.as_ref().map_or(0.0, |p| p[j])) / sc[j]
+                        })
+                        .collect();
+                    if let Some(prior) = &self.prior {
+                        prior.whiten_row(&mut r);
+                    }
+                    x.extend(r);
+                }
             }
         }
         let cd = self.cond_dim();
@@ -194,6 +269,7 @@ mod tests {
             context_len: 2,
             start_noise: 0.0,
             delta_scale: None,
+            prior: None,
             context_noise: 0.0,
         };
         assert_eq!(data.cond_dim(), 5);
@@ -215,6 +291,49 @@ mod tests {
         let (x, _) = data.batch(5, &mut Rng::new(2), &Device::Cpu)?;
         let x: Vec<Vec<f32>> = x.to_vec2()?;
         assert!(x.iter().all(|r| r == &vec![0.5, 2.0]), "{x:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn residual_space_samples_what_the_fitted_linear_prior_leaves() -> anyhow::Result<()> {
+        // s_{t+1} = s_t + 0.5 a_t + 0.1 + e_t with e_t = +-0.01 alternating.
+        let (n, t_len) = (3, 60);
+        let mut rng = Rng::new(3);
+        let a: Vec<f32> = rng.normal_vec(n * t_len);
+        let mut states = Array3::zeros((n, t_len, 1));
+        for i in 0..n {
+            for t in 1..t_len {
+                let e = if t % 2 == 0 { 0.01 } else { -0.01 };
+                states[[i, t, 0]] = states[[i, t - 1, 0]] + 0.5 * a[i * t_len + t - 1] + 0.1 + e;
+            }
+        }
+        let actions = Array3::from_shape_vec((n, t_len, 1), a)?;
+        let data = TransitionData {
+            states,
+            actions: Some(actions),
+            ids: (0..n).collect(),
+            context_len: 1,
+            start_noise: 0.0,
+            delta_scale: None,
+            prior: None,
+            context_noise: 0.0,
+        };
+        let (prior, scale) = fit_prior(&data, 1e-9, 1e-6)?;
+        assert!((prior.weight[1] - 0.5).abs() < 1e-3, "{prior:?}");
+        assert!((prior.bias[0] - 0.1).abs() < 5e-3, "{prior:?}");
+        assert!((scale[0] - 0.01).abs() < 1e-3, "{scale:?}");
+        let data = TransitionData {
+            delta_scale: Some(scale),
+            prior: Some(prior),
+            ..data
+        };
+        let (x, _) = data.batch(200, &mut Rng::new(4), &Device::Cpu)?;
+        for v in x.flatten_all()?.to_vec1::<f32>()? {
+            assert!(
+                (v.abs() - 1.0).abs() < 0.2,
+                "a residual of +-1 scale, got {v}"
+            );
+        }
         Ok(())
     }
 

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::baseline::{load_baseline, rollout_baseline, save_baseline, train_baseline};
 use super::config::TrajectoryConfig;
-use super::data::{fit_delta_scale, fit_normalization, normalize, TransitionData};
+use super::data::{fit_delta_scale, fit_normalization, fit_prior, normalize, TransitionData};
 use super::report::{markdown_table, rollout_figure};
 use crate::figure::line_chart;
 
@@ -77,9 +77,18 @@ pub fn train_trajectory(
         ids: train_ids.clone(),
         context_len: cfg.model.context_len,
         start_noise: cfg.start_noise,
-        delta_scale: cfg.predict_change.then(|| model_cfg.delta_scale.clone()),
+        delta_scale: None,
+        prior: None,
         context_noise: cfg.context_noise,
     };
+    if let Some(ridge) = cfg.linear_prior_ridge {
+        let (prior, scale) = fit_prior(&data, ridge, cfg.change_scale_floor)?;
+        tracing::info!(?scale, "fitted the linear prior; residual spreads");
+        model_cfg.delta_scale = scale;
+        model_cfg.prior = Some(prior);
+    }
+    data.delta_scale = cfg.predict_change.then(|| model_cfg.delta_scale.clone());
+    data.prior = model_cfg.prior.clone();
     anyhow::ensure!(
         cfg.model.action_dim == 0 || cfg.model.action_dim == ds.actions.len_of(Axis(2)),
         "model.action_dim must be 0 or the recording's action size"
@@ -126,6 +135,7 @@ pub fn train_trajectory(
     };
     // The baseline predicts next states themselves, with its own context noise.
     data.delta_scale = None;
+    data.prior = None;
     data.context_noise = cfg.baseline.context_noise;
     let t1 = Instant::now();
     let (_, params, fc_final_mse) =

@@ -1,0 +1,209 @@
+//! The OOD score of observed transitions under one or more models.
+//!
+//! Each model ("expert") sees different evidence: the action-conditional
+//! model in state space notices a joint that ignores its command, the
+//! residual-space model (a linear prior and an EBM on what it leaves)
+//! notices small dynamic changes and off-manifold observations. Their
+//! energies compose by addition, the paper's compositionality, after each
+//! is put on a common scale: centred on its median training energy and
+//! divided by its interquartile range (both from the checkpoint's stored
+//! percentiles). With a single expert the score is its raw energy.
+
+use ebm_msgs::STATE_DIM;
+
+use crate::infer::transition_energy;
+use crate::model::ModelBundle;
+use crate::RuntimeError;
+
+/// One model's contribution.
+pub struct OodExpert {
+    pub bundle: ModelBundle,
+    /// Median training energy (0 without stored percentiles).
+    center: f32,
+    /// Interquartile range of training energies (1 without).
+    spread: f32,
+}
+
+impl OodExpert {
+    pub fn new(bundle: ModelBundle) -> Self {
+        let (center, spread) = match bundle.percentiles.as_deref() {
+            Some(p) if p.len() == 101 && p[75] > p[25] => (p[50], p[75] - p[25]),
+            _ => (0.0, 1.0),
+        };
+        Self {
+            bundle,
+            center,
+            spread,
+        }
+    }
+}
+
+/// The score of one transition.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OodValue {
+    /// The raw energy (one expert) or the sum of scaled energies.
+    pub energy: f32,
+    /// Percentile among training transitions: the expert's own, or with
+    /// several the highest over experts (the most surprised one); `None`
+    /// when an expert has no stored percentiles.
+    pub percentile: Option<f32>,
+}
+
+pub struct OodScorer {
+    experts: Vec<OodExpert>,
+}
+
+impl OodScorer {
+    /// At least one model.
+    pub fn new(bundles: Vec<ModelBundle>) -> Self {
+        assert!(!bundles.is_empty(), "an OOD scorer needs a model");
+        Self {
+            experts: bundles.into_iter().map(OodExpert::new).collect(),
+        }
+    }
+
+    pub fn experts(&self) -> &[OodExpert] {
+        &self.experts
+    }
+
+    /// `model_id` of the one expert, or `a+b` of several.
+    pub fn model_id(&self) -> String {
+        let ids: Vec<&str> = self
+            .experts
+            .iter()
+            .map(|e| e.bundle.model_id.as_str())
+            .collect();
+        ids.join("+")
+    }
+
+    /// The longest context an expert takes: transitions are scored once
+    /// this many states precede them (each expert reads its own last `k`).
+    pub fn context_len(&self) -> usize {
+        self.experts
+            .iter()
+            .map(|e| e.bundle.context_len())
+            .max()
+            .unwrap_or(1)
+    }
+
+    /// True when every expert has stored training percentiles.
+    pub fn calibrated(&self) -> bool {
+        self.experts.iter().all(|e| e.bundle.percentiles.is_some())
+    }
+
+    /// Scores of `n` transitions. `transitions(bundle)` gives each expert's
+    /// conditioning rows and next states, normalised its way (see
+    /// [`crate::model::conds_for`]).
+    pub fn score(
+        &self,
+        n: usize,
+        mut transitions: impl FnMut(&ModelBundle) -> (Vec<Vec<f32>>, Vec<Vec<f32>>),
+    ) -> Result<Vec<OodValue>, RuntimeError> {
+        let single = self.experts.len() == 1;
+        let mut out = vec![
+            OodValue {
+                energy: 0.0,
+                percentile: Some(0.0),
+            };
+            n
+        ];
+        if n == 0 {
+            return Ok(out);
+        }
+        for ex in &self.experts {
+            let (conds, next) = transitions(&ex.bundle);
+            debug_assert!(next.iter().all(|s| s.len() == STATE_DIM));
+            let energies = transition_energy(&ex.bundle, &conds, &next)?;
+            if energies.len() != n {
+                return Err(RuntimeError::Model(format!(
+                    "OOD model {} scored {} of {n} transitions",
+                    ex.bundle.model_id,
+                    energies.len()
+                )));
+            }
+            for (o, e) in out.iter_mut().zip(energies) {
+                o.energy += if single {
+                    e
+                } else {
+                    (e - ex.center) / ex.spread
+                };
+                o.percentile = match (o.percentile, ex.bundle.percentile(e)) {
+                    (Some(a), Some(b)) => Some(if b.is_nan() { 100.0 } else { a.max(b) }),
+                    _ => None,
+                };
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// An untrained bundle with percentiles `p_i = offset + i * step`.
+    fn expert(seed: u64, offset: f32, step: f32) -> ModelBundle {
+        let mut b = ModelBundle::untrained(seed, vec![16], &Device::Cpu).unwrap();
+        b.percentiles = Some((0..101).map(|i| offset + i as f32 * step).collect());
+        b
+    }
+
+    fn transitions(b: &ModelBundle) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+        let conds = (0..3)
+            .map(|i| crate::model::conds_for(b, &[vec![0.1 * i as f32; STATE_DIM]], None))
+            .collect();
+        let next = (0..3)
+            .map(|i| b.normalize_state(&[0.2 - 0.3 * i as f32; STATE_DIM]))
+            .collect();
+        (conds, next)
+    }
+
+    #[test]
+    fn one_expert_gives_its_energy_and_percentile() {
+        let b = expert(1, -1.0, 0.02);
+        let raw = transition_energy(&b, &transitions(&b).0, &transitions(&b).1).unwrap();
+        let scorer = OodScorer::new(vec![b]);
+        let s = scorer.score(3, transitions).unwrap();
+        for (v, e) in s.iter().zip(&raw) {
+            assert_eq!(v.energy, *e);
+            assert_eq!(v.percentile, scorer.experts()[0].bundle.percentile(*e));
+        }
+        assert_eq!(scorer.model_id(), "untrained-seed1");
+    }
+
+    #[test]
+    fn several_experts_add_their_scaled_energies_and_report_the_highest_percentile() {
+        // Medians 0 and 10; interquartile ranges 1 and 10.
+        let (a, b) = (expert(1, -1.0, 0.02), expert(2, 0.0, 0.2));
+        let ea = transition_energy(&a, &transitions(&a).0, &transitions(&a).1).unwrap();
+        let eb = transition_energy(&b, &transitions(&b).0, &transitions(&b).1).unwrap();
+        let (pa, pb): (Vec<f32>, Vec<f32>) = ea
+            .iter()
+            .zip(&eb)
+            .map(|(x, y)| (a.percentile(*x).unwrap(), b.percentile(*y).unwrap()))
+            .unzip();
+        let scorer = OodScorer::new(vec![a, b]);
+        assert_eq!(scorer.model_id(), "untrained-seed1+untrained-seed2");
+        let s = scorer.score(3, transitions).unwrap();
+        for i in 0..3 {
+            let want = ea[i] / 1.0 + (eb[i] - 10.0) / 10.0;
+            assert!(
+                (s[i].energy - want).abs() < 1e-4,
+                "{} vs {want}",
+                s[i].energy
+            );
+            assert_eq!(s[i].percentile, Some(pa[i].max(pb[i])));
+        }
+        // An expert without percentiles: no percentile, raw energy scale.
+        let mut c = expert(3, 0.0, 1.0);
+        c.percentiles = None;
+        let scorer = OodScorer::new(vec![expert(1, -1.0, 0.02), c]);
+        assert!(!scorer.calibrated());
+        assert!(scorer
+            .score(3, transitions)
+            .unwrap()
+            .iter()
+            .all(|v| v.percentile.is_none()));
+    }
+}
