@@ -28,6 +28,16 @@ const LATEST: &str = "latest";
 /// training transitions: 101 numbers, the 0th to the 100th percentile, for
 /// OOD scores as a percentile of the training distribution.
 pub const ENERGY_PERCENTILES: &str = "energy_percentiles";
+/// `Manifest::extra` key of a trajectory model's [`WindowPercentiles`].
+pub const WINDOW_ENERGY_PERCENTILES: &str = "window_energy_percentiles";
+
+/// Percentiles (0th to 100th) of the mean energy of `window` consecutive
+/// training transitions of one trajectory, for windowed OOD scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowPercentiles {
+    pub window: usize,
+    pub percentiles: Vec<f32>,
+}
 
 /// Per-dimension normalisation `z = (x - mean) / std`, fitted on training data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

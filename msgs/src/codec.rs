@@ -1,6 +1,7 @@
 //! The codec: the only module that names bincode.
 //!
-//! Every message travels in an envelope `{ v: PROTOCOL_VERSION, msg }`:
+//! Every message travels in an envelope `{ v: VERSION, msg }` (its kind's
+//! [`Message::VERSION`]):
 //! - [`Encoding::Bincode`]: bincode 2 (standard config: little endian, varint
 //!   integers, f32 as 4 bytes), the version first so it is checked before the
 //!   body is parsed;
@@ -8,13 +9,15 @@
 //!   Foxglove (schemas in [`crate::schema`]).
 //!
 //! Decoding is strict: payloads over [`MAX_MESSAGE_BYTES`] are refused before
-//! parsing, the version must match, trailing bytes (bincode) or unknown fields
+//! parsing, the version must be the kind's, trailing bytes (bincode) or unknown fields
 //! (JSON) are errors, and [`Message::validate`] checks dimensions and
 //! finiteness.
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Message, PROTOCOL_VERSION};
+use crate::types::Message;
+#[cfg(test)]
+use crate::types::PROTOCOL_VERSION;
 use crate::MsgsError;
 
 /// Largest accepted payload: a 256-particle, 100-step forecast is about 3.2 MB.
@@ -95,10 +98,7 @@ fn bincode_config() -> impl bincode::config::Config {
 /// Encodes `msg` after validating it.
 pub fn encode<T: Message>(msg: &T, encoding: Encoding) -> Result<Vec<u8>, MsgsError> {
     msg.validate()?;
-    let env = EnvelopeRef {
-        v: PROTOCOL_VERSION,
-        msg,
-    };
+    let env = EnvelopeRef { v: T::VERSION, msg };
     let bytes = match encoding {
         Encoding::Bincode => {
             bincode::serde::encode_to_vec(&env, bincode_config()).map_err(|source| {
@@ -145,7 +145,7 @@ fn decode_bincode<T: Message>(bytes: &[u8]) -> Result<T, MsgsError> {
     };
     let (v, head) =
         bincode::serde::decode_from_slice::<u16, _>(bytes, bincode_config()).map_err(bin_err)?;
-    check_version(v)?;
+    check_version::<T>(v)?;
     let body = bytes.get(head..).unwrap_or_default();
     let (msg, used) =
         bincode::serde::decode_from_slice::<T, _>(body, bincode_config()).map_err(bin_err)?;
@@ -164,19 +164,19 @@ fn decode_json<T: Message>(bytes: &[u8]) -> Result<T, MsgsError> {
         source,
     };
     let probe: VersionProbe = serde_json::from_slice(bytes).map_err(json_err)?;
-    check_version(probe.v)?;
+    check_version::<T>(probe.v)?;
     // serde_json rejects trailing non-whitespace itself.
     let env: Envelope<T> = serde_json::from_slice(bytes).map_err(json_err)?;
     Ok(env.msg)
 }
 
-fn check_version(found: u16) -> Result<(), MsgsError> {
-    if found == PROTOCOL_VERSION {
+fn check_version<T: Message>(found: u16) -> Result<(), MsgsError> {
+    if found == T::VERSION {
         Ok(())
     } else {
         Err(MsgsError::VersionMismatch {
             found,
-            expected: PROTOCOL_VERSION,
+            expected: T::VERSION,
         })
     }
 }
@@ -252,6 +252,48 @@ mod tests {
         let json = br#"{"v":9,"msg":{}}"#;
         let err = decode::<RobotState>(json, Encoding::Json).unwrap_err();
         assert!(matches!(err, MsgsError::VersionMismatch { found: 9, .. }));
+    }
+
+    #[test]
+    fn each_kind_carries_its_own_version() {
+        let score = crate::types::OodScore {
+            robot_id: "hand-1".into(),
+            seq: 3,
+            model_id: "m@1".into(),
+            energy: 1.5,
+            percentile: 97.0,
+            flagged: false,
+            window_energy: 0.5,
+            window_len: 50,
+            window_percentile: Some(99.5),
+            window_flagged: true,
+        };
+        for enc in [Encoding::Bincode, Encoding::Json] {
+            let bytes = encode(&score, enc).unwrap();
+            assert_eq!(
+                decode::<crate::types::OodScore>(&bytes, enc).unwrap(),
+                score
+            );
+        }
+        // The window fields made OodScore version 2; states stay at 1.
+        let bytes = encode(&score, Encoding::Bincode).unwrap();
+        assert_eq!(bytes[0], 2);
+        assert_eq!(encode(&state(), Encoding::Bincode).unwrap()[0], 1);
+        let mut old = bytes.clone();
+        old[0] = 1;
+        let err = decode::<crate::types::OodScore>(&old, Encoding::Bincode).unwrap_err();
+        assert!(matches!(
+            err,
+            MsgsError::VersionMismatch {
+                found: 1,
+                expected: 2
+            }
+        ));
+        let nan = crate::types::OodScore {
+            window_percentile: Some(f32::NAN),
+            ..score
+        };
+        assert!(encode(&nan, Encoding::Json).is_err());
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Message types, shared by the wire (Zenoh) and recordings (MCAP).
 //!
-//! Every payload travels inside a versioned envelope (see [`crate::codec`]);
-//! [`PROTOCOL_VERSION`] changes whenever a field here changes.
+//! Every payload travels inside a versioned envelope (see [`crate::codec`])
+//! carrying its kind's [`Message::VERSION`]: [`PROTOCOL_VERSION`] for kinds
+//! unchanged since the first protocol, one more each time a kind's fields
+//! change (so recordings of states and actions stay readable when an output
+//! message grows).
 //!
 //! Trajectories are identified by `(robot_id, episode)`: a robot's episode
 //! counter increments on every reset, and the simulator uses one episode per
@@ -13,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::MsgsError;
 
-/// Version of the message schema; checked on every decode.
+/// The first schema version: every kind's [`Message::VERSION`] unless its
+/// fields have changed since. Checked on every decode.
 pub const PROTOCOL_VERSION: u16 = 1;
 /// Hand joint angles in a state (Shadow hand order, see `ebm-sim-data`).
 pub const JOINT_DIM: usize = 24;
@@ -27,6 +31,8 @@ pub const ACTION_DIM: usize = 20;
 pub trait Message: Serialize + for<'de> Deserialize<'de> {
     /// Name used in errors and schemas.
     const KIND: &'static str;
+    /// Schema version of this kind, carried in its envelope.
+    const VERSION: u16 = PROTOCOL_VERSION;
     /// Checks invariants serde cannot express.
     fn validate(&self) -> Result<(), MsgsError>;
 }
@@ -83,7 +89,8 @@ pub struct Forecast {
     pub langevin_steps: u32,
 }
 
-/// How unusual the latest observed transition is.
+/// How unusual the latest observed transition is, alone and over the
+/// robot's recent transitions (schema version 2: the window fields).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OodScore {
@@ -95,6 +102,15 @@ pub struct OodScore {
     /// Percentile of `energy` among training transitions, in `[0, 100]`.
     pub percentile: f32,
     pub flagged: bool,
+    /// Mean `energy` over this robot's last `window_len` transitions of the
+    /// episode, this one included.
+    pub window_energy: f32,
+    pub window_len: u32,
+    /// Percentile of the window's mean among training windows of the same
+    /// length, once the window is full (`None` before, or when the model
+    /// stores no window statistics).
+    pub window_percentile: Option<f32>,
+    pub window_flagged: bool,
 }
 
 /// A filtered estimate of the current state.
@@ -212,9 +228,16 @@ impl Message for Forecast {
 
 impl Message for OodScore {
     const KIND: &'static str = "OodScore";
+    const VERSION: u16 = 2;
     fn validate(&self) -> Result<(), MsgsError> {
         check_finite(Self::KIND, "energy", &[self.energy])?;
-        check_finite(Self::KIND, "percentile", &[self.percentile])
+        check_finite(Self::KIND, "percentile", &[self.percentile])?;
+        check_finite(Self::KIND, "window_energy", &[self.window_energy])?;
+        check_finite(
+            Self::KIND,
+            "window_percentile",
+            self.window_percentile.as_slice(),
+        )
     }
 }
 

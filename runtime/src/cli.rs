@@ -261,6 +261,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 mass_factor,
                 friction_factor,
                 noise_std,
+                flag_percentile: cfg.ood.flag_percentile,
                 ..Default::default()
             };
             let scorer = ebm_runtime::model::load_ood_scorer(&cfg, &bundle);

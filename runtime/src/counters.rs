@@ -63,8 +63,9 @@ counters! {
     denoised_published,
     /// Transitions without an OOD score (first state of an episode, or a gap).
     ood_skipped,
-    /// OOD scores flagged.
+    /// OOD scores flagged (the transition; its window).
     ood_flagged,
+    ood_window_flagged,
     /// Results dropped because the output queue was full.
     outputs_dropped,
     /// Encoding or publication failures.
@@ -104,6 +105,6 @@ mod tests {
         assert_eq!(s["states_malformed"], 3);
         assert_eq!(s["batch_max"], 4);
         assert_eq!(s["states_received"], 0);
-        assert_eq!(s.len(), 25);
+        assert_eq!(s.len(), 26);
     }
 }

@@ -75,7 +75,7 @@ pub async fn demo(
     }
     println!("  err@h: RMSE of the forecast mean h steps ahead against the state the robot then sent (31 raw values: rad, m, quaternion)");
     println!(
-        "{:>6} {:>6} {:>8} {:>8} {:>8} {:>10} {:>6} {:>5} {:>8} {:>8} {:>6}",
+        "{:>6} {:>6} {:>8} {:>8} {:>8} {:>10} {:>6} {:>5} {:>7} {:>8} {:>8} {:>6}",
         "time_s",
         "seq",
         "err@1",
@@ -84,6 +84,7 @@ pub async fn demo(
         "ood_energy",
         "pct",
         "flag",
+        "win_pct",
         "calc_ms",
         "steps",
         "fc/s"
@@ -163,7 +164,7 @@ pub async fn demo(
             let fmt = |e: Option<f64>| e.map_or("-".to_owned(), |v| format!("{v:.4}"));
             let last = forecasts.last();
             println!(
-                "{:>6.1} {:>6} {:>8} {:>8} {:>8} {:>10} {:>6} {:>5} {:>8} {:>8} {:>6}",
+                "{:>6.1} {:>6} {:>8} {:>8} {:>8} {:>10} {:>6} {:>5} {:>7} {:>8} {:>8} {:>6}",
                 el,
                 last.map_or("-".into(), |f| f.seq.to_string()),
                 fmt(error_at(&forecasts, &truth, 1)),
@@ -178,6 +179,10 @@ pub async fn demo(
                 last_ood
                     .as_ref()
                     .map_or("-", |o| if o.flagged { "OOD" } else { "ok" }),
+                last_ood
+                    .as_ref()
+                    .and_then(|o| o.window_percentile)
+                    .map_or("-".into(), |p| format!("{p:.1}")),
                 last.map_or("-".into(), |f| format!("{:.1}", f.compute_us as f64 / 1e3)),
                 last.map_or("-".into(), |f| f.langevin_steps.to_string()),
                 received_since,

@@ -6,7 +6,9 @@
 use std::path::Path;
 
 use candle_core::Device;
-use ebm_core::checkpoint::{self, Normalization, ENERGY_PERCENTILES};
+use ebm_core::checkpoint::{
+    self, Normalization, WindowPercentiles, ENERGY_PERCENTILES, WINDOW_ENERGY_PERCENTILES,
+};
 use ebm_core::{EnergyModel, MlpEnergy, MlpEnergyConfig, ParamStore};
 use ebm_msgs::{ACTION_DIM, STATE_DIM};
 use tracing::warn;
@@ -23,6 +25,8 @@ pub struct ModelBundle {
     pub model_id: String,
     /// Sorted energies at the 0th..100th percentile of training transitions.
     pub percentiles: Option<Vec<f32>>,
+    /// The same for mean energies over windows of consecutive transitions.
+    pub window_percentiles: Option<WindowPercentiles>,
     /// Problems a user should see (untrained model, missing statistics).
     pub warnings: Vec<String>,
     pub device: Device,
@@ -71,6 +75,24 @@ impl ModelBundle {
                 None
             }
         };
+        let windows = loaded
+            .manifest
+            .extra
+            .get(WINDOW_ENERGY_PERCENTILES)
+            .and_then(|v| match serde_json::from_value::<WindowPercentiles>(v.clone()) {
+                Ok(mut w)
+                    if w.window > 0
+                        && w.percentiles.len() == 101
+                        && w.percentiles.iter().all(|x| x.is_finite()) =>
+                {
+                    w.percentiles.sort_by(f32::total_cmp);
+                    Some(w)
+                }
+                _ => {
+                    warnings.push(format!("{WINDOW_ENERGY_PERCENTILES} in the checkpoint is not a window and 101 finite numbers; windowed OOD scores have no percentile"));
+                    None
+                }
+            });
         let norm = loaded.manifest.normalization.clone();
         if norm.is_none() {
             warnings.push(
@@ -79,14 +101,16 @@ impl ModelBundle {
             );
         }
         let model_id = format!("{}@{}", model_name(dir), loaded.manifest.step);
-        Self::assemble(
+        let mut bundle = Self::assemble(
             model.frozen(),
             model_id,
             norm.as_ref(),
             percentiles,
             warnings,
             device,
-        )
+        )?;
+        bundle.window_percentiles = windows;
+        Ok(bundle)
     }
 
     /// A seeded untrained model with identity normalisation (k = 1, unconditional).
@@ -172,6 +196,7 @@ impl ModelBundle {
             model,
             model_id,
             percentiles,
+            window_percentiles: None,
             warnings,
             device: device.clone(),
             state_mean: sm,

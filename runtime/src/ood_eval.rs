@@ -7,8 +7,10 @@
 //! and sensor noise (Gaussian noise on the observed states). Every observed
 //! transition is scored by the served model exactly as the daemon scores it
 //! (`infer::transition_energy`), and the AUROC of perturbed against nominal
-//! is reported per perturbation, per transition and per trajectory (mean
-//! energy).
+//! is reported per perturbation, per transition and per window (the
+//! daemon's window score at each trajectory's last state: the mean over its
+//! last [`OodScorer::window_len`] transitions), with the share of windows the
+//! daemon would flag.
 
 use ebm_core::metrics::auroc;
 use ebm_core::Rng;
@@ -18,7 +20,7 @@ use ebm_sim_data::SimConfig;
 use serde::Serialize;
 
 use crate::model::ModelBundle;
-use crate::ood_score::{OodScorer, OodValue};
+use crate::ood_score::{OodScorer, OodValue, OodWindow};
 use crate::RuntimeError;
 
 /// One trajectory: states (`T x 31`) and actions (`T x 20`), row-major.
@@ -35,6 +37,8 @@ pub struct OodEvalOptions {
     pub friction_factor: f32,
     /// Stuck joint: this actuator holds its initial target (1 = WRJ1, the wrist).
     pub stuck_actuator: usize,
+    /// Windows at or above this percentile of training windows are flagged.
+    pub flag_percentile: f64,
     /// Sensor noise: standard deviation in units of each state dimension's
     /// spread (its normalisation std; 1 for a checkpoint without statistics).
     pub noise_std: f32,
@@ -50,6 +54,7 @@ impl Default for OodEvalOptions {
             friction_factor: 0.1,
             stuck_actuator: 1,
             noise_std: 0.5,
+            flag_percentile: 99.0,
         }
     }
 }
@@ -64,7 +69,12 @@ pub struct OodRow {
     pub mean_energy: f64,
     pub mean_percentile: f64,
     pub auroc_transitions: Option<f64>,
-    pub auroc_trajectories: Option<f64>,
+    /// Transitions per window (fewer when trajectories are shorter).
+    pub window: usize,
+    pub auroc_windows: Option<f64>,
+    /// Share of trajectories whose last window is flagged (its percentile
+    /// at or above `flag_percentile`); `None` without window percentiles.
+    pub windows_flagged: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -190,17 +200,20 @@ pub fn ood_eval(scorer: &OodScorer, opts: &OodEvalOptions) -> Result<OodReport, 
             .map(|v| f64::from(v.energy))
             .collect::<Vec<f64>>()
     };
-    let means = |e: &[Vec<OodValue>]| {
-        e.iter()
-            .map(|t| t.iter().map(|v| f64::from(v.energy)).sum::<f64>() / t.len().max(1) as f64)
-            .collect::<Vec<f64>>()
-    };
-    let (nom_flat, nom_means) = (flat(&scored[0].1), means(&scored[0].1));
+    let windows = |e: &[Vec<OodValue>]| e.iter().map(|t| scorer.window(t)).collect::<Vec<_>>();
+    let window_energies =
+        |w: &[OodWindow]| w.iter().map(|w| f64::from(w.energy)).collect::<Vec<f64>>();
+    let (nom_flat, nom_windows) = (flat(&scored[0].1), window_energies(&windows(&scored[0].1)));
     let rows = scored
         .iter()
         .enumerate()
         .map(|(i, (name, e, n, dropped))| {
             let f = flat(e);
+            let w = windows(e);
+            let flagged: Option<Vec<bool>> = w
+                .iter()
+                .map(|w| w.percentile.map(|p| f64::from(p) >= opts.flag_percentile))
+                .collect();
             let pct: Vec<f64> = e
                 .iter()
                 .flatten()
@@ -218,7 +231,13 @@ pub fn ood_eval(scorer: &OodScorer, opts: &OodEvalOptions) -> Result<OodReport, 
                     pct.iter().sum::<f64>() / pct.len() as f64
                 },
                 auroc_transitions: (i > 0).then(|| auroc(&f, &nom_flat)).flatten(),
-                auroc_trajectories: (i > 0).then(|| auroc(&means(e), &nom_means)).flatten(),
+                window: w.iter().map(|w| w.len).max().unwrap_or(0),
+                auroc_windows: (i > 0)
+                    .then(|| auroc(&window_energies(&w), &nom_windows))
+                    .flatten(),
+                windows_flagged: flagged
+                    .filter(|v| !v.is_empty())
+                    .map(|v| v.iter().filter(|&&b| b).count() as f64 / v.len() as f64),
             }
         })
         .collect();
@@ -237,15 +256,17 @@ impl OodReport {
     /// A markdown table.
     pub fn markdown(&self) -> String {
         let mut s = format!(
-            "OOD score (transition energy) of model `{}`: AUROC of perturbed against nominal held-out transitions (goal >= 0.9).\n\n\
-             | simulator | trajectories | transitions | mean energy | mean percentile | AUROC (transitions) | AUROC (trajectory means) |\n\
-             | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
-            self.model_id
+            "OOD score of model `{}`: AUROC of perturbed against nominal held-out transitions (goal >= 0.9), per transition and per window \
+             (the daemon's window score at each trajectory's end: mean over its last {} transitions), and the share of windows flagged.\n\n\
+             | simulator | trajectories | transitions | mean energy | mean percentile | AUROC (transitions) | AUROC (windows) | windows flagged |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+            self.model_id,
+            self.rows.first().map_or(0, |r| r.window)
         );
         let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
         for r in &self.rows {
             s.push_str(&format!(
-                "| {} | {} | {} | {:.3} | {} | {} | {} |\n",
+                "| {} | {} | {} | {:.3} | {} | {} | {} | {} |\n",
                 r.perturbation,
                 r.trajectories,
                 r.transitions,
@@ -256,7 +277,9 @@ impl OodReport {
                     format!("{:.1}", r.mean_percentile)
                 },
                 f(r.auroc_transitions),
-                f(r.auroc_trajectories)
+                f(r.auroc_windows),
+                r.windows_flagged
+                    .map_or("-".to_owned(), |v| format!("{:.0}%", 100.0 * v))
             ));
         }
         s

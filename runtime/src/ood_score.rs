@@ -8,6 +8,11 @@
 //! is put on a common scale: centred on its median training energy and
 //! divided by its interquartile range (both from the checkpoint's stored
 //! percentiles). With a single expert the score is its raw energy.
+//!
+//! Small changes of the dynamics move single transitions little but
+//! consistently, so the daemon also scores a window of a robot's recent
+//! transitions ([`OodScorer::window`]): their mean score, and its percentile
+//! among training windows of the same length stored in the checkpoints.
 
 use ebm_msgs::STATE_DIM;
 
@@ -39,7 +44,7 @@ impl OodExpert {
 }
 
 /// The score of one transition.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OodValue {
     /// The raw energy (one expert) or the sum of scaled energies.
     pub energy: f32,
@@ -47,7 +52,24 @@ pub struct OodValue {
     /// several the highest over experts (the most surprised one); `None`
     /// when an expert has no stored percentiles.
     pub percentile: Option<f32>,
+    /// Each expert's raw energy, for window scores.
+    pub expert_energies: Vec<f32>,
 }
+
+/// The score of a window of recent transitions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OodWindow {
+    /// Mean [`OodValue::energy`] over the window.
+    pub energy: f32,
+    pub len: usize,
+    /// Once the window is full: the highest over experts of the percentile
+    /// of its mean energy among training windows; `None` before, or when an
+    /// expert stores no window percentiles.
+    pub percentile: Option<f32>,
+}
+
+/// Window length when the checkpoints store none.
+pub const DEFAULT_WINDOW: usize = 50;
 
 pub struct OodScorer {
     experts: Vec<OodExpert>,
@@ -86,6 +108,50 @@ impl OodScorer {
             .unwrap_or(1)
     }
 
+    /// Transitions per window: the experts' stored window length when they
+    /// agree, else [`DEFAULT_WINDOW`].
+    pub fn window_len(&self) -> usize {
+        self.stored_window().unwrap_or(DEFAULT_WINDOW)
+    }
+
+    fn stored_window(&self) -> Option<usize> {
+        let mut lens = self
+            .experts
+            .iter()
+            .map(|e| e.bundle.window_percentiles.as_ref().map(|w| w.window));
+        let first = lens.next()??;
+        lens.all(|l| l == Some(first)).then_some(first)
+    }
+
+    /// The window score of `recent` transitions (oldest first; the last
+    /// [`Self::window_len`] count).
+    pub fn window(&self, recent: &[OodValue]) -> OodWindow {
+        let w = self.window_len();
+        let recent = &recent[recent.len().saturating_sub(w)..];
+        let len = recent.len();
+        let energy = recent.iter().map(|v| v.energy).sum::<f32>() / len.max(1) as f32;
+        let percentile = (len == w && self.stored_window() == Some(w))
+            .then(|| {
+                self.experts
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, ex)| {
+                        let table = &ex.bundle.window_percentiles.as_ref()?.percentiles;
+                        let mean =
+                            recent.iter().map(|v| v.expert_energies[i]).sum::<f32>() / len as f32;
+                        let p = crate::model::percentile_in(table, mean);
+                        Some(if p.is_nan() { 100.0 } else { p })
+                    })
+                    .reduce(f32::max)
+            })
+            .flatten();
+        OodWindow {
+            energy,
+            len,
+            percentile,
+        }
+    }
+
     /// True when every expert has stored training percentiles.
     pub fn calibrated(&self) -> bool {
         self.experts.iter().all(|e| e.bundle.percentiles.is_some())
@@ -104,6 +170,7 @@ impl OodScorer {
             OodValue {
                 energy: 0.0,
                 percentile: Some(0.0),
+                expert_energies: Vec::with_capacity(self.experts.len()),
             };
             n
         ];
@@ -122,6 +189,7 @@ impl OodScorer {
                 )));
             }
             for (o, e) in out.iter_mut().zip(energies) {
+                o.expert_energies.push(e);
                 o.energy += if single {
                     e
                 } else {
@@ -205,5 +273,52 @@ mod tests {
             .unwrap()
             .iter()
             .all(|v| v.percentile.is_none()));
+    }
+
+    #[test]
+    fn windows_average_recent_scores_and_take_stored_window_percentiles() {
+        use ebm_core::checkpoint::WindowPercentiles;
+        let mut a = expert(1, -1.0, 0.02);
+        let mut b = expert(2, 0.0, 0.2);
+        let table = |offset: f32| WindowPercentiles {
+            window: 3,
+            percentiles: (0..101).map(|i| offset + i as f32 * 0.01).collect(),
+        };
+        a.window_percentiles = Some(table(0.0));
+        b.window_percentiles = Some(table(10.0));
+        let scorer = OodScorer::new(vec![a, b]);
+        assert_eq!(scorer.window_len(), 3);
+        let v = |energy: f32, ea: f32, eb: f32| OodValue {
+            energy,
+            percentile: Some(50.0),
+            expert_energies: vec![ea, eb],
+        };
+        // Not full yet: a mean, no percentile.
+        let w = scorer.window(&[v(1.0, 0.2, 10.0), v(3.0, 0.4, 10.0)]);
+        assert_eq!((w.energy, w.len, w.percentile), (2.0, 2, None));
+        // Full (the oldest of four drops out): expert a's mean 0.5 is its
+        // 50th percentile, b's 10.2 its 20th; the window takes the highest.
+        let recent = [
+            v(9.0, 9.0, 9.0),
+            v(1.0, 0.2, 10.1),
+            v(2.0, 0.6, 10.2),
+            v(3.0, 0.7, 10.3),
+        ];
+        let w = scorer.window(&recent);
+        assert_eq!((w.energy, w.len), (2.0, 3));
+        let p = w.percentile.expect("a full window has a percentile");
+        assert!((p - 50.0).abs() < 1e-3, "{p}");
+        // Experts that disagree on the window length: the default, no percentile.
+        let mut c = expert(3, 0.0, 1.0);
+        c.window_percentiles = Some(WindowPercentiles {
+            window: 4,
+            ..table(0.0)
+        });
+        let mut a = expert(1, -1.0, 0.02);
+        a.window_percentiles = Some(table(0.0));
+        let scorer = OodScorer::new(vec![a, c]);
+        assert_eq!(scorer.window_len(), DEFAULT_WINDOW);
+        let full: Vec<OodValue> = (0..DEFAULT_WINDOW).map(|_| v(1.0, 0.5, 0.5)).collect();
+        assert_eq!(scorer.window(&full).percentile, None);
     }
 }

@@ -3,7 +3,7 @@
 //! hands results to the publisher; errors and panics are counted and it keeps
 //! serving. See [`crate::engine`] for the inbox it drains.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,6 +46,8 @@ pub(crate) struct Worker {
     denoised: HashMap<RobotId, (u64, u64, Vec<f32>)>,
     /// Energies seen, for online OOD percentiles when the checkpoint has none.
     calibration: Vec<f32>,
+    /// Each robot's recent OOD scores in its episode (at most a window).
+    ood_windows: HashMap<RobotId, VecDeque<OodValue>>,
 }
 
 impl Worker {
@@ -65,6 +67,7 @@ impl Worker {
             outputs,
             denoised: HashMap::new(),
             calibration: Vec::new(),
+            ood_windows: HashMap::new(),
         }
     }
 
@@ -315,6 +318,9 @@ impl Worker {
                     Some(self.ood_msg(&job, e))
                 }
                 _ => {
+                    // No transition into this state: a new episode (or a gap)
+                    // starts a new window.
+                    self.ood_windows.remove(&job.robot);
                     Counters::inc(&c.ood_skipped);
                     None
                 }
@@ -372,9 +378,21 @@ impl Worker {
         } else {
             100.0
         };
-        let flagged = trusted && f64::from(percentile) >= self.cfg.ood.flag_percentile;
+        let flag_at = self.cfg.ood.flag_percentile;
+        let flagged = trusted && f64::from(percentile) >= flag_at;
         if flagged {
             Counters::inc(&c.ood_flagged);
+        }
+        let w = self.ood.window_len();
+        let recent = self.ood_windows.entry(job.robot.clone()).or_default();
+        recent.push_back(score);
+        while recent.len() > w {
+            recent.pop_front();
+        }
+        let window = self.ood.window(recent.make_contiguous());
+        let window_flagged = window.percentile.is_some_and(|p| f64::from(p) >= flag_at);
+        if window_flagged {
+            Counters::inc(&c.ood_window_flagged);
         }
         OodScore {
             robot_id: job.robot.to_string(),
@@ -383,6 +401,14 @@ impl Worker {
             energy,
             percentile,
             flagged,
+            window_energy: if window.energy.is_finite() {
+                window.energy
+            } else {
+                f32::MAX
+            },
+            window_len: window.len as u32,
+            window_percentile: window.percentile,
+            window_flagged,
         }
     }
 }

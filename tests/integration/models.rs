@@ -139,7 +139,7 @@ fn committed_residual_model_scores_perturbed_simulators_out_of_distribution() ->
     assert!(bundle.model.config().prior.is_some());
     let opts = OodEvalOptions {
         trajectories: 8,
-        steps: 30,
+        steps: 60,
         ..Default::default()
     };
     let report = ood_eval(&OodScorer::new(vec![bundle]), &opts)?;
@@ -157,9 +157,15 @@ fn committed_residual_model_scores_perturbed_simulators_out_of_distribution() ->
         "nominal mean percentile {nominal}"
     );
     for name in ["stuck joint", "sensor noise"] {
-        let a = row(name).auroc_trajectories.expect("an AUROC");
-        assert!(a >= 0.9, "{name}: trajectory AUROC {a}");
+        let a = row(name).auroc_windows.expect("an AUROC");
+        assert!(a >= 0.9, "{name}: window AUROC {a}");
     }
     assert!(row("sensor noise").auroc_transitions.expect("an AUROC") > 0.95);
+    // The daemon's window flag (50 transitions, 99th percentile of training
+    // windows): every noisy window, few nominal ones.
+    assert_eq!(row("nominal").window, 50);
+    assert_eq!(row("sensor noise").windows_flagged, Some(1.0));
+    let false_alarms = row("nominal").windows_flagged.expect("window percentiles");
+    assert!(false_alarms <= 0.25, "nominal windows flagged: {false_alarms}");
     Ok(())
 }

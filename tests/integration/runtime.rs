@@ -323,6 +323,16 @@ async fn runtime_states_in_give_forecasts_ood_scores_and_denoised_states_out() -
                 o.flagged,
                 f64::from(o.percentile) >= h.cfg.ood.flag_percentile
             );
+            // The window holds this episode's scored transitions so far (the
+            // test checkpoint stores no window statistics: no percentile).
+            assert!(
+                o.window_len >= 1 && u64::from(o.window_len) <= o.seq,
+                "{o:?}"
+            );
+            assert!(o.window_energy.is_finite() && o.window_percentile.is_none());
+            if o.window_len == 1 {
+                assert_eq!(o.window_energy, o.energy);
+            }
         }
         for d in &rec.denoised {
             assert_eq!(d.state.len(), STATE_DIM);

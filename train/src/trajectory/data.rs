@@ -169,6 +169,32 @@ impl TransitionData {
     }
 }
 
+impl TransitionData {
+    /// The sample of trajectory `i`'s transition `t -> t + 1` (the next
+    /// state, or in change space its scaled, whitened residual), its clean
+    /// conditioning row appended to `cond`.
+    pub fn transition(&self, i: usize, t: usize, cond: &mut Vec<f32>) -> Vec<f32> {
+        let d = self.dims().2;
+        let at = cond.len();
+        self.cond_row(i, t, cond);
+        let tr = self.states.index_axis(Axis(0), i);
+        let Some(sc) = &self.delta_scale else {
+            return tr.row(t + 1).to_vec();
+        };
+        let predicted = self.prior.as_ref().map(|p| p.predict_row(&cond[at..]));
+        let mut r: Vec<f32> = (0..d)
+            .map(|j| {
+                let change = tr[[t + 1, j]] - tr[[t, j]];
+                (change - predicted.as_ref().map_or(0.0, |p| p[j])) / sc[j]
+            })
+            .collect();
+        if let Some(prior) = &self.prior {
+            prior.whiten_row(&mut r);
+        }
+        r
+    }
+}
+
 impl PositiveSource for TransitionData {
     fn sample_dim(&self) -> usize {
         self.dims().2
@@ -197,28 +223,12 @@ impl PositiveSource for TransitionData {
             let i = self.ids[rng.below(self.ids.len())];
             let t = k - 1 + rng.below(t_len - k);
             let at = c.len();
-            self.cond_row(i, t, &mut c);
-            let predicted = self.prior.as_ref().map(|p| p.predict_row(&c[at..]));
+            let sample = self.transition(i, t, &mut c);
+            x.extend(sample);
             if self.context_noise > 0.0 {
                 let noise = rng.normal_vec(k * d);
                 for (v, z) in c[at..at + k * d].iter_mut().zip(noise) {
                     *v += self.context_noise * z;
-                }
-            }
-            let tr = self.states.index_axis(Axis(0), i);
-            match &self.delta_scale {
-                None => x.extend(tr.row(t + 1).iter()),
-                Some(sc) => {
-                    let mut r: Vec<f32> = (0..d)
-                        .map(|j| {
-                            let change = tr[[t + 1, j]] - tr[[t, j]];
-                            (change - predicted.as_ref().map_or(0.0, |p| p[j])) / sc[j]
-                        })
-                        .collect();
-                    if let Some(prior) = &self.prior {
-                        prior.whiten_row(&mut r);
-                    }
-                    x.extend(r);
                 }
             }
         }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
-use ebm_core::checkpoint::{self, Manifest, Normalization};
+use ebm_core::checkpoint::{self, Manifest, Normalization, WindowPercentiles};
 use ebm_core::frechet::{frechet_distance, GaussianFit};
 use ebm_core::rollout::{rollout, RolloutConfig};
 use ebm_core::{FcBaselineConfig, MlpEnergy, PositiveSource, Rng, Trainer};
@@ -174,16 +174,20 @@ fn export_model(
         energies
             .extend(ebm_core::EnergyFunction::energy(&model, &x, c.as_ref())?.to_vec1::<f32>()?);
     }
-    energies.sort_by(f32::total_cmp);
-    let pct: Vec<f32> = (0..=100)
-        .map(|p| energies[(p * (energies.len() - 1)) / 100])
-        .collect();
+    let pct = percentiles(energies);
+    let windows = window_percentiles(&model, data, &mut rng, device)?;
     let mut m = Manifest::new::<MlpEnergy>(model.config(), trainer.step_count())?;
     m.normalization = Some(norm.clone());
     m.extra.insert(
         checkpoint::ENERGY_PERCENTILES.into(),
         serde_json::to_value(&pct)?,
     );
+    if let Some(w) = &windows {
+        m.extra.insert(
+            checkpoint::WINDOW_ENERGY_PERCENTILES.into(),
+            serde_json::to_value(w)?,
+        );
+    }
     m.extra
         .insert("train_trajectories".into(), facts.train_trajectories.into());
     // The sampler settings the model was trained and evaluated with: the
@@ -197,6 +201,54 @@ fn export_model(
     checkpoint::save_model(dir, m, trainer.params())?;
     tracing::info!(dir = %dir.display(), median_energy = pct[50], "exported the model");
     Ok(())
+}
+
+/// Transitions per window of the daemon's windowed OOD score.
+const OOD_WINDOW: usize = 50;
+/// Training trajectories (at most) whose windows give the window percentiles.
+const OOD_WINDOW_TRAJECTORIES: usize = 1000;
+
+/// The 0th..100th percentiles of sorted-or-not values.
+fn percentiles(mut v: Vec<f32>) -> Vec<f32> {
+    v.sort_by(f32::total_cmp);
+    (0..=100).map(|p| v[(p * (v.len() - 1)) / 100]).collect()
+}
+
+/// Percentiles of the mean energy over [`OOD_WINDOW`] consecutive
+/// transitions (one window at a random offset per training trajectory);
+/// `None` when trajectories are shorter than a window.
+fn window_percentiles(
+    model: &MlpEnergy,
+    data: &TransitionData,
+    rng: &mut Rng,
+    device: &Device,
+) -> Result<Option<WindowPercentiles>> {
+    let t_len = data.states.len_of(Axis(1));
+    let (k, d) = (data.context_len, data.states.len_of(Axis(2)));
+    let count = t_len.saturating_sub(k);
+    if count < OOD_WINDOW || data.ids.is_empty() {
+        return Ok(None);
+    }
+    let stride = (data.ids.len() / OOD_WINDOW_TRAJECTORIES).max(1);
+    let mut means = Vec::new();
+    for &i in data.ids.iter().step_by(stride) {
+        let start = k - 1 + rng.below(count - OOD_WINDOW + 1);
+        let (mut x, mut c) = (Vec::new(), Vec::new());
+        for t in start..start + OOD_WINDOW {
+            x.extend(data.transition(i, t, &mut c));
+        }
+        let cd = c.len() / OOD_WINDOW;
+        let e = ebm_core::EnergyFunction::energy(
+            model,
+            &Tensor::from_vec(x, (OOD_WINDOW, d), device)?,
+            Some(&Tensor::from_vec(c, (OOD_WINDOW, cd), device)?),
+        )?;
+        means.push(e.mean_all()?.to_scalar::<f32>()?);
+    }
+    Ok(Some(WindowPercentiles {
+        window: OOD_WINDOW,
+        percentiles: percentiles(means),
+    }))
 }
 
 fn data_cond_dim(cfg: &TrajectoryConfig) -> usize {
