@@ -171,6 +171,12 @@ impl FusedMlp {
         WORKSPACE.with(|ws| self.rows(x, cond, energy, grad, &mut ws.borrow_mut()));
     }
 
+    /// Energies only, on the calling thread.
+    pub(crate) fn energy_serial(&self, x: &[f32], cond: Option<&[f32]>, energy: &mut [f32]) {
+        self.check(x, cond, energy.len());
+        WORKSPACE.with(|ws| self.forward(x, cond, energy, &mut ws.borrow_mut()));
+    }
+
     fn rows(
         &self,
         x: &[f32],

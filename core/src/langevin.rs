@@ -247,7 +247,7 @@ impl LangevinSampler {
     }
 
     /// One step down the weighted gradient `w g`: clip, step, clamp.
-    fn descend(&self, x: &mut [f32], g: &[f32], w: f32) {
+    pub(crate) fn descend(&self, x: &mut [f32], g: &[f32], w: f32) {
         let c = &self.cfg;
         let step = c.step_size as f32;
         let clip = c.grad_clip.map(|v| v as f32);

@@ -28,6 +28,7 @@ pub mod params;
 pub mod replay;
 pub mod rng;
 pub mod rollout;
+mod rollout_fused;
 pub mod sgemm;
 pub mod spectral;
 pub mod trainer;

@@ -83,6 +83,13 @@ pub fn rollout_until(
     }
     let sampler = LangevinSampler::new(cfg.langevin.clone())
         .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    if deadline.is_none() {
+        let fused =
+            crate::rollout_fused::rollout_fused(model, context, actions, cfg, &sampler, rng)?;
+        if let Some(r) = fused {
+            return Ok(r);
+        }
+    }
     let n = b * p;
     // Particle i of start j is row j * P + i.
     let mut ctx = context
