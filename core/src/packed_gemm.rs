@@ -109,10 +109,20 @@ mod avx512 {
         while p < np {
             let two = p + 1 < np;
             let mut r = 0;
-            while r < m {
-                let rows = MR.min(m - r);
-                block(b, dst, a, lda, r, rows, p, two, k, n, accumulate);
-                r += rows;
+            while r + MR <= m {
+                block::<MR>(b, dst, a, lda, r, p, two, k, n, accumulate);
+                r += MR;
+            }
+            // The remaining rows, each count its own unrolled kernel.
+            match m - r {
+                0 => {}
+                1 => block::<1>(b, dst, a, lda, r, p, two, k, n, accumulate),
+                2 => block::<2>(b, dst, a, lda, r, p, two, k, n, accumulate),
+                3 => block::<3>(b, dst, a, lda, r, p, two, k, n, accumulate),
+                4 => block::<4>(b, dst, a, lda, r, p, two, k, n, accumulate),
+                5 => block::<5>(b, dst, a, lda, r, p, two, k, n, accumulate),
+                6 => block::<6>(b, dst, a, lda, r, p, two, k, n, accumulate),
+                _ => block::<7>(b, dst, a, lda, r, p, two, k, n, accumulate),
             }
             p += if two { 2 } else { 1 };
         }
@@ -129,24 +139,24 @@ mod avx512 {
         }
     }
 
-    /// `rows` rows from `r0` times panels `p` (and `p + 1` when `two`).
+    /// `ROWS` rows from `r0` times panels `p` (and `p + 1` when `two`).
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn block(
+    unsafe fn block<const ROWS: usize>(
         b: &PackedB,
         dst: &mut [f32],
         a: &[f32],
         lda: usize,
         r0: usize,
-        rows: usize,
         p: usize,
         two: bool,
         k: usize,
         n: usize,
         accumulate: bool,
     ) {
-        let mut acc0 = [_mm512_setzero_ps(); MR];
-        let mut acc1 = [_mm512_setzero_ps(); MR];
+        let mut acc0 = [_mm512_setzero_ps(); ROWS];
+        let mut acc1 = [_mm512_setzero_ps(); ROWS];
         let panel0 = b.panels.as_ptr().add(p * k * LANES);
         let panel1 = if two {
             b.panels.as_ptr().add((p + 1) * k * LANES)
@@ -157,17 +167,15 @@ mod avx512 {
         for i in 0..k {
             let b0 = _mm512_loadu_ps(panel0.add(i * LANES));
             let b1 = _mm512_loadu_ps(panel1.add(i * LANES));
-            for r in 0..MR {
-                if r < rows {
-                    let x = _mm512_set1_ps(*ap.add(r * lda + i));
-                    acc0[r] = _mm512_fmadd_ps(x, b0, acc0[r]);
-                    acc1[r] = _mm512_fmadd_ps(x, b1, acc1[r]);
-                }
+            for r in 0..ROWS {
+                let x = _mm512_set1_ps(*ap.add(r * lda + i));
+                acc0[r] = _mm512_fmadd_ps(x, b0, acc0[r]);
+                acc1[r] = _mm512_fmadd_ps(x, b1, acc1[r]);
             }
         }
         let (m0, m1) = (lane_mask(p, n), if two { lane_mask(p + 1, n) } else { 0 });
         let out = dst.as_mut_ptr();
-        for r in 0..rows {
+        for r in 0..ROWS {
             let row = out.add((r0 + r) * n + p * LANES);
             let (mut v0, mut v1) = (acc0[r], acc1[r]);
             if accumulate {
