@@ -166,6 +166,9 @@ fn committed_residual_model_scores_perturbed_simulators_out_of_distribution() ->
     assert_eq!(row("nominal").window, 50);
     assert_eq!(row("sensor noise").windows_flagged, Some(1.0));
     let false_alarms = row("nominal").windows_flagged.expect("window percentiles");
-    assert!(false_alarms <= 0.25, "nominal windows flagged: {false_alarms}");
+    assert!(
+        false_alarms <= 0.25,
+        "nominal windows flagged: {false_alarms}"
+    );
     Ok(())
 }
