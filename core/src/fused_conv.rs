@@ -6,6 +6,7 @@
 use candle_core::{Device, Result, Tensor};
 use std::ops::Range;
 
+use crate::packed_gemm::PackedB;
 use crate::sgemm::{matmul, MatRef};
 
 /// Output pixels per im2col tile: the tile (`TILE_ROWS x 9C` floats) stays in
@@ -25,10 +26,23 @@ pub(crate) struct ConvMats {
     pub(crate) cout: usize,
     /// `[k*k*cin, cout]`, rows ordered `(kh, kw, c)`: the forward.
     pub(crate) w: Vec<f32>,
-    /// `[k*k*cout, cin]`, the kernel flipped in space with channels swapped:
-    /// the gradient into the input is the convolution of the output's gradient
-    /// with this.
-    pub(crate) w_back: Vec<f32>,
+    /// `w` packed for the register-blocked kernel.
+    packed: PackedB,
+    /// `[k*k*cout, cin]`, the kernel flipped in space with channels swapped
+    /// (the gradient into the input is the convolution of the output's
+    /// gradient with this), packed.
+    packed_back: PackedB,
+}
+
+/// Output channels from which a convolution runs tap by tap on the packed
+/// kernel (16-lane panels) from a padded copy of its input; narrower ones
+/// (the stem's gradient into a 1-channel image) take im2col and the general
+/// gemm.
+const TAPS_MIN_COLS: usize = 16;
+
+thread_local! {
+    /// The zero-padded input of the tap-wise convolution on this thread.
+    static PADDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl ConvMats {
@@ -54,12 +68,15 @@ impl ConvMats {
                 }
             }
         }
+        let packed = PackedB::new(MatRef::row_major(&w, k * k * cin, cout));
+        let packed_back = PackedB::new(MatRef::row_major(&w_back, k * k * cout, cin));
         Ok(Self {
             k,
             cin,
             cout,
             w,
-            w_back,
+            packed,
+            packed_back,
         })
     }
 
@@ -98,7 +115,7 @@ impl ConvMats {
             self.k,
             self.cin,
             self.cout,
-            &self.w,
+            &self.packed,
             x,
             n,
             h,
@@ -127,7 +144,7 @@ impl ConvMats {
             self.k,
             self.cout,
             self.cin,
-            &self.w_back,
+            &self.packed_back,
             g,
             n,
             h,
@@ -175,7 +192,7 @@ fn run_conv(
     k: usize,
     cin: usize,
     cout: usize,
-    wmat: &[f32],
+    wmat: &PackedB,
     x: &[f32],
     n: usize,
     h: usize,
@@ -185,18 +202,21 @@ fn run_conv(
     accumulate: bool,
 ) {
     let px = n * h * w;
-    let wm = MatRef::row_major(wmat, k * k * cin, cout);
+    let x = &x[..px * cin];
+    if cout >= TAPS_MIN_COLS {
+        if k == 1 {
+            wmat.mul(out, x, cin, px, accumulate);
+        } else {
+            conv_taps(k, cin, cout, wmat, x, [n, h, w], out, accumulate);
+        }
+        return;
+    }
+    let wm = wmat.plain();
     if k == 1 {
-        matmul(
-            out,
-            MatRef::row_major(&x[..px * cin], px, cin),
-            wm,
-            accumulate,
-        );
+        matmul(out, MatRef::row_major(x, px, cin), wm, accumulate);
         return;
     }
     let width = k * k * cin;
-    let x = &x[..px * cin];
     for r0 in (0..px).step_by(TILE_ROWS) {
         let r1 = (r0 + TILE_ROWS).min(px);
         let tile = &mut cols[..(r1 - r0) * width];
@@ -208,6 +228,54 @@ fn run_conv(
             accumulate,
         );
     }
+}
+
+/// A `k x k` convolution as `k * k` shifted products per output row, read
+/// from a zero-padded copy of `x: [n, H, W, cin]` (no im2col).
+#[allow(clippy::too_many_arguments)]
+fn conv_taps(
+    k: usize,
+    cin: usize,
+    cout: usize,
+    wmat: &PackedB,
+    x: &[f32],
+    [n, h, w]: [usize; 3],
+    out: &mut [f32],
+    accumulate: bool,
+) {
+    let p = k / 2;
+    let (hp, wp) = (h + 2 * p, w + 2 * p);
+    PADDED.with(|buf| {
+        let mut pad = buf.borrow_mut();
+        pad.clear();
+        pad.resize(n * hp * wp * cin, 0.0);
+        for img in 0..n {
+            for y in 0..h {
+                let src = ((img * h + y) * w) * cin;
+                let dst = ((img * hp + y + p) * wp + p) * cin;
+                pad[dst..dst + w * cin].copy_from_slice(&x[src..src + w * cin]);
+            }
+        }
+        let taps: Vec<usize> = (0..k * k).map(|t| ((t / k) * wp + t % k) * cin).collect();
+        let mut offsets = vec![0usize; k * k];
+        for img in 0..n {
+            for y in 0..h {
+                let base = (img * hp + y) * wp * cin;
+                for (o, t) in offsets.iter_mut().zip(&taps) {
+                    *o = base + t;
+                }
+                let row = (img * h + y) * w * cout;
+                wmat.mul_taps(
+                    &mut out[row..row + w * cout],
+                    &pad,
+                    cin,
+                    &offsets,
+                    w,
+                    accumulate,
+                );
+            }
+        }
+    });
 }
 
 /// Rows `rows` of the patch matrix `[n*H*W, k*k*C]` of `x: [n, H, W, C]`,

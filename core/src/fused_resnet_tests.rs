@@ -9,6 +9,18 @@ use crate::test_util::{assert_param_grads_match, rel_err};
 use candle_core::Device;
 
 fn config(act: Activation, classes: usize, size: usize, channels: usize) -> ResNetEnergyConfig {
+    sized_config(act, classes, size, channels, [8, 8, 12, 12])
+}
+
+/// Stem and stage widths `[stem, s1, s2, s3]`: from 16 channels the
+/// convolutions run tap by tap on the packed kernel, below through im2col.
+fn sized_config(
+    act: Activation,
+    classes: usize,
+    size: usize,
+    channels: usize,
+    [stem, s1, s2, s3]: [usize; 4],
+) -> ResNetEnergyConfig {
     let stage = |c, d| StageConfig {
         channels: c,
         downsample: d,
@@ -17,12 +29,16 @@ fn config(act: Activation, classes: usize, size: usize, channels: usize) -> ResN
         in_channels: channels,
         image_size: size,
         num_classes: classes,
-        stem_channels: 8,
-        stages: vec![stage(8, true), stage(12, true), stage(12, false)],
+        stem_channels: stem,
+        stages: vec![stage(s1, true), stage(s2, true), stage(s3, false)],
         activation: act,
         spectral_norm: true,
     }
 }
+
+/// Narrow (im2col) and wide (tap-wise, partial 16-lane panels) networks.
+const NARROW: [usize; 4] = [8, 8, 12, 12];
+const WIDE: [usize; 4] = [16, 16, 24, 40];
 
 /// Fused energies and input gradients equal candle autograd's on the same
 /// frozen model: odd sizes (pooling drops a row), one and three channels,
@@ -31,13 +47,15 @@ fn config(act: Activation, classes: usize, size: usize, channels: usize) -> ResN
 #[test]
 fn fused_path_matches_autograd() -> Result<()> {
     let dev = Device::Cpu;
-    for (act, classes, size, ch, n) in [
-        (Activation::LeakyRelu, 10, 12, 1, 21),
-        (Activation::Silu, 1, 11, 3, 5),
-        (Activation::Relu, 3, 9, 1, 1),
-        (Activation::Silu, 10, 28, 1, 17),
+    for (act, classes, size, ch, n, widths) in [
+        (Activation::LeakyRelu, 10, 12, 1, 21, NARROW),
+        (Activation::Silu, 1, 11, 3, 5, NARROW),
+        (Activation::Relu, 3, 9, 1, 1, NARROW),
+        (Activation::Silu, 10, 28, 1, 17, NARROW),
+        (Activation::Silu, 10, 28, 1, 9, WIDE),
+        (Activation::LeakyRelu, 1, 11, 3, 5, WIDE),
     ] {
-        let cfg = config(act, classes, size, ch);
+        let cfg = sized_config(act, classes, size, ch, widths);
         let params = ParamStore::new(7, &dev);
         let model = ResNetEnergy::init(&cfg, &params)?;
         let mut rng = Rng::new(11);
@@ -113,11 +131,12 @@ fn labels_matter_and_bad_shapes_fall_back() -> Result<()> {
 #[test]
 fn fused_parameter_gradients_match_autograd() -> Result<()> {
     let dev = Device::Cpu;
-    for (act, classes, size, n) in [
-        (Activation::LeakyRelu, 10, 12, 19),
-        (Activation::Silu, 1, 9, 4),
+    for (act, classes, size, n, widths) in [
+        (Activation::LeakyRelu, 10, 12, 19, NARROW),
+        (Activation::Silu, 1, 9, 4, NARROW),
+        (Activation::Silu, 10, 12, 11, WIDE),
     ] {
-        let cfg = config(act, classes, size, 1);
+        let cfg = sized_config(act, classes, size, 1, widths);
         let params = ParamStore::new(5, &dev);
         let model = ResNetEnergy::init(&cfg, &params)?;
         let mut rng = Rng::new(2);

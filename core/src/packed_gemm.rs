@@ -60,13 +60,40 @@ impl PackedB {
         self.n
     }
 
+    /// The unpacked matrix.
+    pub fn plain(&self) -> MatRef<'_> {
+        MatRef::row_major(&self.plain, self.k, self.n)
+    }
+
     /// `dst = a B` (or `dst += a B`), `a` row-major `m x k` with row stride
     /// `lda`, `dst` row-major `m x n`.
     pub fn mul(&self, dst: &mut [f32], a: &[f32], lda: usize, m: usize, accumulate: bool) {
-        let (k, n) = (self.k, self.n);
-        assert!(lda >= k, "packed gemm: row stride below k");
+        self.mul_taps(dst, a, lda, &[0], m, accumulate);
+    }
+
+    /// `dst = sum_t a_t B_t` (or `+=`), `B` being `T = offsets.len()` blocks
+    /// of `k / T` rows stacked, and `a_t` the row-major `m x (k / T)` matrix
+    /// starting `offsets[t]` floats into `a` with row stride `lda`: a
+    /// convolution's product over its taps read straight from a padded input,
+    /// without an im2col copy. `mul` is the one-tap case.
+    pub fn mul_taps(
+        &self,
+        dst: &mut [f32],
+        a: &[f32],
+        lda: usize,
+        offsets: &[usize],
+        m: usize,
+        accumulate: bool,
+    ) {
+        let (k, n, taps) = (self.k, self.n, offsets.len());
         assert!(
-            m == 0 || a.len() >= (m - 1) * lda + k,
+            taps > 0 && k % taps == 0,
+            "packed gemm: k is not a whole number of taps"
+        );
+        let kt = k / taps;
+        assert!(lda >= kt, "packed gemm: row stride below the tap width");
+        assert!(
+            m == 0 || offsets.iter().all(|&o| a.len() >= o + (m - 1) * lda + kt),
             "packed gemm: a too short"
         );
         assert!(dst.len() >= m * n, "packed gemm: destination too small");
@@ -76,13 +103,17 @@ impl PackedB {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: AVX-512F is present (checked above); the asserts above
-            // bound every row of `a` and `dst` the kernel touches, and the
-            // panels hold `ceil(n/16) * k * 16` floats by construction.
-            unsafe { avx512::mul(self, dst, a, lda, m, accumulate) };
+            // bound every row of every tap of `a` and of `dst` the kernel
+            // touches, and the panels hold `ceil(n/16) * k * 16` floats by
+            // construction.
+            unsafe { avx512::mul(self, dst, a, lda, offsets, m, accumulate) };
             return;
         }
-        let am = MatRef::strided(a, m, k, lda);
-        matmul(dst, am, MatRef::row_major(&self.plain, k, n), accumulate);
+        for (t, &off) in offsets.iter().enumerate() {
+            let at = MatRef::strided(&a[off..], m, kt, lda);
+            let bt = MatRef::row_major(&self.plain[t * kt * n..], kt, n);
+            matmul(dst, at, bt, accumulate || t > 0);
+        }
     }
 }
 
@@ -100,6 +131,7 @@ mod avx512 {
         dst: &mut [f32],
         a: &[f32],
         lda: usize,
+        offsets: &[usize],
         m: usize,
         accumulate: bool,
     ) {
@@ -110,19 +142,19 @@ mod avx512 {
             let two = p + 1 < np;
             let mut r = 0;
             while r + MR <= m {
-                block::<MR>(b, dst, a, lda, r, p, two, k, n, accumulate);
+                block::<MR>(b, dst, a, lda, offsets, r, p, two, k, n, accumulate);
                 r += MR;
             }
             // The remaining rows, each count its own unrolled kernel.
             match m - r {
                 0 => {}
-                1 => block::<1>(b, dst, a, lda, r, p, two, k, n, accumulate),
-                2 => block::<2>(b, dst, a, lda, r, p, two, k, n, accumulate),
-                3 => block::<3>(b, dst, a, lda, r, p, two, k, n, accumulate),
-                4 => block::<4>(b, dst, a, lda, r, p, two, k, n, accumulate),
-                5 => block::<5>(b, dst, a, lda, r, p, two, k, n, accumulate),
-                6 => block::<6>(b, dst, a, lda, r, p, two, k, n, accumulate),
-                _ => block::<7>(b, dst, a, lda, r, p, two, k, n, accumulate),
+                1 => block::<1>(b, dst, a, lda, offsets, r, p, two, k, n, accumulate),
+                2 => block::<2>(b, dst, a, lda, offsets, r, p, two, k, n, accumulate),
+                3 => block::<3>(b, dst, a, lda, offsets, r, p, two, k, n, accumulate),
+                4 => block::<4>(b, dst, a, lda, offsets, r, p, two, k, n, accumulate),
+                5 => block::<5>(b, dst, a, lda, offsets, r, p, two, k, n, accumulate),
+                6 => block::<6>(b, dst, a, lda, offsets, r, p, two, k, n, accumulate),
+                _ => block::<7>(b, dst, a, lda, offsets, r, p, two, k, n, accumulate),
             }
             p += if two { 2 } else { 1 };
         }
@@ -148,6 +180,7 @@ mod avx512 {
         dst: &mut [f32],
         a: &[f32],
         lda: usize,
+        offsets: &[usize],
         r0: usize,
         p: usize,
         two: bool,
@@ -163,14 +196,18 @@ mod avx512 {
         } else {
             panel0
         };
-        let ap = a.as_ptr().add(r0 * lda);
-        for i in 0..k {
-            let b0 = _mm512_loadu_ps(panel0.add(i * LANES));
-            let b1 = _mm512_loadu_ps(panel1.add(i * LANES));
-            for r in 0..ROWS {
-                let x = _mm512_set1_ps(*ap.add(r * lda + i));
-                acc0[r] = _mm512_fmadd_ps(x, b0, acc0[r]);
-                acc1[r] = _mm512_fmadd_ps(x, b1, acc1[r]);
+        let kt = k / offsets.len();
+        for (t, &off) in offsets.iter().enumerate() {
+            let ap = a.as_ptr().add(off + r0 * lda);
+            let (p0, p1) = (panel0.add(t * kt * LANES), panel1.add(t * kt * LANES));
+            for i in 0..kt {
+                let b0 = _mm512_loadu_ps(p0.add(i * LANES));
+                let b1 = _mm512_loadu_ps(p1.add(i * LANES));
+                for r in 0..ROWS {
+                    let x = _mm512_set1_ps(*ap.add(r * lda + i));
+                    acc0[r] = _mm512_fmadd_ps(x, b0, acc0[r]);
+                    acc1[r] = _mm512_fmadd_ps(x, b1, acc1[r]);
+                }
             }
         }
         let (m0, m1) = (lane_mask(p, n), if two { lane_mask(p + 1, n) } else { 0 });
@@ -237,6 +274,42 @@ mod tests {
                         "accumulate {i},{j}"
                     );
                 }
+            }
+        }
+    }
+
+    /// The tap-wise product equals the product with the gathered rows.
+    #[test]
+    fn tap_products_gather_their_rows() {
+        let mut rng = Rng::new(2);
+        for (m, kt, taps, n, lda) in [(7, 4, 3, 33, 5), (16, 32, 9, 32, 32), (3, 2, 2, 16, 2)] {
+            let a = rng.normal_vec(200 + m * lda + kt);
+            let offsets: Vec<usize> = (0..taps).map(|t| (t * 37) % 150).collect();
+            let b = rng.normal_vec(taps * kt * n);
+            let packed = PackedB::new(MatRef::row_major(&b, taps * kt, n));
+            // The gathered (im2col) rows: tap t's columns from offset t.
+            let gathered: Vec<f32> = (0..m)
+                .flat_map(|r| {
+                    offsets
+                        .iter()
+                        .flat_map(move |&o| (0..kt).map(move |c| (r, o, c)))
+                        .map(|(r, o, c)| a[o + r * lda + c])
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let mut want = vec![0f32; m * n];
+            packed.mul(&mut want, &gathered, taps * kt, m, false);
+            let mut got = vec![1f32; m * n];
+            packed.mul_taps(&mut got, &a, lda, &offsets, m, false);
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                    "{m}x{kt}x{taps}x{n}: {g} vs {w}"
+                );
+            }
+            packed.mul_taps(&mut got, &a, lda, &offsets, m, true);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - 2.0 * w).abs() <= 2e-4 * (1.0 + w.abs()), "accumulate");
             }
         }
     }
