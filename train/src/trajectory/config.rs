@@ -82,7 +82,7 @@ impl TrajectoryConfig {
             ));
         }
         if let Some(ridge) = self.linear_prior_ridge {
-            if !self.predict_change || !(ridge.is_finite() && ridge >= 0.0) {
+            if !(self.predict_change && ridge.is_finite() && ridge >= 0.0) {
                 return Err(CoreError::InvalidConfig(
                     "linear_prior_ridge needs predict_change = true and a finite ridge >= 0".into(),
                 ));
