@@ -247,13 +247,24 @@ fn conv_taps(
     let (hp, wp) = (h + 2 * p, w + 2 * p);
     PADDED.with(|buf| {
         let mut pad = buf.borrow_mut();
-        pad.clear();
-        pad.resize(n * hp * wp * cin, 0.0);
+        if pad.len() < n * hp * wp * cin {
+            pad.resize(n * hp * wp * cin, 0.0);
+        }
+        // Every padded row: its border zeroed (a previous call may have left
+        // other data there), its interior copied.
+        let row_len = wp * cin;
         for img in 0..n {
-            for y in 0..h {
-                let src = ((img * h + y) * w) * cin;
-                let dst = ((img * hp + y + p) * wp + p) * cin;
-                pad[dst..dst + w * cin].copy_from_slice(&x[src..src + w * cin]);
+            for yp in 0..hp {
+                let at = (img * hp + yp) * row_len;
+                let row = &mut pad[at..at + row_len];
+                if yp < p || yp >= h + p {
+                    row.fill(0.0);
+                    continue;
+                }
+                let src = ((img * h + yp - p) * w) * cin;
+                row[..p * cin].fill(0.0);
+                row[p * cin..(p + w) * cin].copy_from_slice(&x[src..src + w * cin]);
+                row[(p + w) * cin..].fill(0.0);
             }
         }
         let taps: Vec<usize> = (0..k * k).map(|t| ((t / k) * wp + t % k) * cin).collect();
