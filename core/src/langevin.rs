@@ -167,6 +167,11 @@ impl LangevinSampler {
     }
 }
 
+thread_local! {
+    /// The fused chains' noise, drawn up front (see `run_fused`).
+    static NOISE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 impl LangevinSampler {
     /// The chain of [`LangevinSampler::run`] on plain buffers, for one term
     /// with a fused CPU form (same arithmetic, same random stream); `None`
@@ -194,38 +199,40 @@ impl LangevinSampler {
         if budget.deadline.is_none() && threads > 1 && n > crate::fused_mlp::ROWS_PER_TASK {
             // Rows are independent: each thread runs the whole chain for its
             // rows, with the noise drawn up front in the per-step order.
-            let mut z = vec![
-                0f32;
-                if c.noise_scale > 0.0 {
-                    c.steps * n * d
-                } else {
-                    0
-                }
-            ];
-            for step_noise in z.chunks_mut(n * d) {
-                rng.fill_normal(step_noise);
-            }
             let chunk = crate::fused_mlp::ROWS_PER_TASK.max(n.div_ceil(threads));
             let cond = cond.as_deref();
-            x.par_chunks_mut(chunk * d)
-                .zip(e.par_chunks_mut(chunk))
-                .enumerate()
-                .for_each(|(i, (x, e))| {
-                    let rows = i * chunk..i * chunk + e.len();
-                    let cond =
-                        cond.map(|cv| &cv[rows.start * f.cond_dim()..rows.end * f.cond_dim()]);
-                    let mut g = vec![0f32; x.len()];
-                    for s in 0..c.steps {
-                        if c.noise_scale > 0.0 {
-                            let zs = &z[s * n * d + rows.start * d..s * n * d + rows.end * d];
-                            for (v, z) in x.iter_mut().zip(zs) {
-                                *v += z * noise;
+            NOISE.with(|buf| {
+                // Reused across calls: a fresh buffer this size is fresh
+                // pages from the kernel on every training step.
+                let mut z = buf.borrow_mut();
+                z.clear();
+                if c.noise_scale > 0.0 {
+                    z.resize(c.steps * n * d, 0.0);
+                }
+                for step_noise in z.chunks_mut(n * d) {
+                    rng.fill_normal(step_noise);
+                }
+                let z = &z[..];
+                x.par_chunks_mut(chunk * d)
+                    .zip(e.par_chunks_mut(chunk))
+                    .enumerate()
+                    .for_each(|(i, (x, e))| {
+                        let rows = i * chunk..i * chunk + e.len();
+                        let cond =
+                            cond.map(|cv| &cv[rows.start * f.cond_dim()..rows.end * f.cond_dim()]);
+                        let mut g = vec![0f32; x.len()];
+                        for s in 0..c.steps {
+                            if c.noise_scale > 0.0 {
+                                let zs = &z[s * n * d + rows.start * d..s * n * d + rows.end * d];
+                                for (v, z) in x.iter_mut().zip(zs) {
+                                    *v += z * noise;
+                                }
                             }
+                            f.energy_and_grad_serial(x, cond, e, &mut g);
+                            self.descend(x, &g, w);
                         }
-                        f.energy_and_grad_serial(x, cond, e, &mut g);
-                        self.descend(x, &g, w);
-                    }
-                });
+                    });
+            });
             return Ok(Some(self.chain(x, &e, w, c.steps, n, d, x0.device())?));
         }
         let mut g = vec![0.0f32; n * d];

@@ -29,19 +29,13 @@ impl PackedB {
     /// Packs `b` (any strides).
     pub fn new(b: MatRef) -> Self {
         let (k, n) = (b.rows(), b.cols());
-        let mut plain = vec![0f32; k * n];
-        for (i, row) in plain.chunks_mut(n.max(1)).enumerate().take(k) {
-            for (j, v) in row.iter_mut().enumerate() {
-                *v = b.get(i, j);
-            }
-        }
+        let plain = b.to_row_major();
         let np = n.div_ceil(LANES);
         let mut panels = vec![0f32; np * k * LANES];
-        for p in 0..np {
-            for i in 0..k {
-                for l in 0..LANES.min(n - p * LANES) {
-                    panels[(p * k + i) * LANES + l] = plain[i * n + p * LANES + l];
-                }
+        for (p, panel) in panels.chunks_exact_mut(k * LANES).enumerate() {
+            let cols = p * LANES..(p * LANES + LANES).min(n);
+            for (i, dst) in panel.chunks_exact_mut(LANES).enumerate() {
+                dst[..cols.len()].copy_from_slice(&plain[i * n + cols.start..i * n + cols.end]);
             }
         }
         Self {

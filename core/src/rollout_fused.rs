@@ -40,6 +40,9 @@ pub(crate) fn rollout_fused(
     }
     let (b, k, d) = context.dims3()?;
     let (h, p) = (cfg.horizon, cfg.particles.max(1));
+    if h == 0 || b == 0 || d == 0 {
+        return Ok(None);
+    }
     let a = model.config().action_dim;
     let n = b * p;
     let ctx0 = context.flatten_all()?.to_vec1::<f32>()?;

@@ -79,6 +79,39 @@ impl<'a> MatRef<'a> {
         self.rows
     }
 
+    /// A row-major copy: row slices when rows are contiguous, a blocked
+    /// gather when columns are (a transposed view), element by element
+    /// otherwise.
+    pub fn to_row_major(&self) -> Vec<f32> {
+        let (r, c, rs, cs) = (self.rows, self.cols, self.row_stride, self.col_stride);
+        let mut out = vec![0f32; r * c];
+        if r == 0 || c == 0 {
+            return out;
+        }
+        if cs == 1 {
+            for (i, row) in out.chunks_exact_mut(c).enumerate() {
+                row.copy_from_slice(&self.data[i * rs..i * rs + c]);
+            }
+        } else if rs == 1 {
+            // Column j is contiguous: read 16 columns at a time down the rows.
+            for j0 in (0..c).step_by(16) {
+                let j1 = (j0 + 16).min(c);
+                for (i, row) in out.chunks_exact_mut(c).enumerate() {
+                    for (j, v) in row[j0..j1].iter_mut().enumerate() {
+                        *v = self.data[(j0 + j) * cs + i];
+                    }
+                }
+            }
+        } else {
+            for (i, row) in out.chunks_exact_mut(c).enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = self.data[i * rs + j * cs];
+                }
+            }
+        }
+        out
+    }
+
     pub fn cols(&self) -> usize {
         self.cols
     }
@@ -162,6 +195,28 @@ mod tests {
             for j in 0..4 {
                 let v: f32 = (0..2).map(|q| a[i * 3 + 1 + q] * b[j * 3 + q]).sum();
                 assert_eq!(d[i * 4 + j], v);
+            }
+        }
+    }
+
+    #[test]
+    fn row_major_copies_match_every_view() {
+        let data: Vec<f32> = (0..60).map(|v| v as f32).collect();
+        let base = MatRef::row_major(&data, 3, 20);
+        for view in [
+            base,
+            base.t(),
+            base.columns(2..19),
+            base.columns(1..18).t(),
+            MatRef::strided(&data, 2, 5, 7).t(),
+            base.t().t(),
+        ] {
+            let copy = view.to_row_major();
+            assert_eq!(copy.len(), view.rows() * view.cols());
+            for i in 0..view.rows() {
+                for j in 0..view.cols() {
+                    assert_eq!(copy[i * view.cols() + j], view.get(i, j));
+                }
             }
         }
     }
