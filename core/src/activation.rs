@@ -148,6 +148,12 @@ mod simd {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn slopes_avx512(act: Activation, x: &[f32], a: &mut [f32], s: &mut [f32]) {
+        if act == Activation::Silu {
+            let n = x.len();
+            // SAFETY: AVX-512F is enabled here; the three slices hold `n`
+            // floats each (checked by the callers).
+            return silu512::run(x.as_ptr(), a.as_mut_ptr(), s.as_mut_ptr(), n);
+        }
         slopes_generic(act, x, a, s)
     }
 
@@ -160,7 +166,81 @@ mod simd {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn in_place_avx512(act: Activation, z: &mut [f32], a: &mut [f32]) {
+        if act == Activation::Silu {
+            let (n, zp) = (z.len(), z.as_mut_ptr());
+            // SAFETY: as in `slopes_avx512`; `z` is both the input and the
+            // slopes, each 16-lane block read before it is written.
+            return silu512::run(zp, a.as_mut_ptr(), zp, n);
+        }
         in_place_generic(act, z, a)
+    }
+
+    /// SiLU and its slope, 16 lanes at a time: the branch-free `exp` of
+    /// [`super::fast_exp`] in AVX-512, and the sigmoid's reciprocal from
+    /// `rcp14` and one Newton step (relative error about 1e-8) instead of a
+    /// division, the slowest instruction of the loop.
+    #[cfg(target_arch = "x86_64")]
+    mod silu512 {
+        use std::arch::x86_64::*;
+
+        #[target_feature(enable = "avx512f")]
+        pub(super) unsafe fn run(x: *const f32, a: *mut f32, s: *mut f32, n: usize) {
+            let mut i = 0;
+            while i + 16 <= n {
+                let v = _mm512_loadu_ps(x.add(i));
+                let (av, sv) = value_and_slope(v);
+                _mm512_storeu_ps(a.add(i), av);
+                _mm512_storeu_ps(s.add(i), sv);
+                i += 16;
+            }
+            if i < n {
+                let m: __mmask16 = ((1u32 << (n - i)) - 1) as __mmask16;
+                let v = _mm512_maskz_loadu_ps(m, x.add(i));
+                let (av, sv) = value_and_slope(v);
+                _mm512_mask_storeu_ps(a.add(i), m, av);
+                _mm512_mask_storeu_ps(s.add(i), m, sv);
+            }
+        }
+
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn value_and_slope(x: __m512) -> (__m512, __m512) {
+            let one = _mm512_set1_ps(1.0);
+            let e = exp(_mm512_sub_ps(_mm512_setzero_ps(), x));
+            let d = _mm512_add_ps(one, e);
+            let r = _mm512_rcp14_ps(d);
+            // Newton: r (2 - d r).
+            let sg = _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0)));
+            let value = _mm512_mul_ps(x, sg);
+            // sg (1 + x (1 - sg))
+            let slope = _mm512_mul_ps(sg, _mm512_fmadd_ps(x, _mm512_sub_ps(one, sg), one));
+            (value, slope)
+        }
+
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn exp(x: __m512) -> __m512 {
+            let x = _mm512_min_ps(
+                _mm512_max_ps(x, _mm512_set1_ps(-87.0)),
+                _mm512_set1_ps(88.0),
+            );
+            let round = _mm512_set1_ps(12_582_912.0);
+            let shifted = _mm512_fmadd_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E), round);
+            let nf = _mm512_sub_ps(shifted, round);
+            let n = _mm512_sub_epi32(_mm512_castps_si512(shifted), _mm512_castps_si512(round));
+            let r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(0.693_145_75), x);
+            let r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(1.428_606_8e-6), r);
+            let c = |v: f32| _mm512_set1_ps(v);
+            let mut p = c(1.0 / 720.0);
+            p = _mm512_fmadd_ps(p, r, c(1.0 / 120.0));
+            p = _mm512_fmadd_ps(p, r, c(1.0 / 24.0));
+            p = _mm512_fmadd_ps(p, r, c(1.0 / 6.0));
+            p = _mm512_fmadd_ps(p, r, c(0.5));
+            p = _mm512_fmadd_ps(p, r, c(1.0));
+            p = _mm512_fmadd_ps(p, r, c(1.0));
+            let scale = _mm512_slli_epi32::<23>(_mm512_add_epi32(n, _mm512_set1_epi32(127)));
+            _mm512_mul_ps(p, _mm512_castsi512_ps(scale))
+        }
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -204,7 +284,9 @@ mod tests {
     /// Every dispatch path gives the scalar `value` and `slope`.
     #[test]
     fn vector_loops_match_the_scalar_definitions() {
-        let x: Vec<f32> = (-400..400).map(|i| i as f32 * 0.037).collect();
+        // An odd length (a partial last vector) and extremes (the clamped `exp`).
+        let mut x: Vec<f32> = (-400..403).map(|i| i as f32 * 0.037).collect();
+        x.extend([-200.0, -90.0, 90.0, 200.0, 0.0]);
         for act in [Activation::Silu, Activation::LeakyRelu, Activation::Relu] {
             let (mut a, mut s) = (vec![0.0; x.len()], vec![0.0; x.len()]);
             act.activate_with_slopes(&x, &mut a, &mut s);
