@@ -103,6 +103,15 @@ pub struct ZenohConfig {
     pub listen: Vec<String>,
     pub connect: Vec<String>,
     pub multicast_scouting: bool,
+    /// How long (microseconds) an output, sent with congestion control
+    /// `Drop`, may wait for a free batch in the link's queue before it is
+    /// dropped (zenoh's `wait_before_drop`; its default is 1,000).
+    #[serde(default = "default_drop_wait_us")]
+    pub drop_wait_us: u64,
+}
+
+fn default_drop_wait_us() -> u64 {
+    1_000
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

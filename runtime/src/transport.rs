@@ -22,6 +22,10 @@ pub fn zenoh_config(cfg: &ZenohConfig) -> Result<zenoh::Config, RuntimeError> {
         ("scouting/gossip/enabled", "false".to_owned()),
         ("listen/endpoints", json_list(&cfg.listen)),
         ("connect/endpoints", json_list(&cfg.connect)),
+        (
+            "transport/link/tx/queue/congestion_control/drop/wait_before_drop",
+            cfg.drop_wait_us.to_string(),
+        ),
     ];
     for (key, value) in entries {
         config
@@ -61,5 +65,29 @@ pub fn loopback(listen: Vec<String>, connect: Vec<String>) -> ZenohConfig {
         listen,
         connect,
         multicast_scouting: false,
+        // Both ends share this machine's CPUs: a batch that is late because
+        // the sending task was not scheduled is no reason to drop an output.
+        drop_wait_us: LOOPBACK_DROP_WAIT_US,
+    }
+}
+
+/// [`loopback`]'s `drop_wait_us`.
+pub const LOOPBACK_DROP_WAIT_US: u64 = 100_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_config_carries_the_settings() {
+        let mut cfg = loopback(vec!["tcp/127.0.0.1:7999".into()], vec![]);
+        let get = |c: &zenoh::Config, key: &str| c.get_json(key).expect(key);
+        let z = zenoh_config(&cfg).unwrap();
+        assert_eq!(get(&z, "listen/endpoints"), r#"["tcp/127.0.0.1:7999"]"#);
+        assert_eq!(get(&z, "scouting/multicast/enabled"), "false");
+        let wait = "transport/link/tx/queue/congestion_control/drop/wait_before_drop";
+        assert_eq!(get(&z, wait), LOOPBACK_DROP_WAIT_US.to_string());
+        cfg.drop_wait_us = 1_000;
+        assert_eq!(get(&zenoh_config(&cfg).unwrap(), wait), "1000");
     }
 }

@@ -262,7 +262,16 @@ pub(crate) async fn receive_until(
     let mut encodings = Vec::new();
     while !done(rec) {
         let sample = within("outputs", sub.rx.recv())
-            .await?
+            .await
+            .with_context(|| {
+                let seqs = |v: Vec<u64>| format!("{v:?}");
+                format!(
+                    "received forecasts {}, denoised {}, ood {}",
+                    seqs(rec.forecasts.iter().map(|f| f.seq).collect()),
+                    seqs(rec.denoised.iter().map(|d| d.seq).collect()),
+                    seqs(rec.ood.iter().map(|o| o.seq).collect())
+                )
+            })?
             .context("output subscriber closed")?;
         encodings.push(rec.take(&sample)?);
     }
