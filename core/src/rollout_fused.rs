@@ -261,13 +261,7 @@ mod tests {
         rc.horizon = 1;
         let r = rollout(&m, &ctx, None, &rc, &mut Rng::new(5))?;
         let v: Vec<f32> = r.states.flatten_all()?.to_vec1()?;
-        let n = v.len() as f64;
-        let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
-        let var = v
-            .iter()
-            .map(|&x| (f64::from(x) - mean).powi(2))
-            .sum::<f64>()
-            / n;
+        let (mean, var) = crate::test_util::mean_and_variance(&v);
         let want = 6.0 * 0.01;
         assert!(mean.abs() < 0.02, "mean {mean}");
         assert!((var - want).abs() < 0.1 * want, "variance {var} vs {want}");

@@ -5,6 +5,18 @@ use candle_core::Tensor;
 
 use crate::params::ParamStore;
 
+/// Sample mean and (population) variance, in f64.
+pub(crate) fn mean_and_variance(v: &[f32]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+    let var = v
+        .iter()
+        .map(|&x| (f64::from(x) - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    (mean, var)
+}
+
 /// `||a - b|| / ||b||` over all elements.
 pub(crate) fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
     let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();

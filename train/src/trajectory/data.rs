@@ -93,7 +93,9 @@ pub fn fit_prior(
         .flat_map(|&i| (k - 1..t_len.saturating_sub(1)).map(move |t| (i, t)))
         .collect();
     let stride = rows.len().div_ceil(PRIOR_FIT_TRANSITIONS).max(1);
-    let transition = |&(i, t): &(usize, usize)| {
+    // The conditioning row and the raw change (not the model's sample, see
+    // `TransitionData::transition`: the prior is what is being fitted).
+    let cond_and_change = |&(i, t): &(usize, usize)| {
         let mut c = Vec::new();
         data.cond_row(i, t, &mut c);
         let tr = data.states.index_axis(Axis(0), i);
@@ -102,7 +104,7 @@ pub fn fit_prior(
     };
     let mut fit = RidgeFit::new(data.cond_dim(), d);
     for r in rows.iter().step_by(stride) {
-        let (c, y) = transition(r);
+        let (c, y) = cond_and_change(r);
         fit.add(&c, &y);
     }
     let mut prior = fit.solve(ridge)?;
@@ -110,7 +112,7 @@ pub fn fit_prior(
     let mut cov = vec![0.0f64; d * d];
     let mut n = 0.0f64;
     for r in rows.iter().step_by(stride) {
-        let (c, y) = transition(r);
+        let (c, y) = cond_and_change(r);
         let res: Vec<f64> = y
             .iter()
             .zip(prior.predict_row(&c))
