@@ -242,7 +242,7 @@ pub fn ood_eval(scorer: &OodScorer, opts: &OodEvalOptions) -> Result<OodReport, 
         })
         .collect();
     Ok(OodReport {
-        model_id: scorer.model_id(),
+        model_id: scorer.model_id().to_owned(),
         percentiles_from: if scorer.calibrated() {
             "checkpoint".into()
         } else {

@@ -73,14 +73,19 @@ pub const DEFAULT_WINDOW: usize = 50;
 
 pub struct OodScorer {
     experts: Vec<OodExpert>,
+    /// The experts' ids joined by `+`, put on every score message.
+    model_id: String,
 }
 
 impl OodScorer {
     /// At least one model.
     pub fn new(bundles: Vec<ModelBundle>) -> Self {
         assert!(!bundles.is_empty(), "an OOD scorer needs a model");
+        let ids: Vec<&str> = bundles.iter().map(|b| b.model_id.as_str()).collect();
+        let model_id = ids.join("+");
         Self {
             experts: bundles.into_iter().map(OodExpert::new).collect(),
+            model_id,
         }
     }
 
@@ -89,13 +94,8 @@ impl OodScorer {
     }
 
     /// `model_id` of the one expert, or `a+b` of several.
-    pub fn model_id(&self) -> String {
-        let ids: Vec<&str> = self
-            .experts
-            .iter()
-            .map(|e| e.bundle.model_id.as_str())
-            .collect();
-        ids.join("+")
+    pub fn model_id(&self) -> &str {
+        &self.model_id
     }
 
     /// The longest context an expert takes: transitions are scored once

@@ -397,7 +397,7 @@ impl Worker {
         OodScore {
             robot_id: job.robot.to_string(),
             seq: job.state.seq,
-            model_id: self.ood.model_id(),
+            model_id: self.ood.model_id().to_owned(),
             energy,
             percentile,
             flagged,
