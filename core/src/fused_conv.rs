@@ -1,5 +1,6 @@
 //! Convolution building blocks of the fused image path
-//! ([`crate::fused_resnet`]): kernels as im2col matrices, their input and
+//! ([`crate::fused_resnet`]): kernels as matrices (3x3 ones over 16-channel
+//! vectors by Winograd's F(2x2, 3x3), [`crate::winograd`]), their input and
 //! weight gradients, 2x2 average pooling and its adjoint, per-image channel
 //! vectors and layout changes, all on plain channels-last buffers.
 
@@ -8,6 +9,7 @@ use std::ops::Range;
 
 use crate::packed_gemm::PackedB;
 use crate::sgemm::{matmul, MatRef};
+use crate::winograd::Winograd3;
 
 /// Output pixels per im2col tile: the tile (`TILE_ROWS x 9C` floats) stays in
 /// the core's cache between being written and being multiplied.
@@ -32,6 +34,9 @@ pub(crate) struct ConvMats {
     /// (the gradient into the input is the convolution of the output's
     /// gradient with this), packed.
     packed_back: PackedB,
+    /// The forward and the input gradient by Winograd's F(2x2, 3x3), where
+    /// [`Winograd3::applies`].
+    wino: Option<Box<[Winograd3; 2]>>,
 }
 
 /// Output channels from which a convolution runs tap by tap on the packed
@@ -70,6 +75,8 @@ impl ConvMats {
         }
         let packed = PackedB::new(MatRef::row_major(&w, k * k * cin, cout));
         let packed_back = PackedB::new(MatRef::row_major(&w_back, k * k * cout, cin));
+        let wino = Winograd3::applies(k, cin, cout)
+            .then(|| Box::new([Winograd3::new(&w, cin, cout), Winograd3::new(&w_back, cout, cin)]));
         Ok(Self {
             k,
             cin,
@@ -77,6 +84,7 @@ impl ConvMats {
             w,
             packed,
             packed_back,
+            wino,
         })
     }
 
@@ -116,6 +124,7 @@ impl ConvMats {
             self.cin,
             self.cout,
             &self.packed,
+            self.wino.as_ref().map(|w| &w[0]),
             x,
             n,
             h,
@@ -145,6 +154,7 @@ impl ConvMats {
             self.cout,
             self.cin,
             &self.packed_back,
+            self.wino.as_ref().map(|w| &w[1]),
             g,
             n,
             h,
@@ -193,6 +203,7 @@ fn run_conv(
     cin: usize,
     cout: usize,
     wmat: &PackedB,
+    wino: Option<&Winograd3>,
     x: &[f32],
     n: usize,
     h: usize,
@@ -203,6 +214,14 @@ fn run_conv(
 ) {
     let px = n * h * w;
     let x = &x[..px * cin];
+    if let Some(wino) = wino {
+        // Padded to whole 2x2 tiles.
+        let (hp, wp) = (2 * h.div_ceil(2) + 2, 2 * w.div_ceil(2) + 2);
+        with_padded(x, [n, h, w, cin], 1, [hp, wp], |pad| {
+            wino.conv(pad, [n, h, w], [hp, wp], out, accumulate)
+        });
+        return;
+    }
     if cout >= TAPS_MIN_COLS {
         if k == 1 {
             wmat.mul(out, x, cin, px, accumulate);
@@ -245,28 +264,7 @@ fn conv_taps(
 ) {
     let p = k / 2;
     let (hp, wp) = (h + 2 * p, w + 2 * p);
-    PADDED.with(|buf| {
-        let mut pad = buf.borrow_mut();
-        if pad.len() < n * hp * wp * cin {
-            pad.resize(n * hp * wp * cin, 0.0);
-        }
-        // Every padded row: its border zeroed (a previous call may have left
-        // other data there), its interior copied.
-        let row_len = wp * cin;
-        for img in 0..n {
-            for yp in 0..hp {
-                let at = (img * hp + yp) * row_len;
-                let row = &mut pad[at..at + row_len];
-                if yp < p || yp >= h + p {
-                    row.fill(0.0);
-                    continue;
-                }
-                let src = ((img * h + yp - p) * w) * cin;
-                row[..p * cin].fill(0.0);
-                row[p * cin..(p + w) * cin].copy_from_slice(&x[src..src + w * cin]);
-                row[(p + w) * cin..].fill(0.0);
-            }
-        }
+    with_padded(x, [n, h, w, cin], p, [hp, wp], |pad| {
         let taps: Vec<usize> = (0..k * k).map(|t| ((t / k) * wp + t % k) * cin).collect();
         let mut offsets = vec![0usize; k * k];
         for img in 0..n {
@@ -278,7 +276,7 @@ fn conv_taps(
                 let row = (img * h + y) * w * cout;
                 wmat.mul_taps(
                     &mut out[row..row + w * cout],
-                    &pad,
+                    pad,
                     cin,
                     &offsets,
                     w,
@@ -287,6 +285,42 @@ fn conv_taps(
             }
         }
     });
+}
+
+/// Calls `f` with `x: [n, H, W, C]` copied into this thread's `[n, hp, wp, C]`
+/// buffer at row and column `p`, zeros around it.
+fn with_padded<R>(
+    x: &[f32],
+    [n, h, w, c]: [usize; 4],
+    p: usize,
+    [hp, wp]: [usize; 2],
+    f: impl FnOnce(&[f32]) -> R,
+) -> R {
+    assert!(hp >= h + p && wp >= w + p, "padded buffer smaller than the image");
+    PADDED.with(|buf| {
+        let mut pad = buf.borrow_mut();
+        if pad.len() < n * hp * wp * c {
+            pad.resize(n * hp * wp * c, 0.0);
+        }
+        // Every padded row: its border zeroed (a previous call may have left
+        // other data there), its interior copied.
+        let row_len = wp * c;
+        for img in 0..n {
+            for yp in 0..hp {
+                let at = (img * hp + yp) * row_len;
+                let row = &mut pad[at..at + row_len];
+                if yp < p || yp >= h + p {
+                    row.fill(0.0);
+                    continue;
+                }
+                let src = ((img * h + yp - p) * w) * c;
+                row[..p * c].fill(0.0);
+                row[p * c..(p + w) * c].copy_from_slice(&x[src..src + w * c]);
+                row[(p + w) * c..].fill(0.0);
+            }
+        }
+        f(&pad[..n * hp * wp * c])
+    })
 }
 
 /// Rows `rows` of the patch matrix `[n*H*W, k*k*C]` of `x: [n, H, W, C]`,

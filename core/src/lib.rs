@@ -32,6 +32,7 @@ mod rollout_fused;
 pub mod sgemm;
 pub mod spectral;
 pub mod trainer;
+mod winograd;
 
 pub use activation::Activation;
 pub use energy::{energy_and_grad, total_energy, EnergyFunction, EnergyModel, EnergyTerm};
