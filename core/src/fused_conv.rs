@@ -215,11 +215,7 @@ fn run_conv(
     let px = n * h * w;
     let x = &x[..px * cin];
     if let Some(wino) = wino {
-        // Padded to whole 2x2 tiles.
-        let (hp, wp) = (2 * h.div_ceil(2) + 2, 2 * w.div_ceil(2) + 2);
-        with_padded(x, [n, h, w, cin], 1, [hp, wp], |pad| {
-            wino.conv(pad, [n, h, w], [hp, wp], out, accumulate)
-        });
+        wino.conv(x, [n, h, w], out, accumulate);
         return;
     }
     if cout >= TAPS_MIN_COLS {

@@ -67,14 +67,12 @@ impl Winograd3 {
         Self { cin, cout, u }
     }
 
-    /// `out = conv(x)` (or `+=` with `accumulate`) from the padded input
-    /// `pad: [n, hp, wp, cin]` with the image at row 1, column 1 and zeros
-    /// around it, `hp >= 2 ceil(H/2) + 2`, `wp >= 2 ceil(W/2) + 2`.
+    /// `out = conv(x)` (or `+=` with `accumulate`), `x: [n, H, W, cin]`,
+    /// zero outside the image.
     pub(crate) fn conv(
         &self,
-        pad: &[f32],
+        x: &[f32],
         [n, h, w]: [usize; 3],
-        [hp, wp]: [usize; 2],
         out: &mut [f32],
         accumulate: bool,
     ) {
@@ -85,11 +83,8 @@ impl Winograd3 {
             tw: w.div_ceil(2),
             h,
             w,
-            hp,
-            wp,
         };
-        assert!(hp >= 2 * tiles.th + 2 && wp >= 2 * tiles.tw + 2, "winograd: padding");
-        assert!(pad.len() >= n * hp * wp * cin, "winograd: padded input too short");
+        assert!(x.len() >= n * h * w * cin, "winograd: input too short");
         assert!(out.len() >= n * h * w * cout, "winograd: output too short");
         let total = n * tiles.th * tiles.tw;
         BLOCK.with(|buf| {
@@ -101,7 +96,7 @@ impl Winograd3 {
             let (v, m) = buf.split_at_mut(16 * TILE_BLOCK * cin);
             for t0 in (0..total).step_by(TILE_BLOCK) {
                 let tb = TILE_BLOCK.min(total - t0);
-                transforms::input(pad, cin, &tiles, t0..t0 + tb, v);
+                transforms::input(x, cin, &tiles, t0..t0 + tb, v);
                 for (xi, u) in self.u.iter().enumerate() {
                     u.mul(
                         &mut m[xi * tb * cout..],
@@ -129,8 +124,6 @@ struct Tiles {
     tw: usize,
     h: usize,
     w: usize,
-    hp: usize,
-    wp: usize,
 }
 
 impl Tiles {
@@ -162,9 +155,14 @@ mod transforms {
         unsafe fn store(self, dst: *mut f32);
         fn add(self, o: Self) -> Self;
         fn sub(self, o: Self) -> Self;
+        fn zero() -> Self;
     }
 
     impl Lanes for [f32; LANES] {
+        #[inline(always)]
+        fn zero() -> Self {
+            [0.0; LANES]
+        }
         #[inline(always)]
         unsafe fn load(src: *const f32) -> Self {
             // SAFETY: the caller's contract.
@@ -199,14 +197,14 @@ mod transforms {
 
         #[target_feature(enable = "avx512f")]
         pub(in super::super) unsafe fn input(
-            pad: &[f32],
+            x: &[f32],
             cin: usize,
             t: &super::Tiles,
             tiles: std::ops::Range<usize>,
             v: &mut [f32],
         ) {
             // SAFETY: the caller checked the bounds (`super::input`).
-            unsafe { super::input_body::<Zmm>(pad, cin, t, tiles, v) }
+            unsafe { super::input_body::<Zmm>(x, cin, t, tiles, v) }
         }
 
         #[target_feature(enable = "avx512f")]
@@ -225,15 +223,15 @@ mod transforms {
 
     /// `v[xi][j] = (B^T d_j B)[xi]` for the tiles `tiles` (`j` counted from
     /// the block's first), `v` laid out `[16][tiles][cin]`.
-    pub(super) fn input(pad: &[f32], cin: usize, t: &Tiles, tiles: Range<usize>, v: &mut [f32]) {
-        // Every tile's 4x4 patch lies inside the padded images, and every
-        // transformed vector inside `v`.
+    pub(super) fn input(x: &[f32], cin: usize, t: &Tiles, tiles: Range<usize>, v: &mut [f32]) {
+        // Every tile inside the images (its patch's pixels outside are not
+        // read), every transformed vector inside `v`.
         assert!(
             cin.is_multiple_of(LANES)
                 && tiles.end <= t.n * t.th * t.tw
-                && t.hp >= 2 * t.th + 2
-                && t.wp >= 2 * t.tw + 2
-                && pad.len() >= t.n * t.hp * t.wp * cin
+                && t.th == t.h.div_ceil(2)
+                && t.tw == t.w.div_ceil(2)
+                && x.len() >= t.n * t.h * t.w * cin
                 && v.len() >= 16 * tiles.len() * cin,
             "winograd input transform: bounds"
         );
@@ -241,10 +239,10 @@ mod transforms {
         if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F (checked just above); bounds
             // checked above.
-            return unsafe { avx512::input(pad, cin, t, tiles, v) };
+            return unsafe { avx512::input(x, cin, t, tiles, v) };
         }
         // SAFETY: bounds checked above.
-        unsafe { input_body::<[f32; LANES]>(pad, cin, t, tiles, v) }
+        unsafe { input_body::<[f32; LANES]>(x, cin, t, tiles, v) }
     }
 
     /// `out[2x2 block of tile j] (+)= A^T m_j A`, `m` laid out `[16][tiles][cout]`.
@@ -291,39 +289,75 @@ mod transforms {
 
     /// # Safety
     /// The bounds [`input`] checks.
-    #[allow(clippy::needless_range_loop)] // `r` picks a row across four columns
+    /// # Safety
+    /// The bounds [`input`] checks.
     #[inline(always)]
     unsafe fn input_body<L: Lanes>(
-        pad: &[f32],
+        x: &[f32],
         cin: usize,
         t: &Tiles,
         tiles: Range<usize>,
         v: &mut [f32],
     ) {
         let (tb, first) = (tiles.len(), tiles.start);
-        let (src, dst) = (pad.as_ptr(), v.as_mut_ptr());
-        let row = t.wp * cin;
+        let (src, dst) = (x.as_ptr(), v.as_mut_ptr());
+        let row = t.w * cin;
         for tile in tiles {
             let (img, ty, tx) = t.at(tile);
-            let base = ((img * t.hp + 2 * ty) * t.wp + 2 * tx) * cin;
-            let out = (tile - first) * cin;
-            for c0 in (0..cin).step_by(LANES) {
-                // SAFETY: the patch's rows and columns are inside the padded
-                // image and `v` holds `16 tb cin` floats (the bounds).
+            let out = dst.add((tile - first) * cin);
+            // The patch covers rows 2ty-1 .. 2ty+2 and columns 2tx-1 .. 2tx+2.
+            if ty > 0 && tx > 0 && 2 * ty + 2 < t.h && 2 * tx + 2 < t.w {
+                // SAFETY: the whole patch is inside image `img`.
+                let p = unsafe { src.add(((img * t.h + 2 * ty - 1) * t.w + 2 * tx - 1) * cin) };
+                // SAFETY: as above, and `v` holds `16 tb cin` floats.
+                unsafe { transform_patch::<L>(cin, tb, out, |r, s, c0| L::load(p.add(r * row + s * cin + c0))) };
+            } else {
+                let inside = |r: usize, s: usize| {
+                    let (y, xx) = (2 * ty + r, 2 * tx + s);
+                    (1..=t.h).contains(&y) && (1..=t.w).contains(&xx)
+                };
+                let zero = L::zero();
+                // SAFETY: only pixels inside image `img` are read, and `v`
+                // holds `16 tb cin` floats.
                 unsafe {
-                    let p = src.add(base + c0);
-                    let d = |r: usize, s: usize| L::load(p.add(r * row + s * cin));
-                    // Columns first (B^T d), then rows ((B^T d) B).
-                    let mut cols = [[d(0, 0); 4]; 4];
-                    for (s, col) in cols.iter_mut().enumerate() {
-                        *col = b_t([d(0, s), d(1, s), d(2, s), d(3, s)]);
-                    }
-                    for r in 0..4 {
-                        let vals = b_t([cols[0][r], cols[1][r], cols[2][r], cols[3][r]]);
-                        for (s, x) in vals.into_iter().enumerate() {
-                            x.store(dst.add((r * 4 + s) * tb * cin + out + c0));
+                    transform_patch::<L>(cin, tb, out, |r, s, c0| {
+                        if inside(r, s) {
+                            let (y, xx) = (2 * ty + r - 1, 2 * tx + s - 1);
+                            L::load(src.add(((img * t.h + y) * t.w + xx) * cin + c0))
+                        } else {
+                            zero
                         }
-                    }
+                    })
+                };
+            }
+        }
+    }
+
+    /// `B^T d B` of one tile's patch `d(r, s, c0)` (16 channels from `c0`),
+    /// every channel vector, into `out + xi * tb * cin`.
+    ///
+    /// # Safety
+    /// `d` reads only valid memory for `r, s < 4`, `c0 < cin`, and `out`
+    /// has `16 tb cin` writable floats past it (less its tile's offset).
+    #[allow(clippy::needless_range_loop)] // `r` picks a row across four columns
+    #[inline(always)]
+    unsafe fn transform_patch<L: Lanes>(
+        cin: usize,
+        tb: usize,
+        out: *mut f32,
+        d: impl Fn(usize, usize, usize) -> L,
+    ) {
+        for c0 in (0..cin).step_by(LANES) {
+            // Columns first (B^T d), then rows ((B^T d) B).
+            let mut cols = [[d(0, 0, c0); 4]; 4];
+            for (s, col) in cols.iter_mut().enumerate() {
+                *col = b_t([d(0, s, c0), d(1, s, c0), d(2, s, c0), d(3, s, c0)]);
+            }
+            for r in 0..4 {
+                let vals = b_t([cols[0][r], cols[1][r], cols[2][r], cols[3][r]]);
+                for (s, x) in vals.into_iter().enumerate() {
+                    // SAFETY: the caller's contract.
+                    unsafe { x.store(out.add((r * 4 + s) * tb * cin + c0)) };
                 }
             }
         }
@@ -411,31 +445,9 @@ mod tests {
         out
     }
 
-    /// Pads `x` as [`Winograd3::conv`] reads it, with `junk` (not zero) in
-    /// the padded buffer's spare rows and columns past the tiles' reach.
-    fn padded(x: &[f32], [n, h, w, c]: [usize; 4], [hp, wp]: [usize; 2], junk: f32) -> Vec<f32> {
-        let (hr, wr) = (2 * h.div_ceil(2) + 2, 2 * w.div_ceil(2) + 2);
-        let mut pad = vec![junk; n * hp * wp * c];
-        for img in 0..n {
-            for yp in 0..hr {
-                for xp in 0..wr {
-                    let inside = (1..=h).contains(&yp) && (1..=w).contains(&xp);
-                    for ch in 0..c {
-                        pad[((img * hp + yp) * wp + xp) * c + ch] = if inside {
-                            x[((img * h + yp - 1) * w + xp - 1) * c + ch]
-                        } else {
-                            0.0
-                        };
-                    }
-                }
-            }
-        }
-        pad
-    }
-
     /// Every tile shape (odd and even sides, a partial last tile, more tiles
-    /// than one block, several images), overwrite and accumulate, against
-    /// the definition.
+    /// than one block, several images, interior and border tiles), overwrite
+    /// and accumulate, against the definition.
     #[test]
     fn winograd_convolutions_match_the_definition() {
         let mut rng = Rng::new(3);
@@ -450,11 +462,12 @@ mod tests {
             let x = rng.normal_vec(n * h * w * cin);
             let wt = rng.normal_vec(9 * cin * cout);
             let want = direct(&x, &wt, [n, h, w, cin, cout]);
-            let (hp, wp) = (2 * h.div_ceil(2) + 3, 2 * w.div_ceil(2) + 2);
-            let pad = padded(&x, [n, h, w, cin], [hp, wp], f32::NAN);
+            // Past the images: never read (it would poison the outputs).
+            let mut x = x;
+            x.extend(std::iter::repeat_n(f32::NAN, 3 * w * cin));
             let wino = Winograd3::new(&wt, cin, cout);
             let mut got = vec![7f32; n * h * w * cout + 5];
-            wino.conv(&pad, [n, h, w], [hp, wp], &mut got, false);
+            wino.conv(&x, [n, h, w], &mut got, false);
             let scale = (cin as f32 * 9.0).sqrt();
             for (i, (g, e)) in got.iter().zip(&want).enumerate() {
                 assert!(
@@ -463,7 +476,7 @@ mod tests {
                 );
             }
             assert_eq!(&got[want.len()..], &[7.0; 5], "nothing written past the output");
-            wino.conv(&pad, [n, h, w], [hp, wp], &mut got, true);
+            wino.conv(&x, [n, h, w], &mut got, true);
             for (g, e) in got.iter().zip(&want) {
                 assert!((g - 2.0 * e).abs() <= 4e-5 * scale * (1.0 + e.abs()), "accumulate");
             }
