@@ -54,6 +54,11 @@ pub struct FusedMlp {
     layers: Vec<Dense>,
     /// The first layer's columns that multiply `x`, packed: `dE/dx = g_1 W_1[:, C..]`.
     into_x: PackedB,
+    /// The same columns transposed, and the conditioning's (`None` without
+    /// conditioning): the first layer split into the part Langevin moves and
+    /// the part it does not ([`Self::cond_preactivation`]).
+    from_x: PackedB,
+    from_cond: Option<PackedB>,
     head_w: Vec<f32>,
     head_b: f32,
     act: Activation,
@@ -93,9 +98,13 @@ impl FusedMlp {
         let head = dense_layers.pop().expect("an MLP has a head");
         let (c, d) = (cfg.cond_dim(), cfg.state_dim);
         let into_x = PackedB::new(dense_layers[0].w().columns(c..c + d));
+        let from_x = PackedB::new(dense_layers[0].w().columns(c..c + d).t());
+        let from_cond = (c > 0).then(|| PackedB::new(dense_layers[0].w().columns(0..c).t()));
         Ok(Self {
             layers: dense_layers,
             into_x,
+            from_x,
+            from_cond,
             head_w: head.w,
             head_b: head.b[0],
             act: cfg.activation,
@@ -134,7 +143,7 @@ impl FusedMlp {
             .enumerate()
             .for_each(|(i, ((x, e), g))| {
                 let cond = cond.map(|cv| &cv[i * chunk * c..(i * chunk + e.len()) * c]);
-                WORKSPACE.with(|ws| self.rows(x, cond, e, g, &mut ws.borrow_mut()));
+                WORKSPACE.with(|ws| self.rows(x, Input::Cond(cond), e, g, &mut ws.borrow_mut()));
             });
     }
 
@@ -168,24 +177,65 @@ impl FusedMlp {
             n * self.state_dim,
             "fused mlp: grad is not [n, state_dim]"
         );
-        WORKSPACE.with(|ws| self.rows(x, cond, energy, grad, &mut ws.borrow_mut()));
+        WORKSPACE.with(|ws| self.rows(x, Input::Cond(cond), energy, grad, &mut ws.borrow_mut()));
     }
 
-    /// Energies only, on the calling thread.
-    pub(crate) fn energy_serial(&self, x: &[f32], cond: Option<&[f32]>, energy: &mut [f32]) {
-        self.check(x, cond, energy.len());
-        WORKSPACE.with(|ws| self.forward(x, cond, energy, &mut ws.borrow_mut()));
+    /// The first layer's pre-activation from the conditioning alone, `b_1 +
+    /// W_1[:, ..C] c` for each of the `n` rows of `cond`, into `pre`: what
+    /// stays fixed while Langevin moves `x` ([`Self::energy_and_grad_pre`]).
+    pub(crate) fn cond_preactivation(&self, cond: Option<&[f32]>, n: usize, pre: &mut Vec<f32>) {
+        assert_eq!(
+            cond.map_or(0, <[f32]>::len),
+            n * self.cond_dim,
+            "fused mlp: cond is not [n, cond_dim]"
+        );
+        let l0 = &self.layers[0];
+        pre.clear();
+        pre.extend((0..n).flat_map(|_| l0.b.iter().copied()));
+        if let (Some(pc), Some(cv)) = (&self.from_cond, cond) {
+            pc.mul(pre, cv, self.cond_dim, n, true);
+        }
+    }
+
+    /// As [`Self::energy_and_grad_serial`], the conditioning given as its
+    /// pre-activation `pre: [n, hidden_1]` ([`Self::cond_preactivation`]).
+    pub(crate) fn energy_and_grad_pre(
+        &self,
+        x: &[f32],
+        pre: &[f32],
+        energy: &mut [f32],
+        grad: &mut [f32],
+    ) {
+        let n = energy.len();
+        self.check_pre(x, pre, n);
+        assert_eq!(grad.len(), n * self.state_dim, "fused mlp: grad is not [n, state_dim]");
+        WORKSPACE.with(|ws| self.rows(x, Input::Pre(pre), energy, grad, &mut ws.borrow_mut()));
+    }
+
+    /// As [`Self::energy_serial`], the conditioning given as its pre-activation.
+    pub(crate) fn energy_pre(&self, x: &[f32], pre: &[f32], energy: &mut [f32]) {
+        self.check_pre(x, pre, energy.len());
+        WORKSPACE.with(|ws| self.forward(x, Input::Pre(pre), energy, &mut ws.borrow_mut()));
+    }
+
+    fn check_pre(&self, x: &[f32], pre: &[f32], n: usize) {
+        assert_eq!(x.len(), n * self.state_dim, "fused mlp: x is not [n, state_dim]");
+        assert_eq!(
+            pre.len(),
+            n * self.layers[0].out,
+            "fused mlp: conditioning pre-activation is not [n, hidden_1]"
+        );
     }
 
     fn rows(
         &self,
         x: &[f32],
-        cond: Option<&[f32]>,
+        input: Input,
         energy: &mut [f32],
         grad: &mut [f32],
         ws: &mut Workspace,
     ) {
-        self.forward(x, cond, energy, ws);
+        self.forward(x, input, energy, ws);
         self.backward(None, ws, Some(grad), None);
         if self.base_weight != 0.0 {
             for (g, v) in grad.iter_mut().zip(x) {
@@ -225,7 +275,7 @@ impl FusedMlp {
                 WORKSPACE.with(|ws| {
                     let ws = &mut ws.borrow_mut();
                     let cv = cond.map(|cv| &cv[a * c..b * c]);
-                    self.forward(&x[a * d..b * d], cv, &mut e, ws);
+                    self.forward(&x[a * d..b * d], Input::Cond(cv), &mut e, ws);
                     let up: Vec<f32> = e
                         .iter()
                         .enumerate()
@@ -249,17 +299,21 @@ impl FusedMlp {
     }
 
     /// Energies of the rows; `ws` keeps the activations and their slopes.
-    fn forward(&self, x: &[f32], cond: Option<&[f32]>, energy: &mut [f32], ws: &mut Workspace) {
+    /// Energies of the rows; with [`Input::Cond`] the input rows `[c, x]`
+    /// stay in `ws.input` for the parameter gradient.
+    fn forward(&self, x: &[f32], input: Input, energy: &mut [f32], ws: &mut Workspace) {
         let (d, c, n) = (self.state_dim, self.cond_dim, energy.len());
         let layers = &self.layers;
         ws.ensure(n, c + d, layers);
-        // Input rows [c, x].
-        for r in 0..n {
-            let row = &mut ws.input[r * (c + d)..(r + 1) * (c + d)];
-            if let Some(cv) = cond {
-                row[..c].copy_from_slice(&cv[r * c..(r + 1) * c]);
+        if let Input::Cond(cond) = input {
+            // Input rows [c, x].
+            for r in 0..n {
+                let row = &mut ws.input[r * (c + d)..(r + 1) * (c + d)];
+                if let Some(cv) = cond {
+                    row[..c].copy_from_slice(&cv[r * c..(r + 1) * c]);
+                }
+                row[c..].copy_from_slice(&x[r * d..(r + 1) * d]);
             }
-            row[c..].copy_from_slice(&x[r * d..(r + 1) * d]);
         }
         // ws.a[l] holds activations; ws.z[l] pre-activations, then (after
         // activating) the activation's slopes, all backward needs.
@@ -272,10 +326,18 @@ impl FusedMlp {
                 (&before[l - 1][..], layers[l - 1].out)
             };
             let z = &mut ws.z[l];
-            for r in 0..n {
-                z[r * out..(r + 1) * out].copy_from_slice(&layer.b);
+            match input {
+                Input::Pre(pre) if l == 0 => {
+                    z.copy_from_slice(pre);
+                    self.from_x.mul(z, x, d, n, true);
+                }
+                _ => {
+                    for r in 0..n {
+                        z[r * out..(r + 1) * out].copy_from_slice(&layer.b);
+                    }
+                    layer.forward.mul(z, prev, width, n, true);
+                }
             }
-            layer.forward.mul(z, prev, width, n, true);
             self.act.activate_in_place(z, &mut after[0]);
         }
         let width = layers[layers.len() - 1].out;
@@ -355,6 +417,15 @@ impl FusedMlp {
     }
 }
 
+/// What the first layer reads besides `x`.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    /// The conditioning rows `[n, C]` (`None` without conditioning).
+    Cond(Option<&'a [f32]>),
+    /// Their pre-activation `b_1 + W_1[:, ..C] c`, `[n, hidden_1]`.
+    Pre(&'a [f32]),
+}
+
 /// Scratch buffers, grown on demand and reused across calls.
 #[derive(Debug, Default)]
 struct Workspace {
@@ -377,191 +448,5 @@ impl Workspace {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::energy::{energy_and_grad, EnergyFunction, EnergyModel, EnergyTerm};
-    use crate::models::MlpEnergyConfig;
-    use crate::params::ParamStore;
-    use crate::rng::Rng;
-    use crate::test_util::{assert_param_grads_match, rel_err};
-    use candle_core::Device;
-
-    /// Fused energies and gradients equal candle autograd's on the same
-    /// frozen model: every activation, with and without conditioning, one
-    /// thread (small batch) and many (large batch).
-    #[test]
-    fn fused_path_matches_autograd() -> Result<()> {
-        let dev = Device::Cpu;
-        for (act, k, a, n, base) in [
-            (Activation::LeakyRelu, 1, 20, 64, 0.0),
-            (Activation::Silu, 2, 0, 7, 0.7),
-            (Activation::Relu, 0, 3, 5, 0.0),
-            (Activation::LeakyRelu, 1, 0, 1500, 2.0),
-        ] {
-            let mut cfg = MlpEnergyConfig::new(31);
-            cfg.context_len = k;
-            cfg.action_dim = a;
-            cfg.activation = act;
-            cfg.hidden = vec![128, 96, 128];
-            cfg.base_weight = base;
-            let m = MlpEnergy::init(&cfg, &ParamStore::new(3, &dev))?.frozen();
-            let plain = m.without_fused_path();
-            let mut rng = Rng::new(5);
-            let x = Tensor::from_vec(rng.normal_vec(n * 31), (n, 31), &dev)?;
-            let c = (cfg.cond_dim() > 0)
-                .then(|| {
-                    Tensor::from_vec(
-                        rng.normal_vec(n * cfg.cond_dim()),
-                        (n, cfg.cond_dim()),
-                        &dev,
-                    )
-                })
-                .transpose()?;
-            let (ef, gf) = m
-                .fast_energy_and_grad(&x, c.as_ref())
-                .expect("a frozen CPU model has the fused path")?;
-            let (ea, ga) = energy_and_grad(&[EnergyTerm::new(&plain, c.clone())], &x)?;
-            assert!(
-                rel_err(&ef, &ea) < 1e-5,
-                "{act:?}: energy {}",
-                rel_err(&ef, &ea)
-            );
-            assert!(
-                rel_err(&gf, &ga) < 1e-5,
-                "{act:?}: grad {}",
-                rel_err(&gf, &ga)
-            );
-            assert!(ga.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0);
-            if base > 0.0 {
-                // The base term is exactly base * sum_j (sqrt(1 + x_j^2) - 1)
-                // on top of the network.
-                let net_cfg = MlpEnergyConfig {
-                    base_weight: 0.0,
-                    ..cfg.clone()
-                };
-                let net = MlpEnergy::init(&net_cfg, &ParamStore::new(3, &dev))?;
-                let pseudo_huber = ((x.sqr()? + 1.0)?.sqrt()? - 1.0)?.sum(1)?;
-                let by_hand = (net.energy(&x, c.as_ref())? + (pseudo_huber * f64::from(base))?)?;
-                assert!(
-                    rel_err(&ef, &by_hand) < 1e-5,
-                    "base term {}",
-                    rel_err(&ef, &by_hand)
-                );
-            }
-            // Through energy_and_grad (weighted sum with a second term too).
-            let terms = [
-                EnergyTerm::new(&m, c.clone()).weighted(0.5),
-                EnergyTerm::new(&plain, c.clone()).weighted(2.0),
-            ];
-            let (e2, g2) = energy_and_grad(&terms, &x)?;
-            assert!(rel_err(&e2, &(&ea * 2.5)?) < 1e-5);
-            assert!(rel_err(&g2, &(&ga * 2.5)?) < 1e-5);
-        }
-        Ok(())
-    }
-
-    /// The fused parameter gradient of `sum_i w_i E_i` (through spectral
-    /// normalisation) equals autograd's for every trainable parameter.
-    #[test]
-    fn fused_parameter_gradients_match_autograd() -> Result<()> {
-        let dev = Device::Cpu;
-        for (act, a, n, base) in [
-            (Activation::Silu, 20, 70, 0.0),
-            (Activation::LeakyRelu, 0, 9, 1.3),
-        ] {
-            let mut cfg = MlpEnergyConfig::new(31);
-            cfg.context_len = 1;
-            cfg.action_dim = a;
-            cfg.activation = act;
-            cfg.base_weight = base;
-            let params = ParamStore::new(6, &dev);
-            let model = MlpEnergy::init(&cfg, &params)?;
-            let mut rng = Rng::new(8);
-            let x = Tensor::from_vec(rng.normal_vec(n * 31), (n, 31), &dev)?;
-            let cd = cfg.cond_dim();
-            let c = Tensor::from_vec(rng.normal_vec(n * cd), (n, cd), &dev)?;
-            let weight = |i: usize, e: f32| {
-                if i < n / 2 {
-                    2.0 * e + 1.0
-                } else {
-                    2.0 * e - 1.0
-                }
-            };
-            let (ef, surrogate) = model
-                .fused_energy_vjp(&x, Some(&c), &weight)
-                .expect("a CPU model has the fused path")?;
-            let gf = surrogate.backward()?;
-            let ea = model.energy(&x, Some(&c))?;
-            assert!(rel_err(&ef, &ea) < 1e-5, "energies {}", rel_err(&ef, &ea));
-            let w: Vec<f32> = ea
-                .to_vec1::<f32>()?
-                .iter()
-                .enumerate()
-                .map(|(i, &e)| weight(i, e))
-                .collect();
-            let ga = (ea * Tensor::from_vec(w, n, &dev)?)?
-                .sum_all()?
-                .backward()?;
-            let checked = assert_param_grads_match(&params, &gf, &ga, 1e-4, &format!("{act:?}"));
-            assert_eq!(checked, 8, "four layers, weight and bias each");
-        }
-        Ok(())
-    }
-
-    /// A whole Langevin chain on the fused buffers equals the tensor chain
-    /// (same random stream), with gradient clipping, clamping and a weight.
-    #[test]
-    fn fused_langevin_chain_matches_the_tensor_chain() -> Result<()> {
-        let dev = Device::Cpu;
-        let mut cfg = MlpEnergyConfig::new(31);
-        cfg.context_len = 1;
-        cfg.activation = Activation::LeakyRelu;
-        let m = MlpEnergy::init(&cfg, &ParamStore::new(4, &dev))?.frozen();
-        let plain = m.without_fused_path();
-        let sampler = crate::langevin::LangevinSampler::new(crate::LangevinConfig {
-            steps: 15,
-            step_size: 0.1,
-            noise_scale: 0.01,
-            grad_clip: Some(0.5),
-            clamp: Some([-2.0, 2.0]),
-        })
-        .expect("valid config");
-        // 70 rows: each thread runs whole chains for its rows; 9: one thread.
-        for rows in [70, 9] {
-            let mut rng = Rng::new(9);
-            let x0 = Tensor::from_vec(rng.normal_vec(rows * 31), (rows, 31), &dev)?;
-            let c = Tensor::from_vec(rng.normal_vec(rows * 31), (rows, 31), &dev)?;
-            let run = |f: &MlpEnergy| {
-                let terms = [EnergyTerm::new(f, Some(c.clone())).weighted(3.0)];
-                sampler.run(&terms, &x0, None, &mut Rng::new(1), Default::default())
-            };
-            let (a, b) = (run(&m)?, run(&plain)?);
-            assert_eq!((a.steps_run, b.steps_run), (15, 15));
-            assert!(
-                rel_err(&a.x, &b.x) < 1e-5,
-                "{rows}: {}",
-                rel_err(&a.x, &b.x)
-            );
-            let (ea, eb) = (a.energy.expect("energies"), b.energy.expect("energies"));
-            assert!(rel_err(&ea, &eb) < 1e-4, "{rows}: {}", rel_err(&ea, &eb));
-            assert!(rel_err(&a.x, &x0) > 1e-3, "the chain moved");
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn unfrozen_models_and_wrong_shapes_take_the_autograd_path() -> Result<()> {
-        let dev = Device::Cpu;
-        let mut cfg = MlpEnergyConfig::new(4);
-        cfg.context_len = 1;
-        let m = MlpEnergy::init(&cfg, &ParamStore::new(3, &dev))?;
-        let x = Tensor::zeros((2, 4), candle_core::DType::F32, &dev)?;
-        let c = Tensor::zeros((2, 4), candle_core::DType::F32, &dev)?;
-        assert!(m.fast_energy_and_grad(&x, Some(&c)).is_none());
-        let f = m.frozen();
-        assert!(f.fast_energy_and_grad(&x, Some(&c)).is_some());
-        assert!(f.fast_energy_and_grad(&x, None).is_none());
-        assert!(energy_and_grad(&[EnergyTerm::new(&f, None)], &x).is_err());
-        Ok(())
-    }
-}
+#[path = "fused_mlp_tests.rs"]
+mod tests;

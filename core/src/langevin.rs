@@ -221,6 +221,10 @@ impl LangevinSampler {
                         let cond =
                             cond.map(|cv| &cv[rows.start * f.cond_dim()..rows.end * f.cond_dim()]);
                         let mut g = vec![0f32; x.len()];
+                        // The conditioning's share of the first layer,
+                        // fixed for the whole chain.
+                        let mut pre = Vec::new();
+                        f.cond_preactivation(cond, e.len(), &mut pre);
                         for s in 0..c.steps {
                             if c.noise_scale > 0.0 {
                                 let zs = &z[s * n * d + rows.start * d..s * n * d + rows.end * d];
@@ -228,7 +232,7 @@ impl LangevinSampler {
                                     *v += z * noise;
                                 }
                             }
-                            f.energy_and_grad_serial(x, cond, e, &mut g);
+                            f.energy_and_grad_pre(x, &pre, e, &mut g);
                             self.descend(x, &g, w);
                         }
                     });

@@ -117,7 +117,7 @@ impl Rows<'_> {
                     .copied()
             })
             .collect();
-        let mut cond = vec![0f32; m * cd];
+        let (mut cond, mut pre) = (vec![0f32; m * cd], Vec::new());
         let (mut x, mut g, mut e) = (vec![0f32; m * d], vec![0f32; m * d], vec![0f32; m]);
         // Each row's Langevin noise for one predicted step, `[m, steps, d]`.
         let mut z = vec![0f32; m * steps * d];
@@ -142,6 +142,9 @@ impl Rows<'_> {
                     rng.fill_normal(zr);
                 }
             }
+            // The conditioning's share of the first layer, fixed for the
+            // whole chain.
+            self.f.cond_preactivation(Some(&cond), m, &mut pre);
             for s in 0..steps {
                 if noise > 0.0 {
                     for (j, xr) in x.chunks_exact_mut(d).enumerate() {
@@ -149,11 +152,10 @@ impl Rows<'_> {
                         xr.iter_mut().zip(zs).for_each(|(v, z)| *v += z * noise);
                     }
                 }
-                self.f
-                    .energy_and_grad_serial(&x, Some(&cond), &mut e, &mut g);
+                self.f.energy_and_grad_pre(&x, &pre, &mut e, &mut g);
                 self.sampler.descend(&mut x, &g, 1.0);
             }
-            self.f.energy_serial(&x, Some(&cond), &mut e);
+            self.f.energy_pre(&x, &pre, &mut e);
             for j in 0..m {
                 let xr = &x[j * d..(j + 1) * d];
                 states[(j * h + t) * d..(j * h + t + 1) * d].copy_from_slice(xr);

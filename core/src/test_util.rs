@@ -21,7 +21,13 @@ pub(crate) fn mean_and_variance(v: &[f32]) -> (f64, f64) {
 pub(crate) fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
     let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
     let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
-    let num: f32 = a.iter().zip(&b).map(|(p, q)| (p - q).powi(2)).sum();
+    rel_err_slices(&a, &b)
+}
+
+/// [`rel_err`] of two slices of equal length.
+pub(crate) fn rel_err_slices(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "rel_err: lengths differ");
+    let num: f32 = a.iter().zip(b).map(|(p, q)| (p - q).powi(2)).sum();
     let den: f32 = b.iter().map(|q| q * q).sum();
     (num / den.max(1e-30)).sqrt()
 }
