@@ -41,16 +41,24 @@ pub struct WorkloadResult {
 
 pub const WORKLOADS: [&str; 5] = ["F1", "F2", "T1", "I1", "I2"];
 
-/// Runs workload `id` with `reps` timed repetitions.
-pub fn run_workload(id: &str, reps: usize, device: &Device) -> Result<WorkloadResult> {
-    let (unit, mut unit_fn): (&'static str, Box<dyn FnMut() -> Result<()>>) = match id {
+/// One unit of a workload (a forecast, an iteration, a 64-image run).
+pub type UnitFn = Box<dyn FnMut() -> Result<()>>;
+
+/// Workload `id`'s unit name and its unit, set up (not yet warmed up).
+pub fn build_workload(id: &str, device: &Device) -> Result<(&'static str, UnitFn)> {
+    Ok(match id {
         "F1" => ("forecast", forecast(false, device)?),
         "F2" => ("forecast", forecast(true, device)?),
         "T1" => ("iteration", traj_training(device)?),
         "I1" => ("iteration", image_training(device)?),
         "I2" => ("64-image run", image_sampling(device)?),
         other => anyhow::bail!("unknown workload {other}: expected one of {WORKLOADS:?}"),
-    };
+    })
+}
+
+/// Runs workload `id` with `reps` timed repetitions.
+pub fn run_workload(id: &str, reps: usize, device: &Device) -> Result<WorkloadResult> {
+    let (unit, mut unit_fn) = build_workload(id, device)?;
     unit_fn()?;
     let mut times = Vec::with_capacity(reps);
     for _ in 0..reps {

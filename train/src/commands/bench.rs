@@ -1,11 +1,15 @@
 //! `ebm-train bench`.
 
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use candle_core::Device;
 use clap::Args;
-use ebm_train::bench::{f1_flops, matmul_ceilings, run_workload, WORKLOADS};
+use ebm_train::bench::{
+    build_workload, f1_flops, matmul_ceilings, peak_rss_kb, run_workload, WORKLOADS,
+};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -21,9 +25,18 @@ pub struct BenchArgs {
     /// Write the results as JSON (the peer's layout).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Serve one workload to `bench/compare.py`'s paired timing: set it up,
+    /// run one warm-up unit, print `ready`, then for each line `K` on stdin
+    /// run K units and print their total seconds; at the end of stdin print
+    /// `peak_rss_kb N`.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["only", "ceiling", "json"])]
+    serve: Option<String>,
 }
 
 pub fn run(args: BenchArgs, device: Device) -> Result<()> {
+    if let Some(id) = &args.serve {
+        return serve(&id.trim().to_uppercase(), &device);
+    }
     anyhow::ensure!(args.reps >= 1, "--reps must be at least 1");
     let mut results = serde_json::Map::new();
     println!(
@@ -69,5 +82,30 @@ pub fn run(args: BenchArgs, device: Device) -> Result<()> {
     if let Some(p) = args.json {
         std::fs::write(&p, serde_json::to_vec_pretty(&results)?)?;
     }
+    Ok(())
+}
+
+/// The `--serve` loop: units on request, timed here so that process start
+/// and pipe latency stay outside the figure.
+fn serve(id: &str, device: &Device) -> Result<()> {
+    let (_, mut unit_fn) = build_workload(id, device)?;
+    unit_fn()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready")?;
+    out.flush()?;
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let k: usize = line
+            .trim()
+            .parse()
+            .with_context(|| format!("bench --serve: expected a unit count, got {line:?}"))?;
+        let t0 = Instant::now();
+        for _ in 0..k {
+            unit_fn()?;
+        }
+        writeln!(out, "{}", t0.elapsed().as_secs_f64())?;
+        out.flush()?;
+    }
+    writeln!(out, "peak_rss_kb {}", peak_rss_kb().unwrap_or(0))?;
     Ok(())
 }
