@@ -89,18 +89,18 @@ impl Winograd3 {
         let total = n * tiles.th * tiles.tw;
         BLOCK.with(|buf| {
             let mut buf = buf.borrow_mut();
-            let need = 16 * TILE_BLOCK * (cin + cout);
+            let need = 16 * (stride(TILE_BLOCK, cin) + stride(TILE_BLOCK, cout));
             if buf.len() < need {
                 buf.resize(need, 0.0);
             }
-            let (v, m) = buf.split_at_mut(16 * TILE_BLOCK * cin);
+            let (v, m) = buf.split_at_mut(16 * stride(TILE_BLOCK, cin));
             for t0 in (0..total).step_by(TILE_BLOCK) {
                 let tb = TILE_BLOCK.min(total - t0);
                 transforms::input(x, cin, &tiles, t0..t0 + tb, v);
                 for (xi, u) in self.u.iter().enumerate() {
                     u.mul(
-                        &mut m[xi * tb * cout..],
-                        &v[xi * tb * cin..],
+                        &mut m[xi * stride(tb, cout)..],
+                        &v[xi * stride(tb, cin)..],
                         cin,
                         tb,
                         false,
@@ -110,6 +110,14 @@ impl Winograd3 {
             }
         });
     }
+}
+
+/// Floats between the blocks of consecutive positions `xi` in the
+/// transformed buffers (`tb` tiles of `c` channels each): one vector more
+/// than the block, so that the 16 blocks' rows at the same tile do not all
+/// fall in the same set of the L1 cache (a power-of-two stride would).
+fn stride(tb: usize, c: usize) -> usize {
+    tb * c + LANES
 }
 
 /// `G x` for one column (or row) `x` of a 3x3 kernel.
@@ -138,7 +146,7 @@ impl Tiles {
 /// generically and, on x86-64, for AVX-512.
 #[allow(unsafe_code)]
 mod transforms {
-    use super::{Tiles, LANES};
+    use super::{stride, Tiles, LANES};
     use std::ops::Range;
 
     /// 16 floats with the arithmetic the transforms need.
@@ -232,7 +240,7 @@ mod transforms {
                 && t.th == t.h.div_ceil(2)
                 && t.tw == t.w.div_ceil(2)
                 && x.len() >= t.n * t.h * t.w * cin
-                && v.len() >= 16 * tiles.len() * cin,
+                && v.len() >= 16 * stride(tiles.len(), cin),
             "winograd input transform: bounds"
         );
         #[cfg(target_arch = "x86_64")]
@@ -262,7 +270,7 @@ mod transforms {
                 && t.th == t.h.div_ceil(2)
                 && t.tw == t.w.div_ceil(2)
                 && out.len() >= t.n * t.h * t.w * cout
-                && m.len() >= 16 * tiles.len() * cout,
+                && m.len() >= 16 * stride(tiles.len(), cout),
             "winograd output transform: bounds"
         );
         #[cfg(target_arch = "x86_64")]
@@ -299,7 +307,7 @@ mod transforms {
         tiles: Range<usize>,
         v: &mut [f32],
     ) {
-        let (tb, first) = (tiles.len(), tiles.start);
+        let (sv, first) = (stride(tiles.len(), cin), tiles.start);
         let (src, dst) = (x.as_ptr(), v.as_mut_ptr());
         let row = t.w * cin;
         for tile in tiles {
@@ -309,8 +317,8 @@ mod transforms {
             if ty > 0 && tx > 0 && 2 * ty + 2 < t.h && 2 * tx + 2 < t.w {
                 // SAFETY: the whole patch is inside image `img`.
                 let p = unsafe { src.add(((img * t.h + 2 * ty - 1) * t.w + 2 * tx - 1) * cin) };
-                // SAFETY: as above, and `v` holds `16 tb cin` floats.
-                unsafe { transform_patch::<L>(cin, tb, out, |r, s, c0| L::load(p.add(r * row + s * cin + c0))) };
+                // SAFETY: as above, and `v` holds 16 strides of `tb cin` floats.
+                unsafe { transform_patch::<L>(cin, sv, out, |r, s, c0| L::load(p.add(r * row + s * cin + c0))) };
             } else {
                 let inside = |r: usize, s: usize| {
                     let (y, xx) = (2 * ty + r, 2 * tx + s);
@@ -318,9 +326,9 @@ mod transforms {
                 };
                 let zero = L::zero();
                 // SAFETY: only pixels inside image `img` are read, and `v`
-                // holds `16 tb cin` floats.
+                // holds 16 strides of `tb cin` floats.
                 unsafe {
-                    transform_patch::<L>(cin, tb, out, |r, s, c0| {
+                    transform_patch::<L>(cin, sv, out, |r, s, c0| {
                         if inside(r, s) {
                             let (y, xx) = (2 * ty + r - 1, 2 * tx + s - 1);
                             L::load(src.add(((img * t.h + y) * t.w + xx) * cin + c0))
@@ -334,16 +342,16 @@ mod transforms {
     }
 
     /// `B^T d B` of one tile's patch `d(r, s, c0)` (16 channels from `c0`),
-    /// every channel vector, into `out + xi * tb * cin`.
+    /// every channel vector, into `out + xi * stride`.
     ///
     /// # Safety
     /// `d` reads only valid memory for `r, s < 4`, `c0 < cin`, and `out`
-    /// has `16 tb cin` writable floats past it (less its tile's offset).
+    /// has 16 strides of writable floats past it (less its tile's offset).
     #[allow(clippy::needless_range_loop)] // `r` picks a row across four columns
     #[inline(always)]
     unsafe fn transform_patch<L: Lanes>(
         cin: usize,
-        tb: usize,
+        stride: usize,
         out: *mut f32,
         d: impl Fn(usize, usize, usize) -> L,
     ) {
@@ -357,7 +365,7 @@ mod transforms {
                 let vals = b_t([cols[0][r], cols[1][r], cols[2][r], cols[3][r]]);
                 for (s, x) in vals.into_iter().enumerate() {
                     // SAFETY: the caller's contract.
-                    unsafe { x.store(out.add((r * 4 + s) * tb * cin + c0)) };
+                    unsafe { x.store(out.add((r * 4 + s) * stride + c0)) };
                 }
             }
         }
@@ -375,16 +383,16 @@ mod transforms {
         out: &mut [f32],
         accumulate: bool,
     ) {
-        let (tb, first) = (tiles.len(), tiles.start);
+        let (sm, first) = (stride(tiles.len(), cout), tiles.start);
         let (src, dst) = (m.as_ptr(), out.as_mut_ptr());
         for tile in tiles {
             let (img, ty, tx) = t.at(tile);
             let at = (tile - first) * cout;
             for o0 in (0..cout).step_by(LANES) {
-                // SAFETY: `m` holds `16 tb cout` floats, and only outputs
+                // SAFETY: `m` holds 16 strides of `tb cout` floats, and only outputs
                 // inside the image are written (the bounds).
                 unsafe {
-                    let x = |r: usize, s: usize| L::load(src.add((r * 4 + s) * tb * cout + at + o0));
+                    let x = |r: usize, s: usize| L::load(src.add((r * 4 + s) * sm + at + o0));
                     let mut cols = [[x(0, 0); 2]; 4];
                     for (s, col) in cols.iter_mut().enumerate() {
                         *col = a_t([x(0, s), x(1, s), x(2, s), x(3, s)]);
