@@ -1,6 +1,6 @@
 //! Convolution building blocks of the fused image path
 //! ([`crate::fused_resnet`]): kernels as matrices (3x3 ones over 16-channel
-//! vectors by Winograd's F(2x2, 3x3), [`crate::winograd`]), their input and
+//! vectors by Winograd's F(4x4, 3x3), [`crate::winograd`]), their input and
 //! weight gradients, 2x2 average pooling and its adjoint, per-image channel
 //! vectors and layout changes, all on plain channels-last buffers.
 
@@ -34,7 +34,7 @@ pub(crate) struct ConvMats {
     /// (the gradient into the input is the convolution of the output's
     /// gradient with this), packed.
     packed_back: PackedB,
-    /// The forward and the input gradient by Winograd's F(2x2, 3x3), where
+    /// The forward and the input gradient by Winograd's F(4x4, 3x3), where
     /// [`Winograd3::applies`].
     wino: Option<Box<[Winograd3; 2]>>,
 }

@@ -2,7 +2,7 @@
 //! [`crate::fused_mlp`]: energies, their input gradient (Langevin sampling)
 //! and their parameter gradient (training steps), written out by hand over
 //! plain buffers with the convolutions as matrix products
-//! ([`crate::fused_conv`]: Winograd F(2x2, 3x3) for 3x3 kernels over whole
+//! ([`crate::fused_conv`]: Winograd F(4x4, 3x3) for 3x3 kernels over whole
 //! 16-channel vectors, tap-wise or im2col products otherwise); no autograd
 //! graph and no per-op tensor allocation.
 //! Image Langevin sampling (60 input gradients per training step) spends its

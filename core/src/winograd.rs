@@ -1,8 +1,9 @@
-//! 3x3 convolutions by Winograd's minimal filtering F(2x2, 3x3) (Lavin &
-//! Gray, 2016): each 2x2 block of outputs is `A^T [U ⊙ (B^T d B)] A` for the
-//! 4x4 input patch `d` and the transformed kernel `U = G g G^T`, so the
-//! channel sums become 16 matrix products `[tiles, cin] x [cin, cout]`
-//! with 16 multiply-adds per 4 outputs instead of 36 (2.25x less arithmetic).
+//! 3x3 convolutions by Winograd's minimal filtering F(4x4, 3x3) (Lavin &
+//! Gray, 2016, interpolation points 0, ±1, ±2): each 4x4 block of outputs is
+//! `A^T [U ⊙ (B^T d B)] A` for the 6x6 input patch `d` and the transformed
+//! kernel `U = G g G^T`, so the channel sums become 36 matrix products
+//! `[tiles, cin] x [cin, cout]` with 36 multiply-adds per 16 outputs instead
+//! of 144 (4x less arithmetic where the tiles fit the image).
 //! Tiles go through in blocks small enough that a block's transformed input
 //! and output stay in the core's cache between the transforms and the
 //! products. Channels last (`[n, H, W, C]`), padding 1 (size-preserving).
@@ -13,9 +14,16 @@ use crate::sgemm::MatRef;
 /// Floats per transform vector: channels go through 16 at a time.
 const LANES: usize = 16;
 
-/// Tiles (2x2 output blocks) per block of the transform-product-transform
-/// pipeline: with 64 channels in and out a block's buffers take 1 MiB.
-const TILE_BLOCK: usize = 128;
+/// Output tile side: each tile is a `T x T` block of outputs.
+const T: usize = 4;
+/// Input patch side of a tile.
+const P: usize = T + 2;
+/// Positions of the transformed patch: one matrix product each.
+const POS: usize = P * P;
+
+/// Tiles per block of the transform-product-transform pipeline: with 64
+/// channels in and out a block's buffers take 1.2 MB, inside the L2 cache.
+const TILE_BLOCK: usize = 64;
 
 thread_local! {
     /// This thread's transformed inputs and products of one tile block.
@@ -27,8 +35,8 @@ thread_local! {
 pub(crate) struct Winograd3 {
     cin: usize,
     cout: usize,
-    /// `U_xi = (G g G^T)_xi` as `[cin, cout]`, packed, for the 16 positions
-    /// `xi` of a 4x4 tile.
+    /// `U_xi = (G g G^T)_xi` as `[cin, cout]`, packed, for the 36 positions
+    /// `xi` of a 6x6 patch.
     u: Vec<PackedB>,
 }
 
@@ -42,12 +50,12 @@ impl Winograd3 {
     /// From a 3x3 convolution's matrix `[(kh, kw, c), o]` (`9 cin x cout`).
     pub(crate) fn new(w: &[f32], cin: usize, cout: usize) -> Self {
         assert_eq!(w.len(), 9 * cin * cout, "winograd: kernel is not 3x3");
-        let mut u = vec![0f32; 16 * cin * cout];
+        let mut u = vec![0f32; POS * cin * cout];
         for c in 0..cin {
             for o in 0..cout {
                 let g = |kh: usize, kw: usize| w[((kh * 3 + kw) * cin + c) * cout + o];
-                // G g (4x3), then (G g) G^T (4x4).
-                let mut gg = [[0f32; 3]; 4];
+                // G g (6x3), then (G g) G^T (6x6).
+                let mut gg = [[0f32; 3]; P];
                 for (v, col) in (0..3).map(|v| (v, [g(0, v), g(1, v), g(2, v)])) {
                     for (r, x) in kernel_rows(col).into_iter().enumerate() {
                         gg[r][v] = x;
@@ -55,7 +63,7 @@ impl Winograd3 {
                 }
                 for (r, row) in gg.iter().enumerate() {
                     for (s, x) in kernel_rows(*row).into_iter().enumerate() {
-                        u[(r * 4 + s) * cin * cout + c * cout + o] = x;
+                        u[(r * P + s) * cin * cout + c * cout + o] = x;
                     }
                 }
             }
@@ -79,8 +87,8 @@ impl Winograd3 {
         let (cin, cout) = (self.cin, self.cout);
         let tiles = Tiles {
             n,
-            th: h.div_ceil(2),
-            tw: w.div_ceil(2),
+            th: h.div_ceil(T),
+            tw: w.div_ceil(T),
             h,
             w,
         };
@@ -89,11 +97,11 @@ impl Winograd3 {
         let total = n * tiles.th * tiles.tw;
         BLOCK.with(|buf| {
             let mut buf = buf.borrow_mut();
-            let need = 16 * (stride(TILE_BLOCK, cin) + stride(TILE_BLOCK, cout));
+            let need = POS * (stride(TILE_BLOCK, cin) + stride(TILE_BLOCK, cout));
             if buf.len() < need {
                 buf.resize(need, 0.0);
             }
-            let (v, m) = buf.split_at_mut(16 * stride(TILE_BLOCK, cin));
+            let (v, m) = buf.split_at_mut(POS * stride(TILE_BLOCK, cin));
             for t0 in (0..total).step_by(TILE_BLOCK) {
                 let tb = TILE_BLOCK.min(total - t0);
                 transforms::input(x, cin, &tiles, t0..t0 + tb, v);
@@ -114,15 +122,22 @@ impl Winograd3 {
 
 /// Floats between the blocks of consecutive positions `xi` in the
 /// transformed buffers (`tb` tiles of `c` channels each): one vector more
-/// than the block, so that the 16 blocks' rows at the same tile do not all
+/// than the block, so that the 36 blocks' rows at the same tile do not all
 /// fall in the same set of the L1 cache (a power-of-two stride would).
 fn stride(tb: usize, c: usize) -> usize {
     tb * c + LANES
 }
 
 /// `G x` for one column (or row) `x` of a 3x3 kernel.
-fn kernel_rows([a, b, c]: [f32; 3]) -> [f32; 4] {
-    [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c]
+fn kernel_rows([a, b, c]: [f32; 3]) -> [f32; P] {
+    [
+        a / 4.0,
+        -(a + b + c) / 6.0,
+        -(a - b + c) / 6.0,
+        a / 24.0 + b / 12.0 + c / 6.0,
+        a / 24.0 - b / 12.0 + c / 6.0,
+        c,
+    ]
 }
 
 /// The tiling of one convolution: `n` images of `th x tw` tiles.
@@ -142,33 +157,32 @@ impl Tiles {
     }
 }
 
-/// The input and output transforms on 16-lane arrays, compiled twice:
-/// generically and, on x86-64, for AVX-512.
+/// The input and output transforms, written once over a 16-lane vector
+/// ([`transforms::Lanes`]): plain arrays everywhere, AVX-512 registers where
+/// the CPU has them.
 #[allow(unsafe_code)]
 mod transforms {
-    use super::{stride, Tiles, LANES};
+    use super::{stride, Tiles, LANES, P, POS, T};
     use std::ops::Range;
 
     /// 16 floats with the arithmetic the transforms need.
+    ///
+    /// # Safety
+    /// Every method may need a CPU feature of its implementation (AVX-512F
+    /// for `avx512::Zmm`); `load` and `store` need 16 valid floats at their
+    /// pointer.
     pub(super) trait Lanes: Copy {
-        /// The 16 floats from `src`.
-        ///
-        /// # Safety
-        /// `src` points to 16 readable floats.
         unsafe fn load(src: *const f32) -> Self;
-        /// Into the 16 floats from `dst`.
-        ///
-        /// # Safety
-        /// `dst` points to 16 writable floats.
         unsafe fn store(self, dst: *mut f32);
-        fn add(self, o: Self) -> Self;
-        fn sub(self, o: Self) -> Self;
-        fn zero() -> Self;
+        unsafe fn add(self, o: Self) -> Self;
+        unsafe fn sub(self, o: Self) -> Self;
+        unsafe fn scale(self, k: f32) -> Self;
+        unsafe fn zero() -> Self;
     }
 
     impl Lanes for [f32; LANES] {
         #[inline(always)]
-        fn zero() -> Self {
+        unsafe fn zero() -> Self {
             [0.0; LANES]
         }
         #[inline(always)]
@@ -182,26 +196,73 @@ mod transforms {
             unsafe { std::ptr::write_unaligned(dst.cast(), self) }
         }
         #[inline(always)]
-        fn add(mut self, o: Self) -> Self {
+        unsafe fn add(mut self, o: Self) -> Self {
             for (a, b) in self.iter_mut().zip(o) {
                 *a += b;
             }
             self
         }
         #[inline(always)]
-        fn sub(mut self, o: Self) -> Self {
+        unsafe fn sub(mut self, o: Self) -> Self {
             for (a, b) in self.iter_mut().zip(o) {
                 *a -= b;
             }
             self
         }
+        #[inline(always)]
+        unsafe fn scale(mut self, k: f32) -> Self {
+            for a in self.iter_mut() {
+                *a *= k;
+            }
+            self
+        }
     }
 
-    /// The same loops compiled with AVX-512F, where a 16-lane array is one
-    /// register.
+    /// The transforms on AVX-512 registers: each method is compiled with
+    /// AVX-512F, and the entry points below inline them into loops compiled
+    /// with it too.
     #[cfg(target_arch = "x86_64")]
     mod avx512 {
-        type Zmm = [f32; super::LANES];
+        use super::Lanes;
+        use std::arch::x86_64::*;
+
+        #[derive(Clone, Copy)]
+        pub(super) struct Zmm(__m512);
+
+        impl Lanes for Zmm {
+            #[inline]
+            #[target_feature(enable = "avx512f")]
+            unsafe fn zero() -> Self {
+                Zmm(_mm512_setzero_ps())
+            }
+            #[inline]
+            #[target_feature(enable = "avx512f")]
+            unsafe fn load(src: *const f32) -> Self {
+                // SAFETY: the caller's contract (16 floats at `src`).
+                Zmm(unsafe { _mm512_loadu_ps(src) })
+            }
+            #[inline]
+            #[target_feature(enable = "avx512f")]
+            unsafe fn store(self, dst: *mut f32) {
+                // SAFETY: the caller's contract (16 floats at `dst`).
+                unsafe { _mm512_storeu_ps(dst, self.0) }
+            }
+            #[inline]
+            #[target_feature(enable = "avx512f")]
+            unsafe fn add(self, o: Self) -> Self {
+                Zmm(_mm512_add_ps(self.0, o.0))
+            }
+            #[inline]
+            #[target_feature(enable = "avx512f")]
+            unsafe fn sub(self, o: Self) -> Self {
+                Zmm(_mm512_sub_ps(self.0, o.0))
+            }
+            #[inline]
+            #[target_feature(enable = "avx512f")]
+            unsafe fn scale(self, k: f32) -> Self {
+                Zmm(_mm512_mul_ps(self.0, _mm512_set1_ps(k)))
+            }
+        }
 
         #[target_feature(enable = "avx512f")]
         pub(in super::super) unsafe fn input(
@@ -211,7 +272,8 @@ mod transforms {
             tiles: std::ops::Range<usize>,
             v: &mut [f32],
         ) {
-            // SAFETY: the caller checked the bounds (`super::input`).
+            // SAFETY: the caller checked the bounds (`super::input`) and
+            // the CPU.
             unsafe { super::input_body::<Zmm>(x, cin, t, tiles, v) }
         }
 
@@ -224,23 +286,25 @@ mod transforms {
             out: &mut [f32],
             accumulate: bool,
         ) {
-            // SAFETY: the caller checked the bounds (`super::output`).
+            // SAFETY: the caller checked the bounds (`super::output`) and
+            // the CPU.
             unsafe { super::output_body::<Zmm>(m, cout, t, tiles, out, accumulate) }
         }
     }
 
     /// `v[xi][j] = (B^T d_j B)[xi]` for the tiles `tiles` (`j` counted from
-    /// the block's first), `v` laid out `[16][tiles][cin]`.
+    /// the block's first), `v` laid out `[POS][tiles][cin]` (blocks a
+    /// [`stride`] apart).
     pub(super) fn input(x: &[f32], cin: usize, t: &Tiles, tiles: Range<usize>, v: &mut [f32]) {
         // Every tile inside the images (its patch's pixels outside are not
         // read), every transformed vector inside `v`.
         assert!(
             cin.is_multiple_of(LANES)
                 && tiles.end <= t.n * t.th * t.tw
-                && t.th == t.h.div_ceil(2)
-                && t.tw == t.w.div_ceil(2)
+                && t.th == t.h.div_ceil(T)
+                && t.tw == t.w.div_ceil(T)
                 && x.len() >= t.n * t.h * t.w * cin
-                && v.len() >= 16 * stride(tiles.len(), cin),
+                && v.len() >= POS * stride(tiles.len(), cin),
             "winograd input transform: bounds"
         );
         #[cfg(target_arch = "x86_64")]
@@ -253,7 +317,8 @@ mod transforms {
         unsafe { input_body::<[f32; LANES]>(x, cin, t, tiles, v) }
     }
 
-    /// `out[2x2 block of tile j] (+)= A^T m_j A`, `m` laid out `[16][tiles][cout]`.
+    /// `out[T x T block of tile j] (+)= A^T m_j A`, `m` laid out
+    /// `[POS][tiles][cout]` (blocks a [`stride`] apart).
     pub(super) fn output(
         m: &[f32],
         cout: usize,
@@ -262,15 +327,15 @@ mod transforms {
         out: &mut [f32],
         accumulate: bool,
     ) {
-        // Every tile's 2x2 outputs inside the images (those past an odd edge
-        // are not written), every product vector inside `m`.
+        // Every tile's outputs inside the images (those past the images'
+        // edges are not written), every product vector inside `m`.
         assert!(
             cout.is_multiple_of(LANES)
                 && tiles.end <= t.n * t.th * t.tw
-                && t.th == t.h.div_ceil(2)
-                && t.tw == t.w.div_ceil(2)
+                && t.th == t.h.div_ceil(T)
+                && t.tw == t.w.div_ceil(T)
                 && out.len() >= t.n * t.h * t.w * cout
-                && m.len() >= 16 * stride(tiles.len(), cout),
+                && m.len() >= POS * stride(tiles.len(), cout),
             "winograd output transform: bounds"
         );
         #[cfg(target_arch = "x86_64")]
@@ -283,20 +348,38 @@ mod transforms {
         unsafe { output_body::<[f32; LANES]>(m, cout, t, tiles, out, accumulate) }
     }
 
-    /// `B^T x` for a column `x` of four vectors (also `x B` for a row).
-    #[inline(always)]
-    fn b_t<L: Lanes>([d0, d1, d2, d3]: [L; 4]) -> [L; 4] {
-        [d0.sub(d2), d1.add(d2), d2.sub(d1), d1.sub(d3)]
-    }
-
-    /// `A^T x` for a column `x` of four vectors (also `x A` for a row).
-    #[inline(always)]
-    fn a_t<L: Lanes>([m0, m1, m2, m3]: [L; 4]) -> [L; 2] {
-        [m0.add(m1).add(m2), m1.sub(m2).sub(m3)]
-    }
-
+    /// `B^T x` for a column `x` of six vectors (also `x B` for a row).
+    ///
     /// # Safety
-    /// The bounds [`input`] checks.
+    /// As [`Lanes`].
+    #[inline(always)]
+    unsafe fn b_t<L: Lanes>([d0, d1, d2, d3, d4, d5]: [L; P]) -> [L; P] {
+        let (d42, d31) = (d4.sub(d2), d3.sub(d1).scale(2.0));
+        [
+            d4.add(d0.scale(4.0)).sub(d2.scale(5.0)),
+            d3.add(d4).sub(d1.add(d2).scale(4.0)),
+            d4.sub(d3).add(d1.sub(d2).scale(4.0)),
+            d42.add(d31),
+            d42.sub(d31),
+            d5.add(d1.scale(4.0)).sub(d3.scale(5.0)),
+        ]
+    }
+
+    /// `A^T x` for a column `x` of six vectors (also `x A` for a row).
+    ///
+    /// # Safety
+    /// As [`Lanes`].
+    #[inline(always)]
+    unsafe fn a_t<L: Lanes>([m0, m1, m2, m3, m4, m5]: [L; P]) -> [L; T] {
+        let (p12, m12, p34, m34) = (m1.add(m2), m1.sub(m2), m3.add(m4), m3.sub(m4));
+        [
+            m0.add(p12).add(p34),
+            m12.add(m34.scale(2.0)),
+            p12.add(p34.scale(4.0)),
+            m12.add(m34.scale(8.0)).add(m5),
+        ]
+    }
+
     /// # Safety
     /// The bounds [`input`] checks.
     #[inline(always)]
@@ -313,24 +396,24 @@ mod transforms {
         for tile in tiles {
             let (img, ty, tx) = t.at(tile);
             let out = dst.add((tile - first) * cin);
-            // The patch covers rows 2ty-1 .. 2ty+2 and columns 2tx-1 .. 2tx+2.
-            if ty > 0 && tx > 0 && 2 * ty + 2 < t.h && 2 * tx + 2 < t.w {
+            // The patch covers rows T ty - 1 .. T ty + T and the same columns.
+            if ty > 0 && tx > 0 && T * ty + T < t.h && T * tx + T < t.w {
                 // SAFETY: the whole patch is inside image `img`.
-                let p = unsafe { src.add(((img * t.h + 2 * ty - 1) * t.w + 2 * tx - 1) * cin) };
-                // SAFETY: as above, and `v` holds 16 strides of `tb cin` floats.
+                let p = unsafe { src.add(((img * t.h + T * ty - 1) * t.w + T * tx - 1) * cin) };
+                // SAFETY: as above, and `v` holds `POS` strides of `tb cin` floats.
                 unsafe { transform_patch::<L>(cin, sv, out, |r, s, c0| L::load(p.add(r * row + s * cin + c0))) };
             } else {
                 let inside = |r: usize, s: usize| {
-                    let (y, xx) = (2 * ty + r, 2 * tx + s);
+                    let (y, xx) = (T * ty + r, T * tx + s);
                     (1..=t.h).contains(&y) && (1..=t.w).contains(&xx)
                 };
                 let zero = L::zero();
                 // SAFETY: only pixels inside image `img` are read, and `v`
-                // holds 16 strides of `tb cin` floats.
+                // holds `POS` strides of `tb cin` floats.
                 unsafe {
                     transform_patch::<L>(cin, sv, out, |r, s, c0| {
                         if inside(r, s) {
-                            let (y, xx) = (2 * ty + r - 1, 2 * tx + s - 1);
+                            let (y, xx) = (T * ty + r - 1, T * tx + s - 1);
                             L::load(src.add(((img * t.h + y) * t.w + xx) * cin + c0))
                         } else {
                             zero
@@ -345,9 +428,9 @@ mod transforms {
     /// every channel vector, into `out + xi * stride`.
     ///
     /// # Safety
-    /// `d` reads only valid memory for `r, s < 4`, `c0 < cin`, and `out`
-    /// has 16 strides of writable floats past it (less its tile's offset).
-    #[allow(clippy::needless_range_loop)] // `r` picks a row across four columns
+    /// `d` reads only valid memory for `r, s < P`, `c0 < cin`, and `out`
+    /// has `POS` strides of writable floats past it (less its tile's offset).
+    #[allow(clippy::needless_range_loop)] // `r` picks a row across the columns
     #[inline(always)]
     unsafe fn transform_patch<L: Lanes>(
         cin: usize,
@@ -357,15 +440,15 @@ mod transforms {
     ) {
         for c0 in (0..cin).step_by(LANES) {
             // Columns first (B^T d), then rows ((B^T d) B).
-            let mut cols = [[d(0, 0, c0); 4]; 4];
+            let mut cols = [[L::zero(); P]; P];
             for (s, col) in cols.iter_mut().enumerate() {
-                *col = b_t([d(0, s, c0), d(1, s, c0), d(2, s, c0), d(3, s, c0)]);
+                *col = b_t(std::array::from_fn(|r| d(r, s, c0)));
             }
-            for r in 0..4 {
-                let vals = b_t([cols[0][r], cols[1][r], cols[2][r], cols[3][r]]);
+            for r in 0..P {
+                let vals = b_t([cols[0][r], cols[1][r], cols[2][r], cols[3][r], cols[4][r], cols[5][r]]);
                 for (s, x) in vals.into_iter().enumerate() {
                     // SAFETY: the caller's contract.
-                    unsafe { x.store(out.add((r * 4 + s) * stride + c0)) };
+                    unsafe { x.store(out.add((r * P + s) * stride + c0)) };
                 }
             }
         }
@@ -389,22 +472,22 @@ mod transforms {
             let (img, ty, tx) = t.at(tile);
             let at = (tile - first) * cout;
             for o0 in (0..cout).step_by(LANES) {
-                // SAFETY: `m` holds 16 strides of `tb cout` floats, and only outputs
+                // SAFETY: `m` holds `POS` strides of `tb cout` floats, and only outputs
                 // inside the image are written (the bounds).
                 unsafe {
-                    let x = |r: usize, s: usize| L::load(src.add((r * 4 + s) * sm + at + o0));
-                    let mut cols = [[x(0, 0); 2]; 4];
+                    let x = |r: usize, s: usize| L::load(src.add((r * P + s) * sm + at + o0));
+                    let mut cols = [[L::zero(); T]; P];
                     for (s, col) in cols.iter_mut().enumerate() {
-                        *col = a_t([x(0, s), x(1, s), x(2, s), x(3, s)]);
+                        *col = a_t([x(0, s), x(1, s), x(2, s), x(3, s), x(4, s), x(5, s)]);
                     }
-                    for r in 0..2 {
-                        let y = 2 * ty + r;
+                    for r in 0..T {
+                        let y = T * ty + r;
                         if y >= t.h {
                             break;
                         }
-                        let vals = a_t([cols[0][r], cols[1][r], cols[2][r], cols[3][r]]);
+                        let vals = a_t([cols[0][r], cols[1][r], cols[2][r], cols[3][r], cols[4][r], cols[5][r]]);
                         for (s, val) in vals.into_iter().enumerate() {
-                            let xx = 2 * tx + s;
+                            let xx = T * tx + s;
                             if xx >= t.w {
                                 break;
                             }
