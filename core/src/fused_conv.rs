@@ -75,8 +75,12 @@ impl ConvMats {
         }
         let packed = PackedB::new(MatRef::row_major(&w, k * k * cin, cout));
         let packed_back = PackedB::new(MatRef::row_major(&w_back, k * k * cout, cin));
-        let wino = Winograd3::applies(k, cin, cout)
-            .then(|| Box::new([Winograd3::new(&w, cin, cout), Winograd3::new(&w_back, cout, cin)]));
+        let wino = Winograd3::applies(k, cin, cout).then(|| {
+            Box::new([
+                Winograd3::new(&w, cin, cout),
+                Winograd3::new(&w_back, cout, cin),
+            ])
+        });
         Ok(Self {
             k,
             cin,
@@ -292,7 +296,10 @@ fn with_padded<R>(
     [hp, wp]: [usize; 2],
     f: impl FnOnce(&[f32]) -> R,
 ) -> R {
-    assert!(hp >= h + p && wp >= w + p, "padded buffer smaller than the image");
+    assert!(
+        hp >= h + p && wp >= w + p,
+        "padded buffer smaller than the image"
+    );
     PADDED.with(|buf| {
         let mut pad = buf.borrow_mut();
         if pad.len() < n * hp * wp * c {

@@ -208,7 +208,11 @@ impl FusedMlp {
     ) {
         let n = energy.len();
         self.check_pre(x, pre, n);
-        assert_eq!(grad.len(), n * self.state_dim, "fused mlp: grad is not [n, state_dim]");
+        assert_eq!(
+            grad.len(),
+            n * self.state_dim,
+            "fused mlp: grad is not [n, state_dim]"
+        );
         WORKSPACE.with(|ws| self.rows(x, Input::Pre(pre), energy, grad, &mut ws.borrow_mut()));
     }
 
@@ -219,7 +223,11 @@ impl FusedMlp {
     }
 
     fn check_pre(&self, x: &[f32], pre: &[f32], n: usize) {
-        assert_eq!(x.len(), n * self.state_dim, "fused mlp: x is not [n, state_dim]");
+        assert_eq!(
+            x.len(),
+            n * self.state_dim,
+            "fused mlp: x is not [n, state_dim]"
+        );
         assert_eq!(
             pre.len(),
             n * self.layers[0].out,

@@ -211,15 +211,26 @@ fn conditioning_preactivation_gives_the_same_energies_and_gradients() -> Result<
         let (mut e2, mut g2, mut e3) = (vec![0f32; n], vec![0f32; n * 31], vec![0f32; n]);
         f.energy_and_grad_pre(&x, &pre, &mut e2, &mut g2);
         f.energy_pre(&x, &pre, &mut e3);
-        assert!(rel_err_slices(&e2, &e1) < 1e-5, "energies {}", rel_err_slices(&e2, &e1));
-        assert!(rel_err_slices(&g2, &g1) < 1e-5, "gradients {}", rel_err_slices(&g2, &g1));
+        assert!(
+            rel_err_slices(&e2, &e1) < 1e-5,
+            "energies {}",
+            rel_err_slices(&e2, &e1)
+        );
+        assert!(
+            rel_err_slices(&g2, &g1) < 1e-5,
+            "gradients {}",
+            rel_err_slices(&g2, &g1)
+        );
         assert_eq!(e3, e2, "energies alone");
         // The conditioning matters (so the test would see it ignored).
         if let Some(cv) = &cond {
             let other: Vec<f32> = cv.iter().map(|v| v + 1.0).collect();
             f.cond_preactivation(Some(&other), n, &mut pre);
             f.energy_pre(&x, &pre, &mut e3);
-            assert!(rel_err_slices(&e3, &e1) > 1e-3, "other conditioning, same energies");
+            assert!(
+                rel_err_slices(&e3, &e1) > 1e-3,
+                "other conditioning, same energies"
+            );
         }
     }
     Ok(())

@@ -30,7 +30,7 @@ thread_local! {
     static BLOCK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// A 3x3 convolution's 16 transformed kernels.
+/// A 3x3 convolution's 36 transformed kernels.
 #[derive(Debug, Clone)]
 pub(crate) struct Winograd3 {
     cin: usize,
@@ -77,13 +77,7 @@ impl Winograd3 {
 
     /// `out = conv(x)` (or `+=` with `accumulate`), `x: [n, H, W, cin]`,
     /// zero outside the image.
-    pub(crate) fn conv(
-        &self,
-        x: &[f32],
-        [n, h, w]: [usize; 3],
-        out: &mut [f32],
-        accumulate: bool,
-    ) {
+    pub(crate) fn conv(&self, x: &[f32], [n, h, w]: [usize; 3], out: &mut [f32], accumulate: bool) {
         let (cin, cout) = (self.cin, self.cout);
         let tiles = Tiles {
             n,
@@ -401,7 +395,11 @@ mod transforms {
                 // SAFETY: the whole patch is inside image `img`.
                 let p = unsafe { src.add(((img * t.h + T * ty - 1) * t.w + T * tx - 1) * cin) };
                 // SAFETY: as above, and `v` holds `POS` strides of `tb cin` floats.
-                unsafe { transform_patch::<L>(cin, sv, out, |r, s, c0| L::load(p.add(r * row + s * cin + c0))) };
+                unsafe {
+                    transform_patch::<L>(cin, sv, out, |r, s, c0| {
+                        L::load(p.add(r * row + s * cin + c0))
+                    })
+                };
             } else {
                 let inside = |r: usize, s: usize| {
                     let (y, xx) = (T * ty + r, T * tx + s);
@@ -445,7 +443,9 @@ mod transforms {
                 *col = b_t(std::array::from_fn(|r| d(r, s, c0)));
             }
             for r in 0..P {
-                let vals = b_t([cols[0][r], cols[1][r], cols[2][r], cols[3][r], cols[4][r], cols[5][r]]);
+                let vals = b_t([
+                    cols[0][r], cols[1][r], cols[2][r], cols[3][r], cols[4][r], cols[5][r],
+                ]);
                 for (s, x) in vals.into_iter().enumerate() {
                     // SAFETY: the caller's contract.
                     unsafe { x.store(out.add((r * P + s) * stride + c0)) };
@@ -485,7 +485,9 @@ mod transforms {
                         if y >= t.h {
                             break;
                         }
-                        let vals = a_t([cols[0][r], cols[1][r], cols[2][r], cols[3][r], cols[4][r], cols[5][r]]);
+                        let vals = a_t([
+                            cols[0][r], cols[1][r], cols[2][r], cols[3][r], cols[4][r], cols[5][r],
+                        ]);
                         for (s, val) in vals.into_iter().enumerate() {
                             let xx = T * tx + s;
                             if xx >= t.w {
@@ -566,10 +568,17 @@ mod tests {
                     "{n}x{h}x{w}x{cin}->{cout} at {i}: {g} vs {e}"
                 );
             }
-            assert_eq!(&got[want.len()..], &[7.0; 5], "nothing written past the output");
+            assert_eq!(
+                &got[want.len()..],
+                &[7.0; 5],
+                "nothing written past the output"
+            );
             wino.conv(&x, [n, h, w], &mut got, true);
             for (g, e) in got.iter().zip(&want) {
-                assert!((g - 2.0 * e).abs() <= 4e-5 * scale * (1.0 + e.abs()), "accumulate");
+                assert!(
+                    (g - 2.0 * e).abs() <= 4e-5 * scale * (1.0 + e.abs()),
+                    "accumulate"
+                );
             }
         }
         assert!(!Winograd3::applies(3, 1, 32) && !Winograd3::applies(1, 32, 32));
