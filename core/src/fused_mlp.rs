@@ -170,14 +170,7 @@ impl FusedMlp {
         energy: &mut [f32],
         grad: &mut [f32],
     ) {
-        let n = energy.len();
-        self.check(x, cond, n);
-        assert_eq!(
-            grad.len(),
-            n * self.state_dim,
-            "fused mlp: grad is not [n, state_dim]"
-        );
-        WORKSPACE.with(|ws| self.rows(x, Input::Cond(cond), energy, grad, &mut ws.borrow_mut()));
+        self.serial(x, Input::Cond(cond), energy, grad);
     }
 
     /// The first layer's pre-activation from the conditioning alone, `b_1 +
@@ -206,33 +199,45 @@ impl FusedMlp {
         energy: &mut [f32],
         grad: &mut [f32],
     ) {
+        self.serial(x, Input::Pre(pre), energy, grad);
+    }
+
+    /// As [`Self::energy_and_grad_pre`], energies only.
+    pub(crate) fn energy_pre(&self, x: &[f32], pre: &[f32], energy: &mut [f32]) {
+        self.check_input(x, Input::Pre(pre), energy.len());
+        WORKSPACE.with(|ws| self.forward(x, Input::Pre(pre), energy, &mut ws.borrow_mut()));
+    }
+
+    /// Energies and `dE/dx` of the rows on the calling thread.
+    fn serial(&self, x: &[f32], input: Input, energy: &mut [f32], grad: &mut [f32]) {
         let n = energy.len();
-        self.check_pre(x, pre, n);
+        self.check_input(x, input, n);
         assert_eq!(
             grad.len(),
             n * self.state_dim,
             "fused mlp: grad is not [n, state_dim]"
         );
-        WORKSPACE.with(|ws| self.rows(x, Input::Pre(pre), energy, grad, &mut ws.borrow_mut()));
+        WORKSPACE.with(|ws| self.rows(x, input, energy, grad, &mut ws.borrow_mut()));
     }
 
-    /// As [`Self::energy_serial`], the conditioning given as its pre-activation.
-    pub(crate) fn energy_pre(&self, x: &[f32], pre: &[f32], energy: &mut [f32]) {
-        self.check_pre(x, pre, energy.len());
-        WORKSPACE.with(|ws| self.forward(x, Input::Pre(pre), energy, &mut ws.borrow_mut()));
-    }
-
-    fn check_pre(&self, x: &[f32], pre: &[f32], n: usize) {
-        assert_eq!(
-            x.len(),
-            n * self.state_dim,
-            "fused mlp: x is not [n, state_dim]"
-        );
-        assert_eq!(
-            pre.len(),
-            n * self.layers[0].out,
-            "fused mlp: conditioning pre-activation is not [n, hidden_1]"
-        );
+    /// `x` is `[n, state_dim]`, and the conditioning `[n, cond_dim]` or its
+    /// pre-activation `[n, hidden_1]`.
+    fn check_input(&self, x: &[f32], input: Input, n: usize) {
+        match input {
+            Input::Cond(cond) => self.check(x, cond, n),
+            Input::Pre(pre) => {
+                assert_eq!(
+                    x.len(),
+                    n * self.state_dim,
+                    "fused mlp: x is not [n, state_dim]"
+                );
+                assert_eq!(
+                    pre.len(),
+                    n * self.layers[0].out,
+                    "fused mlp: conditioning pre-activation is not [n, hidden_1]"
+                );
+            }
+        }
     }
 
     fn rows(

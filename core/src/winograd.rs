@@ -79,16 +79,10 @@ impl Winograd3 {
     /// zero outside the image.
     pub(crate) fn conv(&self, x: &[f32], [n, h, w]: [usize; 3], out: &mut [f32], accumulate: bool) {
         let (cin, cout) = (self.cin, self.cout);
-        let tiles = Tiles {
-            n,
-            th: h.div_ceil(T),
-            tw: w.div_ceil(T),
-            h,
-            w,
-        };
+        let tiles = Tiles::new(n, h, w);
         assert!(x.len() >= n * h * w * cin, "winograd: input too short");
         assert!(out.len() >= n * h * w * cout, "winograd: output too short");
-        let total = n * tiles.th * tiles.tw;
+        let total = tiles.count();
         BLOCK.with(|buf| {
             let mut buf = buf.borrow_mut();
             let need = POS * (stride(TILE_BLOCK, cin) + stride(TILE_BLOCK, cout));
@@ -134,7 +128,9 @@ fn kernel_rows([a, b, c]: [f32; 3]) -> [f32; P] {
     ]
 }
 
-/// The tiling of one convolution: `n` images of `th x tw` tiles.
+/// The tiling of one convolution: `n` images of `th x tw` tiles, built by
+/// [`Tiles::new`] only, so the tiles cover each `h x w` image exactly (the
+/// transforms' bounds rely on it).
 struct Tiles {
     n: usize,
     th: usize,
@@ -144,6 +140,21 @@ struct Tiles {
 }
 
 impl Tiles {
+    fn new(n: usize, h: usize, w: usize) -> Self {
+        Self {
+            n,
+            th: h.div_ceil(T),
+            tw: w.div_ceil(T),
+            h,
+            w,
+        }
+    }
+
+    /// Tiles over all images.
+    fn count(&self) -> usize {
+        self.n * self.th * self.tw
+    }
+
     /// Image, tile row and tile column of tile number `t`.
     fn at(&self, t: usize) -> (usize, usize, usize) {
         let per = self.th * self.tw;
@@ -294,9 +305,7 @@ mod transforms {
         // read), every transformed vector inside `v`.
         assert!(
             cin.is_multiple_of(LANES)
-                && tiles.end <= t.n * t.th * t.tw
-                && t.th == t.h.div_ceil(T)
-                && t.tw == t.w.div_ceil(T)
+                && tiles.end <= t.count()
                 && x.len() >= t.n * t.h * t.w * cin
                 && v.len() >= POS * stride(tiles.len(), cin),
             "winograd input transform: bounds"
@@ -325,9 +334,7 @@ mod transforms {
         // edges are not written), every product vector inside `m`.
         assert!(
             cout.is_multiple_of(LANES)
-                && tiles.end <= t.n * t.th * t.tw
-                && t.th == t.h.div_ceil(T)
-                && t.tw == t.w.div_ceil(T)
+                && tiles.end <= t.count()
                 && out.len() >= t.n * t.h * t.w * cout
                 && m.len() >= POS * stride(tiles.len(), cout),
             "winograd output transform: bounds"
