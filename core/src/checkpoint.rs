@@ -30,6 +30,9 @@ const LATEST: &str = "latest";
 pub const ENERGY_PERCENTILES: &str = "energy_percentiles";
 /// `Manifest::extra` key of a trajectory model's [`WindowPercentiles`].
 pub const WINDOW_ENERGY_PERCENTILES: &str = "window_energy_percentiles";
+/// `Manifest::extra` key of a trajectory model's fitted window test
+/// ([`crate::stein::SteinWindow`]).
+pub const STEIN_WINDOW: &str = "stein_window";
 
 /// Percentiles (0th to 100th) of the mean energy of `window` consecutive
 /// training transitions of one trajectory, for windowed OOD scores.

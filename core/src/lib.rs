@@ -21,6 +21,7 @@ mod fused_io;
 pub mod fused_mlp;
 pub mod fused_resnet;
 pub mod langevin;
+pub mod linalg;
 pub mod metrics;
 pub mod models;
 pub mod packed_gemm;
@@ -31,6 +32,7 @@ pub mod rollout;
 mod rollout_fused;
 pub mod sgemm;
 pub mod spectral;
+pub mod stein;
 pub mod trainer;
 mod winograd;
 

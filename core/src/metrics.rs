@@ -32,6 +32,34 @@ pub fn auroc(positive: &[f64], negative: &[f64]) -> Option<f64> {
     Some((rank_sum - np * (np + 1.0) / 2.0) / (np * nn))
 }
 
+/// The 0th to 100th percentiles of `v` (any order; each the value at rank
+/// `p (n - 1) / 100`, rounded down). `v` must not be empty.
+pub fn percentiles(mut v: Vec<f32>) -> Vec<f32> {
+    assert!(!v.is_empty(), "percentiles of no values");
+    v.sort_by(f32::total_cmp);
+    (0..=100).map(|p| v[(p * (v.len() - 1)) / 100]).collect()
+}
+
+/// Percentile of `e` in a sorted table of the 0th..100th percentiles.
+pub fn percentile_in(p: &[f32], e: f32) -> f32 {
+    let n = p.len();
+    if n < 2 || e.is_nan() {
+        return f32::NAN;
+    }
+    let scale = 100.0 / (n - 1) as f32;
+    if e <= p[0] {
+        return 0.0;
+    }
+    if e >= p[n - 1] {
+        return 100.0;
+    }
+    // p[i] <= e < p[i + 1]
+    let i = p.partition_point(|&v| v <= e) - 1;
+    let (lo, hi) = (p[i], p[i + 1]);
+    let frac = if hi > lo { (e - lo) / (hi - lo) } else { 0.0 };
+    (i as f32 + frac) * scale
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +84,25 @@ mod tests {
     fn undefined_cases() {
         assert_eq!(auroc(&[], &[1.0]), None);
         assert_eq!(auroc(&[f64::NAN], &[1.0]), None);
+    }
+
+    #[test]
+    fn percentiles_interpolate_and_saturate() {
+        let p: Vec<f32> = (0..=100).map(|i| i as f32 * 2.0).collect();
+        assert_eq!(percentile_in(&p, -5.0), 0.0);
+        assert_eq!(percentile_in(&p, 500.0), 100.0);
+        assert!((percentile_in(&p, 50.0) - 25.0).abs() < 1e-5);
+        assert!((percentile_in(&p, 51.0) - 25.5).abs() < 1e-5);
+        // Ties: a flat stretch maps to its last index.
+        let flat = [0.0, 1.0, 1.0, 1.0, 2.0];
+        assert!((percentile_in(&flat, 1.0) - 75.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn percentile_table_of_a_range() {
+        let p = percentiles((0..=200).rev().map(|i| i as f32).collect());
+        assert_eq!(p.len(), 101);
+        assert_eq!((p[0], p[50], p[100]), (0.0, 100.0, 200.0));
+        assert!((percentile_in(&p, 150.0) - 75.0).abs() < 1e-5);
     }
 }

@@ -265,6 +265,7 @@ mod tests {
             flagged: false,
             window_energy: 0.5,
             window_len: 50,
+            window_discrepancy: Some(120.0),
             window_percentile: Some(99.5),
             window_flagged: true,
         };
@@ -275,25 +276,32 @@ mod tests {
                 score
             );
         }
-        // The window fields made OodScore version 2; states stay at 1.
+        // The window fields made OodScore version 2, the discrepancy 3;
+        // states stay at 1.
         let bytes = encode(&score, Encoding::Bincode).unwrap();
-        assert_eq!(bytes[0], 2);
+        assert_eq!(bytes[0], 3);
         assert_eq!(encode(&state(), Encoding::Bincode).unwrap()[0], 1);
         let mut old = bytes.clone();
-        old[0] = 1;
+        old[0] = 2;
         let err = decode::<crate::types::OodScore>(&old, Encoding::Bincode).unwrap_err();
         assert!(matches!(
             err,
             MsgsError::VersionMismatch {
-                found: 1,
-                expected: 2
+                found: 2,
+                expected: 3
             }
         ));
         let nan = crate::types::OodScore {
             window_percentile: Some(f32::NAN),
-            ..score
+            ..score.clone()
         };
         assert!(encode(&nan, Encoding::Json).is_err());
+        let inf = crate::types::OodScore {
+            window_discrepancy: Some(f32::INFINITY),
+            ..score
+        };
+        let err = encode(&inf, Encoding::Bincode).unwrap_err().to_string();
+        assert!(err.contains("window_discrepancy"), "{err}");
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! - the message types ([`types`]): robot state and action (live traffic and
 //!   recordings), forecast, OOD score, denoised state, forecast request and
 //!   error reply, each carrying its kind's schema version in its envelope
-//!   ([`types::Message::VERSION`]: [`PROTOCOL_VERSION`], or 2 for the OOD
-//!   score since its window fields);
+//!   ([`types::Message::VERSION`]: [`PROTOCOL_VERSION`], or 3 for the OOD
+//!   score since its window fields and their Stein discrepancy);
 //! - their codec ([`codec`]): bincode 2, strict (size limit, protocol version,
 //!   no trailing bytes, dimension and finiteness checks), and JSON for
 //!   non-Rust clients and Foxglove; the only module that names bincode;

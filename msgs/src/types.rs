@@ -90,7 +90,8 @@ pub struct Forecast {
 }
 
 /// How unusual the latest observed transition is, alone and over the
-/// robot's recent transitions (schema version 2: the window fields).
+/// robot's recent transitions (schema version 2: the window fields; 3: the
+/// window's Stein discrepancy).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OodScore {
@@ -106,9 +107,14 @@ pub struct OodScore {
     /// episode, this one included.
     pub window_energy: f32,
     pub window_len: u32,
-    /// Percentile of the window's mean among training windows of the same
-    /// length, once the window is full (`None` before, or when the model
-    /// stores no window statistics).
+    /// Once the window is full, with a model that stores the Stein window
+    /// test: how far the window's mean Stein features `x_j dE/dx_j` lie from
+    /// those of training windows (a Hotelling statistic; `None` otherwise).
+    pub window_discrepancy: Option<f32>,
+    /// Percentile among training windows of the same length, once the window
+    /// is full: of `window_discrepancy` where the model stores the Stein
+    /// test, else of the window's mean energy (`None` before, or when the
+    /// model stores no window statistics).
     pub window_percentile: Option<f32>,
     pub window_flagged: bool,
 }
@@ -228,11 +234,16 @@ impl Message for Forecast {
 
 impl Message for OodScore {
     const KIND: &'static str = "OodScore";
-    const VERSION: u16 = 2;
+    const VERSION: u16 = 3;
     fn validate(&self) -> Result<(), MsgsError> {
         check_finite(Self::KIND, "energy", &[self.energy])?;
         check_finite(Self::KIND, "percentile", &[self.percentile])?;
         check_finite(Self::KIND, "window_energy", &[self.window_energy])?;
+        check_finite(
+            Self::KIND,
+            "window_discrepancy",
+            self.window_discrepancy.as_slice(),
+        )?;
         check_finite(
             Self::KIND,
             "window_percentile",

@@ -135,6 +135,9 @@ enum Command {
         trajectories: usize,
         #[arg(long, default_value_t = 60)]
         steps: u32,
+        /// Seed of the held-out trajectories (the default is unused by `ebm-sim generate`).
+        #[arg(long, default_value_t = ebm_runtime::ood_eval::OodEvalOptions::default().seed)]
+        seed: u64,
         /// Heavier cube: its mass times this.
         #[arg(long, default_value_t = 5.0)]
         mass_factor: f32,
@@ -247,6 +250,7 @@ pub fn run(cli: Cli) -> Result<()> {
             overrides,
             trajectories,
             steps,
+            seed,
             mass_factor,
             friction_factor,
             noise_std,
@@ -258,6 +262,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let opts = ebm_runtime::ood_eval::OodEvalOptions {
                 trajectories,
                 steps,
+                seed,
                 mass_factor,
                 friction_factor,
                 noise_std,

@@ -12,9 +12,10 @@
 use std::time::Instant;
 
 use candle_core::{Result, Tensor};
-use ebm_core::energy::{EnergyFunction, EnergyTerm};
+use ebm_core::energy::{energy_and_grad, EnergyFunction, EnergyTerm};
 use ebm_core::langevin::{LangevinSampler, StepBudget};
 use ebm_core::rollout::{rollout_until, RolloutConfig};
+use ebm_core::stein;
 use ebm_core::{MlpEnergy, Rng};
 use ebm_msgs::STATE_DIM;
 
@@ -140,6 +141,22 @@ pub fn transition_energy(
     let x = Tensor::from_vec(flat, (next.len(), STATE_DIM), &bundle.device)?;
     // Change-space models score the scaled step, as their training did.
     bundle.model.transition_energy(&x, Some(&c))?.to_vec1()
+}
+
+/// Energy and Stein features (`x_j dE/dx_j` in the model's sample space,
+/// see [`ebm_core::stein`]) of each observed transition: `n` and `n x 31`.
+pub fn transition_scores(
+    bundle: &ModelBundle,
+    conds: &[Vec<f32>],
+    next: &[Vec<f32>],
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let c = cond_tensor(bundle, conds)?;
+    let flat: Vec<f32> = next.iter().flatten().copied().collect();
+    let next = Tensor::from_vec(flat, (next.len(), STATE_DIM), &bundle.device)?;
+    let x = bundle.model.to_sample(&next, Some(&c))?;
+    let (e, g) = energy_and_grad(&[EnergyTerm::new(&bundle.model, Some(c))], &x)?;
+    let features = stein::features(&x.flatten_all()?.to_vec1()?, &g.flatten_all()?.to_vec1()?);
+    Ok((e.to_vec1()?, features))
 }
 
 /// A trajectory model's energy as a function of the next state.
@@ -273,6 +290,66 @@ mod tests {
         let x = denoise(&b, &prev, &next, &cfg, &mut Rng::new(3)).unwrap();
         let after = transition_energy(&b, &prev, &x).unwrap();
         assert!(after[0] < got[0] - 1e-3, "{} -> {}", got[0], after[0]);
+    }
+
+    /// Stein features are `x_j dE/dx_j` in sample space (the scaled step):
+    /// against central differences of the model's energy there.
+    #[test]
+    fn transition_scores_give_the_energy_and_x_times_its_gradient() {
+        use ebm_core::{EnergyFunction, EnergyModel, MlpEnergy, MlpEnergyConfig, ParamStore};
+        let mut b = bundle();
+        let mut cfg = MlpEnergyConfig::new(STATE_DIM);
+        cfg.context_len = 1;
+        cfg.hidden = vec![16];
+        cfg.delta_scale = vec![0.5; STATE_DIM];
+        cfg.base_weight = 1.0;
+        b.model = MlpEnergy::init(&cfg, &ParamStore::new(5, &Device::Cpu))
+            .unwrap()
+            .frozen();
+        let prev = vec![vec![0.2; STATE_DIM], vec![-0.4; STATE_DIM]];
+        let next: Vec<Vec<f32>> = (0..2)
+            .map(|r| {
+                (0..STATE_DIM)
+                    .map(|j| (j as f32 * 0.37 + r as f32).sin())
+                    .collect()
+            })
+            .collect();
+        let (e, f) = transition_scores(&b, &prev, &next).unwrap();
+        let want_e = transition_energy(&b, &prev, &next).unwrap();
+        assert_eq!(f.len(), 2 * STATE_DIM);
+        let c = cond_tensor(&b, &prev).unwrap();
+        let energy_at = |x: &[f32]| {
+            let x = Tensor::from_vec(x.to_vec(), (2, STATE_DIM), &Device::Cpu).unwrap();
+            b.model
+                .energy(&x, Some(&c))
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let x: Vec<f32> = (0..2 * STATE_DIM)
+            .map(|k| (next[k / STATE_DIM][k % STATE_DIM] - prev[k / STATE_DIM][0]) / 0.5)
+            .collect();
+        for r in 0..2 {
+            assert!((e[r] - want_e[r]).abs() < 1e-4 * (1.0 + want_e[r].abs()));
+        }
+        let h = 1e-2;
+        for j in 0..STATE_DIM {
+            let (mut up, mut down) = (x.clone(), x.clone());
+            for r in 0..2 {
+                up[r * STATE_DIM + j] += h;
+                down[r * STATE_DIM + j] -= h;
+            }
+            let (eu, ed) = (energy_at(&up), energy_at(&down));
+            for r in 0..2 {
+                let k = r * STATE_DIM + j;
+                let want = x[k] * (eu[r] - ed[r]) / (2.0 * h);
+                assert!(
+                    (f[k] - want).abs() < 2e-2 * (1.0 + want.abs()),
+                    "{j}: {} vs {want}",
+                    f[k]
+                );
+            }
+        }
     }
 
     #[test]

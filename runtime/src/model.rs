@@ -7,8 +7,10 @@ use std::path::Path;
 
 use candle_core::Device;
 use ebm_core::checkpoint::{
-    self, Normalization, WindowPercentiles, ENERGY_PERCENTILES, WINDOW_ENERGY_PERCENTILES,
+    self, Normalization, WindowPercentiles, ENERGY_PERCENTILES, STEIN_WINDOW,
+    WINDOW_ENERGY_PERCENTILES,
 };
+use ebm_core::stein::SteinWindow;
 use ebm_core::{EnergyModel, MlpEnergy, MlpEnergyConfig, ParamStore};
 use ebm_msgs::{ACTION_DIM, STATE_DIM};
 use tracing::warn;
@@ -27,6 +29,8 @@ pub struct ModelBundle {
     pub percentiles: Option<Vec<f32>>,
     /// The same for mean energies over windows of consecutive transitions.
     pub window_percentiles: Option<WindowPercentiles>,
+    /// The Stein window test fitted on training windows.
+    pub stein_window: Option<SteinWindow>,
     /// Problems a user should see (untrained model, missing statistics).
     pub warnings: Vec<String>,
     pub device: Device,
@@ -93,6 +97,16 @@ impl ModelBundle {
                     None
                 }
             });
+        let stein = loaded.manifest.extra.get(STEIN_WINDOW).and_then(|v| {
+            let t = serde_json::from_value::<SteinWindow>(v.clone()).map_err(|e| e.to_string());
+            match t.and_then(|t| t.check(cfg.state_dim).map(|()| t)) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    warnings.push(format!("{STEIN_WINDOW} in the checkpoint is unusable ({e}); windowed OOD scores fall back to the mean energy"));
+                    None
+                }
+            }
+        });
         let norm = loaded.manifest.normalization.clone();
         if norm.is_none() {
             warnings.push(
@@ -110,6 +124,7 @@ impl ModelBundle {
             device,
         )?;
         bundle.window_percentiles = windows;
+        bundle.stein_window = stein;
         Ok(bundle)
     }
 
@@ -197,6 +212,7 @@ impl ModelBundle {
             model_id,
             percentiles,
             window_percentiles: None,
+            stein_window: None,
             warnings,
             device: device.clone(),
             state_mean: sm,
@@ -250,7 +266,7 @@ impl ModelBundle {
     pub fn percentile(&self, energy: f32) -> Option<f32> {
         self.percentiles
             .as_deref()
-            .map(|p| percentile_in(p, energy))
+            .map(|p| ebm_core::metrics::percentile_in(p, energy))
     }
 }
 
@@ -270,26 +286,6 @@ fn model_name(dir: &Path) -> String {
         .find(|n| !n.starts_with("step-") && n.as_str() != "ebm" && n.as_str() != "latest")
         .cloned()
         .unwrap_or_else(|| "model".into())
-}
-
-/// Percentile of `e` in a sorted table of the 0th..100th percentiles.
-pub fn percentile_in(p: &[f32], e: f32) -> f32 {
-    let n = p.len();
-    if n < 2 || e.is_nan() {
-        return f32::NAN;
-    }
-    let scale = 100.0 / (n - 1) as f32;
-    if e <= p[0] {
-        return 0.0;
-    }
-    if e >= p[n - 1] {
-        return 100.0;
-    }
-    // p[i] <= e < p[i + 1]
-    let i = p.partition_point(|&v| v <= e) - 1;
-    let (lo, hi) = (p[i], p[i + 1]);
-    let frac = if hi > lo { (e - lo) / (hi - lo) } else { 0.0 };
-    (i as f32 + frac) * scale
 }
 
 /// The OOD scorer of the config's `[ood] checkpoints` (those that do not
@@ -337,18 +333,6 @@ mod tests {
             model_name(Path::new("/w/exp/uncond/ebm/step-00006000")),
             "uncond"
         );
-    }
-
-    #[test]
-    fn percentiles_interpolate_and_saturate() {
-        let p: Vec<f32> = (0..=100).map(|i| i as f32 * 2.0).collect();
-        assert_eq!(percentile_in(&p, -5.0), 0.0);
-        assert_eq!(percentile_in(&p, 500.0), 100.0);
-        assert!((percentile_in(&p, 50.0) - 25.0).abs() < 1e-5);
-        assert!((percentile_in(&p, 51.0) - 25.5).abs() < 1e-5);
-        // Ties: a flat stretch maps to its last index.
-        let flat = [0.0, 1.0, 1.0, 1.0, 2.0];
-        assert!((percentile_in(&flat, 1.0) - 75.0).abs() < 1e-5);
     }
 
     #[test]

@@ -6,11 +6,12 @@
 //! cube, lower friction, a stuck joint (one actuator ignores its commands)
 //! and sensor noise (Gaussian noise on the observed states). Every observed
 //! transition is scored by the served model exactly as the daemon scores it
-//! (`infer::transition_energy`), and the AUROC of perturbed against nominal
+//! (`infer::transition_scores`), and the AUROC of perturbed against nominal
 //! is reported per perturbation, per transition and per window (the
-//! daemon's window score at each trajectory's last state: the mean over its
-//! last [`OodScorer::window_len`] transitions), with the share of windows the
-//! daemon would flag.
+//! daemon's window at each trajectory's last state, its last
+//! [`OodScorer::window_len`] transitions: the Stein discrepancy where the
+//! model stores the test, and the mean energy), with the share of windows
+//! the daemon would flag.
 
 use ebm_core::metrics::auroc;
 use ebm_core::Rng;
@@ -71,7 +72,11 @@ pub struct OodRow {
     pub auroc_transitions: Option<f64>,
     /// Transitions per window (fewer when trajectories are shorter).
     pub window: usize,
+    /// AUROC of the daemon's window statistic: the Stein discrepancy where
+    /// the model stores the test, else the mean energy.
     pub auroc_windows: Option<f64>,
+    /// AUROC of the window's mean energy.
+    pub auroc_window_energy: Option<f64>,
     /// Share of trajectories whose last window is flagged (its percentile
     /// at or above `flag_percentile`); `None` without window percentiles.
     pub windows_flagged: Option<f64>,
@@ -203,7 +208,14 @@ pub fn ood_eval(scorer: &OodScorer, opts: &OodEvalOptions) -> Result<OodReport, 
     let windows = |e: &[Vec<OodValue>]| e.iter().map(|t| scorer.window(t)).collect::<Vec<_>>();
     let window_energies =
         |w: &[OodWindow]| w.iter().map(|w| f64::from(w.energy)).collect::<Vec<f64>>();
-    let (nom_flat, nom_windows) = (flat(&scored[0].1), window_energies(&windows(&scored[0].1)));
+    let window_tests = |w: &[OodWindow]| {
+        w.iter()
+            .map(|w| f64::from(w.discrepancy.unwrap_or(w.energy)))
+            .collect::<Vec<f64>>()
+    };
+    let nom_flat = flat(&scored[0].1);
+    let nom_windows = windows(&scored[0].1);
+    let (nom_energies, nom_tests) = (window_energies(&nom_windows), window_tests(&nom_windows));
     let rows = scored
         .iter()
         .enumerate()
@@ -233,7 +245,10 @@ pub fn ood_eval(scorer: &OodScorer, opts: &OodEvalOptions) -> Result<OodReport, 
                 auroc_transitions: (i > 0).then(|| auroc(&f, &nom_flat)).flatten(),
                 window: w.iter().map(|w| w.len).max().unwrap_or(0),
                 auroc_windows: (i > 0)
-                    .then(|| auroc(&window_energies(&w), &nom_windows))
+                    .then(|| auroc(&window_tests(&w), &nom_tests))
+                    .flatten(),
+                auroc_window_energy: (i > 0)
+                    .then(|| auroc(&window_energies(&w), &nom_energies))
                     .flatten(),
                 windows_flagged: flagged
                     .filter(|v| !v.is_empty())
@@ -257,16 +272,17 @@ impl OodReport {
     pub fn markdown(&self) -> String {
         let mut s = format!(
             "OOD score of model `{}`: AUROC of perturbed against nominal held-out transitions (goal >= 0.9), per transition and per window \
-             (the daemon's window score at each trajectory's end: mean over its last {} transitions), and the share of windows flagged.\n\n\
-             | simulator | trajectories | transitions | mean energy | mean percentile | AUROC (transitions) | AUROC (windows) | windows flagged |\n\
-             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+             (the daemon's window at each trajectory's end, its last {} transitions: the Stein window test where the model stores it, and the mean energy), \
+             and the share of windows the daemon flags.\n\n\
+             | simulator | trajectories | transitions | mean energy | mean percentile | AUROC (transitions) | AUROC (windows) | AUROC (window mean energy) | windows flagged |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
             self.model_id,
             self.rows.first().map_or(0, |r| r.window)
         );
         let f = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
         for r in &self.rows {
             s.push_str(&format!(
-                "| {} | {} | {} | {:.3} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {:.3} | {} | {} | {} | {} | {} |\n",
                 r.perturbation,
                 r.trajectories,
                 r.transitions,
@@ -278,6 +294,7 @@ impl OodReport {
                 },
                 f(r.auroc_transitions),
                 f(r.auroc_windows),
+                f(r.auroc_window_energy),
                 r.windows_flagged
                     .map_or("-".to_owned(), |v| format!("{:.0}%", 100.0 * v))
             ));

@@ -11,12 +11,19 @@
 //!
 //! Small changes of the dynamics move single transitions little but
 //! consistently, so the daemon also scores a window of a robot's recent
-//! transitions ([`OodScorer::window`]): their mean score, and its percentile
-//! among training windows of the same length stored in the checkpoints.
+//! transitions ([`OodScorer::window`]): their mean score, and a test of the
+//! window against training windows of the same length stored in the
+//! checkpoints: the Stein window test ([`ebm_core::stein`]) on the mean of
+//! the transitions' features `x_j dE/dx_j`, which sees a change of spread or
+//! shape in any one dimension (a heavier cube, less friction) where the mean
+//! energy averages it away; checkpoints without it fall back to the
+//! percentile of the mean energy.
 
 use ebm_msgs::STATE_DIM;
 
-use crate::infer::transition_energy;
+use ebm_core::stein;
+
+use crate::infer::transition_scores;
 use crate::model::ModelBundle;
 use crate::RuntimeError;
 
@@ -54,6 +61,8 @@ pub struct OodValue {
     pub percentile: Option<f32>,
     /// Each expert's raw energy, for window scores.
     pub expert_energies: Vec<f32>,
+    /// Each expert's Stein features of the transition (`x_j dE/dx_j`).
+    pub expert_features: Vec<Vec<f32>>,
 }
 
 /// The score of a window of recent transitions.
@@ -62,10 +71,14 @@ pub struct OodWindow {
     /// Mean [`OodValue::energy`] over the window.
     pub energy: f32,
     pub len: usize,
-    /// Once the window is full: the highest over experts of the percentile
-    /// of its mean energy among training windows; `None` before, or when an
-    /// expert stores no window percentiles.
+    /// Once the window is full: the highest over experts of its percentile
+    /// among training windows, of the Stein discrepancy for experts that
+    /// store the test, else of the mean energy; `None` before, or when an
+    /// expert stores neither.
     pub percentile: Option<f32>,
+    /// The Stein discrepancy of the expert that gave `percentile`, when it
+    /// came from the Stein test.
+    pub discrepancy: Option<f32>,
 }
 
 /// Window length when the checkpoints store none.
@@ -115,10 +128,14 @@ impl OodScorer {
     }
 
     fn stored_window(&self) -> Option<usize> {
-        let mut lens = self
-            .experts
-            .iter()
-            .map(|e| e.bundle.window_percentiles.as_ref().map(|w| w.window));
+        let mut lens = self.experts.iter().map(|e| {
+            let b = &e.bundle;
+            match (&b.stein_window, &b.window_percentiles) {
+                (Some(t), _) => Some(t.window),
+                (None, Some(w)) => Some(w.window),
+                (None, None) => None,
+            }
+        });
         let first = lens.next()??;
         lens.all(|l| l == Some(first)).then_some(first)
     }
@@ -130,25 +147,31 @@ impl OodScorer {
         let recent = &recent[recent.len().saturating_sub(w)..];
         let len = recent.len();
         let energy = recent.iter().map(|v| v.energy).sum::<f32>() / len.max(1) as f32;
-        let percentile = (len == w && self.stored_window() == Some(w))
+        let full = len == w && self.stored_window() == Some(w);
+        let tests = self.experts.iter().enumerate().filter_map(|(i, ex)| {
+            let b = &ex.bundle;
+            if let Some(test) = &b.stein_window {
+                let rows = recent.iter().map(|v| v.expert_features[i].as_slice());
+                let d = test.discrepancy(&stein::mean_of(rows, test.dim()));
+                return Some((test.percentile(d), Some(d)));
+            }
+            let table = &b.window_percentiles.as_ref()?.percentiles;
+            let mean = recent.iter().map(|v| v.expert_energies[i]).sum::<f32>() / len as f32;
+            Some((ebm_core::metrics::percentile_in(table, mean), None))
+        });
+        // NaN (a non-finite window) counts as the most surprising.
+        let highest = full
             .then(|| {
-                self.experts
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, ex)| {
-                        let table = &ex.bundle.window_percentiles.as_ref()?.percentiles;
-                        let mean =
-                            recent.iter().map(|v| v.expert_energies[i]).sum::<f32>() / len as f32;
-                        let p = crate::model::percentile_in(table, mean);
-                        Some(if p.is_nan() { 100.0 } else { p })
-                    })
-                    .reduce(f32::max)
+                tests
+                    .map(|(p, d)| (if p.is_nan() { 100.0 } else { p }, d))
+                    .reduce(|a, b| if b.0 > a.0 { b } else { a })
             })
             .flatten();
         OodWindow {
             energy,
             len,
-            percentile,
+            percentile: highest.map(|h| h.0),
+            discrepancy: highest.and_then(|h| h.1),
         }
     }
 
@@ -171,6 +194,7 @@ impl OodScorer {
                 energy: 0.0,
                 percentile: Some(0.0),
                 expert_energies: Vec::with_capacity(self.experts.len()),
+                expert_features: Vec::with_capacity(self.experts.len()),
             };
             n
         ];
@@ -180,7 +204,7 @@ impl OodScorer {
         for ex in &self.experts {
             let (conds, next) = transitions(&ex.bundle);
             debug_assert!(next.iter().all(|s| s.len() == STATE_DIM));
-            let energies = transition_energy(&ex.bundle, &conds, &next)?;
+            let (energies, features) = transition_scores(&ex.bundle, &conds, &next)?;
             if energies.len() != n {
                 return Err(RuntimeError::Model(format!(
                     "OOD model {} scored {} of {n} transitions",
@@ -188,8 +212,9 @@ impl OodScorer {
                     energies.len()
                 )));
             }
-            for (o, e) in out.iter_mut().zip(energies) {
+            for ((o, e), f) in out.iter_mut().zip(energies).zip(features.chunks(STATE_DIM)) {
                 o.expert_energies.push(e);
+                o.expert_features.push(f.to_vec());
                 o.energy += if single {
                     e
                 } else {
@@ -230,12 +255,17 @@ mod tests {
     #[test]
     fn one_expert_gives_its_energy_and_percentile() {
         let b = expert(1, -1.0, 0.02);
-        let raw = transition_energy(&b, &transitions(&b).0, &transitions(&b).1).unwrap();
+        let (raw, features) =
+            transition_scores(&b, &transitions(&b).0, &transitions(&b).1).unwrap();
         let scorer = OodScorer::new(vec![b]);
         let s = scorer.score(3, transitions).unwrap();
-        for (v, e) in s.iter().zip(&raw) {
+        for (i, (v, e)) in s.iter().zip(&raw).enumerate() {
             assert_eq!(v.energy, *e);
             assert_eq!(v.percentile, scorer.experts()[0].bundle.percentile(*e));
+            assert_eq!(
+                v.expert_features,
+                [features[i * STATE_DIM..(i + 1) * STATE_DIM].to_vec()]
+            );
         }
         assert_eq!(scorer.model_id(), "untrained-seed1");
     }
@@ -244,8 +274,12 @@ mod tests {
     fn several_experts_add_their_scaled_energies_and_report_the_highest_percentile() {
         // Medians 0 and 10; interquartile ranges 1 and 10.
         let (a, b) = (expert(1, -1.0, 0.02), expert(2, 0.0, 0.2));
-        let ea = transition_energy(&a, &transitions(&a).0, &transitions(&a).1).unwrap();
-        let eb = transition_energy(&b, &transitions(&b).0, &transitions(&b).1).unwrap();
+        let ea = transition_scores(&a, &transitions(&a).0, &transitions(&a).1)
+            .unwrap()
+            .0;
+        let eb = transition_scores(&b, &transitions(&b).0, &transitions(&b).1)
+            .unwrap()
+            .0;
         let (pa, pb): (Vec<f32>, Vec<f32>) = ea
             .iter()
             .zip(&eb)
@@ -292,10 +326,14 @@ mod tests {
             energy,
             percentile: Some(50.0),
             expert_energies: vec![ea, eb],
+            expert_features: vec![vec![0.0; STATE_DIM]; 2],
         };
         // Not full yet: a mean, no percentile.
         let w = scorer.window(&[v(1.0, 0.2, 10.0), v(3.0, 0.4, 10.0)]);
-        assert_eq!((w.energy, w.len, w.percentile), (2.0, 2, None));
+        assert_eq!(
+            (w.energy, w.len, w.percentile, w.discrepancy),
+            (2.0, 2, None, None)
+        );
         // Full (the oldest of four drops out): expert a's mean 0.5 is its
         // 50th percentile, b's 10.2 its 20th; the window takes the highest.
         let recent = [
@@ -308,6 +346,7 @@ mod tests {
         assert_eq!((w.energy, w.len), (2.0, 3));
         let p = w.percentile.expect("a full window has a percentile");
         assert!((p - 50.0).abs() < 1e-3, "{p}");
+        assert_eq!(w.discrepancy, None, "mean energies only");
         // Experts that disagree on the window length: the default, no percentile.
         let mut c = expert(3, 0.0, 1.0);
         c.window_percentiles = Some(WindowPercentiles {
@@ -320,5 +359,49 @@ mod tests {
         assert_eq!(scorer.window_len(), DEFAULT_WINDOW);
         let full: Vec<OodValue> = (0..DEFAULT_WINDOW).map(|_| v(1.0, 0.5, 0.5)).collect();
         assert_eq!(scorer.window(&full).percentile, None);
+    }
+
+    #[test]
+    fn stein_windows_test_the_mean_features_and_take_precedence() {
+        use ebm_core::checkpoint::WindowPercentiles;
+        use ebm_core::stein::SteinWindow;
+        // Training window means: feature j near 1, spread 0.1 in every dimension.
+        let means = |k: usize, shift: f32| -> Vec<Vec<f32>> {
+            (0..k)
+                .map(|i| {
+                    (0..STATE_DIM)
+                        .map(|j| 1.0 + shift + 0.1 * ((i * 7 + j * 3) % 5) as f32 - 0.2)
+                        .collect()
+                })
+                .collect()
+        };
+        let test = SteinWindow::fit(2, &means(40, 0.0), &means(41, 0.0)).unwrap();
+        let mut a = expert(1, -1.0, 0.02);
+        a.stein_window = Some(test.clone());
+        // A mean-energy table that would put these windows at the 0th percentile.
+        a.window_percentiles = Some(WindowPercentiles {
+            window: 2,
+            percentiles: (0..101).map(|i| 100.0 + i as f32).collect(),
+        });
+        let scorer = OodScorer::new(vec![a]);
+        assert_eq!(scorer.window_len(), 2);
+        let v = |f: f32| OodValue {
+            energy: 0.0,
+            percentile: Some(50.0),
+            expert_energies: vec![0.0],
+            expert_features: vec![vec![f; STATE_DIM]],
+        };
+        // The window's mean features are 1.2 in every dimension.
+        let w = scorer.window(&[v(1.0), v(1.4)]);
+        let d = test.discrepancy(&[1.2; STATE_DIM]);
+        assert_eq!(w.discrepancy, Some(d));
+        assert_eq!(w.percentile, Some(test.percentile(d)));
+        // Far from every training window: the top percentile.
+        let w = scorer.window(&[v(3.0), v(3.0)]);
+        assert!(w.discrepancy.unwrap() > test.percentiles[100]);
+        assert_eq!(w.percentile, Some(100.0));
+        // A NaN feature counts as the most surprising window.
+        let w = scorer.window(&[v(f32::NAN), v(1.0)]);
+        assert_eq!(w.percentile, Some(100.0));
     }
 }

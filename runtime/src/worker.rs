@@ -407,6 +407,9 @@ impl Worker {
                 f32::MAX
             },
             window_len: window.len as u32,
+            window_discrepancy: window
+                .discrepancy
+                .map(|d| if d.is_finite() { d } else { f32::MAX }),
             window_percentile: window.percentile,
             window_flagged,
         }

@@ -4,5 +4,6 @@ mod configs;
 mod models;
 mod runtime;
 mod runtime_load;
+mod runtime_ood;
 mod toy;
 mod trajectory;

@@ -339,6 +339,7 @@ async fn runtime_states_in_give_forecasts_ood_scores_and_denoised_states_out() -
                 "{o:?}"
             );
             assert!(o.window_energy.is_finite() && o.window_percentile.is_none());
+            assert!(o.window_discrepancy.is_none());
             if o.window_len == 1 {
                 assert_eq!(o.window_energy, o.energy);
             }

@@ -7,6 +7,7 @@
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::linalg::{cholesky_in_place, cholesky_solve};
 use crate::CoreError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,7 +141,9 @@ impl LinearPrior {
         for i in 0..d {
             corr[i * d + i] += shrink;
         }
-        cholesky_in_place(&mut corr, d)?;
+        cholesky_in_place(&mut corr, d).map_err(|_| {
+            CoreError::config("the residual's correlation is not positive definite")
+        })?;
         self.correlation_cholesky = (0..d * d)
             .map(|k| if k % d <= k / d { corr[k] as f32 } else { 0.0 })
             .collect();
@@ -229,7 +232,9 @@ impl RidgeFit {
         let mut w: Vec<f64> = (0..p * d)
             .map(|k| self.xty[k] / n - mx[k / d] * my[k % d])
             .collect();
-        cholesky_solve(&mut a, &mut w, p, d)?;
+        cholesky_solve(&mut a, &mut w, p, d).map_err(|_| {
+            CoreError::config("the linear prior's normal equations are singular: raise the ridge")
+        })?;
         let bias = (0..d)
             .map(|j| (my[j] - (0..p).map(|i| mx[i] * w[i * d + j]).sum::<f64>()) as f32)
             .collect();
@@ -239,60 +244,6 @@ impl RidgeFit {
             correlation_cholesky: Vec::new(),
         })
     }
-}
-
-/// Solves `A X = B` in place (`A` symmetric positive definite `p x p`, `B`
-/// `p x d`, both row-major; `B` becomes `X`, `A` its Cholesky factor).
-fn cholesky_solve(
-    a: &mut [f64],
-    b: &mut [f64],
-    p: usize,
-    d: usize,
-) -> std::result::Result<(), CoreError> {
-    cholesky_in_place(a, p)?;
-    for c in 0..d {
-        for i in 0..p {
-            let mut v = b[i * d + c];
-            for k in 0..i {
-                v -= a[i * p + k] * b[k * d + c];
-            }
-            b[i * d + c] = v / a[i * p + i];
-        }
-        for i in (0..p).rev() {
-            let mut v = b[i * d + c];
-            for k in i + 1..p {
-                v -= a[k * p + i] * b[k * d + c];
-            }
-            b[i * d + c] = v / a[i * p + i];
-        }
-    }
-    Ok(())
-}
-
-/// The lower Cholesky factor of `a` (symmetric positive definite `p x p`)
-/// into its lower triangle; the upper triangle is left as it was.
-fn cholesky_in_place(a: &mut [f64], p: usize) -> std::result::Result<(), CoreError> {
-    for j in 0..p {
-        let mut diag = a[j * p + j];
-        for k in 0..j {
-            diag -= a[j * p + k] * a[j * p + k];
-        }
-        if !(diag > 0.0) {
-            return Err(CoreError::config(
-                "the linear prior's normal equations are singular: raise the ridge",
-            ));
-        }
-        let l = diag.sqrt();
-        a[j * p + j] = l;
-        for i in j + 1..p {
-            let mut v = a[i * p + j];
-            for k in 0..j {
-                v -= a[i * p + k] * a[j * p + k];
-            }
-            a[i * p + j] = v / l;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

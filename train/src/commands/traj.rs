@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use ebm_train::trajectory::{evaluate, train_trajectory, TrajectoryConfig};
+use ebm_train::trajectory::{calibrate_export, evaluate, train_trajectory, TrajectoryConfig};
 
 #[derive(Subcommand)]
 pub enum TrajCommand {
@@ -18,6 +18,19 @@ pub enum TrajCommand {
         run: PathBuf,
         #[arg(long)]
         steps: Option<u64>,
+        /// The recording to use instead of the config's.
+        #[arg(long)]
+        recording: Option<PathBuf>,
+    },
+    /// Recompute an export's OOD statistics (energy percentiles, window
+    /// statistics, the Stein window test) on the recording's training split,
+    /// keeping its weights.
+    Calibrate {
+        #[arg(long)]
+        config: PathBuf,
+        /// The export to recalibrate (a run's `model/`, or configs/models/...).
+        #[arg(long)]
+        model: PathBuf,
         /// The recording to use instead of the config's.
         #[arg(long)]
         recording: Option<PathBuf>,
@@ -67,6 +80,25 @@ pub fn run(command: TrajCommand, device: candle_core::Device) -> Result<()> {
             println!(
                 "trained on {} trajectories: EBM {:.0} s, FC baseline {:.0} s (final MSE {:.4})",
                 s.train_trajectories, s.ebm_seconds, s.fc_seconds, s.fc_final_mse
+            );
+            Ok(())
+        }
+        TrajCommand::Calibrate {
+            config,
+            model,
+            recording,
+        } => {
+            let (mut cfg, base) = load(&config)?;
+            if let Some(r) = recording {
+                cfg.recording = std::path::absolute(r)?;
+            }
+            let s = calibrate_export(&cfg, &base, &model, &device)?;
+            println!(
+                "recalibrated {} on {} training trajectories: median energy {:.3}, Stein window test {}",
+                model.display(),
+                s.train_trajectories,
+                s.median_energy,
+                if s.stein { "stored" } else { "not possible (trajectories shorter than a window)" }
             );
             Ok(())
         }

@@ -3,10 +3,13 @@
 //! scored by Frechet distance.
 
 pub mod baseline;
+pub mod calibrate;
 pub mod config;
 pub mod data;
+pub mod ood_stats;
 pub mod report;
 pub mod run;
 
+pub use calibrate::{calibrate_export, CalibrationSummary};
 pub use config::TrajectoryConfig;
 pub use run::{evaluate, train_trajectory, TrajEvalReport, TrajTrainSummary};

@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
-use ebm_core::checkpoint::{self, Manifest, Normalization, WindowPercentiles};
+use ebm_core::checkpoint::{self, Manifest, Normalization};
 use ebm_core::frechet::{frechet_distance, GaussianFit};
 use ebm_core::rollout::{rollout, RolloutConfig};
-use ebm_core::{FcBaselineConfig, MlpEnergy, PositiveSource, Rng, Trainer};
+use ebm_core::{FcBaselineConfig, MlpEnergy, Rng, Trainer};
 use ebm_msgs::recording::{self, Dataset};
 use ndarray::{s, Array3, Axis};
 use serde::Serialize;
@@ -16,10 +16,11 @@ use serde::Serialize;
 use super::baseline::{load_baseline, rollout_baseline, save_baseline, train_baseline};
 use super::config::TrajectoryConfig;
 use super::data::{fit_delta_scale, fit_normalization, fit_prior, normalize, TransitionData};
+use super::ood_stats::OodStatistics;
 use super::report::{markdown_table, rollout_figure};
 use crate::figure::line_chart;
 
-fn ids(v: &[u64], limit: usize) -> Vec<usize> {
+pub(super) fn ids(v: &[u64], limit: usize) -> Vec<usize> {
     let n = if limit == 0 {
         v.len()
     } else {
@@ -28,7 +29,7 @@ fn ids(v: &[u64], limit: usize) -> Vec<usize> {
     v[..n].iter().map(|&i| i as usize).collect()
 }
 
-fn split_norm(n: &Normalization, d: usize) -> (Normalization, Normalization) {
+pub(super) fn split_norm(n: &Normalization, d: usize) -> (Normalization, Normalization) {
     let part = |r: std::ops::Range<usize>| Normalization {
         mean: n.mean[r.clone()].to_vec(),
         std: n.std[r].to_vec(),
@@ -167,27 +168,10 @@ fn export_model(
     device: &Device,
 ) -> Result<()> {
     let model = ebm_core::EnergyModel::frozen(trainer.model());
-    let mut rng = Rng::derived(trainer.config().seed, "energy-percentiles");
-    let mut energies: Vec<f32> = Vec::new();
-    for _ in 0..20 {
-        let (x, c) = data.batch(1000, &mut rng, device)?;
-        energies
-            .extend(ebm_core::EnergyFunction::energy(&model, &x, c.as_ref())?.to_vec1::<f32>()?);
-    }
-    let pct = percentiles(energies);
-    let windows = window_percentiles(&model, data, &mut rng, device)?;
+    let stats = OodStatistics::compute(&model, data, trainer.config().seed, device)?;
     let mut m = Manifest::new::<MlpEnergy>(model.config(), trainer.step_count())?;
     m.normalization = Some(norm.clone());
-    m.extra.insert(
-        checkpoint::ENERGY_PERCENTILES.into(),
-        serde_json::to_value(&pct)?,
-    );
-    if let Some(w) = &windows {
-        m.extra.insert(
-            checkpoint::WINDOW_ENERGY_PERCENTILES.into(),
-            serde_json::to_value(w)?,
-        );
-    }
+    stats.record(&mut m)?;
     m.extra
         .insert("train_trajectories".into(), facts.train_trajectories.into());
     // The sampler settings the model was trained and evaluated with: the
@@ -199,56 +183,8 @@ fn export_model(
         facts.recording.display().to_string().into(),
     );
     checkpoint::save_model(dir, m, trainer.params())?;
-    tracing::info!(dir = %dir.display(), median_energy = pct[50], "exported the model");
+    tracing::info!(dir = %dir.display(), median_energy = stats.energy[50], "exported the model");
     Ok(())
-}
-
-/// Transitions per window of the daemon's windowed OOD score.
-const OOD_WINDOW: usize = 50;
-/// Training trajectories (at most) whose windows give the window percentiles.
-const OOD_WINDOW_TRAJECTORIES: usize = 1000;
-
-/// The 0th..100th percentiles of sorted-or-not values.
-fn percentiles(mut v: Vec<f32>) -> Vec<f32> {
-    v.sort_by(f32::total_cmp);
-    (0..=100).map(|p| v[(p * (v.len() - 1)) / 100]).collect()
-}
-
-/// Percentiles of the mean energy over [`OOD_WINDOW`] consecutive
-/// transitions (one window at a random offset per training trajectory);
-/// `None` when trajectories are shorter than a window.
-fn window_percentiles(
-    model: &MlpEnergy,
-    data: &TransitionData,
-    rng: &mut Rng,
-    device: &Device,
-) -> Result<Option<WindowPercentiles>> {
-    let t_len = data.states.len_of(Axis(1));
-    let (k, d) = (data.context_len, data.states.len_of(Axis(2)));
-    let count = t_len.saturating_sub(k);
-    if count < OOD_WINDOW || data.ids.is_empty() {
-        return Ok(None);
-    }
-    let stride = (data.ids.len() / OOD_WINDOW_TRAJECTORIES).max(1);
-    let mut means = Vec::new();
-    for &i in data.ids.iter().step_by(stride) {
-        let start = k - 1 + rng.below(count - OOD_WINDOW + 1);
-        let (mut x, mut c) = (Vec::new(), Vec::new());
-        for t in start..start + OOD_WINDOW {
-            x.extend(data.transition(i, t, &mut c));
-        }
-        let cd = c.len() / OOD_WINDOW;
-        let e = ebm_core::EnergyFunction::energy(
-            model,
-            &Tensor::from_vec(x, (OOD_WINDOW, d), device)?,
-            Some(&Tensor::from_vec(c, (OOD_WINDOW, cd), device)?),
-        )?;
-        means.push(e.mean_all()?.to_scalar::<f32>()?);
-    }
-    Ok(Some(WindowPercentiles {
-        window: OOD_WINDOW,
-        percentiles: percentiles(means),
-    }))
 }
 
 fn data_cond_dim(cfg: &TrajectoryConfig) -> usize {
