@@ -1,27 +1,30 @@
 //! The trajectory pipeline end to end on a small synthetic recording written
 //! through `ebm-msgs`: training of the EBM and the FC baseline, checkpoints
-//! with normalisation, rollouts and Frechet scores.
+//! with normalisation, rollouts and Frechet scores, and the recalibration of
+//! an export's OOD statistics.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::Device;
+use ebm_core::checkpoint::{self, ENERGY_PERCENTILES, STEIN_WINDOW, WINDOW_ENERGY_PERCENTILES};
+use ebm_core::stein::SteinWindow;
 use ebm_msgs::recording::{RecordingHeader, RecordingWriter, Split};
 use ebm_msgs::types::{Action, RobotState, ACTION_DIM, STATE_DIM};
 use ebm_msgs::{Encoding, RobotId};
-use ebm_train::trajectory::{evaluate, train_trajectory, TrajectoryConfig};
+use ebm_train::trajectory::{calibrate_export, evaluate, train_trajectory, TrajectoryConfig};
 
 const TRAJ: u64 = 40;
 const STEPS: u32 = 24;
 
 /// Each trajectory drifts at its own constant velocity, scaled by the action's
 /// first entry: `s_{t+1} = s_t + a_t[0] * v`.
-fn write_recording(path: &Path) -> anyhow::Result<()> {
+fn write_recording(path: &Path, steps: u32) -> anyhow::Result<()> {
     let header = RecordingHeader {
         robot_id: RobotId::new("synthetic")?,
         encoding: Encoding::Bincode,
         trajectories: TRAJ,
-        steps: STEPS,
+        steps,
         control_period_ns: 40_000_000,
         generator: "trajectory test".into(),
         seed: 0,
@@ -36,7 +39,7 @@ fn write_recording(path: &Path) -> anyhow::Result<()> {
     for ep in 0..TRAJ {
         let v: Vec<f32> = (0..STATE_DIM).map(|_| 0.05 * rng.normal() as f32).collect();
         let mut s: Vec<f32> = (0..STATE_DIM).map(|_| rng.normal() as f32).collect();
-        for t in 0..u64::from(STEPS) {
+        for t in 0..u64::from(steps) {
             let a: Vec<f32> = (0..ACTION_DIM)
                 .map(|_| 0.5 + 0.5 * rng.uniform() as f32)
                 .collect();
@@ -69,7 +72,7 @@ fn write_recording(path: &Path) -> anyhow::Result<()> {
 fn trajectory_training_and_evaluation_run_end_to_end() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let rec = dir.path().join("synthetic.mcap");
-    write_recording(&rec)?;
+    write_recording(&rec, STEPS)?;
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/traj_cond.toml"),
     )?;
@@ -125,5 +128,58 @@ fn trajectory_training_and_evaluation_run_end_to_end() -> anyhow::Result<()> {
     )?;
     assert_eq!(pct.len(), 101);
     assert!(pct.windows(2).all(|w| w[0] <= w[1]) && pct[0] < pct[100]);
+    Ok(())
+}
+
+/// An export made before the window statistics existed gets them from
+/// `traj calibrate`: the same numbers training stores, the weights untouched.
+#[test]
+fn calibration_restores_an_exports_ood_statistics() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let rec = dir.path().join("synthetic.mcap");
+    write_recording(&rec, 60)?;
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/traj_residual.toml"),
+    )?;
+    let mut cfg = TrajectoryConfig::parse(&text)?;
+    cfg.recording = rec.clone();
+    cfg.steps = 40;
+    cfg.baseline.steps = 10;
+    let run = dir.path().join("run");
+    train_trajectory(&cfg, dir.path(), &run, &Device::Cpu)?;
+    let model = run.join("model");
+    let trained = checkpoint::load(&model, &Device::Cpu)?;
+    let stein: SteinWindow = serde_json::from_value(trained.manifest.extra[STEIN_WINDOW].clone())?;
+    assert_eq!((stein.window, stein.dim()), (50, STATE_DIM));
+    // 32 training trajectories: 16 windows fit the test, 16 calibrate it.
+    assert!(stein.check(STATE_DIM).is_ok());
+    let mut old = trained.manifest.clone();
+    for key in [STEIN_WINDOW, WINDOW_ENERGY_PERCENTILES, ENERGY_PERCENTILES] {
+        old.extra.remove(key);
+    }
+    checkpoint::save(&model, old, &trained.files)?;
+    let s = calibrate_export(&cfg, dir.path(), &model, &Device::Cpu)?;
+    assert!(s.stein && s.train_trajectories == 32);
+    let again = checkpoint::load(&model, &Device::Cpu)?;
+    for key in [STEIN_WINDOW, WINDOW_ENERGY_PERCENTILES, ENERGY_PERCENTILES] {
+        assert_eq!(
+            again.manifest.extra[key], trained.manifest.extra[key],
+            "{key}"
+        );
+    }
+    assert_eq!(
+        again.manifest.files, trained.manifest.files,
+        "weights untouched"
+    );
+    // Trajectories shorter than a window: the energy percentiles only; the
+    // old window statistics, which describe other data, are gone.
+    let short = dir.path().join("short.mcap");
+    write_recording(&short, 20)?;
+    cfg.recording = short;
+    let s = calibrate_export(&cfg, dir.path(), &model, &Device::Cpu)?;
+    assert!(!s.stein);
+    let extra = checkpoint::load(&model, &Device::Cpu)?.manifest.extra;
+    assert!(extra.contains_key(ENERGY_PERCENTILES));
+    assert!(!extra.contains_key(STEIN_WINDOW) && !extra.contains_key(WINDOW_ENERGY_PERCENTILES));
     Ok(())
 }
