@@ -136,11 +136,23 @@ pub fn transition_energy(
     conds: &[Vec<f32>],
     next: &[Vec<f32>],
 ) -> Result<Vec<f32>> {
+    let (c, next) = observed(bundle, conds, next)?;
+    // Change-space models score the scaled step, as their training did.
+    bundle.model.transition_energy(&next, Some(&c))?.to_vec1()
+}
+
+/// Conditioning rows and next states as tensors `[n, C]`, `[n, 31]`.
+fn observed(
+    bundle: &ModelBundle,
+    conds: &[Vec<f32>],
+    next: &[Vec<f32>],
+) -> Result<(Tensor, Tensor)> {
     let c = cond_tensor(bundle, conds)?;
     let flat: Vec<f32> = next.iter().flatten().copied().collect();
-    let x = Tensor::from_vec(flat, (next.len(), STATE_DIM), &bundle.device)?;
-    // Change-space models score the scaled step, as their training did.
-    bundle.model.transition_energy(&x, Some(&c))?.to_vec1()
+    Ok((
+        c,
+        Tensor::from_vec(flat, (next.len(), STATE_DIM), &bundle.device)?,
+    ))
 }
 
 /// Energy and Stein features (`x_j dE/dx_j` in the model's sample space,
@@ -150,9 +162,7 @@ pub fn transition_scores(
     conds: &[Vec<f32>],
     next: &[Vec<f32>],
 ) -> Result<(Vec<f32>, Vec<f32>)> {
-    let c = cond_tensor(bundle, conds)?;
-    let flat: Vec<f32> = next.iter().flatten().copied().collect();
-    let next = Tensor::from_vec(flat, (next.len(), STATE_DIM), &bundle.device)?;
+    let (c, next) = observed(bundle, conds, next)?;
     let x = bundle.model.to_sample(&next, Some(&c))?;
     let (e, g) = energy_and_grad(&[EnergyTerm::new(&bundle.model, Some(c))], &x)?;
     let features = stein::features(&x.flatten_all()?.to_vec1()?, &g.flatten_all()?.to_vec1()?);
@@ -245,19 +255,28 @@ mod tests {
         );
     }
 
-    /// A change-space model scores the scaled step `(s_{t+1} - s_t) / scale`,
-    /// the variable its training percentiles were taken on, not the raw state.
-    #[test]
-    fn change_space_models_score_the_scaled_step() {
-        use ebm_core::{EnergyFunction, EnergyModel, MlpEnergy, MlpEnergyConfig, ParamStore};
+    /// An untrained change-space model (context 1, steps scaled by 1/2) with
+    /// base weight `base`.
+    fn change_space_bundle(seed: u64, base: f32) -> ModelBundle {
+        use ebm_core::{EnergyModel, MlpEnergy, MlpEnergyConfig, ParamStore};
         let mut b = bundle();
         let mut cfg = MlpEnergyConfig::new(STATE_DIM);
         cfg.context_len = 1;
         cfg.hidden = vec![16];
         cfg.delta_scale = vec![0.5; STATE_DIM];
-        b.model = MlpEnergy::init(&cfg, &ParamStore::new(2, &Device::Cpu))
+        cfg.base_weight = base;
+        b.model = MlpEnergy::init(&cfg, &ParamStore::new(seed, &Device::Cpu))
             .unwrap()
             .frozen();
+        b
+    }
+
+    /// A change-space model scores the scaled step `(s_{t+1} - s_t) / scale`,
+    /// the variable its training percentiles were taken on, not the raw state.
+    #[test]
+    fn change_space_models_score_the_scaled_step() {
+        use ebm_core::EnergyFunction;
+        let b = change_space_bundle(2, 0.0);
         let prev = vec![vec![0.2; STATE_DIM]];
         let next = vec![vec![0.7; STATE_DIM]];
         let got = transition_energy(&b, &prev, &next).unwrap();
@@ -296,16 +315,8 @@ mod tests {
     /// against central differences of the model's energy there.
     #[test]
     fn transition_scores_give_the_energy_and_x_times_its_gradient() {
-        use ebm_core::{EnergyFunction, EnergyModel, MlpEnergy, MlpEnergyConfig, ParamStore};
-        let mut b = bundle();
-        let mut cfg = MlpEnergyConfig::new(STATE_DIM);
-        cfg.context_len = 1;
-        cfg.hidden = vec![16];
-        cfg.delta_scale = vec![0.5; STATE_DIM];
-        cfg.base_weight = 1.0;
-        b.model = MlpEnergy::init(&cfg, &ParamStore::new(5, &Device::Cpu))
-            .unwrap()
-            .frozen();
+        use ebm_core::EnergyFunction;
+        let b = change_space_bundle(5, 1.0);
         let prev = vec![vec![0.2; STATE_DIM], vec![-0.4; STATE_DIM]];
         let next: Vec<Vec<f32>> = (0..2)
             .map(|r| {

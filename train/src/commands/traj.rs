@@ -50,18 +50,24 @@ pub enum TrajCommand {
 }
 
 pub fn run(command: TrajCommand, device: candle_core::Device) -> Result<()> {
-    let load = |p: &std::path::Path| -> Result<(TrajectoryConfig, PathBuf)> {
-        let text =
-            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-        let cfg =
-            TrajectoryConfig::parse(&text).with_context(|| format!("config {}", p.display()))?;
-        Ok((
-            cfg,
-            p.parent()
-                .map(std::path::Path::to_path_buf)
-                .unwrap_or_default(),
-        ))
-    };
+    // The config and the folder its relative paths start from; `recording`
+    // replaces the config's.
+    let load =
+        |p: &std::path::Path, recording: Option<PathBuf>| -> Result<(TrajectoryConfig, PathBuf)> {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let mut cfg = TrajectoryConfig::parse(&text)
+                .with_context(|| format!("config {}", p.display()))?;
+            if let Some(r) = recording {
+                cfg.recording = std::path::absolute(r)?;
+            }
+            Ok((
+                cfg,
+                p.parent()
+                    .map(std::path::Path::to_path_buf)
+                    .unwrap_or_default(),
+            ))
+        };
     match command {
         TrajCommand::Train {
             config,
@@ -69,10 +75,7 @@ pub fn run(command: TrajCommand, device: candle_core::Device) -> Result<()> {
             steps,
             recording,
         } => {
-            let (mut cfg, base) = load(&config)?;
-            if let Some(r) = recording {
-                cfg.recording = std::path::absolute(r)?;
-            }
+            let (mut cfg, base) = load(&config, recording)?;
             if let Some(s) = steps {
                 cfg.steps = s;
             }
@@ -88,10 +91,7 @@ pub fn run(command: TrajCommand, device: candle_core::Device) -> Result<()> {
             model,
             recording,
         } => {
-            let (mut cfg, base) = load(&config)?;
-            if let Some(r) = recording {
-                cfg.recording = std::path::absolute(r)?;
-            }
+            let (cfg, base) = load(&config, recording)?;
             let s = calibrate_export(&cfg, &base, &model, &device)?;
             println!(
                 "recalibrated {} on {} training trajectories: median energy {:.3}, Stein window test {}",
@@ -108,10 +108,7 @@ pub fn run(command: TrajCommand, device: candle_core::Device) -> Result<()> {
             out,
             recording,
         } => {
-            let (mut cfg, base) = load(&config)?;
-            if let Some(r) = recording {
-                cfg.recording = std::path::absolute(r)?;
-            }
+            let (cfg, base) = load(&config, recording)?;
             let r = evaluate(&cfg, &base, &run, &out, &device)?;
             println!(
                 "| model | avg FD over {} steps | MSE at step 1 | MSE at step {} |\n|---|---|---|---|",
