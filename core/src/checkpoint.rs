@@ -24,15 +24,9 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const MANIFEST: &str = "manifest.json";
 pub const WEIGHTS: &str = "weights.safetensors";
 const LATEST: &str = "latest";
-/// `Manifest::extra` key of a trajectory model's energy percentiles on its
-/// training transitions: 101 numbers, the 0th to the 100th percentile, for
-/// OOD scores as a percentile of the training distribution.
-pub const ENERGY_PERCENTILES: &str = "energy_percentiles";
-/// `Manifest::extra` key of a trajectory model's [`WindowPercentiles`].
-pub const WINDOW_ENERGY_PERCENTILES: &str = "window_energy_percentiles";
-/// `Manifest::extra` key of a trajectory model's fitted window test
-/// ([`crate::stein::SteinWindow`]).
-pub const STEIN_WINDOW: &str = "stein_window";
+pub use crate::export_meta::{
+    OodCalibration, RobotSpec, ENERGY_PERCENTILES, STEIN_WINDOW, WINDOW_ENERGY_PERCENTILES,
+};
 
 /// Percentiles (0th to 100th) of the mean energy of `window` consecutive
 /// training transitions of one trajectory, for windowed OOD scores.
@@ -63,6 +57,12 @@ pub struct Manifest {
     pub model_config: serde_json::Value,
     #[serde(default)]
     pub normalization: Option<Normalization>,
+    /// The robot a trajectory model was trained for (from its recording).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub robot: Option<RobotSpec>,
+    /// A trajectory model's OOD calibration on its training transitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ood: Option<OodCalibration>,
     pub step: u64,
     /// Trainer state needed for exact resume (absent for inference exports).
     #[serde(default)]
@@ -86,6 +86,8 @@ impl Manifest {
             model_config: serde_json::to_value(cfg)
                 .map_err(|e| CoreError::config(e.to_string()))?,
             normalization: None,
+            robot: None,
+            ood: None,
             step,
             trainer: None,
             extra: BTreeMap::new(),
@@ -223,11 +225,12 @@ pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
             format!("cannot read {MANIFEST} ({e}): not a checkpoint, or an incomplete one"),
         )
     })?;
-    let manifest: Manifest =
+    let mut manifest: Manifest =
         serde_json::from_slice(&raw).map_err(|source| CoreError::Manifest {
             path: mpath.clone(),
             source,
         })?;
+    crate::export_meta::migrate_legacy_extras(&mut manifest);
     if manifest.format_version != FORMAT_VERSION {
         return Err(CoreError::checkpoint(
             dir,

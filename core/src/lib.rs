@@ -15,6 +15,7 @@ pub mod conv;
 pub mod device;
 pub mod energy;
 pub mod error;
+pub mod export_meta;
 pub mod frechet;
 pub mod fused_conv;
 mod fused_io;

@@ -8,8 +8,9 @@
 //! - [`Encoding::Json`]: `{"v": 1, "msg": {...}}` for non-Rust clients and
 //!   Foxglove (schemas in [`crate::schema`]).
 //!
-//! Decoding is strict: payloads over [`MAX_MESSAGE_BYTES`] are refused before
-//! parsing, the version must be the kind's, trailing bytes (bincode) or unknown fields
+//! Decoding is strict: payloads over the kind's [`Message::MAX_BYTES`]
+//! ([`MAX_MESSAGE_BYTES`] for forecasts, 256 KiB for a state) are refused
+//! before parsing, so a state of a million floats is never allocated; the version must be the kind's, trailing bytes (bincode) or unknown fields
 //! (JSON) are errors, and [`Message::validate`] checks dimensions and
 //! finiteness.
 
@@ -113,10 +114,11 @@ pub fn encode<T: Message>(msg: &T, encoding: Encoding) -> Result<Vec<u8>, MsgsEr
             source,
         })?,
     };
-    if bytes.len() > MAX_MESSAGE_BYTES {
+    if bytes.len() > T::MAX_BYTES {
         return Err(MsgsError::TooLarge {
+            kind: T::KIND,
             len: bytes.len(),
-            max: MAX_MESSAGE_BYTES,
+            max: T::MAX_BYTES,
         });
     }
     Ok(bytes)
@@ -124,10 +126,11 @@ pub fn encode<T: Message>(msg: &T, encoding: Encoding) -> Result<Vec<u8>, MsgsEr
 
 /// Decodes strictly; see the module docs for what is refused.
 pub fn decode<T: Message>(bytes: &[u8], encoding: Encoding) -> Result<T, MsgsError> {
-    if bytes.len() > MAX_MESSAGE_BYTES {
+    if bytes.len() > T::MAX_BYTES {
         return Err(MsgsError::TooLarge {
+            kind: T::KIND,
             len: bytes.len(),
-            max: MAX_MESSAGE_BYTES,
+            max: T::MAX_BYTES,
         });
     }
     let msg = match encoding {
@@ -184,7 +187,11 @@ fn check_version<T: Message>(found: u16) -> Result<(), MsgsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{ErrorCode, ErrorReply, RobotState, ACTION_DIM, STATE_DIM};
+    use crate::types::{ErrorCode, ErrorReply, RobotState};
+
+    /// A robot of any size: the codec knows none.
+    const DIM: usize = 7;
+    const ADIM: usize = 3;
 
     fn state() -> RobotState {
         RobotState {
@@ -192,8 +199,8 @@ mod tests {
             episode: 7,
             seq: 42,
             stamp_ns: 1_000_000,
-            state: (0..STATE_DIM).map(|i| i as f32 * 0.5).collect(),
-            last_action: Some(vec![0.25; ACTION_DIM]),
+            state: (0..DIM).map(|i| i as f32 * 0.5).collect(),
+            last_action: Some(vec![0.25; ADIM]),
         }
     }
 
@@ -322,11 +329,46 @@ mod tests {
     }
 
     #[test]
-    fn rejects_wrong_dimensions_and_non_finite() {
+    fn rejects_out_of_bounds_dimensions_and_non_finite() {
+        // Any size from 1 to MAX_DIM is a valid state; the daemon checks it
+        // against the robot's model.
+        for n in [1, 31, crate::MAX_DIM] {
+            let s = RobotState {
+                state: vec![0.5; n],
+                ..state()
+            };
+            let back: RobotState =
+                decode(&encode(&s, Encoding::Json).unwrap(), Encoding::Json).unwrap();
+            assert_eq!(back.state.len(), n);
+        }
         let mut s = state();
-        s.state.pop();
+        s.state.clear();
         let err = encode(&s, Encoding::Json).unwrap_err();
-        assert!(matches!(err, MsgsError::WrongDimension { found: 30, .. }));
+        assert!(
+            matches!(err, MsgsError::DimensionOutOfBounds { found: 0, .. }),
+            "{err}"
+        );
+        s.state = vec![0.0; crate::MAX_DIM + 1];
+        let err = encode(&s, Encoding::Bincode).unwrap_err().to_string();
+        assert!(err.contains("4097 values, expected 1 to 4096"), "{err}");
+        // A state of a million floats is refused by size, before parsing.
+        s.state = vec![0.0; 1_000_000];
+        let env = EnvelopeRef {
+            v: PROTOCOL_VERSION,
+            msg: &s,
+        };
+        let bytes = bincode::serde::encode_to_vec(&env, bincode_config()).unwrap();
+        let err = decode::<RobotState>(&bytes, Encoding::Bincode).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                MsgsError::TooLarge {
+                    kind: "RobotState",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let mut s = state();
         s.state[3] = f32::NAN;
         // NaN is not valid JSON either; check through bincode with validation skipped.

@@ -5,8 +5,12 @@ use std::path::PathBuf;
 /// Everything that can go wrong encoding, decoding, naming or recording messages.
 #[derive(Debug, thiserror::Error)]
 pub enum MsgsError {
-    #[error("message of {len} bytes exceeds the limit of {max} bytes")]
-    TooLarge { len: usize, max: usize },
+    #[error("{kind} message of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        kind: &'static str,
+        len: usize,
+        max: usize,
+    },
     #[error("{extra} trailing bytes after a complete {kind} message")]
     TrailingBytes { kind: &'static str, extra: usize },
     #[error("protocol version {found} is not supported (this build speaks version {expected})")]
@@ -36,6 +40,13 @@ pub enum MsgsError {
         expected: usize,
         found: usize,
     },
+    #[error("{kind}.{field} has {found} values, expected 1 to {max}")]
+    DimensionOutOfBounds {
+        kind: &'static str,
+        field: &'static str,
+        found: usize,
+        max: usize,
+    },
     #[error("{kind}.{field}[{index}] is not finite")]
     NonFinite {
         kind: &'static str,
@@ -46,6 +57,11 @@ pub enum MsgsError {
     UnknownEncoding(String),
     #[error("invalid robot id `{id}`: {reason}")]
     InvalidRobotId { id: String, reason: &'static str },
+    #[error("invalid robot pattern `{pattern}`: {reason}")]
+    InvalidRobotPattern {
+        pattern: String,
+        reason: &'static str,
+    },
     #[error("invalid key prefix `{prefix}`: {reason}")]
     InvalidKeyPrefix {
         prefix: String,

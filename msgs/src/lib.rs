@@ -10,8 +10,11 @@
 //!   no trailing bytes, dimension and finiteness checks), and JSON for
 //!   non-Rust clients and Foxglove; the only module that names bincode;
 //! - the Zenoh key expressions ([`keys`]) and robot-id validation;
+//! - what a robot's vectors mean ([`robot`]): kind, state and action sizes,
+//!   dimension names and units; recordings and models carry it, the code
+//!   knows no robot's sizes;
 //! - MCAP recordings ([`recording`]): writer, streaming reader, and the loader
-//!   that turns a recording into `[N, T, 31]` / `[N, T, 20]` arrays.
+//!   that turns a recording into `[N, T, state_dim]` / `[N, T, action_dim]` arrays.
 //!
 //! It does not depend on Zenoh: the runtime maps [`Encoding`] to a Zenoh
 //! encoding through [`Encoding::mime`].
@@ -22,15 +25,17 @@ pub mod codec;
 pub mod error;
 pub mod keys;
 pub mod recording;
+pub mod robot;
 pub mod schema;
 pub mod types;
 
 pub use codec::{decode, encode, Encoding, MAX_MESSAGE_BYTES};
 pub use error::MsgsError;
-pub use keys::{KeySpace, RobotId};
+pub use keys::{KeySpace, RobotId, RobotPattern};
 /// Re-exported: the loader returns `ndarray` arrays.
 pub use ndarray;
+pub use robot::{RobotSpec, MAX_DIM};
 pub use types::{
     Action, DaemonStatus, DenoisedState, ErrorCode, ErrorReply, Forecast, ForecastRequest, Message,
-    OodScore, RobotState, ACTION_DIM, JOINT_DIM, PROTOCOL_VERSION, STATE_DIM,
+    OodScore, RobotState, ServedModel, PROTOCOL_VERSION,
 };

@@ -4,7 +4,8 @@
 
 use serde_json::{json, Value};
 
-use crate::types::{ACTION_DIM, PROTOCOL_VERSION, STATE_DIM};
+use crate::robot::RobotSpec;
+use crate::types::PROTOCOL_VERSION;
 
 fn floats(n: usize, what: &str) -> Value {
     json!({"type": "array", "items": {"type": "number"}, "minItems": n, "maxItems": n,
@@ -34,19 +35,33 @@ fn header_props() -> serde_json::Map<String, Value> {
     m
 }
 
-/// Schema of an enveloped [`crate::RobotState`].
-pub fn robot_state() -> Value {
+/// `name (unit), ...` of a vector's dimensions, or `n floats` without names.
+fn describe(names: &[String], units: &[String], n: usize) -> String {
+    if names.is_empty() {
+        return format!("{n} floats");
+    }
+    let parts: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| match units.get(i) {
+            Some(u) => format!("{name} ({u})"),
+            None => name.clone(),
+        })
+        .collect();
+    parts.join(", ")
+}
+
+/// Schema of an enveloped [`crate::RobotState`] of `robot`.
+pub fn robot_state(robot: &RobotSpec) -> Value {
     let mut props = header_props();
+    let state = describe(&robot.state_names, &robot.state_units, robot.state_dim);
     props.insert(
         "state".into(),
-        floats(
-            STATE_DIM,
-            "24 joint angles (rad), cube position (m), cube quaternion x, y, z, w",
-        ),
+        floats(robot.state_dim, &format!("{}: {state}", robot.kind)),
     );
     props.insert(
         "last_action".into(),
-        json!({"anyOf": [floats(ACTION_DIM, "previous action"), {"type": "null"}]}),
+        json!({"anyOf": [floats(robot.action_dim, "previous action"), {"type": "null"}]}),
     );
     envelope(
         "ebm.RobotState",
@@ -55,12 +70,13 @@ pub fn robot_state() -> Value {
     )
 }
 
-/// Schema of an enveloped [`crate::Action`].
-pub fn action() -> Value {
+/// Schema of an enveloped [`crate::Action`] of `robot`.
+pub fn action(robot: &RobotSpec) -> Value {
     let mut props = header_props();
+    let action = describe(&robot.action_names, &robot.action_units, robot.action_dim);
     props.insert(
         "action".into(),
-        floats(ACTION_DIM, "actuator position targets (rad)"),
+        floats(robot.action_dim, &format!("{}: {action}", robot.kind)),
     );
     envelope(
         "ebm.Action",

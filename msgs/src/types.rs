@@ -14,25 +14,30 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::robot::MAX_DIM;
 use crate::MsgsError;
 
 /// The first schema version: every kind's [`Message::VERSION`] unless its
 /// fields have changed since. Checked on every decode.
 pub const PROTOCOL_VERSION: u16 = 1;
-/// Hand joint angles in a state (Shadow hand order, see `ebm-sim-data`).
-pub const JOINT_DIM: usize = 24;
-/// State: 24 joint angles, cube position (3), cube quaternion `[x, y, z, w]` (4).
-pub const STATE_DIM: usize = JOINT_DIM + 3 + 4;
-/// Action: 20 actuator position targets (rad).
-pub const ACTION_DIM: usize = 20;
+/// Largest payload of a message that carries at most one state or action
+/// ([`MAX_DIM`] floats each, as JSON text): 256 KiB. Bigger payloads of
+/// those kinds are refused before they are parsed.
+pub const MAX_SMALL_MESSAGE_BYTES: usize = 256 << 10;
 
 /// A message type the codec can carry: a name for errors and a validity check
 /// run after every decode (dimensions, finiteness).
+///
+/// Vectors have the length of the robot's model (any robot): the codec
+/// checks only bounds ([`MAX_DIM`]) and finiteness; the daemon checks each
+/// state against the model serving its robot.
 pub trait Message: Serialize + for<'de> Deserialize<'de> {
     /// Name used in errors and schemas.
     const KIND: &'static str;
     /// Schema version of this kind, carried in its envelope.
     const VERSION: u16 = PROTOCOL_VERSION;
+    /// Largest accepted payload of this kind, in bytes.
+    const MAX_BYTES: usize = crate::codec::MAX_MESSAGE_BYTES;
     /// Checks invariants serde cannot express.
     fn validate(&self) -> Result<(), MsgsError>;
 }
@@ -48,9 +53,9 @@ pub struct RobotState {
     pub seq: u64,
     /// Source time in ns (simulated time for the simulator).
     pub stamp_ns: u64,
-    /// [`STATE_DIM`] floats.
+    /// The robot's state (1 to [`MAX_DIM`] floats, its model's size).
     pub state: Vec<f32>,
-    /// The action applied just before this state ([`ACTION_DIM`] floats), if known.
+    /// The action applied just before this state (the model's action size), if known.
     pub last_action: Option<Vec<f32>>,
 }
 
@@ -63,7 +68,7 @@ pub struct Action {
     /// Sequence number of the state this action was applied at.
     pub seq: u64,
     pub stamp_ns: u64,
-    /// [`ACTION_DIM`] actuator position targets.
+    /// The robot's action (1 to [`MAX_DIM`] floats).
     pub action: Vec<f32>,
 }
 
@@ -77,13 +82,13 @@ pub struct Forecast {
     pub model_id: String,
     pub horizon: u32,
     pub particles: u32,
-    /// `particles x horizon x STATE_DIM`, row-major.
+    /// `particles x horizon x D`, row-major (`D` the model's state size).
     pub trajectories: Vec<f32>,
     /// Energy of each particle's trajectory (`particles`).
     pub energies: Vec<f32>,
-    /// Per-step mean over particles (`horizon x STATE_DIM`).
+    /// Per-step mean over particles (`horizon x D`).
     pub mean: Vec<f32>,
-    /// Per-step standard deviation over particles (`horizon x STATE_DIM`).
+    /// Per-step standard deviation over particles (`horizon x D`).
     pub spread: Vec<f32>,
     pub compute_us: u64,
     pub langevin_steps: u32,
@@ -139,16 +144,34 @@ pub struct ForecastRequest {
     pub deadline_ms: Option<u64>,
 }
 
-/// The daemon's health, published periodically on `ebm/status` (JSON).
+/// One model a daemon serves and the robots it serves it to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DaemonStatus {
-    pub daemon_id: String,
+pub struct ServedModel {
+    /// The robot-id pattern bound to the model (`arm-*`; `*` for the default).
+    pub robots_pattern: String,
     pub model_id: String,
+    /// The OOD model(s) scoring its robots' transitions (`a+b` when composed).
+    pub ood_model_id: String,
     /// Where OOD percentiles come from: `checkpoint` (training energies
     /// stored with the model) or `online` (the checkpoint has none; energies
     /// seen since start-up, flags off until enough are seen).
     pub ood_percentiles: String,
+    /// The robot kind, state and action sizes and dimension names the model
+    /// was trained on: what its robots must send.
+    pub robot: crate::RobotSpec,
+    /// Robots served so far (ids, sorted).
+    pub robots: Vec<String>,
+}
+
+/// The daemon's health, published periodically on `ebm/status` (JSON;
+/// version 2: a list of served models instead of one model id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonStatus {
+    pub daemon_id: String,
+    /// The served models, in the order the config binds them (the default last).
+    pub models: Vec<ServedModel>,
     /// Warnings a user should see (untrained model, missing checkpoint...).
     pub warnings: Vec<String>,
     pub uptime_ms: u64,
@@ -195,6 +218,19 @@ fn check_len(
     check_finite(kind, field, v)
 }
 
+/// A robot vector: 1 to [`MAX_DIM`] finite floats.
+fn check_vector(kind: &'static str, field: &'static str, v: &[f32]) -> Result<(), MsgsError> {
+    if v.is_empty() || v.len() > MAX_DIM {
+        return Err(MsgsError::DimensionOutOfBounds {
+            kind,
+            field,
+            found: v.len(),
+            max: MAX_DIM,
+        });
+    }
+    check_finite(kind, field, v)
+}
+
 fn check_finite(kind: &'static str, field: &'static str, v: &[f32]) -> Result<(), MsgsError> {
     match v.iter().position(|x| !x.is_finite()) {
         Some(index) => Err(MsgsError::NonFinite { kind, field, index }),
@@ -204,10 +240,11 @@ fn check_finite(kind: &'static str, field: &'static str, v: &[f32]) -> Result<()
 
 impl Message for RobotState {
     const KIND: &'static str = "RobotState";
+    const MAX_BYTES: usize = MAX_SMALL_MESSAGE_BYTES;
     fn validate(&self) -> Result<(), MsgsError> {
-        check_len(Self::KIND, "state", &self.state, STATE_DIM)?;
+        check_vector(Self::KIND, "state", &self.state)?;
         match &self.last_action {
-            Some(a) => check_len(Self::KIND, "last_action", a, ACTION_DIM),
+            Some(a) => check_vector(Self::KIND, "last_action", a),
             None => Ok(()),
         }
     }
@@ -215,20 +252,31 @@ impl Message for RobotState {
 
 impl Message for Action {
     const KIND: &'static str = "Action";
+    const MAX_BYTES: usize = MAX_SMALL_MESSAGE_BYTES;
     fn validate(&self) -> Result<(), MsgsError> {
-        check_len(Self::KIND, "action", &self.action, ACTION_DIM)
+        check_vector(Self::KIND, "action", &self.action)
     }
 }
 
 impl Message for Forecast {
     const KIND: &'static str = "Forecast";
+    /// The state size is `mean.len() / horizon`; every other field must agree.
     fn validate(&self) -> Result<(), MsgsError> {
         let (h, p) = (self.horizon as usize, self.particles as usize);
         let k = Self::KIND;
-        check_len(k, "trajectories", &self.trajectories, p * h * STATE_DIM)?;
+        let d = if h == 0 { 0 } else { self.mean.len() / h };
+        if h == 0 || p == 0 || d == 0 || d > MAX_DIM {
+            return Err(MsgsError::DimensionOutOfBounds {
+                kind: k,
+                field: "mean",
+                found: self.mean.len(),
+                max: h.max(1) * MAX_DIM,
+            });
+        }
+        check_len(k, "mean", &self.mean, h * d)?;
+        check_len(k, "trajectories", &self.trajectories, p * h * d)?;
         check_len(k, "energies", &self.energies, p)?;
-        check_len(k, "mean", &self.mean, h * STATE_DIM)?;
-        check_len(k, "spread", &self.spread, h * STATE_DIM)
+        check_len(k, "spread", &self.spread, h * d)
     }
 }
 
@@ -254,13 +302,15 @@ impl Message for OodScore {
 
 impl Message for DenoisedState {
     const KIND: &'static str = "DenoisedState";
+    const MAX_BYTES: usize = MAX_SMALL_MESSAGE_BYTES;
     fn validate(&self) -> Result<(), MsgsError> {
-        check_len(Self::KIND, "state", &self.state, STATE_DIM)
+        check_vector(Self::KIND, "state", &self.state)
     }
 }
 
 impl Message for ForecastRequest {
     const KIND: &'static str = "ForecastRequest";
+    const MAX_BYTES: usize = MAX_SMALL_MESSAGE_BYTES;
     fn validate(&self) -> Result<(), MsgsError> {
         Ok(())
     }
@@ -268,6 +318,7 @@ impl Message for ForecastRequest {
 
 impl Message for DaemonStatus {
     const KIND: &'static str = "DaemonStatus";
+    const VERSION: u16 = 2;
     fn validate(&self) -> Result<(), MsgsError> {
         Ok(())
     }
@@ -275,6 +326,7 @@ impl Message for DaemonStatus {
 
 impl Message for ErrorReply {
     const KIND: &'static str = "ErrorReply";
+    const MAX_BYTES: usize = MAX_SMALL_MESSAGE_BYTES;
     fn validate(&self) -> Result<(), MsgsError> {
         Ok(())
     }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use ebm_core::Rng;
-use ebm_msgs::{decode, encode, Encoding, Forecast, RobotId, RobotState, ACTION_DIM, STATE_DIM};
+use ebm_msgs::{decode, encode, Encoding, Forecast, RobotId, RobotState};
 use serde::Serialize;
 
 use crate::config::RuntimeConfig;
@@ -49,8 +49,10 @@ pub async fn bench(
 ) -> Result<BenchReport, RuntimeError> {
     let device = ebm_core::device::select(&cfg.device)?;
     cfg.forecast.rate_hz = 1000.0; // never rate-limited: each state is served at once
-    let bundle = ModelBundle::from_config(&cfg.model, cfg.seed, &device)?;
+    let bundle = ModelBundle::from_config(cfg.default_model()?, cfg.seed, &device)?;
     let model_id = bundle.model_id.clone();
+    // The served robot's sizes: any robot.
+    let (state_dim, action_dim) = (bundle.state_dim(), bundle.robot.action_dim);
     let daemon = LocalDaemon::start(cfg.clone(), bundle).await?;
     let robot = RobotId::new("bench")?;
     let publisher = daemon.state_publisher(&robot).await?;
@@ -63,8 +65,8 @@ pub async fn bench(
             episode: 0,
             seq,
             stamp_ns: seq * 40_000_000,
-            state: rng.normal_vec(STATE_DIM).iter().map(|v| v * 0.1).collect(),
-            last_action: Some(vec![0.0; ACTION_DIM]),
+            state: rng.normal_vec(state_dim).iter().map(|v| v * 0.1).collect(),
+            last_action: (action_dim > 0).then(|| vec![0.0; action_dim]),
         };
         let t0 = Instant::now();
         publisher
@@ -92,20 +94,20 @@ pub async fn bench(
     lat.sort_by(f64::total_cmp);
 
     // Batched forecasts on the inference path (one thread, as the daemon).
-    let bundle = ModelBundle::from_config(&cfg.model, cfg.seed, &device)?;
+    let bundle = ModelBundle::from_config(cfg.default_model()?, cfg.seed, &device)?;
     let rc = cfg.forecast.rollout();
     let mut batch_seconds = Vec::new();
     let mut best: f64 = 0.0;
     for &b in batches {
         let ctx: Vec<Vec<f32>> = (0..b)
             .map(|_| {
-                rng.normal_vec(STATE_DIM * bundle.context_len())
+                rng.normal_vec(state_dim * bundle.context_len())
                     .iter()
                     .map(|v| v * 0.1)
                     .collect()
             })
             .collect();
-        let acts: Vec<Vec<f32>> = (0..b).map(|_| vec![0.0; ACTION_DIM]).collect();
+        let acts: Vec<Vec<f32>> = (0..b).map(|_| vec![0.0; bundle.action_dim()]).collect();
         let reps = 2;
         let t0 = Instant::now();
         for _ in 0..reps {

@@ -23,10 +23,10 @@ pub struct Overrides {
     /// Runtime config (TOML, see configs/runtime.toml); the built-in default otherwise.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Checkpoint directory to serve.
+    /// Checkpoint directory of the default model (robots no `[[models]]` entry matches).
     #[arg(long)]
     checkpoint: Option<PathBuf>,
-    /// OOD model checkpoint (repeatable; replaces the config's `[ood] checkpoints`).
+    /// OOD model checkpoint of the default model (repeatable; replaces the config's `[ood] checkpoints`).
     #[arg(long)]
     ood_checkpoint: Vec<PathBuf>,
     /// cpu, cuda or cuda:N.
@@ -57,7 +57,16 @@ impl Overrides {
             None => RuntimeConfig::default(),
         };
         if let Some(c) = &self.checkpoint {
-            cfg.model.checkpoint = c.clone();
+            match &mut cfg.model {
+                Some(m) => m.checkpoint = c.clone(),
+                None => {
+                    cfg.model = Some(ebm_runtime::config::ModelConfig {
+                        checkpoint: c.clone(),
+                        allow_untrained: false,
+                        untrained_state_dim: 0,
+                    })
+                }
+            }
         }
         if !self.ood_checkpoint.is_empty() {
             cfg.ood.checkpoints = self.ood_checkpoint.clone();
@@ -258,7 +267,8 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let cfg = overrides.resolve()?;
             let device = ebm_core::device::select(&cfg.device)?;
-            let bundle = ebm_runtime::ModelBundle::from_config(&cfg.model, cfg.seed, &device)?;
+            let bundle =
+                ebm_runtime::ModelBundle::from_config(cfg.default_model()?, cfg.seed, &device)?;
             let opts = ebm_runtime::ood_eval::OodEvalOptions {
                 trajectories,
                 steps,
@@ -269,7 +279,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 flag_percentile: cfg.ood.flag_percentile,
                 ..Default::default()
             };
-            let scorer = ebm_runtime::model::load_ood_scorer(&cfg, &bundle);
+            let scorer = ebm_runtime::model::load_ood_scorer(&cfg.ood.checkpoints, &bundle);
             let report = ebm_runtime::ood_eval::ood_eval(&scorer, &opts)?;
             let md = report.markdown();
             print!("{md}");

@@ -19,7 +19,18 @@ pub struct RuntimeConfig {
     pub key_prefix: String,
     pub device: String,
     pub seed: u64,
-    pub model: ModelConfig,
+    /// What to do with robots that match no served model: `reply` (listen
+    /// to every robot's keys and answer those with `UnknownRobot`) or
+    /// `ignore` (listen only to the served patterns: for a fleet split
+    /// across daemons, each leaving the others' robots alone).
+    #[serde(default)]
+    pub unknown_robots: UnknownRobots,
+    /// The default model: serves robots that match no `[[models]]` entry.
+    #[serde(default)]
+    pub model: Option<ModelConfig>,
+    /// Models bound to robot-id patterns, tried in order before the default.
+    #[serde(default)]
+    pub models: Vec<ModelEntry>,
     pub forecast: ForecastConfig,
     pub query: QueryConfig,
     pub ood: OodConfig,
@@ -29,12 +40,51 @@ pub struct RuntimeConfig {
     pub status: StatusConfig,
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownRobots {
+    #[default]
+    Reply,
+    Ignore,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// Checkpoint directory; relative paths are resolved by [`RuntimeConfig::load`].
     pub checkpoint: PathBuf,
+    /// Serve a seeded untrained model when the checkpoint is missing.
+    #[serde(default)]
     pub allow_untrained: bool,
+    /// The state size of that untrained model (the robot's; required with
+    /// `allow_untrained`: the daemon knows no robot's size).
+    #[serde(default)]
+    pub untrained_state_dim: usize,
+}
+
+/// A `[[models]]` entry: the robots matching `robots` are served by
+/// `checkpoint`, scored by `ood_checkpoints` (empty: by `checkpoint`) and
+/// denoised with `denoise` (unset: the top-level `[denoise]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    /// A robot-id glob: `arm-*`, `*-left`, `fetch-0`.
+    pub robots: String,
+    pub checkpoint: PathBuf,
+    #[serde(default)]
+    pub ood_checkpoints: Vec<PathBuf>,
+    #[serde(default)]
+    pub denoise: Option<DenoiseConfig>,
+}
+
+/// One served model as the daemon runs it: the pattern of its robots, its
+/// checkpoints and denoiser (the default model's pattern is `*`, last).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Serving {
+    pub robots: ebm_msgs::RobotPattern,
+    pub model: ModelConfig,
+    pub ood_checkpoints: Vec<PathBuf>,
+    pub denoise: DenoiseConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,10 +178,7 @@ impl Default for RuntimeConfig {
             Ok(c) => c,
             Err(e) => unreachable!("built-in runtime config: {e}"),
         };
-        cfg.model.checkpoint = Path::new("configs").join(&cfg.model.checkpoint);
-        for c in &mut cfg.ood.checkpoints {
-            *c = Path::new("configs").join(&*c);
-        }
+        cfg.rebase(Path::new("configs"));
         cfg
     }
 }
@@ -152,16 +199,65 @@ impl RuntimeConfig {
             source,
         })?;
         let mut cfg = Self::parse(&text)?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        if cfg.model.checkpoint.is_relative() {
-            cfg.model.checkpoint = base.join(&cfg.model.checkpoint);
-        }
-        for c in &mut cfg.ood.checkpoints {
-            if c.is_relative() {
-                *c = base.join(&*c);
-            }
-        }
+        cfg.rebase(path.parent().unwrap_or(Path::new(".")));
         Ok(cfg)
+    }
+
+    /// Takes every relative checkpoint path as relative to `base`.
+    fn rebase(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(m) = &mut self.model {
+            fix(&mut m.checkpoint);
+        }
+        self.ood.checkpoints.iter_mut().for_each(fix);
+        for e in &mut self.models {
+            fix(&mut e.checkpoint);
+            e.ood_checkpoints.iter_mut().for_each(fix);
+        }
+    }
+
+    /// The default model (`[model]`), which the single-model tools (demo,
+    /// replay-eval, bench, ood-eval) run on.
+    pub fn default_model(&self) -> Result<&ModelConfig, RuntimeError> {
+        self.model.as_ref().ok_or(RuntimeError::InvalidConfig {
+            field: "model",
+            rule: "this command runs on the default [model]",
+        })
+    }
+
+    /// The served models in matching order: the `[[models]]` entries, then
+    /// the default `[model]` (pattern `*`, OOD models `[ood] checkpoints`).
+    /// Patterns were checked by [`RuntimeConfig::validate`].
+    pub fn serving(&self) -> Vec<Serving> {
+        let mut out: Vec<Serving> = self
+            .models
+            .iter()
+            .filter_map(|e| {
+                Some(Serving {
+                    robots: ebm_msgs::RobotPattern::new(e.robots.as_str()).ok()?,
+                    model: ModelConfig {
+                        checkpoint: e.checkpoint.clone(),
+                        allow_untrained: false,
+                        untrained_state_dim: 0,
+                    },
+                    ood_checkpoints: e.ood_checkpoints.clone(),
+                    denoise: e.denoise.clone().unwrap_or_else(|| self.denoise.clone()),
+                })
+            })
+            .collect();
+        if let Some(m) = &self.model {
+            out.push(Serving {
+                robots: ebm_msgs::RobotPattern::any(),
+                model: m.clone(),
+                ood_checkpoints: self.ood.checkpoints.clone(),
+                denoise: self.denoise.clone(),
+            });
+        }
+        out
     }
 
     pub fn validate(&self) -> Result<(), RuntimeError> {
@@ -175,6 +271,32 @@ impl RuntimeConfig {
             return bad(
                 "key_prefix",
                 "'/'-separated chunks of letters, digits, '-' or '_'",
+            );
+        }
+        if self.model.is_none() && self.models.is_empty() {
+            return bad(
+                "models",
+                "at least one: a [[models]] entry or the default [model]",
+            );
+        }
+        if self
+            .models
+            .iter()
+            .any(|e| ebm_msgs::RobotPattern::new(e.robots.as_str()).is_err())
+        {
+            return bad(
+                "models.robots",
+                "a robot-id glob: ASCII letters, digits, '-', '_' and '*'",
+            );
+        }
+        if self
+            .model
+            .as_ref()
+            .is_some_and(|m| m.allow_untrained && m.untrained_state_dim == 0)
+        {
+            return bad(
+                "model.untrained_state_dim",
+                "the robot's state size, needed by allow_untrained",
             );
         }
         let f = &self.forecast;
@@ -202,18 +324,21 @@ impl RuntimeConfig {
         if !(0.0..=100.0).contains(&self.ood.flag_percentile) {
             return bad("ood.flag_percentile", "in [0, 100]");
         }
-        let d = &self.denoise;
-        if !(d.sigma.is_finite() && d.sigma > 0.0) {
-            return bad("denoise.sigma", "positive");
-        }
-        if !(d.dynamics_weight.is_finite() && d.dynamics_weight >= 0.0) {
-            return bad("denoise.dynamics_weight", "finite and >= 0");
-        }
-        if d.langevin.validate().is_err() {
-            return bad(
-                "denoise.langevin",
-                "step_size and noise_scale finite and >= 0",
-            );
+        let denoisers = std::iter::once(&self.denoise)
+            .chain(self.models.iter().filter_map(|e| e.denoise.as_ref()));
+        for d in denoisers {
+            if !(d.sigma.is_finite() && d.sigma > 0.0) {
+                return bad("denoise.sigma", "positive");
+            }
+            if !(d.dynamics_weight.is_finite() && d.dynamics_weight >= 0.0) {
+                return bad("denoise.dynamics_weight", "finite and >= 0");
+            }
+            if d.langevin.validate().is_err() {
+                return bad(
+                    "denoise.langevin",
+                    "step_size and noise_scale finite and >= 0",
+                );
+            }
         }
         let e = &self.engine;
         if e.max_batch == 0 || e.max_robots == 0 || e.output_queue == 0 {
@@ -245,7 +370,37 @@ mod tests {
         assert!(!cfg.zenoh.multicast_scouting);
         assert!(cfg.zenoh.listen.iter().all(|e| e.contains("127.0.0.1")));
         let d = RuntimeConfig::default();
-        assert_eq!(d.model.checkpoint, Path::new("configs/models/traj_uncond"));
+        let serving = d.serving();
+        let default = serving.last().unwrap();
+        assert_eq!(
+            default.model.checkpoint,
+            Path::new("configs/models/traj_uncond")
+        );
+        assert_eq!(default.robots.as_str(), "*");
+    }
+
+    #[test]
+    fn model_entries_bind_patterns_before_the_default() {
+        let text = DEFAULT_RUNTIME_TOML.to_owned()
+            + "\n[[models]]\nrobots = \"arm-*\"\ncheckpoint = \"models/arm\"\nood_checkpoints = [\"models/arm_ood\"]\n\n[[models]]\nrobots = \"gripper-1\"\ncheckpoint = \"/abs/gripper\"\ndenoise = { sigma = 0.5, dynamics_weight = 0.0, langevin = { steps = 1, step_size = 0.1, noise_scale = 0.0 } }\n";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.toml");
+        std::fs::write(&path, &text).unwrap();
+        let cfg = RuntimeConfig::load(&path).unwrap();
+        let s = cfg.serving();
+        let pats: Vec<&str> = s.iter().map(|m| m.robots.as_str()).collect();
+        assert_eq!(pats, ["arm-*", "gripper-1", "*"]);
+        assert_eq!(s[0].model.checkpoint, dir.path().join("models/arm"));
+        assert_eq!(s[0].ood_checkpoints, [dir.path().join("models/arm_ood")]);
+        assert_eq!(s[0].denoise, cfg.denoise);
+        assert_eq!(s[1].model.checkpoint, Path::new("/abs/gripper"));
+        assert_eq!(s[1].denoise.sigma, 0.5);
+        let bad = text.replace("\"arm-*\"", "\"arm/*\"");
+        let err = RuntimeConfig::parse(&bad).unwrap_err().to_string();
+        assert!(err.contains("models.robots"), "{err}");
+        let no_dim = DEFAULT_RUNTIME_TOML.replace("untrained_state_dim = 31", "");
+        let err = RuntimeConfig::parse(&no_dim).unwrap_err().to_string();
+        assert!(err.contains("untrained_state_dim"), "{err}");
     }
 
     #[test]

@@ -34,7 +34,15 @@ counters! {
     states_non_finite,
     /// States older than (or equal to) one already received for the robot.
     states_out_of_order,
-    /// States of robots beyond `engine.max_robots`.
+    /// States of robots that match no served model (`unknown_robots = "reply"`).
+    states_unknown_robot,
+    /// Error replies to refused states published on `<prefix>/<robot>/error`.
+    state_errors_published,
+    /// Error replies not sent because their queue was full.
+    state_errors_dropped,
+    /// Queries dropped unanswered because the daemon's query queue was full.
+    queries_dropped,
+    /// States of robots beyond `engine.max_robots` (per model).
     states_too_many_robots,
     /// States replaced by a newer one before inference reached them (latest wins).
     states_superseded,
@@ -105,6 +113,6 @@ mod tests {
         assert_eq!(s["states_malformed"], 3);
         assert_eq!(s["batch_max"], 4);
         assert_eq!(s["states_received"], 0);
-        assert_eq!(s.len(), 26);
+        assert_eq!(s.len(), 30);
     }
 }

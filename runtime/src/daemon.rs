@@ -1,13 +1,20 @@
-//! The daemon: Zenoh in and out around the inference [`Engine`].
+//! The daemon: Zenoh in and out around the inference engines of its
+//! [`Fleet`] (one per served model).
 //!
-//! - subscribes to `<prefix>/*/state`; every sample is decoded strictly (the
-//!   codec is chosen by the sample's Zenoh encoding) in the subscriber
-//!   callback and handed to the engine, or counted as a drop;
-//! - answers `<prefix>/*/forecast_query` with a forecast or an error reply;
+//! - subscribes to robot states: `<prefix>/*/state` (with `unknown_robots =
+//!   "reply"`) or only the served patterns' keys (`"ignore"`, for a fleet
+//!   split across daemons); every sample is decoded strictly (the codec is
+//!   chosen by the sample's Zenoh encoding) in the subscriber callback,
+//!   routed to the engine of the robot's model and checked against that
+//!   model's sizes, or counted as a drop; a refused state (wrong size,
+//!   unknown robot) is answered with an [`ErrorReply`] on
+//!   `<prefix>/<robot>/error`;
+//! - answers `<prefix>/<robot>/forecast_query` (same key choice) with a
+//!   forecast from the robot's model or an error reply;
 //! - publishes forecasts, OOD scores and denoised states per robot (in the
 //!   encoding the robot's state came in) with congestion control `Drop`;
-//! - publishes its counters on `<prefix>/status` and holds a liveliness
-//!   token `<prefix>/@alive/<daemon_id>`;
+//! - publishes its counters and served models on `<prefix>/status` and holds
+//!   a liveliness token `<prefix>/@alive/<daemon_id>`;
 //! - stops cleanly when `shutdown` resolves.
 
 use std::collections::HashMap;
@@ -26,62 +33,106 @@ use zenoh::qos::{CongestionControl, Priority};
 use zenoh::query::Query;
 use zenoh::sample::Sample;
 
-use crate::config::RuntimeConfig;
+use crate::config::{RuntimeConfig, UnknownRobots};
 use crate::counters::Counters;
-use crate::engine::{Engine, StreamOutput};
+use crate::engine::StreamOutput;
+use crate::fleet::{Binding, Fleet};
 use crate::model::ModelBundle;
 use crate::{transport, RuntimeError};
 
-/// Loads the configured model and serves until `shutdown` resolves.
+/// Queries waiting for the daemon's loop; more are dropped (counted).
+const QUERY_BACKLOG: usize = 1024;
+/// Error replies to refused states waiting to be published.
+const ERROR_BACKLOG: usize = 1024;
+
+/// Loads every configured model and serves until `shutdown` resolves.
 pub async fn run(
     cfg: RuntimeConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RuntimeError> {
+    cfg.validate()?;
     let device = ebm_core::device::select(&cfg.device)?;
-    let bundle = ModelBundle::from_config(&cfg.model, cfg.seed, &device)?;
-    run_with_model(cfg, bundle, shutdown).await
+    let bindings = Binding::load_all(&cfg, &device)?;
+    serve(cfg, bindings, shutdown).await
 }
 
 fn zenoh_encoding(e: Encoding) -> zenoh::bytes::Encoding {
     zenoh::bytes::Encoding::from(e.mime())
 }
 
-/// Serves `bundle` until `shutdown` resolves.
+/// Serves `bundle` to every robot (OOD models and denoiser from the
+/// config's defaults) until `shutdown` resolves.
 pub async fn run_with_model(
     cfg: RuntimeConfig,
     bundle: ModelBundle,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RuntimeError> {
+    let binding = Binding::everyone(&cfg, bundle);
+    serve(cfg, vec![binding], shutdown).await
+}
+
+/// A refused state's reply, for the error publisher.
+type StateError = (RobotId, Encoding, ErrorReply);
+
+/// Serves `bindings` (in matching order) until `shutdown` resolves.
+pub async fn serve(
+    cfg: RuntimeConfig,
+    bindings: Vec<Binding>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RuntimeError> {
     cfg.validate()?;
     let keys = KeySpace::new(&cfg.key_prefix)?;
     let daemon_id = RobotId::new(cfg.daemon_id.as_str())?;
-    let model_id = bundle.model_id.clone();
-    let warnings = bundle.warnings.clone();
+    let counters = Arc::new(Counters::default());
+    let (out_tx, out_rx) = mpsc::channel(cfg.engine.output_queue);
+    let fleet = Arc::new(Fleet::start(bindings, &cfg, &counters, &out_tx)?);
+    drop(out_tx); // the engines hold theirs: the channel closes when they stop
+    let warnings = fleet.warnings();
     for w in &warnings {
         warn!("{w}");
     }
-    let counters = Arc::new(Counters::default());
-    let (out_tx, out_rx) = mpsc::channel(cfg.engine.output_queue);
-    let engine = Arc::new(Engine::start(bundle, &cfg, Arc::clone(&counters), out_tx)?);
-    let ood_source = if engine.ood_calibrated() {
-        "checkpoint"
-    } else {
-        "online"
-    };
 
     let session = transport::open(&cfg.zenoh).await?;
-    let subscriber = {
-        let (engine, keys) = (Arc::clone(&engine), keys.clone());
-        session
-            .declare_subscriber(keys.all_states())
-            .callback(move |sample| ingest(&engine, &keys, &sample))
-            .await
-            .map_err(RuntimeError::zenoh("declaring the state subscriber"))?
+    // Which keys to listen on: everyone's, or only the served patterns'.
+    let (state_keys, query_keys): (Vec<String>, Vec<String>) = match cfg.unknown_robots {
+        UnknownRobots::Reply => (vec![keys.all_states()], vec![keys.all_forecast_queries()]),
+        UnknownRobots::Ignore => fleet
+            .patterns()
+            .iter()
+            .map(|p| (keys.states_of(p), keys.forecast_queries_of(p)))
+            .unzip(),
     };
-    let queryable = session
-        .declare_queryable(keys.all_forecast_queries())
-        .await
-        .map_err(RuntimeError::zenoh("declaring the forecast queryable"))?;
+    let (err_tx, err_rx) = mpsc::channel::<StateError>(ERROR_BACKLOG);
+    let mut subscribers = Vec::new();
+    for key in &state_keys {
+        let (fleet, keys, err_tx) = (Arc::clone(&fleet), keys.clone(), err_tx.clone());
+        let counters = Arc::clone(&counters);
+        subscribers.push(
+            session
+                .declare_subscriber(key.clone())
+                .callback(move |sample| ingest(&fleet, &keys, &counters, &err_tx, &sample))
+                .await
+                .map_err(RuntimeError::zenoh("declaring a state subscriber"))?,
+        );
+    }
+    drop(err_tx);
+    let (query_tx, mut query_rx) = mpsc::channel::<Query>(QUERY_BACKLOG);
+    let mut queryables = Vec::new();
+    for key in &query_keys {
+        let (tx, counters) = (query_tx.clone(), Arc::clone(&counters));
+        queryables.push(
+            session
+                .declare_queryable(key.clone())
+                .callback(move |q| {
+                    if tx.try_send(q).is_err() {
+                        Counters::inc(&counters.queries_dropped);
+                    }
+                })
+                .await
+                .map_err(RuntimeError::zenoh("declaring a forecast queryable"))?,
+        );
+    }
+    drop(query_tx);
     let token = session
         .liveliness()
         .declare_token(keys.daemon_liveliness(&daemon_id))
@@ -99,12 +150,16 @@ pub async fn run_with_model(
         out_rx,
         Arc::clone(&counters),
     ));
-    info!(
-        model = %model_id,
-        states = %keys.all_states(),
-        queries = %keys.all_forecast_queries(),
-        "serving"
-    );
+    let error_publisher = tokio::spawn(publish_errors(
+        session.clone(),
+        keys.clone(),
+        err_rx,
+        Arc::clone(&counters),
+    ));
+    for m in fleet.status() {
+        info!(robots = %m.robots_pattern, model = %m.model_id, ood = %m.ood_model_id, "serving");
+    }
+    info!(states = ?state_keys, queries = ?query_keys, "listening");
 
     let started = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_millis(cfg.status.period_ms));
@@ -115,11 +170,10 @@ pub async fn run_with_model(
             _ = ticker.tick() => {
                 let status = DaemonStatus {
                     daemon_id: daemon_id.to_string(),
-                    model_id: model_id.clone(),
-                    ood_percentiles: ood_source.into(),
+                    models: fleet.status(),
                     warnings: warnings.clone(),
                     uptime_ms: started.elapsed().as_millis() as u64,
-                    robots: engine.robots() as u32,
+                    robots: fleet.robots() as u32,
                     counters: counters.snapshot(),
                 };
                 match encode(&status, Encoding::Json) {
@@ -131,10 +185,10 @@ pub async fn run_with_model(
                     Err(_) => Counters::inc(&counters.publish_errors),
                 }
             }
-            q = queryable.recv_async() => match q {
-                Ok(query) => answer(&engine, &keys, &counters, query),
-                Err(e) => {
-                    warn!("the forecast queryable closed: {e}");
+            q = query_rx.recv() => match q {
+                Some(query) => answer(&fleet, &keys, &counters, query),
+                None => {
+                    warn!("the forecast queryables closed");
                     break;
                 }
             },
@@ -142,16 +196,19 @@ pub async fn run_with_model(
     }
 
     info!("shutting down");
-    drop(subscriber);
-    let _ = queryable.undeclare().await;
+    drop(subscribers);
+    for q in queryables {
+        let _ = q.undeclare().await;
+    }
     let _ = token.undeclare().await;
     let _ = status_pub.undeclare().await;
     {
-        let engine = Arc::clone(&engine);
-        let _ = tokio::task::spawn_blocking(move || engine.stop()).await;
+        let fleet = Arc::clone(&fleet);
+        let _ = tokio::task::spawn_blocking(move || fleet.stop()).await;
     }
-    drop(engine); // closes the output channel once the thread is gone
+    drop(fleet); // closes the output channel once the threads are gone
     let _ = tokio::time::timeout(Duration::from_secs(5), publisher).await;
+    error_publisher.abort();
     session
         .close()
         .await
@@ -160,9 +217,16 @@ pub async fn run_with_model(
     Ok(())
 }
 
-/// Decodes one state sample and hands it to the engine, or counts the drop.
-fn ingest(engine: &Engine, keys: &KeySpace, sample: &Sample) {
-    let c = engine.counters();
+/// Decodes one state sample and hands it to the engine of the robot's
+/// model, or counts the drop; a state refused for its robot (unknown, wrong
+/// size) is answered on the robot's error key.
+fn ingest(
+    fleet: &Fleet,
+    keys: &KeySpace,
+    c: &Counters,
+    errors: &mpsc::Sender<StateError>,
+    sample: &Sample,
+) {
     Counters::inc(&c.states_received);
     let Some(robot) = keys.robot_of(sample.key_expr().as_str(), "state") else {
         Counters::inc(&c.states_malformed);
@@ -175,16 +239,68 @@ fn ingest(engine: &Engine, keys: &KeySpace, sample: &Sample) {
             return;
         }
     };
+    let refuse = |reply: ErrorReply| {
+        if errors.try_send((robot.clone(), encoding, reply)).is_err() {
+            Counters::inc(&c.state_errors_dropped);
+        }
+    };
+    let Some(engine) = fleet.route(&robot) else {
+        Counters::inc(&c.states_unknown_robot);
+        refuse(unknown_robot(&robot, fleet));
+        return;
+    };
     match decode::<RobotState>(&sample.payload().to_bytes(), encoding) {
         Ok(state) if state.robot_id == robot.as_str() => {
-            engine.submit_state(robot, state, encoding);
+            if let Err(e) = engine.submit_state(robot.clone(), state, encoding) {
+                refuse(e);
+            }
         }
         Ok(_) => Counters::inc(&c.states_malformed), // payload names another robot
-        Err(MsgsError::WrongDimension { .. }) => Counters::inc(&c.states_wrong_dimensions),
         Err(MsgsError::NonFinite { .. }) => Counters::inc(&c.states_non_finite),
+        Err(e @ MsgsError::DimensionOutOfBounds { .. }) => {
+            Counters::inc(&c.states_wrong_dimensions);
+            refuse(error_reply(ErrorCode::WrongDimensions, e.to_string()));
+        }
         Err(e) => {
             debug!(robot = %robot, "malformed state: {e}");
             Counters::inc(&c.states_malformed);
+        }
+    }
+}
+
+/// `UnknownRobot`, naming the served patterns.
+fn unknown_robot(robot: &RobotId, fleet: &Fleet) -> ErrorReply {
+    let patterns: Vec<String> = fleet.patterns().iter().map(ToString::to_string).collect();
+    error_reply(
+        ErrorCode::UnknownRobot,
+        format!(
+            "robot {robot} matches no model this daemon serves (robot patterns: {})",
+            patterns.join(", ")
+        ),
+    )
+}
+
+/// Publishes refused states' error replies on their robots' error keys.
+async fn publish_errors(
+    session: zenoh::Session,
+    keys: KeySpace,
+    mut rx: mpsc::Receiver<StateError>,
+    c: Arc<Counters>,
+) {
+    while let Some((robot, enc, reply)) = rx.recv().await {
+        let sent = match encode(&reply, enc) {
+            Ok(bytes) => session
+                .put(keys.error(&robot), bytes)
+                .encoding(zenoh_encoding(enc))
+                .congestion_control(CongestionControl::Drop)
+                .await
+                .is_ok(),
+            Err(_) => false,
+        };
+        if sent {
+            Counters::inc(&c.state_errors_published);
+        } else {
+            Counters::inc(&c.publish_errors);
         }
     }
 }
@@ -195,7 +311,7 @@ fn error_reply(code: ErrorCode, message: String) -> ErrorReply {
 
 /// Decodes a forecast query, queues it, and replies from a task when the
 /// engine answers (so the daemon's loop never waits on inference).
-fn answer(engine: &Arc<Engine>, keys: &KeySpace, counters: &Arc<Counters>, query: Query) {
+fn answer(fleet: &Arc<Fleet>, keys: &KeySpace, counters: &Arc<Counters>, query: Query) {
     let received = Instant::now();
     Counters::inc(&counters.queries_received);
     let encoding = query
@@ -215,7 +331,7 @@ fn answer(engine: &Arc<Engine>, keys: &KeySpace, counters: &Arc<Counters>, query
             "the query has no payload (a ForecastRequest)".into(),
         )),
         (Some(robot), Some(p)) => match decode::<ForecastRequest>(&p.to_bytes(), encoding) {
-            Ok(r) if r.robot_id == robot.as_str() => Ok(r),
+            Ok(r) if r.robot_id == robot.as_str() => Ok((robot, r)),
             Ok(r) => Err(error_reply(
                 ErrorCode::Malformed,
                 format!("request for robot {} on the key of {robot}", r.robot_id),
@@ -223,7 +339,10 @@ fn answer(engine: &Arc<Engine>, keys: &KeySpace, counters: &Arc<Counters>, query
             Err(e) => Err(error_reply(ErrorCode::Malformed, format!("{e}"))),
         },
     };
-    let pending = request.and_then(|req| engine.submit_query(req, received));
+    let pending = request.and_then(|(robot, req)| match fleet.route(&robot) {
+        Some(engine) => engine.submit_query(req, received),
+        None => Err(unknown_robot(&robot, fleet)),
+    });
     let counters = Arc::clone(counters);
     tokio::spawn(async move {
         let reply = match pending {

@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use ebm_msgs::{decode, encode, Encoding, Forecast, OodScore, RobotId, RobotState, STATE_DIM};
+use ebm_msgs::{decode, encode, Encoding, Forecast, OodScore, RobotId, RobotState};
 use ebm_sim_data::rollout::{mix, trajectory};
 use ebm_sim_data::SimConfig;
+use ebm_sim_data::{HAND_ACTION_DIM, HAND_STATE_DIM};
 use tracing::warn;
 
 use crate::config::RuntimeConfig;
@@ -27,7 +28,7 @@ pub struct DemoOptions {
     pub seed: u64,
 }
 
-/// Root-mean-square difference over the 31 state values (raw units).
+/// Root-mean-square difference over a state's values (raw units).
 fn rmse(a: &[f32], b: &[f32]) -> f64 {
     let s: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
     (s / a.len().max(1) as f64).sqrt()
@@ -45,7 +46,8 @@ fn error_at(
         }
         let (ep0, _) = truth.get(&f.seq)?;
         let (ep, s) = truth.get(&(f.seq + h as u64))?;
-        (ep == ep0).then(|| rmse(&f.mean[(h - 1) * STATE_DIM..h * STATE_DIM], s))
+        let d = s.len();
+        (ep == ep0 && f.mean.len() >= h * d).then(|| rmse(&f.mean[(h - 1) * d..h * d], s))
     })
 }
 
@@ -56,7 +58,7 @@ pub async fn demo(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RuntimeError> {
     let device = ebm_core::device::select(&cfg.device)?;
-    let bundle = ModelBundle::from_config(&cfg.model, cfg.seed, &device)?;
+    let bundle = ModelBundle::from_config(cfg.default_model()?, cfg.seed, &device)?;
     let model_id = bundle.model_id.clone();
     let warnings = bundle.warnings.clone();
     let horizon = cfg.forecast.horizon;
@@ -124,8 +126,9 @@ pub async fn demo(
                     t = 0;
                 }
                 let Some(traj) = &current else { continue };
-                let s = traj.states[t * STATE_DIM..(t + 1) * STATE_DIM].to_vec();
-                let a = (t > 0).then(|| traj.actions[(t - 1) * 20..t * 20].to_vec());
+                let (d, a_dim) = (HAND_STATE_DIM, HAND_ACTION_DIM);
+                let s = traj.states[t * d..(t + 1) * d].to_vec();
+                let a = (t > 0).then(|| traj.actions[(t - 1) * a_dim..t * a_dim].to_vec());
                 let state = RobotState {
                     robot_id: robot.to_string(),
                     episode,
@@ -142,7 +145,7 @@ pub async fn demo(
                 truth.insert(seq, (episode, s));
                 seq += 1;
                 t += 1;
-                if t * STATE_DIM >= traj.states.len() {
+                if t * HAND_STATE_DIM >= traj.states.len() {
                     current = None;
                     episode += 1;
                 }

@@ -29,7 +29,7 @@ use tracing::error;
 
 use crate::config::RuntimeConfig;
 use crate::counters::Counters;
-use crate::model::ModelBundle;
+use crate::fleet::Binding;
 use crate::RuntimeError;
 
 /// What the engine produces for one processed state.
@@ -97,6 +97,9 @@ impl Shared {
 /// Limits the submitting side checks.
 #[derive(Debug, Clone)]
 struct Limits {
+    /// The served robot's state size, and the action size the model takes.
+    state_dim: usize,
+    action_dim: usize,
     k: usize,
     max_robots: usize,
     max_horizon: usize,
@@ -133,9 +136,9 @@ pub(crate) fn padded(states: &VecDeque<RobotState>, k: usize) -> Option<Vec<Vec<
 }
 
 impl Engine {
-    /// Starts the inference thread on `bundle`; results go to `outputs`.
+    /// Starts the inference thread on `binding`'s model; results go to `outputs`.
     pub fn start(
-        bundle: ModelBundle,
+        binding: Binding,
         cfg: &RuntimeConfig,
         counters: Arc<Counters>,
         outputs: mpsc::Sender<StreamOutput>,
@@ -145,9 +148,16 @@ impl Engine {
             wake: Condvar::new(),
             counters,
         });
-        let ood = crate::model::load_ood_scorer(cfg, &bundle);
+        let Binding {
+            bundle,
+            ood,
+            denoise,
+            ..
+        } = binding;
         let ood_calibrated = ood.calibrated();
         let limits = Limits {
+            state_dim: bundle.state_dim(),
+            action_dim: bundle.action_dim(),
             // Robots' histories serve the forecast model and every OOD model.
             k: bundle.context_len().max(ood.context_len()),
             max_robots: cfg.engine.max_robots,
@@ -155,7 +165,7 @@ impl Engine {
             max_particles: cfg.query.max_particles,
             queue: cfg.query.queue,
         };
-        let worker = Worker::new(Arc::clone(&shared), ood, bundle, cfg, outputs);
+        let worker = Worker::new(Arc::clone(&shared), ood, bundle, denoise, cfg, outputs);
         let thread = std::thread::Builder::new()
             .name("ebm-inference".into())
             .spawn(move || worker.run())
@@ -182,14 +192,59 @@ impl Engine {
         self.shared.lock().robots.len()
     }
 
-    /// Takes a decoded, validated state (never blocks on inference).
-    pub fn submit_state(&self, robot: RobotId, state: RobotState, encoding: Encoding) {
+    /// Their ids, sorted.
+    pub fn robot_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .shared
+            .lock()
+            .robots
+            .keys()
+            .map(ToString::to_string)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// The state's sizes against the model's: `WrongDimensions` naming the
+    /// expected and received sizes. An unconditional model ignores actions.
+    fn check_dimensions(&self, state: &RobotState) -> Result<(), ErrorReply> {
+        let l = &self.limits;
+        let wrong = |what: &str, expected: usize, found: usize| ErrorReply {
+            code: ErrorCode::WrongDimensions,
+            message: format!(
+                "robot {}: {what} has {found} floats, but its model expects {expected}",
+                state.robot_id
+            ),
+        };
+        if state.state.len() != l.state_dim {
+            return Err(wrong("state", l.state_dim, state.state.len()));
+        }
+        match &state.last_action {
+            Some(a) if l.action_dim > 0 && a.len() != l.action_dim => {
+                Err(wrong("last_action", l.action_dim, a.len()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Takes a decoded, validated state (never blocks on inference); a state
+    /// of the wrong size is refused, counted, and nothing else changes.
+    pub fn submit_state(
+        &self,
+        robot: RobotId,
+        state: RobotState,
+        encoding: Encoding,
+    ) -> Result<(), ErrorReply> {
         let c = &self.shared.counters;
+        if let Err(e) = self.check_dimensions(&state) {
+            Counters::inc(&c.states_wrong_dimensions);
+            return Err(e);
+        }
         let k = self.limits.k;
         let mut inbox = self.shared.lock();
         if !inbox.robots.contains_key(&robot) && inbox.robots.len() >= self.limits.max_robots {
             Counters::inc(&c.states_too_many_robots);
-            return;
+            return Ok(());
         }
         let slot = inbox.robots.entry(robot.clone()).or_insert_with(|| Slot {
             history: VecDeque::with_capacity(k + 1),
@@ -199,7 +254,7 @@ impl Engine {
         if let Some(last) = slot.history.back() {
             if last.episode == state.episode && state.seq <= last.seq {
                 Counters::inc(&c.states_out_of_order);
-                return;
+                return Ok(());
             }
             if last.episode != state.episode || state.seq != last.seq + 1 {
                 slot.history.clear(); // a new episode or a gap: no transition
@@ -227,6 +282,7 @@ impl Engine {
         }
         drop(inbox);
         self.shared.wake.notify_one();
+        Ok(())
     }
 
     /// Queues a forecast query; the answer arrives on the returned channel.

@@ -17,7 +17,6 @@ use ebm_core::langevin::{LangevinSampler, StepBudget};
 use ebm_core::rollout::{rollout_until, RolloutConfig};
 use ebm_core::stein;
 use ebm_core::{MlpEnergy, Rng};
-use ebm_msgs::STATE_DIM;
 
 use crate::config::DenoiseConfig;
 use crate::model::ModelBundle;
@@ -39,24 +38,24 @@ impl EnergyFunction for ObservationEnergy {
 /// One robot's forecast, back in wire units.
 #[derive(Debug, Clone)]
 pub struct ForecastOut {
-    /// `P x H x 31`.
+    /// `P x H x D` (D the robot's state size).
     pub trajectories: Vec<f32>,
     /// Summed energy of each particle's transitions (`P`).
     pub energies: Vec<f32>,
-    /// Per-step mean and standard deviation over particles (`H x 31`).
+    /// Per-step mean and standard deviation over particles (`H x D`).
     pub mean: Vec<f32>,
     pub spread: Vec<f32>,
     pub langevin_steps: u32,
 }
 
-/// Conditioning rows `[context (k x 31), action (20)?]`, normalised, one per robot.
+/// Conditioning rows `[context (k x D), action (A)?]`, normalised, one per robot.
 pub fn cond_tensor(bundle: &ModelBundle, rows: &[Vec<f32>]) -> Result<Tensor> {
     let c = bundle.cond_dim();
     let flat: Vec<f32> = rows.iter().flatten().copied().collect();
     Tensor::from_vec(flat, (rows.len(), c), &bundle.device)
 }
 
-/// Forecasts for a batch of robots. `contexts`: normalised `k x 31` per robot;
+/// Forecasts for a batch of robots. `contexts`: normalised `k x D` per robot;
 /// `actions`: normalised action per robot (conditional models), held over the
 /// horizon. The rollout shares one deadline.
 pub fn forecast(
@@ -67,7 +66,12 @@ pub fn forecast(
     rng: &mut Rng,
     deadline: Option<Instant>,
 ) -> Result<Vec<ForecastOut>> {
-    let (b, k, h, d) = (contexts.len(), bundle.context_len(), cfg.horizon, STATE_DIM);
+    let (b, k, h, d) = (
+        contexts.len(),
+        bundle.context_len(),
+        cfg.horizon,
+        bundle.state_dim(),
+    );
     let p = cfg.particles.max(1);
     let flat: Vec<f32> = contexts.iter().flatten().copied().collect();
     let ctx = Tensor::from_vec(flat, (b, k, d), &bundle.device)?;
@@ -141,7 +145,7 @@ pub fn transition_energy(
     bundle.model.transition_energy(&next, Some(&c))?.to_vec1()
 }
 
-/// Conditioning rows and next states as tensors `[n, C]`, `[n, 31]`.
+/// Conditioning rows and next states as tensors `[n, C]`, `[n, D]`.
 fn observed(
     bundle: &ModelBundle,
     conds: &[Vec<f32>],
@@ -151,12 +155,12 @@ fn observed(
     let flat: Vec<f32> = next.iter().flatten().copied().collect();
     Ok((
         c,
-        Tensor::from_vec(flat, (next.len(), STATE_DIM), &bundle.device)?,
+        Tensor::from_vec(flat, (next.len(), bundle.state_dim()), &bundle.device)?,
     ))
 }
 
 /// Energy and Stein features (`x_j dE/dx_j` in the model's sample space,
-/// see [`ebm_core::stein`]) of each observed transition: `n` and `n x 31`.
+/// see [`ebm_core::stein`]) of each observed transition: `n` and `n x D`.
 pub fn transition_scores(
     bundle: &ModelBundle,
     conds: &[Vec<f32>],
@@ -191,7 +195,7 @@ pub fn denoise(
     let n = obs.len();
     let c = cond_tensor(bundle, priors)?;
     let flat: Vec<f32> = obs.iter().flatten().copied().collect();
-    let o = Tensor::from_vec(flat, (n, STATE_DIM), &bundle.device)?;
+    let o = Tensor::from_vec(flat, (n, bundle.state_dim()), &bundle.device)?;
     let gauss = ObservationEnergy { sigma: cfg.sigma };
     // Langevin moves the state itself; a change-space model sees it as the
     // scaled step from the previous state.
@@ -209,7 +213,7 @@ pub fn denoise(
         .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
     let chain = sampler.run(&terms, &o, None, rng, StepBudget::default())?;
     let v: Vec<f32> = chain.x.flatten_all()?.to_vec1()?;
-    Ok(v.chunks(STATE_DIM).map(<[f32]>::to_vec).collect())
+    Ok(v.chunks(bundle.state_dim()).map(<[f32]>::to_vec).collect())
 }
 
 #[cfg(test)]
@@ -218,8 +222,11 @@ mod tests {
     use candle_core::Device;
     use ebm_core::langevin::LangevinConfig;
 
+    /// Any robot: the daemon's computations know no fixed size.
+    const DIM: usize = 9;
+
     fn bundle() -> ModelBundle {
-        ModelBundle::untrained(3, vec![16], &Device::Cpu).unwrap()
+        ModelBundle::untrained(3, DIM, vec![16], &Device::Cpu).unwrap()
     }
 
     #[test]
@@ -237,13 +244,13 @@ mod tests {
                 clamp: None,
             },
         };
-        let ctx = vec![vec![0.5; STATE_DIM], vec![-1.0; STATE_DIM]];
+        let ctx = vec![vec![0.5; DIM], vec![-1.0; DIM]];
         let out = forecast(&b, &ctx, &[], &cfg, &mut Rng::new(0), None).unwrap();
         assert_eq!(out.len(), 2);
         for (o, want) in out.iter().zip([0.5f32, -1.0]) {
-            assert_eq!(o.trajectories.len(), 4 * 3 * STATE_DIM);
+            assert_eq!(o.trajectories.len(), 4 * 3 * DIM);
             assert_eq!(o.energies.len(), 4);
-            assert_eq!(o.mean.len(), 3 * STATE_DIM);
+            assert_eq!(o.mean.len(), 3 * DIM);
             // No movement: every particle stays at the start, spread 0.
             assert!(o.mean.iter().all(|&m| (m - want).abs() < 1e-6));
             assert!(o.spread.iter().all(|&s| s.abs() < 1e-6));
@@ -260,10 +267,10 @@ mod tests {
     fn change_space_bundle(seed: u64, base: f32) -> ModelBundle {
         use ebm_core::{EnergyModel, MlpEnergy, MlpEnergyConfig, ParamStore};
         let mut b = bundle();
-        let mut cfg = MlpEnergyConfig::new(STATE_DIM);
+        let mut cfg = MlpEnergyConfig::new(DIM);
         cfg.context_len = 1;
         cfg.hidden = vec![16];
-        cfg.delta_scale = vec![0.5; STATE_DIM];
+        cfg.delta_scale = vec![0.5; DIM];
         cfg.base_weight = base;
         b.model = MlpEnergy::init(&cfg, &ParamStore::new(seed, &Device::Cpu))
             .unwrap()
@@ -277,11 +284,11 @@ mod tests {
     fn change_space_models_score_the_scaled_step() {
         use ebm_core::EnergyFunction;
         let b = change_space_bundle(2, 0.0);
-        let prev = vec![vec![0.2; STATE_DIM]];
-        let next = vec![vec![0.7; STATE_DIM]];
+        let prev = vec![vec![0.2; DIM]];
+        let next = vec![vec![0.7; DIM]];
         let got = transition_energy(&b, &prev, &next).unwrap();
         let energy_of = |v: f32| {
-            let x = Tensor::from_vec(vec![v; STATE_DIM], (1, STATE_DIM), &Device::Cpu).unwrap();
+            let x = Tensor::from_vec(vec![v; DIM], (1, DIM), &Device::Cpu).unwrap();
             let c = cond_tensor(&b, &prev).unwrap();
             b.model
                 .energy(&x, Some(&c))
@@ -317,42 +324,42 @@ mod tests {
     fn transition_scores_give_the_energy_and_x_times_its_gradient() {
         use ebm_core::EnergyFunction;
         let b = change_space_bundle(5, 1.0);
-        let prev = vec![vec![0.2; STATE_DIM], vec![-0.4; STATE_DIM]];
+        let prev = vec![vec![0.2; DIM], vec![-0.4; DIM]];
         let next: Vec<Vec<f32>> = (0..2)
             .map(|r| {
-                (0..STATE_DIM)
+                (0..DIM)
                     .map(|j| (j as f32 * 0.37 + r as f32).sin())
                     .collect()
             })
             .collect();
         let (e, f) = transition_scores(&b, &prev, &next).unwrap();
         let want_e = transition_energy(&b, &prev, &next).unwrap();
-        assert_eq!(f.len(), 2 * STATE_DIM);
+        assert_eq!(f.len(), 2 * DIM);
         let c = cond_tensor(&b, &prev).unwrap();
         let energy_at = |x: &[f32]| {
-            let x = Tensor::from_vec(x.to_vec(), (2, STATE_DIM), &Device::Cpu).unwrap();
+            let x = Tensor::from_vec(x.to_vec(), (2, DIM), &Device::Cpu).unwrap();
             b.model
                 .energy(&x, Some(&c))
                 .unwrap()
                 .to_vec1::<f32>()
                 .unwrap()
         };
-        let x: Vec<f32> = (0..2 * STATE_DIM)
-            .map(|k| (next[k / STATE_DIM][k % STATE_DIM] - prev[k / STATE_DIM][0]) / 0.5)
+        let x: Vec<f32> = (0..2 * DIM)
+            .map(|k| (next[k / DIM][k % DIM] - prev[k / DIM][0]) / 0.5)
             .collect();
         for r in 0..2 {
             assert!((e[r] - want_e[r]).abs() < 1e-4 * (1.0 + want_e[r].abs()));
         }
         let h = 1e-2;
-        for j in 0..STATE_DIM {
+        for j in 0..DIM {
             let (mut up, mut down) = (x.clone(), x.clone());
             for r in 0..2 {
-                up[r * STATE_DIM + j] += h;
-                down[r * STATE_DIM + j] -= h;
+                up[r * DIM + j] += h;
+                down[r * DIM + j] -= h;
             }
             let (eu, ed) = (energy_at(&up), energy_at(&down));
             for r in 0..2 {
-                let k = r * STATE_DIM + j;
+                let k = r * DIM + j;
                 let want = x[k] * (eu[r] - ed[r]) / (2.0 * h);
                 assert!(
                     (f[k] - want).abs() < 2e-2 * (1.0 + want.abs()),
@@ -377,8 +384,8 @@ mod tests {
                 clamp: None,
             },
         };
-        let obs = vec![vec![1.0; STATE_DIM]];
-        let prior = vec![vec![0.0; STATE_DIM]];
+        let obs = vec![vec![1.0; DIM]];
+        let prior = vec![vec![0.0; DIM]];
         let x = denoise(&b, &prior, &obs, &cfg, &mut Rng::new(1)).unwrap();
         assert!(
             x[0].iter().all(|&v| (v - 1.0).abs() < 1e-4),

@@ -3,9 +3,11 @@
 //! using `ebm-core`'s models and sampler.
 //!
 //! - [`config`]: `configs/runtime.toml`, parsed strictly;
-//! - [`model`]: the served checkpoint, its normalisation and OOD percentiles;
+//! - [`model`]: a served checkpoint, its robot, normalisation and OOD percentiles;
+//! - [`fleet`]: several models in one daemon, bound to robot-id patterns,
+//!   each on its own inference engine;
 //! - [`infer`]: forecast, OOD energy and denoising, batched over robots;
-//! - [`engine`]: the dedicated inference thread, its bounded inbox (latest
+//! - [`engine`]: a model's dedicated inference thread, its bounded inbox (latest
 //!   state wins per robot), batching and the query queue; its worker
 //!   (`worker`) runs the inference;
 //! - [`daemon`]: Zenoh subscriber, queryable, publishers, status and liveliness;
@@ -24,6 +26,7 @@ pub mod daemon;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod fleet;
 pub mod infer;
 pub mod local;
 pub mod model;
@@ -34,6 +37,6 @@ pub mod transport;
 mod worker;
 
 pub use config::RuntimeConfig;
-pub use daemon::{run, run_with_model};
+pub use daemon::{run, run_with_model, serve};
 pub use error::RuntimeError;
 pub use model::ModelBundle;

@@ -1,18 +1,16 @@
-//! The served model: a trajectory `MlpEnergy` with its normalisation and
+//! The served model: a trajectory `MlpEnergy` with the robot it was trained
+//! for (sizes and dimension names from its manifest), its normalisation and
 //! training-energy percentiles, loaded from a checkpoint (or, when allowed,
 //! a seeded untrained stand-in), and the conversions between wire units and
-//! the model's normalised units.
+//! the model's normalised units. Any robot: every size comes from the model.
 
 use std::path::Path;
 
 use candle_core::Device;
-use ebm_core::checkpoint::{
-    self, Normalization, WindowPercentiles, ENERGY_PERCENTILES, STEIN_WINDOW,
-    WINDOW_ENERGY_PERCENTILES,
-};
+use ebm_core::checkpoint::{self, Normalization, OodCalibration, WindowPercentiles};
 use ebm_core::stein::SteinWindow;
 use ebm_core::{EnergyModel, MlpEnergy, MlpEnergyConfig, ParamStore};
-use ebm_msgs::{ACTION_DIM, STATE_DIM};
+use ebm_msgs::RobotSpec;
 use tracing::warn;
 
 use crate::config::ModelConfig;
@@ -25,6 +23,8 @@ pub struct ModelBundle {
     /// Frozen: sampling builds no parameter gradients.
     pub model: MlpEnergy,
     pub model_id: String,
+    /// The robot the model was trained for: what its robots must send.
+    pub robot: RobotSpec,
     /// Sorted energies at the 0th..100th percentile of training transitions.
     pub percentiles: Option<Vec<f32>>,
     /// The same for mean energies over windows of consecutive transitions.
@@ -41,72 +41,21 @@ pub struct ModelBundle {
 }
 
 impl ModelBundle {
-    /// Loads and checks a trajectory checkpoint (31-float states, no action
-    /// or a 20-float action in the conditioning).
+    /// Loads and checks a trajectory checkpoint of any robot.
     pub fn load(dir: &Path, device: &Device) -> Result<Self, RuntimeError> {
         let loaded = checkpoint::load(dir, device)?;
         let (model, _) = loaded.model::<MlpEnergy>(device)?;
         let cfg = model.config();
-        if cfg.state_dim != STATE_DIM || !(cfg.action_dim == 0 || cfg.action_dim == ACTION_DIM) {
-            return Err(RuntimeError::Model(format!(
-                "{} models states of {} and actions of {}; the runtime serves {STATE_DIM} and 0 or {ACTION_DIM}",
-                dir.display(),
-                cfg.state_dim,
-                cfg.action_dim
-            )));
-        }
         if cfg.context_len == 0 {
             return Err(RuntimeError::Model(format!(
                 "{}: an unconditional energy (context_len 0) cannot forecast",
                 dir.display()
             )));
         }
+        let robot = robot_of(loaded.manifest.robot.as_ref(), cfg, dir)?;
         let mut warnings = Vec::new();
-        let percentiles = match loaded.manifest.extra.get(ENERGY_PERCENTILES) {
-            Some(v) => match serde_json::from_value::<Vec<f32>>(v.clone()) {
-                Ok(p) if p.len() == 101 && p.iter().all(|x| x.is_finite()) => {
-                    let mut p = p;
-                    p.sort_by(f32::total_cmp);
-                    Some(p)
-                }
-                _ => {
-                    warnings.push(format!("{ENERGY_PERCENTILES} in the checkpoint is not 101 finite numbers; OOD percentiles are calibrated online"));
-                    None
-                }
-            },
-            None => {
-                warnings.push("the checkpoint has no training energy percentiles; OOD percentiles are calibrated online".into());
-                None
-            }
-        };
-        let windows = loaded
-            .manifest
-            .extra
-            .get(WINDOW_ENERGY_PERCENTILES)
-            .and_then(|v| match serde_json::from_value::<WindowPercentiles>(v.clone()) {
-                Ok(mut w)
-                    if w.window > 0
-                        && w.percentiles.len() == 101
-                        && w.percentiles.iter().all(|x| x.is_finite()) =>
-                {
-                    w.percentiles.sort_by(f32::total_cmp);
-                    Some(w)
-                }
-                _ => {
-                    warnings.push(format!("{WINDOW_ENERGY_PERCENTILES} in the checkpoint is not a window and 101 finite numbers; windowed OOD scores have no percentile"));
-                    None
-                }
-            });
-        let stein = loaded.manifest.extra.get(STEIN_WINDOW).and_then(|v| {
-            let t = serde_json::from_value::<SteinWindow>(v.clone()).map_err(|e| e.to_string());
-            match t.and_then(|t| t.check(cfg.state_dim).map(|()| t)) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    warnings.push(format!("{STEIN_WINDOW} in the checkpoint is unusable ({e}); windowed OOD scores fall back to the mean energy"));
-                    None
-                }
-            }
-        });
+        let (percentiles, windows, stein) =
+            ood_calibration(loaded.manifest.ood.as_ref(), cfg.state_dim, &mut warnings);
         let norm = loaded.manifest.normalization.clone();
         if norm.is_none() {
             warnings.push(
@@ -123,14 +72,21 @@ impl ModelBundle {
             warnings,
             device,
         )?;
+        bundle.robot = robot;
         bundle.window_percentiles = windows;
         bundle.stein_window = stein;
         Ok(bundle)
     }
 
-    /// A seeded untrained model with identity normalisation (k = 1, unconditional).
-    pub fn untrained(seed: u64, hidden: Vec<usize>, device: &Device) -> Result<Self, RuntimeError> {
-        let mut cfg = MlpEnergyConfig::new(STATE_DIM);
+    /// A seeded untrained model of `state_dim`-float states with identity
+    /// normalisation (k = 1, unconditional).
+    pub fn untrained(
+        seed: u64,
+        state_dim: usize,
+        hidden: Vec<usize>,
+        device: &Device,
+    ) -> Result<Self, RuntimeError> {
+        let mut cfg = MlpEnergyConfig::new(state_dim);
         cfg.context_len = 1;
         cfg.hidden = hidden;
         let model = MlpEnergy::init(&cfg, &ParamStore::new(seed, device))?;
@@ -145,21 +101,21 @@ impl ModelBundle {
     }
 
     /// The configured checkpoint, or the untrained stand-in (with a warning)
-    /// when it is missing and that is allowed.
+    /// when it is missing and that is allowed (`untrained_state_dim`, 0: not allowed).
     pub fn from_config(
         cfg: &ModelConfig,
         seed: u64,
         device: &Device,
     ) -> Result<Self, RuntimeError> {
         let dir = &cfg.checkpoint;
-        if dir.join(checkpoint::MANIFEST).is_file() || !cfg.allow_untrained {
+        if dir.join(checkpoint::MANIFEST).is_file() || cfg.untrained_state_dim == 0 {
             return Self::load(dir, device);
         }
         warn!(
             checkpoint = %dir.display(),
             "no checkpoint there: serving an untrained model (forecasts and OOD scores are meaningless); train one with `ebm-train traj train`"
         );
-        let mut b = Self::untrained(seed, vec![128, 128, 128], device)?;
+        let mut b = Self::untrained(seed, cfg.untrained_state_dim, vec![128, 128, 128], device)?;
         b.warnings
             .insert(0, format!("checkpoint {} not found", dir.display()));
         Ok(b)
@@ -173,28 +129,24 @@ impl ModelBundle {
         mut warnings: Vec<String>,
         device: &Device,
     ) -> Result<Self, RuntimeError> {
+        let (sd, ad) = (model.config().state_dim, model.config().action_dim);
         let ones = |n| vec![1.0f32; n];
         let zeros = |n| vec![0.0f32; n];
-        let (mut sm, mut ss, mut am, mut asd) = (
-            zeros(STATE_DIM),
-            ones(STATE_DIM),
-            zeros(ACTION_DIM),
-            ones(ACTION_DIM),
-        );
+        let (mut sm, mut ss, mut am, mut asd) = (zeros(sd), ones(sd), zeros(ad), ones(ad));
         if let Some(n) = norm {
-            if n.mean.len() != n.std.len() || n.mean.len() < STATE_DIM {
+            if n.mean.len() != n.std.len() || n.mean.len() < sd {
                 return Err(RuntimeError::Model(format!(
-                    "normalisation has {} means and {} stds, expected {STATE_DIM} (+ {ACTION_DIM})",
+                    "normalisation has {} means and {} stds, expected {sd} (+ the actions)",
                     n.mean.len(),
                     n.std.len()
                 )));
             }
-            sm.copy_from_slice(&n.mean[..STATE_DIM]);
-            ss.copy_from_slice(&n.std[..STATE_DIM]);
-            if n.mean.len() >= STATE_DIM + ACTION_DIM {
-                am.copy_from_slice(&n.mean[STATE_DIM..STATE_DIM + ACTION_DIM]);
-                asd.copy_from_slice(&n.std[STATE_DIM..STATE_DIM + ACTION_DIM]);
-            } else if model.config().action_dim > 0 {
+            sm.copy_from_slice(&n.mean[..sd]);
+            ss.copy_from_slice(&n.std[..sd]);
+            if n.mean.len() >= sd + ad {
+                am.copy_from_slice(&n.mean[sd..sd + ad]);
+                asd.copy_from_slice(&n.std[sd..sd + ad]);
+            } else if ad > 0 {
                 warnings.push(
                     "no action normalisation in the checkpoint; actions are used as they come"
                         .into(),
@@ -208,6 +160,7 @@ impl ModelBundle {
             }
         }
         Ok(Self {
+            robot: RobotSpec::unnamed("unknown", sd, ad),
             model,
             model_id,
             percentiles,
@@ -230,7 +183,17 @@ impl ModelBundle {
         self.model.config().action_dim > 0
     }
 
-    /// Width of the conditioning: `k * 31 (+ 20)`.
+    /// Floats in one state of the served robot.
+    pub fn state_dim(&self) -> usize {
+        self.model.config().state_dim
+    }
+
+    /// Floats in the action the model is conditioned on (0: unconditional).
+    pub fn action_dim(&self) -> usize {
+        self.model.config().action_dim
+    }
+
+    /// Width of the conditioning: `k * state_dim (+ action_dim)`.
     pub fn cond_dim(&self) -> usize {
         self.model.config().cond_dim()
     }
@@ -257,7 +220,7 @@ impl ModelBundle {
                 .zip(self.action_mean.iter().zip(&self.action_std))
                 .map(|(v, (m, s))| (v - m) / s)
                 .collect(),
-            None => vec![0.0; ACTION_DIM],
+            None => vec![0.0; self.action_dim()],
         }
     }
 
@@ -268,6 +231,88 @@ impl ModelBundle {
             .as_deref()
             .map(|p| ebm_core::metrics::percentile_in(p, energy))
     }
+}
+
+/// The robot of an export: its manifest's description, checked against the
+/// model's sizes; sizes only (kind `unknown`) for an export without one.
+fn robot_of(
+    spec: Option<&checkpoint::RobotSpec>,
+    cfg: &MlpEnergyConfig,
+    dir: &Path,
+) -> Result<RobotSpec, RuntimeError> {
+    let Some(r) = spec else {
+        return Ok(RobotSpec::unnamed("unknown", cfg.state_dim, cfg.action_dim));
+    };
+    let robot = RobotSpec {
+        kind: r.kind.clone(),
+        state_dim: r.state_dim,
+        action_dim: r.action_dim,
+        state_names: r.state_names.clone(),
+        state_units: r.state_units.clone(),
+        action_names: r.action_names.clone(),
+        action_units: r.action_units.clone(),
+    };
+    let bad = |why: String| RuntimeError::Model(format!("{}: {why}", dir.display()));
+    robot
+        .validate()
+        .map_err(|e| bad(format!("its robot description is invalid: {e}")))?;
+    if robot.state_dim != cfg.state_dim
+        || !(cfg.action_dim == 0 || cfg.action_dim == robot.action_dim)
+    {
+        return Err(bad(format!(
+            "its robot has {}-float states and {}-float actions, but the model takes {} and {}",
+            robot.state_dim, robot.action_dim, cfg.state_dim, cfg.action_dim
+        )));
+    }
+    Ok(robot)
+}
+
+/// The usable parts of an export's OOD calibration; a warning for each part
+/// that is missing or malformed.
+fn ood_calibration(
+    calib: Option<&OodCalibration>,
+    state_dim: usize,
+    warnings: &mut Vec<String>,
+) -> (
+    Option<Vec<f32>>,
+    Option<WindowPercentiles>,
+    Option<SteinWindow>,
+) {
+    let Some(c) = calib else {
+        warnings.push("the checkpoint has no training energy percentiles; OOD percentiles are calibrated online".into());
+        return (None, None, None);
+    };
+    let table = |p: &[f32]| p.len() == 101 && p.iter().all(|x| x.is_finite());
+    let sorted = |p: &[f32]| {
+        let mut p = p.to_vec();
+        p.sort_by(f32::total_cmp);
+        p
+    };
+    let percentiles = if table(&c.energy_percentiles) {
+        Some(sorted(&c.energy_percentiles))
+    } else {
+        warnings.push("the energy percentiles in the checkpoint are not 101 finite numbers; OOD percentiles are calibrated online".into());
+        None
+    };
+    let windows = c.window_energy_percentiles.as_ref().and_then(|w| {
+        if w.window > 0 && table(&w.percentiles) {
+            Some(WindowPercentiles {
+                window: w.window,
+                percentiles: sorted(&w.percentiles),
+            })
+        } else {
+            warnings.push("the window energy percentiles in the checkpoint are not a window and 101 finite numbers; windowed OOD scores have no percentile".into());
+            None
+        }
+    });
+    let stein = c.stein_window.as_ref().and_then(|t| match t.check(state_dim) {
+        Ok(()) => Some(t.clone()),
+        Err(e) => {
+            warnings.push(format!("the Stein window test in the checkpoint is unusable ({e}); windowed OOD scores fall back to the mean energy"));
+            None
+        }
+    });
+    (percentiles, windows, stein)
 }
 
 /// A readable name for a checkpoint directory: its own name, or for a
@@ -288,13 +333,16 @@ fn model_name(dir: &Path) -> String {
         .unwrap_or_else(|| "model".into())
 }
 
-/// The OOD scorer of the config's `[ood] checkpoints` (those that do not
-/// load are skipped with a warning), or of the forecast model when none is
-/// left.
-pub fn load_ood_scorer(cfg: &crate::config::RuntimeConfig, bundle: &ModelBundle) -> OodScorer {
+/// The OOD scorer of `checkpoints` (those that do not load, or model
+/// another robot than `bundle`, are skipped with a warning), or of the
+/// forecast model when none is left.
+pub fn load_ood_scorer(checkpoints: &[std::path::PathBuf], bundle: &ModelBundle) -> OodScorer {
     let mut experts = Vec::new();
-    for dir in &cfg.ood.checkpoints {
+    for dir in checkpoints {
         match ModelBundle::load(dir, &bundle.device) {
+            Ok(b) if b.state_dim() != bundle.state_dim() => {
+                tracing::warn!(checkpoint = %dir.display(), "OOD model of {}-float states for a forecast model of {}; skipped", b.state_dim(), bundle.state_dim())
+            }
             Ok(b) => {
                 tracing::info!(model = %b.model_id, context = b.context_len(), "OOD scores from a separate model");
                 experts.push(b);
@@ -337,22 +385,24 @@ mod tests {
 
     #[test]
     fn normalisation_round_trips_and_survives_zero_std() {
-        let mut mean = vec![1.0f32; STATE_DIM + ACTION_DIM];
-        let mut std = vec![2.0f32; STATE_DIM + ACTION_DIM];
+        const DIM: usize = 6;
+        let mut mean = vec![1.0f32; DIM + 2];
+        let mut std = vec![2.0f32; DIM + 2];
         mean[0] = 3.0;
         std[1] = 0.0;
         let norm = Normalization { mean, std };
         let dev = Device::Cpu;
-        let base = ModelBundle::untrained(0, vec![8], &dev).unwrap();
+        let base = ModelBundle::untrained(0, DIM, vec![8], &dev).unwrap();
         let b =
             ModelBundle::assemble(base.model, "t".into(), Some(&norm), None, vec![], &dev).unwrap();
-        let x: Vec<f32> = (0..STATE_DIM).map(|i| i as f32).collect();
+        let x: Vec<f32> = (0..DIM).map(|i| i as f32).collect();
         let z = b.normalize_state(&x);
         assert_eq!(z[0], -1.5);
         assert_eq!(z[1], 0.0); // std 0 replaced by 1
         let back = b.denormalize_state(&z);
         assert_eq!(back, x);
-        assert_eq!(b.normalize_action(None), vec![0.0; ACTION_DIM]);
-        assert_eq!(b.normalize_action(Some(&[3.0; ACTION_DIM]))[0], 1.0);
+        // Unconditional: no action in the conditioning.
+        assert_eq!(b.normalize_action(None), Vec::<f32>::new());
+        assert_eq!(b.robot, RobotSpec::unnamed("unknown", DIM, 0));
     }
 }

@@ -15,7 +15,6 @@
 
 use ebm_core::metrics::auroc;
 use ebm_core::Rng;
-use ebm_msgs::{ACTION_DIM, STATE_DIM};
 use ebm_sim_data::rollout::{mix, rollout_with_stuck_actuator, Control, Seeds};
 use ebm_sim_data::SimConfig;
 use serde::Serialize;
@@ -118,9 +117,11 @@ fn simulate(cfg: &SimConfig, opts: &OodEvalOptions, stuck: Option<usize>) -> (Ve
 /// Per-trajectory OOD scores (daemon scoring).
 fn scores(scorer: &OodScorer, trajs: &[Episode]) -> Result<Vec<Vec<OodValue>>, RuntimeError> {
     let mut all = Vec::with_capacity(trajs.len());
+    let d = scorer.experts()[0].bundle.state_dim();
     for (states, actions) in trajs {
-        let t = states.len() / STATE_DIM;
-        let row = |i: usize| &states[i * STATE_DIM..(i + 1) * STATE_DIM];
+        let t = states.len() / d;
+        let a = actions.len() / t.max(1);
+        let row = |i: usize| &states[i * d..(i + 1) * d];
         let first = scorer.context_len().min(t);
         let per_model = |bundle: &ModelBundle| {
             let k = bundle.context_len();
@@ -131,10 +132,7 @@ fn scores(scorer: &OodScorer, trajs: &[Episode]) -> Result<Vec<Vec<OodValue>>, R
                     .flat_map(|j| bundle.normalize_state(row(j)))
                     .collect();
                 if bundle.conditional() {
-                    c.extend(
-                        bundle
-                            .normalize_action(Some(&actions[(i - 1) * ACTION_DIM..i * ACTION_DIM])),
-                    );
+                    c.extend(bundle.normalize_action(Some(&actions[(i - 1) * a..i * a])));
                 }
                 conds.push(c);
                 next.push(bundle.normalize_state(row(i)));
@@ -158,8 +156,9 @@ pub fn ood_eval(scorer: &OodScorer, opts: &OodEvalOptions) -> Result<OodReport, 
     slippery.actuators.hand_friction *= opts.friction_factor;
     // Sensor noise on the nominal trajectories, scaled per dimension.
     let mut rng = Rng::new(opts.seed ^ 0x5E05);
-    let spread = bundle.denormalize_state(&[1.0; STATE_DIM]);
-    let zero = bundle.denormalize_state(&[0.0; STATE_DIM]);
+    let d = bundle.state_dim();
+    let spread = bundle.denormalize_state(&vec![1.0; d]);
+    let zero = bundle.denormalize_state(&vec![0.0; d]);
     let noisy: Vec<Episode> = nominal
         .iter()
         .map(|(s, a)| {
@@ -168,9 +167,7 @@ pub fn ood_eval(scorer: &OodScorer, opts: &OodEvalOptions) -> Result<OodReport, 
                 .iter()
                 .zip(z)
                 .enumerate()
-                .map(|(i, (v, n))| {
-                    v + n * opts.noise_std * (spread[i % STATE_DIM] - zero[i % STATE_DIM])
-                })
+                .map(|(i, (v, n))| v + n * opts.noise_std * (spread[i % d] - zero[i % d]))
                 .collect();
             (s, a.clone())
         })
@@ -310,7 +307,8 @@ mod tests {
 
     #[test]
     fn every_perturbation_is_scored_against_nominal() {
-        let bundle = ModelBundle::untrained(0, vec![8], &Device::Cpu).unwrap();
+        let d = ebm_sim_data::HAND_STATE_DIM;
+        let bundle = ModelBundle::untrained(0, d, vec![8], &Device::Cpu).unwrap();
         let opts = OodEvalOptions {
             trajectories: 2,
             steps: 6,

@@ -19,8 +19,6 @@
 //! energy averages it away; checkpoints without it fall back to the
 //! percentile of the mean energy.
 
-use ebm_msgs::STATE_DIM;
-
 use ebm_core::stein;
 
 use crate::infer::transition_scores;
@@ -203,7 +201,8 @@ impl OodScorer {
         }
         for ex in &self.experts {
             let (conds, next) = transitions(&ex.bundle);
-            debug_assert!(next.iter().all(|s| s.len() == STATE_DIM));
+            let d = ex.bundle.state_dim();
+            debug_assert!(next.iter().all(|s| s.len() == d));
             let (energies, features) = transition_scores(&ex.bundle, &conds, &next)?;
             if energies.len() != n {
                 return Err(RuntimeError::Model(format!(
@@ -212,7 +211,7 @@ impl OodScorer {
                     energies.len()
                 )));
             }
-            for ((o, e), f) in out.iter_mut().zip(energies).zip(features.chunks(STATE_DIM)) {
+            for ((o, e), f) in out.iter_mut().zip(energies).zip(features.chunks(d)) {
                 o.expert_energies.push(e);
                 o.expert_features.push(f.to_vec());
                 o.energy += if single {
@@ -235,19 +234,21 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    const DIM: usize = 8;
+
     /// An untrained bundle with percentiles `p_i = offset + i * step`.
     fn expert(seed: u64, offset: f32, step: f32) -> ModelBundle {
-        let mut b = ModelBundle::untrained(seed, vec![16], &Device::Cpu).unwrap();
+        let mut b = ModelBundle::untrained(seed, DIM, vec![16], &Device::Cpu).unwrap();
         b.percentiles = Some((0..101).map(|i| offset + i as f32 * step).collect());
         b
     }
 
     fn transitions(b: &ModelBundle) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
         let conds = (0..3)
-            .map(|i| crate::model::conds_for(b, &[vec![0.1 * i as f32; STATE_DIM]], None))
+            .map(|i| crate::model::conds_for(b, &[vec![0.1 * i as f32; DIM]], None))
             .collect();
         let next = (0..3)
-            .map(|i| b.normalize_state(&[0.2 - 0.3 * i as f32; STATE_DIM]))
+            .map(|i| b.normalize_state(&[0.2 - 0.3 * i as f32; DIM]))
             .collect();
         (conds, next)
     }
@@ -264,7 +265,7 @@ mod tests {
             assert_eq!(v.percentile, scorer.experts()[0].bundle.percentile(*e));
             assert_eq!(
                 v.expert_features,
-                [features[i * STATE_DIM..(i + 1) * STATE_DIM].to_vec()]
+                [features[i * DIM..(i + 1) * DIM].to_vec()]
             );
         }
         assert_eq!(scorer.model_id(), "untrained-seed1");
@@ -326,7 +327,7 @@ mod tests {
             energy,
             percentile: Some(50.0),
             expert_energies: vec![ea, eb],
-            expert_features: vec![vec![0.0; STATE_DIM]; 2],
+            expert_features: vec![vec![0.0; DIM]; 2],
         };
         // Not full yet: a mean, no percentile.
         let w = scorer.window(&[v(1.0, 0.2, 10.0), v(3.0, 0.4, 10.0)]);
@@ -369,7 +370,7 @@ mod tests {
         let means = |k: usize, shift: f32| -> Vec<Vec<f32>> {
             (0..k)
                 .map(|i| {
-                    (0..STATE_DIM)
+                    (0..DIM)
                         .map(|j| 1.0 + shift + 0.1 * ((i * 7 + j * 3) % 5) as f32 - 0.2)
                         .collect()
                 })
@@ -389,11 +390,11 @@ mod tests {
             energy: 0.0,
             percentile: Some(50.0),
             expert_energies: vec![0.0],
-            expert_features: vec![vec![f; STATE_DIM]],
+            expert_features: vec![vec![f; DIM]],
         };
         // The window's mean features are 1.2 in every dimension.
         let w = scorer.window(&[v(1.0), v(1.4)]);
-        let d = test.discrepancy(&[1.2; STATE_DIM]);
+        let d = test.discrepancy(&[1.2; DIM]);
         assert_eq!(w.discrepancy, Some(d));
         assert_eq!(w.percentile, Some(test.percentile(d)));
         // Far from every training window: the top percentile.

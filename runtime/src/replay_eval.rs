@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use ebm_core::frechet::{frechet_distance, GaussianFit};
 use ebm_msgs::recording::{RecordingEvent, RecordingHeader, RecordingReader, HEADER_RECORD};
-use ebm_msgs::{decode, encode, Encoding, Forecast, RobotId, RobotState, STATE_DIM};
+use ebm_msgs::{decode, encode, Encoding, Forecast, RobotId, RobotState};
 use serde::Serialize;
 use tracing::info;
 
@@ -88,9 +88,9 @@ pub async fn replay_eval(
     out: Option<&Path>,
 ) -> Result<ReplayEvalReport, RuntimeError> {
     let device = ebm_core::device::select(&cfg.device)?;
-    let bundle = ModelBundle::from_config(&cfg.model, cfg.seed, &device)?;
+    let bundle = ModelBundle::from_config(cfg.default_model()?, cfg.seed, &device)?;
     // A second copy, to normalise for scoring as the offline evaluation does.
-    let scorer = ModelBundle::from_config(&cfg.model, cfg.seed, &device)?;
+    let scorer = ModelBundle::from_config(cfg.default_model()?, cfg.seed, &device)?;
     let k = bundle.context_len();
     let (h, p) = (cfg.forecast.horizon, cfg.forecast.particles);
     let (header, eps) = test_episodes(recording, episodes)?;
@@ -151,6 +151,7 @@ pub async fn replay_eval(
     daemon.stop().await?;
 
     // Score in normalised units: per step, B * P predicted rows vs B true rows.
+    let d = scorer.state_dim();
     let mut rmse = Vec::with_capacity(h);
     let mut fd = Vec::with_capacity(h);
     for step in 0..h {
@@ -160,21 +161,20 @@ pub async fn replay_eval(
         for (f, ep) in forecasts.iter().zip(&eps) {
             let t = scorer.normalize_state(&ep[k + step].state);
             for j in 0..p {
-                let o = (j * h + step) * STATE_DIM;
-                pred.push(scorer.normalize_state(&f.trajectories[o..o + STATE_DIM]));
+                let o = (j * h + step) * d;
+                pred.push(scorer.normalize_state(&f.trajectories[o..o + d]));
             }
-            let m = scorer.normalize_state(&f.mean[step * STATE_DIM..(step + 1) * STATE_DIM]);
+            let m = scorer.normalize_state(&f.mean[step * d..(step + 1) * d]);
             se += m
                 .iter()
                 .zip(&t)
                 .map(|(a, b)| f64::from(a - b).powi(2))
                 .sum::<f64>()
-                / STATE_DIM as f64;
+                / d as f64;
             truth.push(t);
         }
         rmse.push((se / forecasts.len() as f64).sqrt());
-        let fit =
-            |rows: &[Vec<f32>]| GaussianFit::of_rows(rows.iter().map(Vec::as_slice), STATE_DIM);
+        let fit = |rows: &[Vec<f32>]| GaussianFit::of_rows(rows.iter().map(Vec::as_slice), d);
         fd.push(match (fit(&pred), fit(&truth)) {
             (Some(a), Some(b)) => frechet_distance(&a, &b),
             _ => f64::NAN,

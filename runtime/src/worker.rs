@@ -13,7 +13,7 @@ use ebm_msgs::{DenoisedState, ErrorCode, ErrorReply, Forecast, OodScore, RobotId
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
-use crate::config::RuntimeConfig;
+use crate::config::{DenoiseConfig, RuntimeConfig};
 use crate::counters::Counters;
 use crate::engine::{last_rows, padded, QueryJob, Shared, StreamJob, StreamOutput};
 use crate::infer::{self, ForecastOut};
@@ -39,6 +39,7 @@ pub(crate) struct Worker {
     /// Scores observed transitions (the OOD models, or the forecast model).
     ood: OodScorer,
     bundle: ModelBundle,
+    denoise_cfg: DenoiseConfig,
     cfg: RuntimeConfig,
     rng: Rng,
     outputs: mpsc::Sender<StreamOutput>,
@@ -55,6 +56,7 @@ impl Worker {
         shared: Arc<Shared>,
         ood: OodScorer,
         bundle: ModelBundle,
+        denoise_cfg: DenoiseConfig,
         cfg: &RuntimeConfig,
         outputs: mpsc::Sender<StreamOutput>,
     ) -> Self {
@@ -62,6 +64,7 @@ impl Worker {
             shared,
             ood,
             bundle,
+            denoise_cfg,
             cfg: cfg.clone(),
             rng: Rng::new(cfg.seed),
             outputs,
@@ -300,14 +303,14 @@ impl Worker {
                 let mut row = self.conds(ctx, j.state.last_action.as_deref());
                 if let Some((ep, seq, x)) = self.denoised.get(&j.robot) {
                     if *ep == j.state.episode && *seq + 1 == j.state.seq && j.previous.is_some() {
-                        let (k, d) = (b.context_len(), ebm_msgs::STATE_DIM);
+                        let (k, d) = (b.context_len(), b.state_dim());
                         row[(k - 1) * d..k * d].copy_from_slice(x);
                     }
                 }
                 row
             })
             .collect();
-        let denoised = infer::denoise(b, &priors, &obs, &self.cfg.denoise, &mut self.rng)?;
+        let denoised = infer::denoise(b, &priors, &obs, &self.denoise_cfg, &mut self.rng)?;
 
         let mut ood_iter = with_prev.iter().zip(scores);
         let mut next_ood = ood_iter.next();

@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use ebm_msgs::{Encoding, KeySpace, RobotId, ACTION_DIM, STATE_DIM};
+use ebm_msgs::{Encoding, KeySpace, RobotId};
 use ebm_sim_data::bench::{sim_throughput, PAPER_FRAMES};
 use ebm_sim_data::generate::{generate, GenerateOptions};
-use ebm_sim_data::hand;
 use ebm_sim_data::inspect::{inspect, DimStats};
 use ebm_sim_data::plot::{write_png, COLORS};
 use ebm_sim_data::policy::Behaviour;
@@ -320,29 +319,35 @@ fn print_inspection(file: &Path) -> Result<()> {
             println!("summary {k}: {v}");
         }
     }
-    let names: Vec<&str> = hand::links().iter().map(|l| l.joint).collect();
-    let state_names = names.iter().map(|n| n.to_string()).chain(
-        [
-            "cube_x", "cube_y", "cube_z", "cube_qx", "cube_qy", "cube_qz", "cube_qw",
-        ]
-        .map(String::from),
-    );
+    // Names from the header (version 2), else numbered.
+    let robot = ins.header.as_ref().and_then(|h| h.robot.clone());
+    let name = |names: Option<&Vec<String>>, prefix: &str, i: usize| {
+        names
+            .and_then(|n| n.get(i).cloned())
+            .unwrap_or_else(|| format!("{prefix}{i}"))
+    };
     let row = |name: &str, s: &DimStats| {
         println!(
-            "  {name:<8} mean {:>9.4}  std {:>8.4}  min {:>9.4}  max {:>9.4}",
+            "  {name:<24} mean {:>9.4}  std {:>8.4}  min {:>9.4}  max {:>9.4}",
             s.mean,
             s.std(),
             s.min,
             s.max
         )
     };
-    println!("state ({STATE_DIM} dims):");
-    for (name, s) in state_names.zip(&ins.state_stats) {
-        row(&name, s);
+    if let Some(r) = &robot {
+        println!(
+            "robot: {} ({} state, {} action floats)",
+            r.kind, r.state_dim, r.action_dim
+        );
     }
-    println!("action ({ACTION_DIM} dims):");
-    for (a, s) in hand::actuators().iter().zip(&ins.action_stats) {
-        row(a.name, s);
+    println!("state ({} dims):", ins.state_stats.len());
+    for (i, s) in ins.state_stats.iter().enumerate() {
+        row(&name(robot.as_ref().map(|r| &r.state_names), "s", i), s);
+    }
+    println!("action ({} dims):", ins.action_stats.len());
+    for (i, s) in ins.action_stats.iter().enumerate() {
+        row(&name(robot.as_ref().map(|r| &r.action_names), "a", i), s);
     }
     Ok(())
 }

@@ -2,8 +2,9 @@
 
 use indicatif::ProgressBar;
 
+use crate::layout::{ACTION_DIM, STATE_DIM};
 use ebm_msgs::recording::load;
-use ebm_msgs::{Encoding, RobotId, ACTION_DIM, STATE_DIM};
+use ebm_msgs::{Encoding, RobotId};
 
 use crate::config::SimConfig;
 use crate::generate::{generate, split, GenerateOptions};

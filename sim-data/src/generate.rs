@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::layout::{ACTION_DIM, STATE_DIM};
 use ebm_msgs::recording::{format_ids, RecordingHeader, RecordingWriter, Split};
-use ebm_msgs::{Action, Encoding, RobotId, RobotState, ACTION_DIM, STATE_DIM};
+use ebm_msgs::{Action, Encoding, RobotId, RobotState};
 use indicatif::ProgressBar;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -127,6 +128,7 @@ pub fn generate(
         seed: opts.seed,
         config: cfg.to_toml()?,
         split: split(opts.trajectories, opts.seed),
+        robot: Some(crate::layout::robot_spec()),
     };
     let mut writer = RecordingWriter::create(out, &header)?;
     let mut report = GenerateReport::default();

@@ -7,7 +7,6 @@ use std::path::Path;
 use ebm_msgs::recording::{
     RecordingEvent, RecordingHeader, RecordingReader, HEADER_RECORD, SUMMARY_RECORD,
 };
-use ebm_msgs::{ACTION_DIM, STATE_DIM};
 
 use crate::SimError;
 
@@ -72,8 +71,8 @@ pub fn inspect(path: &Path) -> Result<Inspection, SimError> {
         states: 0,
         actions: 0,
         episodes: 0,
-        state_stats: vec![DimStats::default(); STATE_DIM],
-        action_stats: vec![DimStats::default(); ACTION_DIM],
+        state_stats: Vec::new(),
+        action_stats: Vec::new(),
     };
     let mut last_episode = None;
     for event in RecordingReader::open(path)? {
@@ -92,19 +91,23 @@ pub fn inspect(path: &Path) -> Result<Inspection, SimError> {
                     out.episodes += 1;
                     last_episode = Some(s.episode);
                 }
-                s.state
-                    .iter()
-                    .zip(&mut out.state_stats)
-                    .for_each(|(x, st)| st.push(*x));
+                push_all(&mut out.state_stats, &s.state);
             }
             RecordingEvent::Action(a) => {
                 out.actions += 1;
-                a.action
-                    .iter()
-                    .zip(&mut out.action_stats)
-                    .for_each(|(x, st)| st.push(*x));
+                push_all(&mut out.action_stats, &a.action);
             }
         }
     }
     Ok(out)
+}
+
+/// Adds one vector to per-dimension statistics (sized by the first vector).
+fn push_all(stats: &mut Vec<DimStats>, v: &[f32]) {
+    if stats.len() < v.len() {
+        stats.resize(v.len(), DimStats::default());
+    }
+    v.iter()
+        .zip(stats.iter_mut())
+        .for_each(|(x, st)| st.push(*x));
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod generate;
 pub mod hand;
 pub mod inspect;
+pub mod layout;
 pub mod plot;
 pub mod policy;
 pub mod replay;
@@ -21,6 +22,9 @@ pub mod zenoh_config;
 
 pub use config::SimConfig;
 pub use error::SimError;
+pub use layout::{
+    robot_spec as hand_robot_spec, ACTION_DIM as HAND_ACTION_DIM, STATE_DIM as HAND_STATE_DIM,
+};
 pub use sim::{CubeStatus, HandCubeSim};
 
 #[cfg(test)]

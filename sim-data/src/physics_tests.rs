@@ -1,6 +1,6 @@
 //! Physics checks of the simulator and policy (fast: a few dozen rollouts).
 
-use ebm_msgs::{JOINT_DIM, STATE_DIM};
+use crate::layout::{JOINT_DIM, STATE_DIM};
 
 use crate::config::SimConfig;
 use crate::hand;

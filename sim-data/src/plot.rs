@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 
-use ebm_msgs::{JOINT_DIM, STATE_DIM};
+use crate::layout::{JOINT_DIM, STATE_DIM};
 use rapier3d::na::{Quaternion, UnitQuaternion};
 
 use crate::policy::Behaviour;

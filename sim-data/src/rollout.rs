@@ -11,7 +11,7 @@
 //! `mix(mix(S, i), a)`; an attempt seed drives two ChaCha8 streams: stream 0
 //! for the start state, stream 1 for the policy. Nothing depends on threads.
 
-use ebm_msgs::{ACTION_DIM, STATE_DIM};
+use crate::layout::{ACTION_DIM, STATE_DIM};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

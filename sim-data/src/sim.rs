@@ -7,7 +7,7 @@
 
 use std::num::NonZeroUsize;
 
-use ebm_msgs::{JOINT_DIM, STATE_DIM};
+use crate::layout::{JOINT_DIM, STATE_DIM};
 use rapier3d::prelude::*;
 
 use crate::config::SimConfig;

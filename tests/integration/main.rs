@@ -1,6 +1,7 @@
 //! Cross-crate integration tests, built into one binary to save link time.
 
 mod configs;
+mod fleet;
 mod models;
 mod runtime;
 mod runtime_load;

@@ -8,12 +8,12 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use ebm_core::checkpoint::{self, ENERGY_PERCENTILES};
+use ebm_core::checkpoint;
 use ebm_core::rollout::{rollout, RolloutConfig};
 use ebm_core::{EnergyFunction, EnergyModel, MlpEnergy, Rng};
-use ebm_msgs::{ACTION_DIM, STATE_DIM};
 use ebm_sim_data::config::SimConfig;
 use ebm_sim_data::rollout::{rollout as simulate, Control, Seeds};
+use ebm_sim_data::{HAND_ACTION_DIM, HAND_STATE_DIM};
 
 fn model_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -37,10 +37,10 @@ fn simulated(seed: u64, mean: &[f32], std: &[f32]) -> (Vec<Vec<f32>>, Vec<Vec<f3
             .collect()
     };
     (
-        t.states.chunks(STATE_DIM).map(|s| z(s, 0)).collect(),
+        t.states.chunks(HAND_STATE_DIM).map(|s| z(s, 0)).collect(),
         t.actions
-            .chunks(ACTION_DIM)
-            .map(|a| z(a, STATE_DIM))
+            .chunks(HAND_ACTION_DIM)
+            .map(|a| z(a, HAND_STATE_DIM))
             .collect(),
     )
 }
@@ -51,13 +51,18 @@ fn committed_conditional_model_forecasts_and_scores_real_transitions() -> anyhow
     let loaded = checkpoint::load(&model_dir("traj_cond"), &dev)?;
     let (model, _) = loaded.model::<MlpEnergy>(&dev)?;
     let model = model.frozen();
-    assert_eq!(model.config().action_dim, ACTION_DIM);
+    assert_eq!(model.config().action_dim, HAND_ACTION_DIM);
     let norm = loaded
         .manifest
         .normalization
         .clone()
         .expect("normalisation");
-    let pct: Vec<f32> = serde_json::from_value(loaded.manifest.extra[ENERGY_PERCENTILES].clone())?;
+    let pct = loaded
+        .manifest
+        .ood
+        .clone()
+        .expect("OOD calibration")
+        .energy_percentiles;
     assert!(pct.len() == 101 && pct.windows(2).all(|w| w[0] <= w[1]));
     let rc: RolloutConfig = serde_json::from_value(loaded.manifest.extra["rollout"].clone())?;
 
@@ -71,9 +76,9 @@ fn committed_conditional_model_forecasts_and_scores_real_transitions() -> anyhow
             last.extend(&s[t]);
         }
     }
-    let n = next.len() / STATE_DIM;
-    let c = Tensor::from_vec(cond, (n, STATE_DIM + ACTION_DIM), &dev)?;
-    let x = Tensor::from_vec(next.clone(), (n, STATE_DIM), &dev)?;
+    let n = next.len() / HAND_STATE_DIM;
+    let c = Tensor::from_vec(cond, (n, HAND_STATE_DIM + HAND_ACTION_DIM), &dev)?;
+    let x = Tensor::from_vec(next.clone(), (n, HAND_STATE_DIM), &dev)?;
 
     // One-step forecasts: particle means against the truth, vs persistence.
     let one = RolloutConfig {
@@ -81,8 +86,8 @@ fn committed_conditional_model_forecasts_and_scores_real_transitions() -> anyhow
         particles: 4,
         ..rc
     };
-    let ctx = c.narrow(1, 0, STATE_DIM)?.unsqueeze(1)?;
-    let acts = c.narrow(1, STATE_DIM, ACTION_DIM)?.unsqueeze(1)?;
+    let ctx = c.narrow(1, 0, HAND_STATE_DIM)?.unsqueeze(1)?;
+    let acts = c.narrow(1, HAND_STATE_DIM, HAND_ACTION_DIM)?.unsqueeze(1)?;
     let r = rollout(&model, &ctx, Some(&acts), &one, &mut Rng::new(3))?;
     let mean: Vec<f32> = r.states.mean(1)?.flatten_all()?.to_vec1()?;
     let mse = |p: &[f32]| -> f64 {
@@ -118,11 +123,18 @@ fn committed_unconditional_model_loads_with_its_settings() -> anyhow::Result<()>
     let (model, _) = loaded.model::<MlpEnergy>(&dev)?;
     assert_eq!(
         (model.config().state_dim, model.config().action_dim),
-        (STATE_DIM, 0)
+        (HAND_STATE_DIM, 0)
     );
     let rc: RolloutConfig = serde_json::from_value(loaded.manifest.extra["rollout"].clone())?;
     assert_eq!(rc.langevin.steps, 20);
-    assert!(loaded.manifest.extra.contains_key(ENERGY_PERCENTILES));
+    assert!(loaded.manifest.ood.is_some());
+    // Migrated to the current format: the hand's description, every dimension named.
+    let robot = loaded.manifest.robot.clone().expect("the robot");
+    assert_eq!(robot.kind, ebm_sim_data::layout::HAND_KIND);
+    assert_eq!(
+        robot.state_names,
+        ebm_sim_data::hand_robot_spec().state_names
+    );
     Ok(())
 }
 

@@ -12,14 +12,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
-use ebm_core::checkpoint::{self, Manifest, Normalization, ENERGY_PERCENTILES};
+use ebm_core::checkpoint::{self, Manifest, Normalization, OodCalibration};
 use ebm_core::{EnergyModel, MlpEnergy, MlpEnergyConfig, ParamStore};
 use ebm_msgs::{
     decode, encode, DaemonStatus, DenoisedState, Encoding, ErrorCode, ErrorReply, Forecast,
-    ForecastRequest, KeySpace, OodScore, RobotState, ACTION_DIM, STATE_DIM,
+    ForecastRequest, KeySpace, OodScore, RobotState,
 };
 use ebm_runtime::transport::{free_loopback_endpoint, loopback};
 use ebm_runtime::RuntimeConfig;
+use ebm_sim_data::{HAND_ACTION_DIM, HAND_STATE_DIM};
 use tokio::time::timeout;
 use zenoh::handlers::FifoChannelHandler;
 use zenoh::pubsub::Subscriber;
@@ -28,7 +29,7 @@ use zenoh::sample::Sample;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn within<T, F: IntoFuture<Output = T>>(what: &str, f: F) -> Result<T> {
+pub(crate) async fn within<T, F: IntoFuture<Output = T>>(what: &str, f: F) -> Result<T> {
     timeout(WAIT, f.into_future())
         .await
         .with_context(|| format!("timed out: {what}"))
@@ -42,26 +43,53 @@ pub(crate) fn tiny_checkpoint(dir: &std::path::Path) -> Result<()> {
 
 /// As [`tiny_checkpoint`], conditioned on the last `k` states.
 pub(crate) fn tiny_checkpoint_with_context(dir: &std::path::Path, k: usize) -> Result<()> {
-    let mut cfg = MlpEnergyConfig::new(STATE_DIM);
+    let mut cfg = MlpEnergyConfig::new(HAND_STATE_DIM);
     cfg.context_len = k;
     cfg.hidden = vec![16];
     let params = ParamStore::new(7, &Device::Cpu);
     MlpEnergy::init(&cfg, &params)?;
     let mut m = Manifest::new::<MlpEnergy>(&cfg, 42)?;
     m.normalization = Some(Normalization {
-        mean: vec![0.1; STATE_DIM + ACTION_DIM],
-        std: vec![0.5; STATE_DIM + ACTION_DIM],
+        mean: vec![0.1; HAND_STATE_DIM + HAND_ACTION_DIM],
+        std: vec![0.5; HAND_STATE_DIM + HAND_ACTION_DIM],
     });
     let pct: Vec<f32> = (0..=100).map(|i| -5.0 + 0.1 * i as f32).collect();
-    m.extra
-        .insert(ENERGY_PERCENTILES.into(), serde_json::to_value(pct)?);
+    m.ood = Some(OodCalibration {
+        energy_percentiles: pct,
+        window_energy_percentiles: None,
+        stein_window: None,
+    });
     checkpoint::save_model(dir, m, &params)?;
     Ok(())
 }
 
+/// The reference config made small and fast for tests: `default_model` as
+/// the default `[model]` (none: `[[models]]` entries only), short forecasts,
+/// status every 50 ms, no OOD models, Zenoh as given.
+pub(crate) fn small_config(
+    default_model: Option<std::path::PathBuf>,
+    zenoh: ebm_runtime::config::ZenohConfig,
+) -> RuntimeConfig {
+    let mut cfg = RuntimeConfig::default();
+    cfg.model = default_model.map(|checkpoint| ebm_runtime::config::ModelConfig {
+        checkpoint,
+        allow_untrained: false,
+        untrained_state_dim: 0,
+    });
+    cfg.forecast.horizon = 5;
+    cfg.forecast.particles = 4;
+    cfg.forecast.langevin.steps = 3;
+    cfg.forecast.rate_hz = 1000.0;
+    cfg.denoise.langevin.steps = 3;
+    cfg.status.period_ms = 50;
+    cfg.zenoh = zenoh;
+    cfg.ood.checkpoints.clear();
+    cfg
+}
+
 pub(crate) struct Harness {
-    session: zenoh::Session,
-    keys: KeySpace,
+    pub(crate) session: zenoh::Session,
+    pub(crate) keys: KeySpace,
     pub(crate) cfg: RuntimeConfig,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     daemon: tokio::task::JoinHandle<Result<(), ebm_runtime::RuntimeError>>,
@@ -75,17 +103,7 @@ impl Harness {
         let ckpt = dir.path().join("tiny");
         tiny_checkpoint(&ckpt)?;
         let endpoint = free_loopback_endpoint()?;
-        let mut cfg = RuntimeConfig::default();
-        cfg.model.checkpoint = ckpt;
-        cfg.model.allow_untrained = false;
-        cfg.forecast.horizon = 5;
-        cfg.forecast.particles = 4;
-        cfg.forecast.langevin.steps = 3;
-        cfg.forecast.rate_hz = 1000.0;
-        cfg.denoise.langevin.steps = 3;
-        cfg.status.period_ms = 50;
-        cfg.zenoh = loopback(vec![endpoint.clone()], vec![]);
-        cfg.ood.checkpoints.clear();
+        let mut cfg = small_config(Some(ckpt), loopback(vec![endpoint.clone()], vec![]));
         tweak(&mut cfg);
         let keys = KeySpace::new(&cfg.key_prefix)?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -205,8 +223,8 @@ pub(crate) fn state(robot: &str, seq: u64, x: f32) -> RobotState {
         episode: 0,
         seq,
         stamp_ns: seq * 40_000_000,
-        state: (0..STATE_DIM).map(|i| x + 0.01 * i as f32).collect(),
-        last_action: Some(vec![0.2; ACTION_DIM]),
+        state: (0..HAND_STATE_DIM).map(|i| x + 0.01 * i as f32).collect(),
+        last_action: Some(vec![0.2; HAND_ACTION_DIM]),
     }
 }
 
@@ -235,6 +253,8 @@ pub(crate) struct Received {
     pub(crate) forecasts: Vec<Forecast>,
     pub(crate) ood: Vec<OodScore>,
     pub(crate) denoised: Vec<DenoisedState>,
+    /// Replies to refused states (`<prefix>/<robot>/error`).
+    pub(crate) errors: Vec<ErrorReply>,
 }
 
 impl Received {
@@ -248,6 +268,8 @@ impl Received {
             self.ood.push(decode(&bytes, enc)?);
         } else if key.ends_with("/denoised") {
             self.denoised.push(decode(&bytes, enc)?);
+        } else if key.ends_with("/error") {
+            self.errors.push(decode(&bytes, enc)?);
         }
         Ok(enc)
     }
@@ -279,11 +301,17 @@ pub(crate) async fn receive_until(
 }
 
 pub(crate) fn check_forecast(f: &Forecast, h: usize, p: usize) {
+    check_forecast_of(f, h, p, HAND_STATE_DIM);
+    assert_eq!(f.model_id, "tiny@42");
+}
+
+/// A well-formed forecast of `h` steps, `p` particles and `d`-float states.
+pub(crate) fn check_forecast_of(f: &Forecast, h: usize, p: usize, d: usize) {
     assert_eq!((f.horizon as usize, f.particles as usize), (h, p));
-    assert_eq!(f.trajectories.len(), p * h * STATE_DIM);
+    assert_eq!(f.trajectories.len(), p * h * d);
     assert_eq!(f.energies.len(), p);
-    assert_eq!(f.mean.len(), h * STATE_DIM);
-    assert_eq!(f.spread.len(), h * STATE_DIM);
+    assert_eq!(f.mean.len(), h * d);
+    assert_eq!(f.spread.len(), h * d);
     assert!(f
         .trajectories
         .iter()
@@ -292,7 +320,6 @@ pub(crate) fn check_forecast(f: &Forecast, h: usize, p: usize) {
         .chain(&f.energies)
         .all(|v| v.is_finite()));
     assert!(f.spread.iter().all(|&s| s >= 0.0));
-    assert_eq!(f.model_id, "tiny@42");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -345,7 +372,7 @@ async fn runtime_states_in_give_forecasts_ood_scores_and_denoised_states_out() -
             }
         }
         for d in &rec.denoised {
-            assert_eq!(d.state.len(), STATE_DIM);
+            assert_eq!(d.state.len(), HAND_STATE_DIM);
             assert!(d.state.iter().all(|v| v.is_finite()));
         }
     }
@@ -371,11 +398,14 @@ async fn runtime_states_in_give_forecasts_ood_scores_and_denoised_states_out() -
         .status_where(|s| s.counters["states_processed"] >= 6)
         .await?;
     assert_eq!(st.robots, 2);
-    assert_eq!(st.ood_percentiles, "checkpoint");
+    assert_eq!(st.models.len(), 1);
+    assert_eq!(st.models[0].ood_percentiles, "checkpoint");
+    assert_eq!(st.models[0].robots_pattern, "*");
+    assert_eq!(st.models[0].robot.state_dim, HAND_STATE_DIM);
     h.stop().await
 }
 
-async fn query(
+pub(crate) async fn query(
     h: &Harness,
     req: &ForecastRequest,
     enc: Encoding,
@@ -549,5 +579,12 @@ async fn runtime_malformed_messages_are_counted_and_a_valid_one_is_still_served(
         "{c:?}"
     );
     assert_eq!(c["states_processed"], 1, "{c:?}");
+    // Each state of the wrong size was answered on the robot's error key
+    // (or, with the error queue full, counted as not answered).
+    assert_eq!(
+        c["state_errors_published"] + c["state_errors_dropped"],
+        sent["wrong_dimensions"],
+        "{c:?}"
+    );
     h.stop().await
 }

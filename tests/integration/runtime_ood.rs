@@ -8,9 +8,10 @@ use std::path::Path;
 use anyhow::Result;
 use candle_core::Device;
 use ebm_core::Rng;
-use ebm_msgs::{Encoding, RobotState, ACTION_DIM, STATE_DIM};
+use ebm_msgs::{Encoding, RobotState};
 use ebm_sim_data::config::SimConfig;
 use ebm_sim_data::rollout::{rollout, Control, Seeds};
+use ebm_sim_data::{HAND_ACTION_DIM, HAND_STATE_DIM};
 
 use crate::runtime::{put, receive_until, Harness, Received};
 
@@ -36,9 +37,10 @@ fn message(robot: &str, seq: usize, states: &[f32], actions: &[f32]) -> RobotSta
         episode: 0,
         seq: seq as u64,
         stamp_ns: seq as u64 * 100_000_000,
-        state: states[seq * STATE_DIM..(seq + 1) * STATE_DIM].to_vec(),
+        state: states[seq * HAND_STATE_DIM..(seq + 1) * HAND_STATE_DIM].to_vec(),
         // The action applied at the previous state, which led here.
-        last_action: (seq > 0).then(|| actions[(seq - 1) * ACTION_DIM..seq * ACTION_DIM].to_vec()),
+        last_action: (seq > 0)
+            .then(|| actions[(seq - 1) * HAND_ACTION_DIM..seq * HAND_ACTION_DIM].to_vec()),
     }
 }
 
@@ -49,14 +51,14 @@ async fn runtime_window_test_flags_a_noisy_robot_and_not_a_nominal_one() -> Resu
     assert_eq!(bundle.stein_window.as_ref().map(|t| t.window), Some(WINDOW));
     let (states, actions) = nominal_episode();
     // Sensor noise of half of each dimension's spread (as `ood-eval`).
-    let spread = bundle.denormalize_state(&[1.0; STATE_DIM]);
-    let zero = bundle.denormalize_state(&[0.0; STATE_DIM]);
+    let spread = bundle.denormalize_state(&[1.0; HAND_STATE_DIM]);
+    let zero = bundle.denormalize_state(&[0.0; HAND_STATE_DIM]);
     let mut rng = Rng::new(5);
     let noisy: Vec<f32> = states
         .iter()
         .zip(rng.normal_vec(states.len()))
         .enumerate()
-        .map(|(i, (v, n))| v + 0.5 * n * (spread[i % STATE_DIM] - zero[i % STATE_DIM]))
+        .map(|(i, (v, n))| v + 0.5 * n * (spread[i % HAND_STATE_DIM] - zero[i % HAND_STATE_DIM]))
         .collect();
     let h = Harness::start(|c| c.ood.checkpoints = vec![model.clone()]).await?;
     let robots = [("calm", &states), ("shaky", &noisy)];

@@ -8,18 +8,27 @@ use std::path::Path;
 
 use candle_core::Device;
 use ebm_core::checkpoint::{self, ENERGY_PERCENTILES, STEIN_WINDOW, WINDOW_ENERGY_PERCENTILES};
-use ebm_core::stein::SteinWindow;
 use ebm_msgs::recording::{RecordingHeader, RecordingWriter, Split};
-use ebm_msgs::types::{Action, RobotState, ACTION_DIM, STATE_DIM};
-use ebm_msgs::{Encoding, RobotId};
-use ebm_train::trajectory::{calibrate_export, evaluate, train_trajectory, TrajectoryConfig};
+use ebm_msgs::types::{Action, RobotState};
+use ebm_msgs::{Encoding, RobotId, RobotSpec};
+use ebm_sim_data::{hand_robot_spec, HAND_ACTION_DIM, HAND_STATE_DIM};
+use ebm_train::trajectory::{
+    calibrate_export, evaluate, migrate_export, train_trajectory, TrajectoryConfig,
+};
 
 const TRAJ: u64 = 40;
 const STEPS: u32 = 24;
 
-/// Each trajectory drifts at its own constant velocity, scaled by the action's
-/// first entry: `s_{t+1} = s_t + a_t[0] * v`.
+/// A hand-shaped synthetic recording (see [`write_recording_of`]).
 fn write_recording(path: &Path, steps: u32) -> anyhow::Result<()> {
+    write_recording_of(path, steps, &hand_robot_spec())
+}
+
+/// A synthetic recording of `robot`'s shape: each trajectory drifts at its
+/// own constant velocity, scaled by the action's first entry:
+/// `s_{t+1} = s_t + a_t[0] * v`.
+pub(crate) fn write_recording_of(path: &Path, steps: u32, robot: &RobotSpec) -> anyhow::Result<()> {
+    let (state_dim, action_dim) = (robot.state_dim, robot.action_dim);
     let header = RecordingHeader {
         robot_id: RobotId::new("synthetic")?,
         encoding: Encoding::Bincode,
@@ -33,14 +42,15 @@ fn write_recording(path: &Path, steps: u32) -> anyhow::Result<()> {
             train: (0..32).collect(),
             test: (32..TRAJ).collect(),
         },
+        robot: Some(robot.clone()),
     };
     let mut w = RecordingWriter::create(path, &header)?;
     let mut rng = ebm_core::Rng::new(5);
     for ep in 0..TRAJ {
-        let v: Vec<f32> = (0..STATE_DIM).map(|_| 0.05 * rng.normal() as f32).collect();
-        let mut s: Vec<f32> = (0..STATE_DIM).map(|_| rng.normal() as f32).collect();
+        let v: Vec<f32> = (0..state_dim).map(|_| 0.05 * rng.normal() as f32).collect();
+        let mut s: Vec<f32> = (0..state_dim).map(|_| rng.normal() as f32).collect();
         for t in 0..u64::from(steps) {
-            let a: Vec<f32> = (0..ACTION_DIM)
+            let a: Vec<f32> = (0..action_dim)
                 .map(|_| 0.5 + 0.5 * rng.uniform() as f32)
                 .collect();
             let seq = ep * 1000 + t;
@@ -94,7 +104,7 @@ fn trajectory_training_and_evaluation_run_end_to_end() -> anyhow::Result<()> {
         .manifest
         .normalization
         .expect("normalisation in the manifest");
-    assert_eq!(norm.mean.len(), STATE_DIM + ACTION_DIM);
+    assert_eq!(norm.mean.len(), HAND_STATE_DIM + HAND_ACTION_DIM);
 
     let r = evaluate(&cfg, dir.path(), &run, &dir.path().join("eval"), &dev)?;
     assert_eq!(
@@ -120,12 +130,31 @@ fn trajectory_training_and_evaluation_run_end_to_end() -> anyhow::Result<()> {
     for f in ["eval/fd.png", "eval/rollouts.png", "eval/report.md"] {
         assert!(dir.path().join(f).is_file(), "{f} missing");
     }
-    // The inference export carries the energy percentiles of training
-    // transitions, in order, for the runtime's OOD scores.
+    // The inference export carries the robot it models and the energy
+    // percentiles of training transitions, in order, for the runtime's OOD
+    // scores, as typed fields.
     let export = ebm_core::checkpoint::load(&run.join("model"), &dev)?;
-    let pct: Vec<f32> = serde_json::from_value(
-        export.manifest.extra[ebm_core::checkpoint::ENERGY_PERCENTILES].clone(),
-    )?;
+    let robot = export
+        .manifest
+        .robot
+        .clone()
+        .expect("the robot in the export");
+    assert_eq!(
+        (robot.kind.as_str(), robot.state_dim, robot.action_dim),
+        (
+            ebm_sim_data::layout::HAND_KIND,
+            HAND_STATE_DIM,
+            HAND_ACTION_DIM
+        )
+    );
+    assert_eq!(robot.state_names, hand_robot_spec().state_names);
+    let pct = export
+        .manifest
+        .ood
+        .clone()
+        .expect("OOD calibration")
+        .energy_percentiles;
+    assert!(!export.manifest.extra.contains_key(ENERGY_PERCENTILES));
     assert_eq!(pct.len(), 101);
     assert!(pct.windows(2).all(|w| w[0] <= w[1]) && pct[0] < pct[100]);
     Ok(())
@@ -149,24 +178,21 @@ fn calibration_restores_an_exports_ood_statistics() -> anyhow::Result<()> {
     train_trajectory(&cfg, dir.path(), &run, &Device::Cpu)?;
     let model = run.join("model");
     let trained = checkpoint::load(&model, &Device::Cpu)?;
-    let stein: SteinWindow = serde_json::from_value(trained.manifest.extra[STEIN_WINDOW].clone())?;
-    assert_eq!((stein.window, stein.dim()), (50, STATE_DIM));
+    let calibration = trained.manifest.ood.clone().expect("OOD calibration");
+    let stein = calibration
+        .stein_window
+        .clone()
+        .expect("the Stein window test");
+    assert_eq!((stein.window, stein.dim()), (50, HAND_STATE_DIM));
     // 32 training trajectories: 16 windows fit the test, 16 calibrate it.
-    assert!(stein.check(STATE_DIM).is_ok());
+    assert!(stein.check(HAND_STATE_DIM).is_ok());
     let mut old = trained.manifest.clone();
-    for key in [STEIN_WINDOW, WINDOW_ENERGY_PERCENTILES, ENERGY_PERCENTILES] {
-        old.extra.remove(key);
-    }
+    old.ood = None;
     checkpoint::save(&model, old, &trained.files)?;
     let s = calibrate_export(&cfg, dir.path(), &model, &Device::Cpu)?;
     assert!(s.stein && s.train_trajectories == 32);
     let again = checkpoint::load(&model, &Device::Cpu)?;
-    for key in [STEIN_WINDOW, WINDOW_ENERGY_PERCENTILES, ENERGY_PERCENTILES] {
-        assert_eq!(
-            again.manifest.extra[key], trained.manifest.extra[key],
-            "{key}"
-        );
-    }
+    assert_eq!(again.manifest.ood, trained.manifest.ood);
     assert_eq!(
         again.manifest.files, trained.manifest.files,
         "weights untouched"
@@ -178,8 +204,81 @@ fn calibration_restores_an_exports_ood_statistics() -> anyhow::Result<()> {
     cfg.recording = short;
     let s = calibrate_export(&cfg, dir.path(), &model, &Device::Cpu)?;
     assert!(!s.stein);
-    let extra = checkpoint::load(&model, &Device::Cpu)?.manifest.extra;
-    assert!(extra.contains_key(ENERGY_PERCENTILES));
-    assert!(!extra.contains_key(STEIN_WINDOW) && !extra.contains_key(WINDOW_ENERGY_PERCENTILES));
+    let ood = checkpoint::load(&model, &Device::Cpu)?
+        .manifest
+        .ood
+        .expect("OOD calibration");
+    assert_eq!(ood.energy_percentiles.len(), 101);
+    assert!(ood.stein_window.is_none() && ood.window_energy_percentiles.is_none());
+    Ok(())
+}
+
+/// An export of the earlier format (OOD statistics as free-form `extra`
+/// keys, no robot) loads as it is, and `traj migrate` rewrites it in the
+/// current one with the recording's robot, the weights untouched.
+#[test]
+fn old_exports_load_and_migrate_to_typed_fields() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let rec = dir.path().join("synthetic.mcap");
+    write_recording(&rec, STEPS)?;
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/traj_uncond.toml"),
+    )?;
+    let mut cfg = TrajectoryConfig::parse(&text)?;
+    cfg.recording = rec.clone();
+    cfg.steps = 20;
+    cfg.baseline.steps = 10;
+    let run = dir.path().join("run");
+    train_trajectory(&cfg, dir.path(), &run, &Device::Cpu)?;
+    let model = run.join("model");
+    let trained = checkpoint::load(&model, &Device::Cpu)?;
+    let ood = trained.manifest.ood.clone().expect("OOD calibration");
+    // Write it back as the earlier format did.
+    let mut old = trained.manifest.clone();
+    old.ood = None;
+    old.robot = None;
+    old.extra.insert(
+        ENERGY_PERCENTILES.into(),
+        serde_json::to_value(&ood.energy_percentiles)?,
+    );
+    if let Some(w) = &ood.window_energy_percentiles {
+        old.extra
+            .insert(WINDOW_ENERGY_PERCENTILES.into(), serde_json::to_value(w)?);
+    }
+    if let Some(t) = &ood.stein_window {
+        old.extra
+            .insert(STEIN_WINDOW.into(), serde_json::to_value(t)?);
+    }
+    checkpoint::save(&model, old, &trained.files)?;
+    let on_disk = std::fs::read_to_string(model.join(checkpoint::MANIFEST))?;
+    assert!(on_disk.contains(ENERGY_PERCENTILES) && !on_disk.contains("\"ood\""));
+    // It loads: the statistics are read into the typed field.
+    let loaded = checkpoint::load(&model, &Device::Cpu)?;
+    assert_eq!(loaded.manifest.ood.as_ref(), Some(&ood));
+    assert_eq!(loaded.manifest.robot, None);
+    let bundle = ebm_runtime::ModelBundle::load(&model, &Device::Cpu)?;
+    assert_eq!(bundle.percentiles.as_ref().map(Vec::len), Some(101));
+    assert_eq!(
+        bundle.robot,
+        RobotSpec::unnamed("unknown", HAND_STATE_DIM, 0)
+    );
+    // The migration writes the current format with the recording's robot.
+    let s = migrate_export(&model, Some(&rec), &Device::Cpu)?;
+    assert!(s.ood);
+    let migrated = checkpoint::load(&model, &Device::Cpu)?;
+    let robot = migrated.manifest.robot.clone().expect("the robot");
+    assert_eq!(robot.state_names, hand_robot_spec().state_names);
+    assert_eq!(
+        migrated.manifest.files[checkpoint::WEIGHTS],
+        trained.manifest.files[checkpoint::WEIGHTS]
+    );
+    let on_disk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join(checkpoint::MANIFEST))?)?;
+    assert!(on_disk["ood"].is_object() && on_disk["extra"].get(ENERGY_PERCENTILES).is_none());
+    // A recording of another robot is refused by name.
+    let other = dir.path().join("other.mcap");
+    write_recording_of(&other, STEPS, &RobotSpec::unnamed("arm", 5, 2))?;
+    let err = migrate_export(&model, Some(&other), &Device::Cpu).unwrap_err();
+    assert!(format!("{err:#}").contains("5-float states"), "{err:#}");
     Ok(())
 }

@@ -22,7 +22,9 @@ use crate::spectral::{SnLinear, SnWeight};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MlpEnergyConfig {
-    /// Size of the sampled variable `x` (one state).
+    /// Size of the sampled variable `x` (one state). A trajectory config may
+    /// leave it out: training takes it from the recording's robot.
+    #[serde(default)]
     pub state_dim: usize,
     /// Number of context states `k` in the conditioning (0 for none).
     #[serde(default)]

@@ -4,14 +4,18 @@ use std::collections::BTreeMap;
 
 use crate::codec::Encoding;
 use crate::keys::RobotId;
+use crate::robot::RobotSpec;
 use crate::MsgsError;
 
 /// Name of the metadata record that opens every recording.
 pub const HEADER_RECORD: &str = "ebm-recording";
 /// Name of the optional metadata record that closes a recording.
 pub const SUMMARY_RECORD: &str = "ebm-recording-summary";
-/// Version of the recording layout described in [`crate::recording`].
-pub const RECORDING_FORMAT_VERSION: u32 = 1;
+/// Version of the recording layout described in [`crate::recording`]:
+/// 2 since the header describes the robot ([`RobotSpec`]). Version 1
+/// recordings (the hand simulator's, before) still load: their sizes are
+/// taken from their first state and action.
+pub const RECORDING_FORMAT_VERSION: u32 = 2;
 
 /// Which trajectories (episodes) are for training and which for testing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -36,6 +40,9 @@ pub struct RecordingHeader {
     /// The generator's resolved configuration (TOML for the simulator).
     pub config: String,
     pub split: Split,
+    /// The robot's kind, sizes and dimension names; `None` only for a
+    /// version 1 recording, until the loader has seen its first messages.
+    pub robot: Option<RobotSpec>,
 }
 
 impl RecordingHeader {
@@ -53,6 +60,16 @@ impl RecordingHeader {
         put("config", self.config.clone());
         put("split_train", format_ids(&self.split.train));
         put("split_test", format_ids(&self.split.test));
+        if let Some(r) = &self.robot {
+            let list = |v: &[String]| serde_json::to_string(v).unwrap_or_default();
+            put("robot_kind", r.kind.clone());
+            put("state_dim", r.state_dim.to_string());
+            put("action_dim", r.action_dim.to_string());
+            put("state_names", list(&r.state_names));
+            put("state_units", list(&r.state_units));
+            put("action_names", list(&r.action_names));
+            put("action_units", list(&r.action_units));
+        }
         m
     }
 
@@ -75,7 +92,7 @@ impl RecordingHeader {
             })
         }
         let version: u32 = num("format_version", get("format_version")?)?;
-        if version != RECORDING_FORMAT_VERSION {
+        if !(1..=RECORDING_FORMAT_VERSION).contains(&version) {
             return Err(MsgsError::BadMetadata {
                 field: "format_version",
                 value: version.to_string(),
@@ -94,8 +111,50 @@ impl RecordingHeader {
                 train: parse_ids("split_train", get("split_train")?)?,
                 test: parse_ids("split_test", get("split_test")?)?,
             },
+            robot: if version >= 2 {
+                Some(robot_spec(m)?)
+            } else {
+                None
+            },
         })
     }
+}
+
+/// The robot description of a version 2 header.
+fn robot_spec(m: &BTreeMap<String, String>) -> Result<RobotSpec, MsgsError> {
+    let get = |field: &'static str| {
+        m.get(field).ok_or(MsgsError::BadMetadata {
+            field,
+            value: "<missing>".into(),
+        })
+    };
+    let dim = |field: &'static str| {
+        let v = get(field)?;
+        v.parse::<usize>().map_err(|_| MsgsError::BadMetadata {
+            field,
+            value: v.clone(),
+        })
+    };
+    // Name lists are optional JSON arrays of strings.
+    let list = |field: &'static str| match m.get(field) {
+        None => Ok(Vec::new()),
+        Some(v) if v.is_empty() => Ok(Vec::new()),
+        Some(v) => serde_json::from_str::<Vec<String>>(v).map_err(|_| MsgsError::BadMetadata {
+            field,
+            value: v.chars().take(80).collect(),
+        }),
+    };
+    let spec = RobotSpec {
+        kind: get("robot_kind")?.clone(),
+        state_dim: dim("state_dim")?,
+        action_dim: dim("action_dim")?,
+        state_names: list("state_names")?,
+        state_units: list("state_units")?,
+        action_names: list("action_names")?,
+        action_units: list("action_units")?,
+    };
+    spec.validate()?;
+    Ok(spec)
 }
 
 /// Formats sorted ids compactly as ranges: `[0, 1, 2, 5, 7, 8]` -> `"0-2,5,7-8"`.

@@ -1,8 +1,11 @@
 //! Loads a dataset recording into dense arrays for training.
 //!
-//! Memory: the arrays are allocated once from the header (`N x T x 31` and
-//! `N x T x 20` f32, about 4 GB at 200,000 x 100) and filled while the file
-//! streams through one chunk at a time; nothing else grows with the file.
+//! Memory: the arrays are allocated once from the header (`N x T x S` and
+//! `N x T x A` f32 for the robot's state and action sizes; the hand's 31 and
+//! 20 take about 4 GB at 200,000 x 100) and filled while the file streams
+//! through one chunk at a time; nothing else grows with the file. A version 1
+//! recording (no robot in its header) takes its sizes from its first state
+//! and action.
 
 use std::path::Path;
 
@@ -11,7 +14,7 @@ use tracing::info;
 
 use crate::recording::header::{RecordingHeader, HEADER_RECORD};
 use crate::recording::reader::{RecordingEvent, RecordingReader};
-use crate::types::{ACTION_DIM, STATE_DIM};
+use crate::robot::RobotSpec;
 use crate::MsgsError;
 
 /// A recording as arrays: `states[[n, t, ..]]` is trajectory `n`'s state at
@@ -19,9 +22,12 @@ use crate::MsgsError;
 #[derive(Debug, Clone)]
 pub struct Dataset {
     pub header: RecordingHeader,
-    /// `[N, T, 31]`, row-major.
+    /// The robot (the header's; for a version 1 recording, sizes from its
+    /// messages and no names).
+    pub robot: RobotSpec,
+    /// `[N, T, state_dim]`, row-major.
     pub states: Array3<f32>,
-    /// `[N, T, 20]`, row-major.
+    /// `[N, T, action_dim]`, row-major (`action_dim` 0: no actions).
     pub actions: Array3<f32>,
 }
 
@@ -36,20 +42,67 @@ impl Dataset {
     }
 }
 
-/// Per-episode fill state of one channel.
+/// Per-episode fill state of one channel and its array, allocated when its
+/// width is known (from the header, or the channel's first message).
 struct Fill {
     kind: &'static str,
+    field: &'static str,
     count: Vec<u32>,
     last_seq: Vec<Option<u64>>,
+    width: Option<usize>,
+    array: Option<Array3<f32>>,
 }
 
 impl Fill {
-    fn new(kind: &'static str, n: usize) -> Self {
+    fn new(kind: &'static str, field: &'static str, n: usize, width: Option<usize>) -> Self {
         Self {
             kind,
+            field,
             count: vec![0; n],
             last_seq: vec![None; n],
+            width,
+            array: None,
         }
+    }
+
+    /// Stores `values` at the next step of `episode` after checking order,
+    /// room and width.
+    fn put(
+        &mut self,
+        header: &RecordingHeader,
+        episode: u64,
+        seq: u64,
+        values: &[f32],
+    ) -> Result<(), MsgsError> {
+        let width = *self.width.get_or_insert(values.len());
+        if values.len() != width {
+            return Err(MsgsError::WrongDimension {
+                kind: if self.kind == "state" {
+                    "RobotState"
+                } else {
+                    "Action"
+                },
+                field: self.field,
+                expected: width,
+                found: values.len(),
+            });
+        }
+        let t = self.next_slot(header, episode, seq)?;
+        let (n, steps) = (self.count.len(), header.steps as usize);
+        let array = self
+            .array
+            .get_or_insert_with(|| Array3::zeros((n, steps, width)));
+        let mut row = array.index_axis_mut(ndarray::Axis(0), episode as usize);
+        let mut row = row.index_axis_mut(ndarray::Axis(0), t);
+        row.iter_mut().zip(values).for_each(|(d, v)| *d = *v);
+        Ok(())
+    }
+
+    /// The filled array (`[N, T, 0]` for a channel with width 0).
+    fn into_array(self, steps: u32) -> Array3<f32> {
+        let n = self.count.len();
+        self.array
+            .unwrap_or_else(|| Array3::zeros((n, steps as usize, self.width.unwrap_or(0))))
     }
 
     /// Checks order and room; returns the step index to write.
@@ -116,9 +169,9 @@ pub fn load(path: &Path) -> Result<Dataset, MsgsError> {
         value: header.trajectories.to_string(),
     })?;
     let t = header.steps as usize;
-    let mut states = Array3::<f32>::zeros((n, t, STATE_DIM));
-    let mut actions = Array3::<f32>::zeros((n, t, ACTION_DIM));
-    let (mut sfill, mut afill) = (Fill::new("state", n), Fill::new("action", n));
+    let spec = header.robot.clone();
+    let mut sfill = Fill::new("state", "state", n, spec.as_ref().map(|r| r.state_dim));
+    let mut afill = Fill::new("action", "action", n, spec.as_ref().map(|r| r.action_dim));
     let robot = header.robot_id.as_str();
     let check_robot = |found: &str| {
         if found == robot {
@@ -134,31 +187,37 @@ pub fn load(path: &Path) -> Result<Dataset, MsgsError> {
         match event? {
             RecordingEvent::State(s) => {
                 check_robot(&s.robot_id)?;
-                let step = sfill.next_slot(&header, s.episode, s.seq)?;
-                put_row(&mut states, s.episode as usize, step, &s.state);
+                sfill.put(&header, s.episode, s.seq, &s.state)?;
             }
             RecordingEvent::Action(a) => {
                 check_robot(&a.robot_id)?;
-                let step = afill.next_slot(&header, a.episode, a.seq)?;
-                put_row(&mut actions, a.episode as usize, step, &a.action);
+                afill.put(&header, a.episode, a.seq, &a.action)?;
             }
             RecordingEvent::Metadata { .. } => {}
         }
     }
     sfill.check_complete(header.steps)?;
-    afill.check_complete(header.steps)?;
-    info!(trajectories = n, steps = t, path = %path.display(), "loaded recording");
+    if afill.width != Some(0) {
+        afill.check_complete(header.steps)?;
+    }
+    let robot = match spec {
+        Some(r) => r,
+        // A version 1 recording: sizes from its messages, no names.
+        None => RobotSpec::unnamed(
+            "unknown",
+            sfill.width.unwrap_or(0),
+            afill.width.unwrap_or(0),
+        ),
+    };
+    let (states, actions) = (
+        sfill.into_array(header.steps),
+        afill.into_array(header.steps),
+    );
+    info!(trajectories = n, steps = t, state_dim = robot.state_dim, action_dim = robot.action_dim, path = %path.display(), "loaded recording");
     Ok(Dataset {
         header,
+        robot,
         states,
         actions,
     })
-}
-
-/// Copies `values` into `array[[n, t, ..]]` (indices were checked by [`Fill`],
-/// lengths by the codec).
-fn put_row(array: &mut Array3<f32>, n: usize, t: usize, values: &[f32]) {
-    let mut row = array.index_axis_mut(ndarray::Axis(0), n);
-    let mut row = row.index_axis_mut(ndarray::Axis(0), t);
-    row.iter_mut().zip(values).for_each(|(d, v)| *d = *v);
 }

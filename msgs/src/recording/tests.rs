@@ -7,9 +7,13 @@ use std::path::Path;
 use super::*;
 use crate::codec::Encoding;
 use crate::keys::RobotId;
-use crate::types::{Action, RobotState, ACTION_DIM, STATE_DIM};
+use crate::robot::RobotSpec;
+use crate::types::{Action, RobotState};
 use crate::MsgsError;
 
+/// A small robot of its own shape: recordings know no fixed sizes.
+const DIM: usize = 5;
+const ADIM: usize = 2;
 const N: u64 = 3;
 const T: u32 = 4;
 const PERIOD: u64 = 40_000_000;
@@ -28,6 +32,21 @@ fn header(encoding: Encoding) -> RecordingHeader {
             train: vec![0, 2],
             test: vec![1],
         },
+        robot: Some(robot()),
+    }
+}
+
+fn robot() -> RobotSpec {
+    RobotSpec {
+        kind: "test-arm".into(),
+        state_dim: DIM,
+        action_dim: ADIM,
+        state_names: ["j0", "j1", "j2", "box.x", "box.y"]
+            .map(String::from)
+            .to_vec(),
+        state_units: ["rad", "rad", "rad", "m", "m"].map(String::from).to_vec(),
+        action_names: Vec::new(),
+        action_units: Vec::new(),
     }
 }
 
@@ -44,7 +63,7 @@ fn frames() -> Vec<(RobotState, Action)> {
                     episode: e,
                     seq,
                     stamp_ns,
-                    state: (0..STATE_DIM).map(v).collect(),
+                    state: (0..DIM).map(v).collect(),
                     last_action: None,
                 },
                 Action {
@@ -52,7 +71,7 @@ fn frames() -> Vec<(RobotState, Action)> {
                     episode: e,
                     seq,
                     stamp_ns,
-                    action: (0..ACTION_DIM).map(|k| -v(k)).collect(),
+                    action: (0..ADIM).map(|k| -v(k)).collect(),
                 },
             ));
         }
@@ -99,8 +118,9 @@ fn round_trip_events_and_arrays() {
 
         let ds = load(&path).unwrap();
         assert_eq!(ds.header, header(encoding));
-        assert_eq!(ds.states.shape(), &[N as usize, T as usize, STATE_DIM]);
-        assert_eq!(ds.actions.shape(), &[N as usize, T as usize, ACTION_DIM]);
+        assert_eq!(ds.robot, robot());
+        assert_eq!(ds.states.shape(), &[N as usize, T as usize, DIM]);
+        assert_eq!(ds.actions.shape(), &[N as usize, T as usize, ADIM]);
         for (s, a) in frames() {
             let (e, t) = (s.episode as usize, (s.seq % u64::from(T)) as usize);
             let row: Vec<f32> = ds.states.index_axis(ndarray::Axis(0), e).row(t).to_vec();
@@ -173,4 +193,110 @@ fn corrupt_recording_is_a_clear_error() {
     assert!(matches!(err, MsgsError::Corrupt { .. }), "{err}");
     let source = std::error::Error::source(&err).map(|s| s.to_string());
     assert_eq!(source.as_deref(), Some("Bad magic number"));
+}
+
+#[test]
+fn writer_refuses_vectors_of_another_size_and_headers_without_a_robot() {
+    let mut w = RecordingWriter::new(Cursor::new(Vec::new()), &header(Encoding::Bincode)).unwrap();
+    let (mut s, mut a) = frames()[0].clone();
+    s.state.push(0.0);
+    let err = w.write_state(&s).unwrap_err().to_string();
+    assert!(err.contains("state has 6 values, expected 5"), "{err}");
+    a.action.pop();
+    let err = w.write_action(&a).unwrap_err().to_string();
+    assert!(err.contains("action has 1 values, expected 2"), "{err}");
+    let mut h = header(Encoding::Bincode);
+    h.robot = None;
+    assert!(RecordingWriter::new(Cursor::new(Vec::new()), &h).is_err());
+}
+
+#[test]
+fn header_describes_the_robot_and_bad_descriptions_are_named() {
+    let m = header(Encoding::Json).to_metadata();
+    assert_eq!(m["state_dim"], "5");
+    assert_eq!(m["state_names"], r#"["j0","j1","j2","box.x","box.y"]"#);
+    assert_eq!(
+        RecordingHeader::from_metadata(&m).unwrap(),
+        header(Encoding::Json)
+    );
+    let mut bad = m.clone();
+    bad.insert("state_names".into(), r#"["a","b"]"#.into());
+    let err = RecordingHeader::from_metadata(&bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("state_names") && err.contains("2 entries for 5"),
+        "{err}"
+    );
+    let mut bad = m.clone();
+    bad.remove("action_dim");
+    let err = RecordingHeader::from_metadata(&bad)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("action_dim"), "{err}");
+}
+
+/// A recording of the first format (no robot in the header, as the hand
+/// simulator wrote them before): sizes come from its messages.
+#[test]
+fn version_1_recordings_load_with_sizes_from_their_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.mcap");
+    let mut meta = header(Encoding::Bincode).to_metadata();
+    meta.retain(|k, _| {
+        !k.contains("dim") && !k.contains("names") && !k.contains("units") && k != "robot_kind"
+    });
+    meta.insert("format_version".into(), "1".into());
+    let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut w = mcap::WriteOptions::new().profile("").create(file).unwrap();
+    w.write_metadata(&mcap::records::Metadata {
+        name: HEADER_RECORD.into(),
+        metadata: meta,
+    })
+    .unwrap();
+    let no_meta = BTreeMap::new();
+    let sc = w
+        .add_channel(0, "ebm/sim/state", "ebm-bincode2", &no_meta)
+        .unwrap();
+    let ac = w
+        .add_channel(0, "ebm/sim/action", "ebm-bincode2", &no_meta)
+        .unwrap();
+    for (s, a) in frames() {
+        for (ch, data) in [
+            (sc, crate::encode(&s, Encoding::Bincode).unwrap()),
+            (ac, crate::encode(&a, Encoding::Bincode).unwrap()),
+        ] {
+            let h = mcap::records::MessageHeader {
+                channel_id: ch,
+                sequence: s.seq as u32,
+                log_time: s.stamp_ns,
+                publish_time: s.stamp_ns,
+            };
+            w.write_to_known_channel(&h, &data).unwrap();
+        }
+    }
+    w.finish().unwrap();
+    drop(w);
+    let ds = load(&path).unwrap();
+    assert_eq!(ds.header.robot, None);
+    assert_eq!(ds.robot, RobotSpec::unnamed("unknown", DIM, ADIM));
+    assert_eq!(ds.states.shape(), &[N as usize, T as usize, DIM]);
+    assert_eq!(ds.states[[2, 3, 4]], frames()[11].0.state[4]);
+}
+
+#[test]
+fn a_robot_without_actions_records_states_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("states.mcap");
+    let mut h = header(Encoding::Bincode);
+    h.robot = Some(RobotSpec::unnamed("sensor", DIM, 0));
+    let mut w = RecordingWriter::create(&path, &h).unwrap();
+    for (s, a) in frames() {
+        w.write_state(&s).unwrap();
+        assert!(w.write_action(&a).is_err());
+    }
+    w.finish(BTreeMap::new()).unwrap();
+    let ds = load(&path).unwrap();
+    assert_eq!(ds.actions.shape(), &[N as usize, T as usize, 0]);
+    assert_eq!(ds.states.shape(), &[N as usize, T as usize, DIM]);
 }

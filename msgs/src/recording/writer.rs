@@ -10,6 +10,7 @@ use mcap::records::{MessageHeader, Metadata};
 use crate::codec::{encode, Encoding};
 use crate::keys::KeySpace;
 use crate::recording::header::{RecordingHeader, HEADER_RECORD, SUMMARY_RECORD};
+use crate::robot::RobotSpec;
 use crate::types::{Action, RobotState, PROTOCOL_VERSION};
 use crate::{schema, MsgsError};
 
@@ -18,6 +19,7 @@ pub struct RecordingWriter<W: Write + Seek> {
     mcap: mcap::Writer<W>,
     encoding: Encoding,
     robot_id: String,
+    robot: RobotSpec,
     state_channel: u16,
     action_channel: u16,
 }
@@ -35,7 +37,14 @@ impl RecordingWriter<BufWriter<File>> {
 
 impl<W: Write + Seek> RecordingWriter<W> {
     /// Starts a recording on `sink`: header metadata record and both channels.
+    /// The header must describe the robot; every message written is checked
+    /// against its sizes.
     pub fn new(sink: W, header: &RecordingHeader) -> Result<Self, MsgsError> {
+        let robot = header.robot.clone().ok_or(MsgsError::BadMetadata {
+            field: "robot_kind",
+            value: "<missing>: a recording's header must describe its robot".into(),
+        })?;
+        robot.validate()?;
         let mut mcap = mcap::WriteOptions::new()
             .compression(Some(mcap::Compression::Zstd))
             .profile("")
@@ -50,8 +59,8 @@ impl<W: Write + Seek> RecordingWriter<W> {
         let keys = KeySpace::default();
         let (state_schema, action_schema) = match header.encoding {
             Encoding::Json => {
-                let s = add_json_schema(&mut mcap, "ebm.RobotState", &schema::robot_state())?;
-                let a = add_json_schema(&mut mcap, "ebm.Action", &schema::action())?;
+                let s = add_json_schema(&mut mcap, "ebm.RobotState", &schema::robot_state(&robot))?;
+                let a = add_json_schema(&mut mcap, "ebm.Action", &schema::action(&robot))?;
                 (s, a)
             }
             Encoding::Bincode => (0, 0),
@@ -69,6 +78,7 @@ impl<W: Write + Seek> RecordingWriter<W> {
             mcap,
             encoding: header.encoding,
             robot_id: header.robot_id.to_string(),
+            robot,
             state_channel,
             action_channel,
         })
@@ -107,6 +117,10 @@ impl<W: Write + Seek> RecordingWriter<W> {
     /// Records a state (validated and encoded first); log time = `stamp_ns`.
     pub fn write_state(&mut self, state: &RobotState) -> Result<(), MsgsError> {
         self.check_robot(&state.robot_id)?;
+        check_width("RobotState", "state", &state.state, self.robot.state_dim)?;
+        if let Some(a) = &state.last_action {
+            check_width("RobotState", "last_action", a, self.robot.action_dim)?;
+        }
         let data = encode(state, self.encoding)?;
         self.write(self.state_channel, state.seq, state.stamp_ns, &data)
     }
@@ -114,6 +128,7 @@ impl<W: Write + Seek> RecordingWriter<W> {
     /// Records an action; log time = `stamp_ns`.
     pub fn write_action(&mut self, action: &Action) -> Result<(), MsgsError> {
         self.check_robot(&action.robot_id)?;
+        check_width("Action", "action", &action.action, self.robot.action_dim)?;
         let data = encode(action, self.encoding)?;
         self.write(self.action_channel, action.seq, action.stamp_ns, &data)
     }
@@ -133,6 +148,24 @@ impl<W: Write + Seek> RecordingWriter<W> {
         let mut sink = self.mcap.into_inner();
         sink.flush().map_err(|e| MsgsError::McapWrite(e.into()))?;
         Ok(sink)
+    }
+}
+
+fn check_width(
+    kind: &'static str,
+    field: &'static str,
+    v: &[f32],
+    expected: usize,
+) -> Result<(), MsgsError> {
+    if v.len() == expected {
+        Ok(())
+    } else {
+        Err(MsgsError::WrongDimension {
+            kind,
+            field,
+            expected,
+            found: v.len(),
+        })
     }
 }
 

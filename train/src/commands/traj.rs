@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use ebm_train::trajectory::{calibrate_export, evaluate, train_trajectory, TrajectoryConfig};
+use ebm_train::trajectory::{
+    calibrate_export, evaluate, migrate_export, train_trajectory, TrajectoryConfig,
+};
 
 #[derive(Subcommand)]
 pub enum TrajCommand {
@@ -32,6 +34,16 @@ pub enum TrajCommand {
         #[arg(long)]
         model: PathBuf,
         /// The recording to use instead of the config's.
+        #[arg(long)]
+        recording: Option<PathBuf>,
+    },
+    /// Rewrite an export of an earlier format in the current one (OOD
+    /// statistics as a typed field, the robot's description), weights untouched.
+    Migrate {
+        /// The export (a run's `model/`, or configs/models/...).
+        #[arg(long)]
+        model: PathBuf,
+        /// A recording of the robot, for its kind and dimension names.
         #[arg(long)]
         recording: Option<PathBuf>,
     },
@@ -99,6 +111,19 @@ pub fn run(command: TrajCommand, device: candle_core::Device) -> Result<()> {
                 s.train_trajectories,
                 s.median_energy,
                 if s.stein { "stored" } else { "not possible (trajectories shorter than a window)" }
+            );
+            Ok(())
+        }
+        TrajCommand::Migrate { model, recording } => {
+            let s = migrate_export(&model, recording.as_deref(), &device)?;
+            println!(
+                "migrated {}: robot `{}` ({} state / {} action floats, {} named dimensions), OOD calibration {}",
+                model.display(),
+                s.robot.kind,
+                s.robot.state_dim,
+                s.robot.action_dim,
+                s.robot.state_names.len(),
+                if s.ood { "typed" } else { "absent" }
             );
             Ok(())
         }

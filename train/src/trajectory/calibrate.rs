@@ -67,7 +67,7 @@ pub fn calibrate_export(
     };
     let stats = OodStatistics::compute(&model, &data, cfg.trainer.seed, device)?;
     let mut manifest = loaded.manifest.clone();
-    stats.record(&mut manifest)?;
+    stats.record(&mut manifest);
     checkpoint::save(model_dir, manifest, &loaded.files)?;
     Ok(CalibrationSummary {
         train_trajectories: data.ids.len(),

@@ -57,6 +57,13 @@ pub struct TrajectoryConfig {
     /// Floor of the fitted change scales (normalised units).
     #[serde(default = "default_change_floor")]
     pub change_scale_floor: f32,
+    /// Condition on the action `a_t` (the recording's action size). Unset:
+    /// conditional when `model.action_dim` is given and positive.
+    #[serde(default)]
+    pub conditional: Option<bool>,
+    /// `model.state_dim` and `model.action_dim` come from the recording's
+    /// robot ([`TrajectoryConfig::resolve_robot`]); a config may state them
+    /// as a check.
     pub model: MlpEnergyConfig,
     pub trainer: TrainerConfig,
     pub baseline: BaselineConfig,
@@ -73,7 +80,10 @@ impl TrajectoryConfig {
     }
 
     pub fn validate(&self) -> Result<(), CoreError> {
-        self.model.validate()?;
+        // The state size may be left to the recording.
+        let mut model = self.model.clone();
+        model.state_dim = model.state_dim.max(1);
+        model.validate()?;
         self.trainer.validate()?;
         self.eval.rollout.langevin.validate()?;
         if self.model.context_len == 0 {
@@ -103,6 +113,36 @@ impl TrajectoryConfig {
 
     /// True when the models take the action `a_t`.
     pub fn conditional(&self) -> bool {
-        self.model.action_dim > 0
+        self.conditional.unwrap_or(self.model.action_dim > 0)
+    }
+
+    /// Takes the model's state and action sizes from the recording's robot;
+    /// sizes the config states must agree with it.
+    pub fn resolve_robot(&mut self, state_dim: usize, action_dim: usize) -> Result<(), CoreError> {
+        let m = &mut self.model;
+        if m.state_dim != 0 && m.state_dim != state_dim {
+            return Err(CoreError::InvalidConfig(format!(
+                "model.state_dim is {}, but the recording's robot has {state_dim}-float states (leave it out to take the recording's)",
+                m.state_dim
+            )));
+        }
+        let conditional = self.conditional.unwrap_or(m.action_dim > 0);
+        if conditional {
+            if action_dim == 0 {
+                return Err(CoreError::InvalidConfig(
+                    "the setting is action-conditional, but the recording has no actions".into(),
+                ));
+            }
+            if m.action_dim != 0 && m.action_dim != action_dim {
+                return Err(CoreError::InvalidConfig(format!(
+                    "model.action_dim is {}, but the recording's robot has {action_dim}-float actions",
+                    m.action_dim
+                )));
+            }
+        }
+        m.state_dim = state_dim;
+        m.action_dim = if conditional { action_dim } else { 0 };
+        self.conditional = Some(conditional);
+        Ok(())
     }
 }

@@ -7,7 +7,7 @@
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
-use ebm_core::checkpoint::{self, Manifest, WindowPercentiles};
+use ebm_core::checkpoint::{Manifest, OodCalibration, WindowPercentiles};
 use ebm_core::stein::{self, SteinWindow};
 use ebm_core::{EnergyTerm, MlpEnergy, PositiveSource, Rng};
 use ndarray::Axis;
@@ -54,32 +54,14 @@ impl OodStatistics {
         })
     }
 
-    /// Writes the statistics into a manifest's `extra`, removing stale ones.
-    pub fn record(&self, m: &mut Manifest) -> Result<()> {
-        m.extra.insert(
-            checkpoint::ENERGY_PERCENTILES.into(),
-            serde_json::to_value(&self.energy)?,
-        );
-        let mut put = |key: &str, v: Option<serde_json::Value>| match v {
-            Some(v) => {
-                m.extra.insert(key.into(), v);
-            }
-            None => {
-                m.extra.remove(key);
-            }
-        };
-        put(
-            checkpoint::WINDOW_ENERGY_PERCENTILES,
-            self.windows
-                .as_ref()
-                .map(serde_json::to_value)
-                .transpose()?,
-        );
-        put(
-            checkpoint::STEIN_WINDOW,
-            self.stein.as_ref().map(serde_json::to_value).transpose()?,
-        );
-        Ok(())
+    /// Writes the statistics into the manifest's typed OOD calibration,
+    /// replacing stale ones.
+    pub fn record(&self, m: &mut Manifest) {
+        m.ood = Some(OodCalibration {
+            energy_percentiles: self.energy.clone(),
+            window_energy_percentiles: self.windows.clone(),
+            stein_window: self.stein.clone(),
+        });
     }
 }
 

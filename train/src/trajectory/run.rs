@@ -54,13 +54,12 @@ pub fn train_trajectory(
 ) -> Result<TrajTrainSummary> {
     let path = base.join(&cfg.recording);
     let ds = recording::load(&path).with_context(|| format!("loading {}", path.display()))?;
+    let mut cfg = cfg.clone();
+    cfg.resolve_robot(ds.robot.state_dim, ds.robot.action_dim)
+        .with_context(|| format!("the robot of {}", path.display()))?;
+    let cfg = &cfg;
     let train_ids = ids(ds.train_ids(), cfg.train_trajectories);
-    let d = ds.states.len_of(Axis(2));
-    anyhow::ensure!(
-        d == cfg.model.state_dim,
-        "the recording has {d}-float states, model.state_dim is {}",
-        cfg.model.state_dim
-    );
+    let d = ds.robot.state_dim;
     let ns = fit_normalization(&ds.states, &train_ids);
     let na = fit_normalization(&ds.actions, &train_ids);
     let norm = Normalization {
@@ -90,12 +89,11 @@ pub fn train_trajectory(
     }
     data.delta_scale = cfg.predict_change.then(|| model_cfg.delta_scale.clone());
     data.prior = model_cfg.prior.clone();
-    anyhow::ensure!(
-        cfg.model.action_dim == 0 || cfg.model.action_dim == ds.actions.len_of(Axis(2)),
-        "model.action_dim must be 0 or the recording's action size"
-    );
     tracing::info!(
         trajectories = train_ids.len(),
+        robot = %ds.robot.kind,
+        state_dim = d,
+        action_dim = cfg.model.action_dim,
         "training the trajectory EBM"
     );
     let t0 = Instant::now();
@@ -123,6 +121,7 @@ pub fn train_trajectory(
         train_trajectories: train_ids.len(),
         rollout: &cfg.eval.rollout,
         recording: &cfg.recording,
+        robot: &ds.robot,
     };
     export_model(&trainer, &data, &norm, &facts, &run.join("model"), device)?;
     let fc_cfg = FcBaselineConfig {
@@ -157,6 +156,7 @@ struct ExportFacts<'a> {
     train_trajectories: usize,
     rollout: &'a RolloutConfig,
     recording: &'a Path,
+    robot: &'a ebm_msgs::RobotSpec,
 }
 
 fn export_model(
@@ -171,7 +171,8 @@ fn export_model(
     let stats = OodStatistics::compute(&model, data, trainer.config().seed, device)?;
     let mut m = Manifest::new::<MlpEnergy>(model.config(), trainer.step_count())?;
     m.normalization = Some(norm.clone());
-    stats.record(&mut m)?;
+    m.robot = Some(super::robot_for_manifest(facts.robot));
+    stats.record(&mut m);
     m.extra
         .insert("train_trajectories".into(), facts.train_trajectories.into());
     // The sampler settings the model was trained and evaluated with: the
@@ -250,14 +251,21 @@ fn per_step(pred: &[Vec<Vec<f32>>], truth: &[Vec<Vec<f32>>], d: usize) -> (Vec<f
     (fd, mse)
 }
 
-/// State dimensions drawn in the rollout figure: the cube's position and a
-/// quaternion component and two joints for hand states, else the first six.
-fn figure_dims(d: usize) -> Vec<usize> {
-    if d == ebm_msgs::STATE_DIM {
-        vec![24, 25, 26, 27, 0, 8]
-    } else {
-        (0..d.min(6)).collect()
-    }
+/// State dimensions drawn in the rollout figure: the six that move most
+/// along the shown trajectory (any robot: the object and the busiest joints).
+fn figure_dims(truth: &[Vec<f32>]) -> Vec<usize> {
+    let d = truth.first().map_or(0, Vec::len);
+    let range = |j: usize| {
+        let (lo, hi) = truth.iter().fold((f32::MAX, f32::MIN), |(lo, hi), r| {
+            (lo.min(r[j]), hi.max(r[j]))
+        });
+        hi - lo
+    };
+    let mut dims: Vec<usize> = (0..d).collect();
+    dims.sort_by(|&a, &b| range(b).total_cmp(&range(a)));
+    dims.truncate(6);
+    dims.sort_unstable();
+    dims
 }
 
 /// Rolls out the EBM and the FC baseline of `run` on the test split and scores
@@ -281,7 +289,13 @@ pub fn evaluate(
         .clone()
         .context("EBM checkpoint lacks normalisation")?;
     let fc = load_baseline(&run.join("fc"), device)?;
-    let d = ds.states.len_of(Axis(2));
+    let d = ds.robot.state_dim;
+    anyhow::ensure!(
+        d == ebm.config().state_dim,
+        "the recording has {d}-float states, the EBM models {}",
+        ebm.config().state_dim
+    );
+    let conditional = ebm.config().action_dim > 0;
     let (ns, na) = split_norm(&norm, d);
     let (states, actions) = (normalize(&ds.states, &ns), normalize(&ds.actions, &na));
     let test = ids(ds.test_ids(), cfg.eval.test_trajectories);
@@ -297,7 +311,7 @@ pub fn evaluate(
     );
     let context = window(&states, &test, 0, k, device)?;
     let truth = window(&states, &test, k, h, device)?;
-    let acts = if cfg.conditional() {
+    let acts = if conditional {
         Some(window(&actions, &test, k - 1, h, device)?)
     } else {
         None
@@ -345,7 +359,7 @@ pub fn evaluate(
     )
     .save_png(&out.join("fd.png"))?;
     std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
-    let title = if cfg.conditional() {
+    let title = if conditional {
         "Action-conditional trajectory EBM vs FC baseline"
     } else {
         "Unconditional trajectory EBM vs FC baseline"
@@ -362,7 +376,7 @@ pub fn evaluate(
         &truth,
         &fc0,
         &particles,
-        &figure_dims(d),
+        &figure_dims(&truth),
         &out.join("rollouts.png"),
     )?;
     Ok(report)

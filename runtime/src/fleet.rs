@@ -1,0 +1,165 @@
+//! Several models in one daemon: each `[[models]]` entry (and the default
+//! `[model]`) binds a robot-id pattern to a forecast model, its OOD models
+//! and denoiser settings, and runs on an inference engine of its own, so
+//! robots of different kinds are served side by side and batched per model.
+//! A robot is served by the first binding whose pattern matches its id.
+
+use std::sync::Arc;
+
+use candle_core::Device;
+use ebm_msgs::{RobotId, RobotPattern, ServedModel};
+use tokio::sync::mpsc;
+use tracing::info;
+
+use crate::config::{DenoiseConfig, RuntimeConfig, Serving};
+use crate::counters::Counters;
+use crate::engine::{Engine, StreamOutput};
+use crate::model::{load_ood_scorer, ModelBundle};
+use crate::ood_score::OodScorer;
+use crate::RuntimeError;
+
+/// A loaded model bound to the robots it serves.
+pub struct Binding {
+    pub robots: RobotPattern,
+    pub bundle: ModelBundle,
+    pub ood: OodScorer,
+    pub denoise: DenoiseConfig,
+}
+
+impl Binding {
+    /// Loads one served model: its checkpoint (or the untrained stand-in
+    /// where allowed) and its OOD models.
+    pub fn load(s: &Serving, seed: u64, device: &Device) -> Result<Self, RuntimeError> {
+        let bundle = ModelBundle::from_config(&s.model, seed, device)
+            .map_err(|e| RuntimeError::Model(format!("model for robots `{}`: {e}", s.robots)))?;
+        let ood = load_ood_scorer(&s.ood_checkpoints, &bundle);
+        info!(robots = %s.robots, model = %bundle.model_id, robot = %bundle.robot.kind,
+              state_dim = bundle.state_dim(), ood = %ood.model_id(), "bound");
+        Ok(Self {
+            robots: s.robots.clone(),
+            bundle,
+            ood,
+            denoise: s.denoise.clone(),
+        })
+    }
+
+    /// Every model the config serves, in matching order.
+    pub fn load_all(cfg: &RuntimeConfig, device: &Device) -> Result<Vec<Self>, RuntimeError> {
+        cfg.serving()
+            .iter()
+            .map(|s| Self::load(s, cfg.seed, device))
+            .collect()
+    }
+
+    /// `bundle` for every robot, scored by the config's default OOD models.
+    pub fn everyone(cfg: &RuntimeConfig, bundle: ModelBundle) -> Self {
+        let ood = load_ood_scorer(&cfg.ood.checkpoints, &bundle);
+        Self {
+            robots: RobotPattern::any(),
+            bundle,
+            ood,
+            denoise: cfg.denoise.clone(),
+        }
+    }
+}
+
+struct Served {
+    robots: RobotPattern,
+    engine: Engine,
+    /// The status entry without its robot list.
+    status: ServedModel,
+    warnings: Vec<String>,
+}
+
+/// The running engines, one per binding.
+pub struct Fleet {
+    served: Vec<Served>,
+}
+
+impl Fleet {
+    /// Starts one engine per binding; outputs of all go to `outputs`.
+    pub fn start(
+        bindings: Vec<Binding>,
+        cfg: &RuntimeConfig,
+        counters: &Arc<Counters>,
+        outputs: &mpsc::Sender<StreamOutput>,
+    ) -> Result<Self, RuntimeError> {
+        if bindings.is_empty() {
+            return Err(RuntimeError::Model("no model to serve".into()));
+        }
+        let mut served = Vec::with_capacity(bindings.len());
+        for b in bindings {
+            let status = ServedModel {
+                robots_pattern: b.robots.to_string(),
+                model_id: b.bundle.model_id.clone(),
+                ood_model_id: b.ood.model_id().to_owned(),
+                ood_percentiles: if b.ood.calibrated() {
+                    "checkpoint"
+                } else {
+                    "online"
+                }
+                .into(),
+                robot: b.bundle.robot.clone(),
+                robots: Vec::new(),
+            };
+            let warnings = b
+                .bundle
+                .warnings
+                .iter()
+                .map(|w| format!("{} (robots `{}`): {w}", b.bundle.model_id, b.robots))
+                .collect();
+            let robots = b.robots.clone();
+            let engine = Engine::start(b, cfg, Arc::clone(counters), outputs.clone())?;
+            served.push(Served {
+                robots,
+                engine,
+                status,
+                warnings,
+            });
+        }
+        Ok(Self { served })
+    }
+
+    /// The engine serving `robot`: the first binding whose pattern matches.
+    pub fn route(&self, robot: &RobotId) -> Option<&Engine> {
+        self.served
+            .iter()
+            .find(|s| s.robots.matches(robot))
+            .map(|s| &s.engine)
+    }
+
+    /// The bound patterns, in matching order.
+    pub fn patterns(&self) -> Vec<RobotPattern> {
+        self.served.iter().map(|s| s.robots.clone()).collect()
+    }
+
+    /// Each served model and the robots it has served.
+    pub fn status(&self) -> Vec<ServedModel> {
+        self.served
+            .iter()
+            .map(|s| ServedModel {
+                robots: s.engine.robot_ids(),
+                ..s.status.clone()
+            })
+            .collect()
+    }
+
+    pub fn warnings(&self) -> Vec<String> {
+        self.served
+            .iter()
+            .flat_map(|s| s.warnings.clone())
+            .collect()
+    }
+
+    /// Robots seen by every engine.
+    pub fn robots(&self) -> usize {
+        self.served.iter().map(|s| s.engine.robots()).sum()
+    }
+
+    /// Stops every engine (each after its current job).
+    pub fn stop(&self) {
+        for s in &self.served {
+            s.engine.stop();
+        }
+    }
+}
