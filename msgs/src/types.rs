@@ -264,7 +264,7 @@ impl Message for Forecast {
     fn validate(&self) -> Result<(), MsgsError> {
         let (h, p) = (self.horizon as usize, self.particles as usize);
         let k = Self::KIND;
-        let d = if h == 0 { 0 } else { self.mean.len() / h };
+        let d = self.mean.len().checked_div(h).unwrap_or(0);
         if h == 0 || p == 0 || d == 0 || d > MAX_DIM {
             return Err(MsgsError::DimensionOutOfBounds {
                 kind: k,

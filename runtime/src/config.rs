@@ -387,9 +387,11 @@ mod tests {
         let path = dir.path().join("fleet.toml");
         std::fs::write(&path, &text).unwrap();
         let cfg = RuntimeConfig::load(&path).unwrap();
-        let s = cfg.serving();
+        let mut s = cfg.serving();
         let pats: Vec<&str> = s.iter().map(|m| m.robots.as_str()).collect();
-        assert_eq!(pats, ["arm-*", "gripper-1", "*"]);
+        assert_eq!(pats, ["fetch-*", "arm-*", "gripper-1", "*"]);
+        assert_eq!(s[0].model.checkpoint, dir.path().join("models/fetch_cond"));
+        s.remove(0); // the reference file's own entry
         assert_eq!(s[0].model.checkpoint, dir.path().join("models/arm"));
         assert_eq!(s[0].ood_checkpoints, [dir.path().join("models/arm_ood")]);
         assert_eq!(s[0].denoise, cfg.denoise);

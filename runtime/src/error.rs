@@ -23,8 +23,6 @@ pub enum RuntimeError {
     Candle(#[from] candle_core::Error),
     #[error(transparent)]
     Msgs(#[from] ebm_msgs::MsgsError),
-    #[error(transparent)]
-    Sim(#[from] ebm_sim_data::SimError),
     #[error("zenoh: {context}")]
     Zenoh {
         context: &'static str,
@@ -40,7 +38,7 @@ pub enum RuntimeError {
 }
 
 impl RuntimeError {
-    pub(crate) fn zenoh(context: &'static str) -> impl FnOnce(zenoh::Error) -> Self {
+    pub fn zenoh(context: &'static str) -> impl FnOnce(zenoh::Error) -> Self {
         move |source| Self::Zenoh { context, source }
     }
 }

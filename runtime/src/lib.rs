@@ -14,25 +14,25 @@
 //! - [`transport`]: the one place Zenoh is configured;
 //! - [`counters`]: every input, drop, error and output, published as status;
 //! - [`local`]: an in-process daemon with a connected client;
-//! - [`demo`], [`replay_eval`], [`ood_eval`], [`bench`]: the commands
-//!   built on the daemon.
+//! - [`cli_support`]: the command-line overrides shared with `ebm-tools`.
+//!
+//! The demo and evaluation tools live in `ebm-tools`: this crate (and the
+//! daemon binary a Jetson runs) depends on `ebm-msgs`, `ebm-core` and Zenoh
+//! only, never on the simulator.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod bench;
+pub mod cli_support;
 pub mod config;
 pub mod counters;
 pub mod daemon;
-pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod fleet;
 pub mod infer;
 pub mod local;
 pub mod model;
-pub mod ood_eval;
 pub mod ood_score;
-pub mod replay_eval;
 pub mod transport;
 mod worker;
 

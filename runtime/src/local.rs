@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use zenoh::sample::Sample;
 
 use crate::config::RuntimeConfig;
+use crate::fleet::Binding;
 use crate::model::ModelBundle;
 use crate::transport::{free_loopback_endpoint, loopback, open};
 use crate::RuntimeError;
@@ -23,14 +24,23 @@ pub struct LocalDaemon {
 }
 
 impl LocalDaemon {
-    /// Starts `bundle` under `cfg` (its Zenoh endpoints replaced by a free
-    /// loopback port) and connects a client.
-    pub async fn start(mut cfg: RuntimeConfig, bundle: ModelBundle) -> Result<Self, RuntimeError> {
+    /// Starts `bundle` for every robot under `cfg` (its Zenoh endpoints
+    /// replaced by a free loopback port) and connects a client.
+    pub async fn start(cfg: RuntimeConfig, bundle: ModelBundle) -> Result<Self, RuntimeError> {
+        let binding = Binding::everyone(&cfg, bundle);
+        Self::serving(cfg, vec![binding]).await
+    }
+
+    /// Starts the daemon on `bindings` (several models, in matching order).
+    pub async fn serving(
+        mut cfg: RuntimeConfig,
+        bindings: Vec<Binding>,
+    ) -> Result<Self, RuntimeError> {
         let endpoint = free_loopback_endpoint()?;
         cfg.zenoh = loopback(vec![endpoint.clone()], vec![]);
         let keys = KeySpace::new(&cfg.key_prefix)?;
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(crate::run_with_model(cfg, bundle, async {
+        let task = tokio::spawn(crate::serve(cfg, bindings, async {
             let _ = rx.await;
         }));
         let client = open(&loopback(vec![], vec![endpoint])).await?;

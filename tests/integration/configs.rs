@@ -39,8 +39,17 @@ fn every_config_file_parses_and_validates() -> anyhow::Result<()> {
                     !cfg.zenoh.multicast_scouting,
                     "{name}: scouting must be off"
                 );
+                // Every model it names is committed and loads.
+                for s in cfg.serving() {
+                    let b = ebm_runtime::ModelBundle::load(
+                        &s.model.checkpoint,
+                        &candle_core::Device::Cpu,
+                    )
+                    .map_err(|e| anyhow::anyhow!("{name}: {}: {e}", s.robots))?;
+                    assert_eq!(b.state_dim(), b.robot.state_dim, "{name}: {}", s.robots);
+                }
             }
-            n if n.starts_with("traj_") => {
+            n if n.starts_with("traj_") || n.starts_with("fetch_") => {
                 let cfg =
                     TrajectoryConfig::parse(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
                 assert_eq!(cfg.conditional(), !n.contains("uncond"), "{name}");

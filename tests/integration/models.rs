@@ -144,8 +144,8 @@ fn committed_unconditional_model_loads_with_its_settings() -> anyhow::Result<()>
 #[test]
 fn committed_residual_model_scores_perturbed_simulators_out_of_distribution() -> anyhow::Result<()>
 {
-    use ebm_runtime::ood_eval::{ood_eval, OodEvalOptions};
     use ebm_runtime::ood_score::OodScorer;
+    use ebm_tools::ood_eval::{ood_eval, OodEvalOptions};
     let bundle = ebm_runtime::ModelBundle::load(&model_dir("traj_residual"), &Device::Cpu)?;
     assert_eq!(bundle.context_len(), 2);
     assert!(bundle.model.config().prior.is_some());

@@ -64,13 +64,14 @@ pub(crate) fn tiny_checkpoint_with_context(dir: &std::path::Path, k: usize) -> R
 }
 
 /// The reference config made small and fast for tests: `default_model` as
-/// the default `[model]` (none: `[[models]]` entries only), short forecasts,
+/// the only model (none: add `[[models]]` entries), short forecasts,
 /// status every 50 ms, no OOD models, Zenoh as given.
 pub(crate) fn small_config(
     default_model: Option<std::path::PathBuf>,
     zenoh: ebm_runtime::config::ZenohConfig,
 ) -> RuntimeConfig {
     let mut cfg = RuntimeConfig::default();
+    cfg.models.clear(); // the reference's entries point at committed models
     cfg.model = default_model.map(|checkpoint| ebm_runtime::config::ModelConfig {
         checkpoint,
         allow_untrained: false,

@@ -23,6 +23,9 @@ pub enum TrajCommand {
         /// The recording to use instead of the config's.
         #[arg(long)]
         recording: Option<PathBuf>,
+        /// The training seed instead of the config's `[trainer] seed`.
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Recompute an export's OOD statistics (energy percentiles, window
     /// statistics, the Stein window test) on the recording's training split,
@@ -47,6 +50,21 @@ pub enum TrajCommand {
         #[arg(long)]
         recording: Option<PathBuf>,
     },
+    /// Several seeds' evaluation reports of one setting as one table (per
+    /// seed and mean +- sd) and one figure (FD over the horizon, with bands).
+    Summary {
+        /// `report.json` files written by `traj eval`, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        reports: Vec<PathBuf>,
+        #[arg(long)]
+        title: String,
+        /// The paper's EBM / FC ratio for this setting, shown beside ours.
+        #[arg(long)]
+        paper_ratio: Option<f64>,
+        /// Folder for summary.md and fd.svg.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Roll both models out on the test split; Frechet distance per step.
     Eval {
         #[arg(long)]
@@ -58,6 +76,10 @@ pub enum TrajCommand {
         /// The recording to use instead of the config's.
         #[arg(long)]
         recording: Option<PathBuf>,
+        /// The seed the run was trained with (`traj train --seed`); it also
+        /// seeds the evaluation's sampler.
+        #[arg(long)]
+        seed: Option<u64>,
     },
 }
 
@@ -86,10 +108,14 @@ pub fn run(command: TrajCommand, device: candle_core::Device) -> Result<()> {
             run,
             steps,
             recording,
+            seed,
         } => {
             let (mut cfg, base) = load(&config, recording)?;
             if let Some(s) = steps {
                 cfg.steps = s;
+            }
+            if let Some(s) = seed {
+                cfg.trainer.seed = s;
             }
             let s = train_trajectory(&cfg, &base, &run, &device)?;
             println!(
@@ -114,6 +140,22 @@ pub fn run(command: TrajCommand, device: candle_core::Device) -> Result<()> {
             );
             Ok(())
         }
+        TrajCommand::Summary {
+            reports,
+            title,
+            paper_ratio,
+            out,
+        } => {
+            let md =
+                ebm_train::trajectory::seeds::write_summary(&title, &reports, paper_ratio, &out)?;
+            print!("{md}");
+            println!(
+                "wrote {} and {}",
+                out.join("summary.md").display(),
+                out.join("fd.svg").display()
+            );
+            Ok(())
+        }
         TrajCommand::Migrate { model, recording } => {
             let s = migrate_export(&model, recording.as_deref(), &device)?;
             println!(
@@ -132,8 +174,12 @@ pub fn run(command: TrajCommand, device: candle_core::Device) -> Result<()> {
             run,
             out,
             recording,
+            seed,
         } => {
-            let (cfg, base) = load(&config, recording)?;
+            let (mut cfg, base) = load(&config, recording)?;
+            if let Some(s) = seed {
+                cfg.trainer.seed = s;
+            }
             let r = evaluate(&cfg, &base, &run, &out, &device)?;
             println!(
                 "| model | avg FD over {} steps | MSE at step 1 | MSE at step {} |\n|---|---|---|---|",

@@ -10,6 +10,7 @@ pub mod migrate;
 pub mod ood_stats;
 pub mod report;
 pub mod run;
+pub mod seeds;
 
 pub use calibrate::{calibrate_export, CalibrationSummary};
 pub use config::TrajectoryConfig;

@@ -193,7 +193,7 @@ fn data_cond_dim(cfg: &TrajectoryConfig) -> usize {
 }
 
 /// Offline evaluation of one setting.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TrajEvalReport {
     pub test_trajectories: usize,
     pub particles: usize,

@@ -8,11 +8,11 @@ use ebm_core::Rng;
 use ebm_msgs::{decode, encode, Encoding, Forecast, RobotId, RobotState};
 use serde::Serialize;
 
-use crate::config::RuntimeConfig;
-use crate::infer;
-use crate::local::LocalDaemon;
-use crate::model::ModelBundle;
-use crate::RuntimeError;
+use ebm_runtime::config::RuntimeConfig;
+use ebm_runtime::infer;
+use ebm_runtime::local::LocalDaemon;
+use ebm_runtime::model::ModelBundle;
+use ebm_runtime::RuntimeError;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {

@@ -19,9 +19,9 @@ use ebm_sim_data::rollout::{mix, rollout_with_stuck_actuator, Control, Seeds};
 use ebm_sim_data::SimConfig;
 use serde::Serialize;
 
-use crate::model::ModelBundle;
-use crate::ood_score::{OodScorer, OodValue, OodWindow};
-use crate::RuntimeError;
+use ebm_runtime::model::ModelBundle;
+use ebm_runtime::ood_score::{OodScorer, OodValue, OodWindow};
+use ebm_runtime::RuntimeError;
 
 /// One trajectory: states (`T x 31`) and actions (`T x 20`), row-major.
 type Episode = (Vec<f32>, Vec<f32>);

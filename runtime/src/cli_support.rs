@@ -1,0 +1,121 @@
+//! What the daemon's and the tools' command lines share: overrides of
+//! `configs/runtime.toml`, the tokio runtime, and the shutdown signal.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::RuntimeConfig;
+
+/// Overrides of `configs/runtime.toml`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct Overrides {
+    /// Runtime config (TOML, see configs/runtime.toml); the built-in default otherwise.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Checkpoint directory of the default model (robots no `[[models]]` entry matches).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// OOD model checkpoint of the default model (repeatable; replaces the config's `[ood] checkpoints`).
+    #[arg(long)]
+    ood_checkpoint: Vec<PathBuf>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long)]
+    device: Option<String>,
+    /// Zenoh endpoints to listen on (repeatable; replaces the config's).
+    #[arg(long)]
+    listen: Vec<String>,
+    /// Zenoh endpoints to connect to (repeatable; replaces the config's).
+    #[arg(long)]
+    connect: Vec<String>,
+    /// Forecasts per robot per second.
+    #[arg(long)]
+    rate_hz: Option<f64>,
+    #[arg(long)]
+    horizon: Option<usize>,
+    #[arg(long)]
+    particles: Option<usize>,
+    /// Langevin steps per predicted step.
+    #[arg(long)]
+    langevin_steps: Option<usize>,
+}
+
+impl Overrides {
+    pub fn resolve(&self) -> Result<RuntimeConfig> {
+        let mut cfg = match &self.config {
+            Some(p) => RuntimeConfig::load(p).with_context(|| format!("in {}", p.display()))?,
+            None => RuntimeConfig::default(),
+        };
+        if let Some(c) = &self.checkpoint {
+            match &mut cfg.model {
+                Some(m) => m.checkpoint = c.clone(),
+                None => {
+                    cfg.model = Some(crate::config::ModelConfig {
+                        checkpoint: c.clone(),
+                        allow_untrained: false,
+                        untrained_state_dim: 0,
+                    })
+                }
+            }
+        }
+        if !self.ood_checkpoint.is_empty() {
+            cfg.ood.checkpoints = self.ood_checkpoint.clone();
+        }
+        if let Some(d) = &self.device {
+            cfg.device = d.clone();
+        }
+        if !self.listen.is_empty() {
+            cfg.zenoh.listen = self.listen.clone();
+        }
+        if !self.connect.is_empty() {
+            cfg.zenoh.connect = self.connect.clone();
+        }
+        if let Some(r) = self.rate_hz {
+            cfg.forecast.rate_hz = r;
+        }
+        if let Some(h) = self.horizon {
+            cfg.forecast.horizon = h;
+        }
+        if let Some(p) = self.particles {
+            cfg.forecast.particles = p;
+        }
+        if let Some(k) = self.langevin_steps {
+            cfg.forecast.langevin.steps = k;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// A multi-threaded tokio runtime with every driver enabled.
+pub fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,218 @@
+//! Command-line interface of `ebm-tools`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use ebm_runtime::cli_support::{shutdown_signal, tokio_runtime, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "ebm-tools",
+    version,
+    about = "The runtime daemon's demo and evaluation tools: live demo, replay evaluation, OOD evaluation, latency benchmark"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The daemon serving two robots of different kinds, each by its own
+    /// model: the live simulated hand and a replayed recording of another
+    /// robot (the committed Fetch recording); a live table of each one's
+    /// forecast error and OOD score.
+    Demo {
+        #[command(flatten)]
+        overrides: Overrides,
+        /// Stop after this many seconds (Ctrl-C stops earlier).
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        /// States per second from the simulated robot.
+        #[arg(long, default_value_t = 10.0)]
+        robot_hz: f64,
+        #[arg(long, default_value_t = 100)]
+        episode_steps: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// A recording replayed as the second robot (all its episodes), served
+        /// by the config's model for its robot id (`<kind>-replay`).
+        #[arg(long, default_value = "configs/recordings/fetch_demo.mcap")]
+        replay: PathBuf,
+        /// The simulated hand alone, no replayed robot.
+        #[arg(long)]
+        hand_only: bool,
+    },
+    /// Replay test episodes of a recording into the daemon and score its
+    /// forecasts against the recording (per-step RMSE and Frechet distance).
+    ReplayEval {
+        #[command(flatten)]
+        overrides: Overrides,
+        /// A recording from `ebm-sim generate` (its header's test split is used).
+        #[arg(long)]
+        recording: PathBuf,
+        /// Test episodes to replay.
+        #[arg(long, default_value_t = 20)]
+        episodes: usize,
+        /// Where report.json goes.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// AUROC of the OOD score: held-out states of perturbed simulators
+    /// (heavier cube, lower friction, stuck joint, sensor noise) vs nominal.
+    OodEval {
+        #[command(flatten)]
+        overrides: Overrides,
+        #[arg(long, default_value_t = 16)]
+        trajectories: usize,
+        #[arg(long, default_value_t = 60)]
+        steps: u32,
+        /// Seed of the held-out trajectories (the default is unused by `ebm-sim generate`).
+        #[arg(long, default_value_t = ebm_tools::ood_eval::OodEvalOptions::default().seed)]
+        seed: u64,
+        /// Heavier cube: its mass times this.
+        #[arg(long, default_value_t = 5.0)]
+        mass_factor: f32,
+        /// Lower friction: cube and hand friction times this.
+        #[arg(long, default_value_t = 0.1)]
+        friction_factor: f32,
+        /// Sensor noise, in units of each state dimension's spread.
+        #[arg(long, default_value_t = 0.5)]
+        noise_std: f32,
+        /// Markdown table written here (and printed).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// State-to-forecast latency (p50, p99) through the daemon, and robots served at a rate.
+    Bench {
+        #[command(flatten)]
+        overrides: Overrides,
+        /// Forecasts timed for the latency figures.
+        #[arg(long, default_value_t = 30)]
+        samples: usize,
+        /// Batch sizes (robots per batched forecast) to time.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+        batches: Vec<usize>,
+        /// Forecasts per robot per second the robot count is for.
+        #[arg(long, default_value_t = 10.0)]
+        target_hz: f64,
+    },
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Demo {
+            overrides,
+            seconds,
+            robot_hz,
+            episode_steps,
+            seed,
+            replay,
+            hand_only,
+        } => {
+            let cfg = overrides.resolve()?;
+            let opts = ebm_tools::demo::DemoOptions {
+                seconds,
+                robot_hz,
+                episode_steps,
+                seed,
+                replay: (!hand_only).then_some(replay),
+            };
+            tokio_runtime()?.block_on(ebm_tools::demo::demo(cfg, opts, shutdown_signal()))?;
+            Ok(())
+        }
+        Command::ReplayEval {
+            overrides,
+            recording,
+            episodes,
+            out,
+        } => {
+            let cfg = overrides.resolve()?;
+            let r = tokio_runtime()?.block_on(ebm_tools::replay_eval::replay_eval(
+                cfg,
+                &recording,
+                episodes,
+                out.as_deref(),
+            ))?;
+            println!(
+                "model {}: {} test episodes, horizon {}, {} particles, {} Langevin steps per forecast, {:.1} ms per forecast",
+                r.model_id, r.episodes, r.horizon, r.particles, r.langevin_steps, r.mean_compute_ms
+            );
+            println!("{:>5} {:>10} {:>10}", "step", "rmse", "frechet");
+            for (i, (e, f)) in r.rmse.iter().zip(&r.fd).enumerate() {
+                println!("{:>5} {e:>10.4} {f:>10.4}", i + 1);
+            }
+            println!("average Frechet distance: {:.4}", r.avg_fd);
+            Ok(())
+        }
+        Command::OodEval {
+            overrides,
+            trajectories,
+            steps,
+            seed,
+            mass_factor,
+            friction_factor,
+            noise_std,
+            out,
+        } => {
+            let cfg = overrides.resolve()?;
+            let device = ebm_core::device::select(&cfg.device)?;
+            let bundle =
+                ebm_runtime::ModelBundle::from_config(cfg.default_model()?, cfg.seed, &device)?;
+            let opts = ebm_tools::ood_eval::OodEvalOptions {
+                trajectories,
+                steps,
+                seed,
+                mass_factor,
+                friction_factor,
+                noise_std,
+                flag_percentile: cfg.ood.flag_percentile,
+                ..Default::default()
+            };
+            let scorer = ebm_runtime::model::load_ood_scorer(&cfg.ood.checkpoints, &bundle);
+            let report = ebm_tools::ood_eval::ood_eval(&scorer, &opts)?;
+            let md = report.markdown();
+            print!("{md}");
+            for w in scorer.experts().iter().flat_map(|e| &e.bundle.warnings) {
+                println!("warning: {w}");
+            }
+            if let Some(out) = out {
+                if let Some(dir) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+                std::fs::write(&out, md).with_context(|| format!("writing {}", out.display()))?;
+            }
+            Ok(())
+        }
+        Command::Bench {
+            overrides,
+            samples,
+            batches,
+            target_hz,
+        } => {
+            let cfg = overrides.resolve()?;
+            let r = tokio_runtime()?
+                .block_on(ebm_tools::bench::bench(cfg, samples, &batches, target_hz))?;
+            println!(
+                "model {}: {} particles x horizon {} x {} Langevin steps",
+                r.model_id, r.particles, r.horizon, r.langevin_steps
+            );
+            println!(
+                "state-to-forecast latency over {} forecasts: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                r.samples, r.latency_p50_ms, r.latency_p99_ms, r.latency_max_ms
+            );
+            for (b, s) in &r.batch_seconds {
+                println!(
+                    "batch of {b:>3} robots: {:.1} ms per batched forecast",
+                    s * 1e3
+                );
+            }
+            println!(
+                "robots served at {} Hz by one inference thread: {:.2}",
+                r.rate_hz, r.robots_at_rate
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! `ebm-tools`: what is built around the runtime daemon but is not the
+//! daemon (which a Jetson runs, and which links no simulator):
+//!
+//! - [`demo`]: the daemon serving two robots of different kinds at once, the
+//!   live simulated hand and a replayed recording of another robot, with a
+//!   live table of each one's forecast error and OOD score;
+//! - [`replay_eval`]: test episodes of a recording replayed into the daemon,
+//!   its forecasts scored against the recording;
+//! - [`ood_eval`]: AUROC of the daemon's OOD scores on perturbed simulators;
+//! - [`bench`]: state-to-forecast latency and robots served per thread.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod bench;
+pub mod demo;
+pub mod ood_eval;
+pub mod replay_eval;
