@@ -225,7 +225,7 @@ async fn runtime_answers_robots_matching_no_model_with_unknown_robot() -> Result
         deadline_ms: None,
     };
     let (reply, _) = query(&h, &req, Encoding::Bincode).await?;
-    let err: ErrorReply = reply.err().expect("an error reply");
+    let err: ErrorReply = reply.expect_err("an error reply");
     assert_eq!(err.code, ErrorCode::UnknownRobot);
     assert!(rec.forecasts.is_empty());
     let st = h

@@ -3,6 +3,7 @@
 mod configs;
 mod fleet;
 mod models;
+mod recordings;
 mod runtime;
 mod runtime_load;
 mod runtime_ood;

@@ -26,7 +26,7 @@ fn write_recording(path: &Path, steps: u32) -> anyhow::Result<()> {
 
 /// A synthetic recording of `robot`'s shape: each trajectory drifts at its
 /// own constant velocity, scaled by the action's first entry:
-/// `s_{t+1} = s_t + a_t[0] * v`.
+/// `s_{t+1} = s_t + a_t[0] * v` (`0.75 v` for a robot without actions).
 pub(crate) fn write_recording_of(path: &Path, steps: u32, robot: &RobotSpec) -> anyhow::Result<()> {
     let (state_dim, action_dim) = (robot.state_dim, robot.action_dim);
     let header = RecordingHeader {
@@ -54,6 +54,7 @@ pub(crate) fn write_recording_of(path: &Path, steps: u32, robot: &RobotSpec) -> 
                 .map(|_| 0.5 + 0.5 * rng.uniform() as f32)
                 .collect();
             let seq = ep * 1000 + t;
+            let speed = a.first().copied().unwrap_or(0.75);
             w.write_state(&RobotState {
                 robot_id: "synthetic".into(),
                 episode: ep,
@@ -62,15 +63,17 @@ pub(crate) fn write_recording_of(path: &Path, steps: u32, robot: &RobotSpec) -> 
                 state: s.clone(),
                 last_action: None,
             })?;
-            w.write_action(&Action {
-                robot_id: "synthetic".into(),
-                episode: ep,
-                seq,
-                stamp_ns: t * 40_000_000,
-                action: a.clone(),
-            })?;
+            if action_dim > 0 {
+                w.write_action(&Action {
+                    robot_id: "synthetic".into(),
+                    episode: ep,
+                    seq,
+                    stamp_ns: t * 40_000_000,
+                    action: a.clone(),
+                })?;
+            }
             for (x, dv) in s.iter_mut().zip(&v) {
-                *x += a[0] * dv;
+                *x += speed * dv;
             }
         }
     }
