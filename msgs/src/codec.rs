@@ -193,6 +193,15 @@ mod tests {
     const DIM: usize = 7;
     const ADIM: usize = 3;
 
+    /// `s` in its bincode envelope without validation (as a faulty peer sends it).
+    fn unchecked_bincode(s: &RobotState) -> Vec<u8> {
+        let env = EnvelopeRef {
+            v: PROTOCOL_VERSION,
+            msg: s,
+        };
+        bincode::serde::encode_to_vec(&env, bincode_config()).unwrap()
+    }
+
     fn state() -> RobotState {
         RobotState {
             robot_id: "hand-1".into(),
@@ -353,12 +362,7 @@ mod tests {
         assert!(err.contains("4097 values, expected 1 to 4096"), "{err}");
         // A state of a million floats is refused by size, before parsing.
         s.state = vec![0.0; 1_000_000];
-        let env = EnvelopeRef {
-            v: PROTOCOL_VERSION,
-            msg: &s,
-        };
-        let bytes = bincode::serde::encode_to_vec(&env, bincode_config()).unwrap();
-        let err = decode::<RobotState>(&bytes, Encoding::Bincode).unwrap_err();
+        let err = decode::<RobotState>(&unchecked_bincode(&s), Encoding::Bincode).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -372,12 +376,7 @@ mod tests {
         let mut s = state();
         s.state[3] = f32::NAN;
         // NaN is not valid JSON either; check through bincode with validation skipped.
-        let env = EnvelopeRef {
-            v: PROTOCOL_VERSION,
-            msg: &s,
-        };
-        let bytes = bincode::serde::encode_to_vec(&env, bincode_config()).unwrap();
-        let err = decode::<RobotState>(&bytes, Encoding::Bincode).unwrap_err();
+        let err = decode::<RobotState>(&unchecked_bincode(&s), Encoding::Bincode).unwrap_err();
         assert!(
             matches!(err, MsgsError::NonFinite { index: 3, .. }),
             "{err}"

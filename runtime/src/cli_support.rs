@@ -1,5 +1,5 @@
-//! What the daemon's and the tools' command lines share: overrides of
-//! `configs/runtime.toml`, the tokio runtime, and the shutdown signal.
+//! What the daemon's and the tools' command lines share: logging, overrides
+//! of `configs/runtime.toml`, the tokio runtime, and the shutdown signal.
 
 use std::path::PathBuf;
 
@@ -86,6 +86,19 @@ impl Overrides {
         cfg.validate()?;
         Ok(cfg)
     }
+}
+
+/// Pins the thread count and logs to stderr, filtered by `RUST_LOG`
+/// (default `info`).
+pub fn init_logging() {
+    ebm_core::device::pin_thread_count();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// A multi-threaded tokio runtime with every driver enabled.

@@ -11,14 +11,7 @@ use clap::Parser;
 mod cli;
 
 fn main() -> ExitCode {
-    ebm_core::device::pin_thread_count();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    ebm_runtime::cli_support::init_logging();
     match cli::run(cli::Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

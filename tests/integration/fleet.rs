@@ -20,8 +20,8 @@ use ebm_train::trajectory::{train_trajectory, TrajectoryConfig};
 use zenoh::sample::Sample;
 
 use crate::runtime::{
-    check_forecast_of, put, query, receive_until, small_config, state, tiny_checkpoint, within,
-    Harness, Received,
+    check_forecast_of, matched_publisher, put, query, receive_until, small_config, state,
+    tiny_checkpoint, within, Harness, Received,
 };
 use crate::trajectory::write_recording_of;
 
@@ -291,27 +291,10 @@ async fn runtime_two_daemons_split_a_fleet_by_robot_patterns() -> Result<()> {
     let keys = KeySpace::default();
     // Publishers first: matched once the daemon serving the robot subscribed.
     let publisher = |robot: &str| {
-        let key = keys.state(&ebm_msgs::RobotId::new(robot).expect("id"));
-        let client = client.clone();
-        async move {
-            let p = client
-                .declare_publisher(key)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while !p
-                .matching_status()
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-                .matching()
-            {
-                if Instant::now() > deadline {
-                    bail!("no daemon subscribed");
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            anyhow::Ok(p)
-        }
+        matched_publisher(
+            &client,
+            keys.state(&ebm_msgs::RobotId::new(robot).expect("id")),
+        )
     };
     let (pa, ph) = (publisher("arm-7").await?, publisher("hand-7").await?);
     // Then everything the daemons publish per robot, and their statuses.

@@ -162,28 +162,11 @@ impl Harness {
     }
 
     pub(crate) async fn publisher(&self, robot: &str) -> Result<zenoh::pubsub::Publisher<'static>> {
-        let key = self.keys.state(&ebm_msgs::RobotId::new(robot)?);
-        let p = within(
-            "publisher",
-            self.session
-                .declare_publisher(key)
-                .congestion_control(CongestionControl::Block),
+        matched_publisher(
+            &self.session,
+            self.keys.state(&ebm_msgs::RobotId::new(robot)?),
         )
-        .await?
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let deadline = Instant::now() + WAIT;
-        while !p
-            .matching_status()
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .matching()
-        {
-            if Instant::now() > deadline {
-                bail!("the daemon never subscribed");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(p)
+        .await
     }
 
     /// The robot's outputs (its own `state` key, which `*` also matches, is
@@ -216,6 +199,35 @@ impl Harness {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
     }
+}
+
+/// A publisher on `key` (congestion control `Block`), once a subscriber
+/// matches it (a daemon has subscribed).
+pub(crate) async fn matched_publisher(
+    session: &zenoh::Session,
+    key: String,
+) -> Result<zenoh::pubsub::Publisher<'static>> {
+    let p = within(
+        "publisher",
+        session
+            .declare_publisher(key)
+            .congestion_control(CongestionControl::Block),
+    )
+    .await?
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let deadline = Instant::now() + WAIT;
+    while !p
+        .matching_status()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .matching()
+    {
+        if Instant::now() > deadline {
+            bail!("the daemon never subscribed");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(p)
 }
 
 pub(crate) fn state(robot: &str, seq: u64, x: f32) -> RobotState {
