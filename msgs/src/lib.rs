@@ -5,11 +5,13 @@
 //!   recordings), forecast, OOD score, denoised state, forecast request and
 //!   error reply, each carrying its kind's schema version in its envelope
 //!   ([`types::Message::VERSION`]: [`PROTOCOL_VERSION`], or 3 for the OOD
-//!   score since its window fields and their Stein discrepancy);
-//! - their codec ([`codec`]): bincode 2, strict (size limit, protocol version,
-//!   no trailing bytes, dimension and finiteness checks), and JSON for
+//!   score since its window fields and their Stein discrepancy, 2 for the
+//!   daemon status since it lists served models);
+//! - their codec ([`codec`]): bincode 2, strict (size limit per kind, protocol
+//!   version, no trailing bytes, bounds on vector sizes, finiteness), and JSON for
 //!   non-Rust clients and Foxglove; the only module that names bincode;
-//! - the Zenoh key expressions ([`keys`]) and robot-id validation;
+//! - the Zenoh key expressions ([`keys`]), robot-id validation and robot-id
+//!   patterns (globs) with their key expressions;
 //! - what a robot's vectors mean ([`robot`]): kind, state and action sizes,
 //!   dimension names and units; recordings and models carry it, the code
 //!   knows no robot's sizes;

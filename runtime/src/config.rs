@@ -390,7 +390,10 @@ mod tests {
         let mut s = cfg.serving();
         let pats: Vec<&str> = s.iter().map(|m| m.robots.as_str()).collect();
         assert_eq!(pats, ["fetch-*", "arm-*", "gripper-1", "*"]);
-        assert_eq!(s[0].model.checkpoint, dir.path().join("models/fetch_cond"));
+        assert_eq!(
+            s[0].model.checkpoint,
+            dir.path().join("models/fetch_uncond")
+        );
         s.remove(0); // the reference file's own entry
         assert_eq!(s[0].model.checkpoint, dir.path().join("models/arm"));
         assert_eq!(s[0].ood_checkpoints, [dir.path().join("models/arm_ood")]);
