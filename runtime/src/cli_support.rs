@@ -49,7 +49,11 @@ impl Overrides {
         };
         if let Some(c) = &self.checkpoint {
             match &mut cfg.model {
-                Some(m) => m.checkpoint = c.clone(),
+                // A checkpoint named on the command line must exist.
+                Some(m) => {
+                    m.checkpoint = c.clone();
+                    m.allow_untrained = false;
+                }
                 None => {
                     cfg.model = Some(crate::config::ModelConfig {
                         checkpoint: c.clone(),

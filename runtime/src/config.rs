@@ -289,6 +289,18 @@ impl RuntimeConfig {
                 "a robot-id glob: ASCII letters, digits, '-', '_' and '*'",
             );
         }
+        if let Some(i) = self
+            .models
+            .iter()
+            .position(|e| e.robots.trim_matches('*').is_empty())
+        {
+            if i + 1 < self.models.len() {
+                return bad(
+                    "models.robots",
+                    "an entry matching every robot (`*`) must be the last: later entries could never serve",
+                );
+            }
+        }
         if self
             .model
             .as_ref()
@@ -403,6 +415,10 @@ mod tests {
         let bad = text.replace("\"arm-*\"", "\"arm/*\"");
         let err = RuntimeConfig::parse(&bad).unwrap_err().to_string();
         assert!(err.contains("models.robots"), "{err}");
+        // An entry for every robot before others would hide them.
+        let hiding = text.replace("\"arm-*\"", "\"**\"");
+        let err = RuntimeConfig::parse(&hiding).unwrap_err().to_string();
+        assert!(err.contains("must be the last"), "{err}");
         let no_dim = DEFAULT_RUNTIME_TOML.replace("untrained_state_dim = 31", "");
         let err = RuntimeConfig::parse(&no_dim).unwrap_err().to_string();
         assert!(err.contains("untrained_state_dim"), "{err}");

@@ -93,38 +93,30 @@ pub async fn serve(
     }
 
     let session = transport::open(&cfg.zenoh).await?;
-    // Which keys to listen on: everyone's, or only the served patterns'.
-    let (state_keys, query_keys): (Vec<String>, Vec<String>) = match cfg.unknown_robots {
-        UnknownRobots::Reply => (vec![keys.all_states()], vec![keys.all_forecast_queries()]),
-        UnknownRobots::Ignore => fleet
-            .patterns()
-            .iter()
-            .map(|p| (keys.states_of(p), keys.forecast_queries_of(p)))
-            .unzip(),
-    };
+    let listen = listening(&keys, &fleet, cfg.unknown_robots);
     let (err_tx, err_rx) = mpsc::channel::<StateError>(ERROR_BACKLOG);
     let mut subscribers = Vec::new();
-    for key in &state_keys {
+    for (state_key, _, owner) in &listen {
         let (fleet, keys, err_tx) = (Arc::clone(&fleet), keys.clone(), err_tx.clone());
-        let counters = Arc::clone(&counters);
+        let (counters, owner) = (Arc::clone(&counters), *owner);
         subscribers.push(
             session
-                .declare_subscriber(key.clone())
-                .callback(move |sample| ingest(&fleet, &keys, &counters, &err_tx, &sample))
+                .declare_subscriber(state_key.clone())
+                .callback(move |sample| ingest(&fleet, &keys, &counters, &err_tx, owner, &sample))
                 .await
                 .map_err(RuntimeError::zenoh("declaring a state subscriber"))?,
         );
     }
     drop(err_tx);
-    let (query_tx, mut query_rx) = mpsc::channel::<Query>(QUERY_BACKLOG);
+    let (query_tx, mut query_rx) = mpsc::channel::<(Option<usize>, Query)>(QUERY_BACKLOG);
     let mut queryables = Vec::new();
-    for key in &query_keys {
-        let (tx, counters) = (query_tx.clone(), Arc::clone(&counters));
+    for (_, query_key, owner) in &listen {
+        let (tx, counters, owner) = (query_tx.clone(), Arc::clone(&counters), *owner);
         queryables.push(
             session
-                .declare_queryable(key.clone())
+                .declare_queryable(query_key.clone())
                 .callback(move |q| {
-                    if tx.try_send(q).is_err() {
+                    if tx.try_send((owner, q)).is_err() {
                         Counters::inc(&counters.queries_dropped);
                     }
                 })
@@ -159,7 +151,8 @@ pub async fn serve(
     for m in fleet.status() {
         info!(robots = %m.robots_pattern, model = %m.model_id, ood = %m.ood_model_id, "serving");
     }
-    info!(states = ?state_keys, queries = ?query_keys, "listening");
+    let state_keys: Vec<&str> = listen.iter().map(|(k, _, _)| k.as_str()).collect();
+    info!(states = ?state_keys, "listening");
 
     let started = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_millis(cfg.status.period_ms));
@@ -186,7 +179,7 @@ pub async fn serve(
                 }
             }
             q = query_rx.recv() => match q {
-                Some(query) => answer(&fleet, &keys, &counters, query),
+                Some((owner, query)) => answer(&fleet, &keys, &counters, owner, query),
                 None => {
                     warn!("the forecast queryables closed");
                     break;
@@ -196,7 +189,9 @@ pub async fn serve(
     }
 
     info!("shutting down");
-    drop(subscribers);
+    for s in subscribers {
+        let _ = s.undeclare().await;
+    }
     for q in queryables {
         let _ = q.undeclare().await;
     }
@@ -208,13 +203,41 @@ pub async fn serve(
     }
     drop(fleet); // closes the output channel once the threads are gone
     let _ = tokio::time::timeout(Duration::from_secs(5), publisher).await;
-    error_publisher.abort();
+    // The subscribers (the error senders) are gone: what is queued goes out.
+    let _ = tokio::time::timeout(Duration::from_secs(2), error_publisher).await;
     session
         .close()
         .await
         .map_err(RuntimeError::zenoh("closing the session"))?;
     info!("stopped");
     Ok(())
+}
+
+/// What to listen on: (state key, query key, owner) triples. With
+/// `unknown_robots = "reply"`, or a pattern that matches everyone, every
+/// robot's keys and no owner; else one pair per served pattern, owned by its
+/// binding, which takes only the robots it is the first match for
+/// (overlapping patterns deliver a sample to each of their subscribers).
+fn listening(
+    keys: &KeySpace,
+    fleet: &Fleet,
+    unknown: UnknownRobots,
+) -> Vec<(String, String, Option<usize>)> {
+    let patterns = fleet.patterns();
+    if unknown == UnknownRobots::Reply || patterns.iter().any(|p| p.as_str() == "*") {
+        return vec![(keys.all_states(), keys.all_forecast_queries(), None)];
+    }
+    patterns
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (keys.states_of(p), keys.forecast_queries_of(p), Some(i)))
+        .collect()
+}
+
+/// True when a sample for `robot` that arrived on `owner`'s key is not
+/// that binding's to take (another, earlier pattern serves the robot).
+fn not_ours(fleet: &Fleet, robot: &RobotId, owner: Option<usize>) -> bool {
+    owner.is_some_and(|i| fleet.route_index(robot) != Some(i))
 }
 
 /// Decodes one state sample and hands it to the engine of the robot's
@@ -225,10 +248,15 @@ fn ingest(
     keys: &KeySpace,
     c: &Counters,
     errors: &mpsc::Sender<StateError>,
+    owner: Option<usize>,
     sample: &Sample,
 ) {
+    let robot = keys.robot_of(sample.key_expr().as_str(), "state");
+    if robot.as_ref().is_some_and(|r| not_ours(fleet, r, owner)) {
+        return;
+    }
     Counters::inc(&c.states_received);
-    let Some(robot) = keys.robot_of(sample.key_expr().as_str(), "state") else {
+    let Some(robot) = robot else {
         Counters::inc(&c.states_malformed);
         return;
     };
@@ -311,7 +339,17 @@ fn error_reply(code: ErrorCode, message: String) -> ErrorReply {
 
 /// Decodes a forecast query, queues it, and replies from a task when the
 /// engine answers (so the daemon's loop never waits on inference).
-fn answer(fleet: &Arc<Fleet>, keys: &KeySpace, counters: &Arc<Counters>, query: Query) {
+fn answer(
+    fleet: &Arc<Fleet>,
+    keys: &KeySpace,
+    counters: &Arc<Counters>,
+    owner: Option<usize>,
+    query: Query,
+) {
+    let robot = keys.robot_of(query.key_expr().as_str(), "forecast_query");
+    if robot.as_ref().is_some_and(|r| not_ours(fleet, r, owner)) {
+        return; // another binding's queryable answers it
+    }
     let received = Instant::now();
     Counters::inc(&counters.queries_received);
     let encoding = query
@@ -340,7 +378,7 @@ fn answer(fleet: &Arc<Fleet>, keys: &KeySpace, counters: &Arc<Counters>, query: 
         },
     };
     let pending = request.and_then(|(robot, req)| match fleet.route(&robot) {
-        Some(engine) => engine.submit_query(req, received),
+        Some(engine) => engine.submit_query(req, encoding, received),
         None => Err(unknown_robot(&robot, fleet)),
     });
     let counters = Arc::clone(counters);

@@ -116,6 +116,17 @@ pub struct Engine {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// An upper bound of a forecast's encoded size: `(P H + 2 H) D + P` floats
+/// at 4 bytes each in bincode, 18 in JSON (its longest f32 and a comma).
+pub fn forecast_bytes(horizon: usize, particles: usize, state_dim: usize, enc: Encoding) -> usize {
+    let floats = (particles * horizon + 2 * horizon) * state_dim + particles;
+    let per_float = match enc {
+        Encoding::Bincode => 4,
+        Encoding::Json => 18,
+    };
+    floats.saturating_mul(per_float).saturating_add(1024)
+}
+
 /// The last `k` of `rows` (all when fewer).
 pub(crate) fn last_rows(rows: &[Vec<f32>], k: usize) -> &[Vec<f32>] {
     &rows[rows.len().saturating_sub(k)..]
@@ -157,7 +168,15 @@ impl Engine {
         let ood_calibrated = ood.calibrated();
         let limits = Limits {
             state_dim: bundle.state_dim(),
-            action_dim: bundle.action_dim(),
+            // The action size any of its models takes (they agree: see
+            // `load_ood_scorer`); 0 when none is conditional.
+            action_dim: ood
+                .experts()
+                .iter()
+                .map(|e| e.bundle.action_dim())
+                .chain([bundle.action_dim()])
+                .max()
+                .unwrap_or(0),
             // Robots' histories serve the forecast model and every OOD model.
             k: bundle.context_len().max(ood.context_len()),
             max_robots: cfg.engine.max_robots,
@@ -205,8 +224,9 @@ impl Engine {
         ids
     }
 
-    /// The state's sizes against the model's: `WrongDimensions` naming the
-    /// expected and received sizes. An unconditional model ignores actions.
+    /// The state's sizes against the models': `WrongDimensions` naming the
+    /// expected and received sizes. Actions are checked when a model (the
+    /// forecast model or an OOD model) takes them.
     fn check_dimensions(&self, state: &RobotState) -> Result<(), ErrorReply> {
         let l = &self.limits;
         let wrong = |what: &str, expected: usize, found: usize| ErrorReply {
@@ -286,9 +306,12 @@ impl Engine {
     }
 
     /// Queues a forecast query; the answer arrives on the returned channel.
+    /// A query whose forecast could not be encoded in `encoding` (over the
+    /// message size limit) is refused before any inference.
     pub fn submit_query(
         &self,
         req: ForecastRequest,
+        encoding: Encoding,
         received: Instant,
     ) -> Result<oneshot::Receiver<QueryReply>, ErrorReply> {
         let l = &self.limits;
@@ -305,6 +328,16 @@ impl Engine {
                 format!(
                     "horizon must be in 1..={} and particles in 1..={}, got {} and {}",
                     l.max_horizon, l.max_particles, req.horizon, req.particles
+                ),
+            );
+        }
+        let (h, p, d) = (req.horizon as usize, req.particles as usize, l.state_dim);
+        if forecast_bytes(h, p, d, encoding) > ebm_msgs::MAX_MESSAGE_BYTES {
+            return refuse(
+                ErrorCode::WrongDimensions,
+                format!(
+                    "a forecast of {p} particles x {h} steps x {d} floats would exceed the {} byte message limit in {encoding:?}; ask for fewer",
+                    ebm_msgs::MAX_MESSAGE_BYTES
                 ),
             );
         }

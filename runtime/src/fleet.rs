@@ -122,10 +122,12 @@ impl Fleet {
 
     /// The engine serving `robot`: the first binding whose pattern matches.
     pub fn route(&self, robot: &RobotId) -> Option<&Engine> {
-        self.served
-            .iter()
-            .find(|s| s.robots.matches(robot))
-            .map(|s| &s.engine)
+        self.route_index(robot).map(|i| &self.served[i].engine)
+    }
+
+    /// The index (in matching order) of the binding serving `robot`.
+    pub fn route_index(&self, robot: &RobotId) -> Option<usize> {
+        self.served.iter().position(|s| s.robots.matches(robot))
     }
 
     /// The bound patterns, in matching order.

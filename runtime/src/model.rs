@@ -52,7 +52,8 @@ impl ModelBundle {
                 dir.display()
             )));
         }
-        let robot = robot_of(loaded.manifest.robot.as_ref(), cfg, dir)?;
+        let normalised = loaded.manifest.normalization.as_ref().map(|n| n.mean.len());
+        let robot = robot_of(loaded.manifest.robot.as_ref(), cfg, normalised, dir)?;
         let mut warnings = Vec::new();
         let (percentiles, windows, stein) =
             ood_calibration(loaded.manifest.ood.as_ref(), cfg.state_dim, &mut warnings);
@@ -234,14 +235,21 @@ impl ModelBundle {
 }
 
 /// The robot of an export: its manifest's description, checked against the
-/// model's sizes; sizes only (kind `unknown`) for an export without one.
+/// model's sizes; sizes only (kind `unknown`) for an export without one, the
+/// action size from its normalisation (states and actions) where it has one.
 fn robot_of(
     spec: Option<&checkpoint::RobotSpec>,
     cfg: &MlpEnergyConfig,
+    normalised: Option<usize>,
     dir: &Path,
 ) -> Result<RobotSpec, RuntimeError> {
     let Some(r) = spec else {
-        return Ok(RobotSpec::unnamed("unknown", cfg.state_dim, cfg.action_dim));
+        let actions = normalised.map_or(0, |n| n.saturating_sub(cfg.state_dim));
+        return Ok(RobotSpec::unnamed(
+            "unknown",
+            cfg.state_dim,
+            actions.max(cfg.action_dim),
+        ));
     };
     let robot = RobotSpec {
         kind: r.kind.clone(),
@@ -338,12 +346,20 @@ fn model_name(dir: &Path) -> String {
 /// forecast model when none is left.
 pub fn load_ood_scorer(checkpoints: &[std::path::PathBuf], bundle: &ModelBundle) -> OodScorer {
     let mut experts = Vec::new();
+    let mut action = bundle.conditional().then(|| bundle.action_dim());
     for dir in checkpoints {
         match ModelBundle::load(dir, &bundle.device) {
             Ok(b) if b.state_dim() != bundle.state_dim() => {
                 tracing::warn!(checkpoint = %dir.display(), "OOD model of {}-float states for a forecast model of {}; skipped", b.state_dim(), bundle.state_dim())
             }
+            // Every model of a robot that takes actions takes the same size.
+            Ok(b) if b.conditional() && action.is_some_and(|a| a != b.action_dim()) => {
+                tracing::warn!(checkpoint = %dir.display(), "OOD model of {}-float actions beside a model of {}; skipped", b.action_dim(), action.unwrap_or(0))
+            }
             Ok(b) => {
+                if b.conditional() {
+                    action = Some(b.action_dim());
+                }
                 tracing::info!(model = %b.model_id, context = b.context_len(), "OOD scores from a separate model");
                 experts.push(b);
             }

@@ -42,17 +42,26 @@ fn arm() -> RobotSpec {
 /// Trains a tiny action-conditional model on a synthetic recording of the
 /// arm, as a user would (`traj train` on their recording), and returns its export.
 fn train_arm_model(dir: &Path) -> Result<PathBuf> {
+    train_arm_model_with(dir, "traj_cond.toml", "arm-run")
+}
+
+/// As [`train_arm_model`] with another config (`traj_uncond.toml`), into `run`.
+fn train_arm_model_with(dir: &Path, config: &str, run: &str) -> Result<PathBuf> {
     let rec = dir.join("arm.mcap");
-    write_recording_of(&rec, 24, &arm())?;
+    if !rec.is_file() {
+        write_recording_of(&rec, 24, &arm())?;
+    }
     let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/traj_cond.toml"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../configs")
+            .join(config),
     )?;
     let mut cfg = TrajectoryConfig::parse(&text)?;
     cfg.recording = rec;
     cfg.steps = 60;
     cfg.baseline.steps = 20;
     cfg.model.hidden = vec![32, 32];
-    let run = dir.join("arm-run");
+    let run = dir.join(run);
     train_trajectory(&cfg, dir, &run, &Device::Cpu)?;
     Ok(run.join("model"))
 }
@@ -197,6 +206,68 @@ async fn runtime_serves_robots_of_different_kinds_side_by_side() -> Result<()> {
     h.stop().await
 }
 
+/// An unconditional forecast model scored by an action-conditional OOD
+/// model (as the committed hand and Fetch bindings): a `last_action` of the
+/// wrong size is refused for that robot alone, before it can reach a batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn runtime_checks_actions_against_the_ood_models_too() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().to_path_buf();
+    let (forecaster, scorer) = tokio::task::spawn_blocking(move || {
+        anyhow::Ok((
+            train_arm_model_with(&path, "traj_uncond.toml", "uncond")?,
+            train_arm_model(&path)?,
+        ))
+    })
+    .await??;
+    let h = Harness::start(move |c| {
+        let mut e = arm_entry("arm-*", forecaster);
+        e.ood_checkpoints = vec![scorer];
+        c.models.push(e);
+    })
+    .await?;
+    let (mut good_out, mut bad_out) = (h.outputs("arm-1").await?, h.outputs("arm-2").await?);
+    let (good, bad) = (h.publisher("arm-1").await?, h.publisher("arm-2").await?);
+    for seq in 0..3u64 {
+        put(
+            &good,
+            &arm_state("arm-1", seq, 0.1 * seq as f32),
+            Encoding::Bincode,
+        )
+        .await?;
+        let mut s = arm_state("arm-2", seq, 0.1 * seq as f32);
+        s.last_action = Some(vec![0.5; 3]);
+        put(&bad, &s, Encoding::Bincode).await?;
+    }
+    let mut bad_rec = Received::default();
+    receive_until(&mut bad_out, &mut bad_rec, |r| r.errors.len() == 3).await?;
+    for e in &bad_rec.errors {
+        assert_eq!(e.code, ErrorCode::WrongDimensions);
+        assert!(
+            e.message
+                .contains("last_action has 3 floats, but its model expects 2"),
+            "{}",
+            e.message
+        );
+    }
+    let mut good_rec = Received::default();
+    receive_until(&mut good_out, &mut good_rec, |r| {
+        has_forecast(r, 2) && r.ood.iter().any(|o| o.seq == 2)
+    })
+    .await?;
+    assert!(good_rec.ood.iter().all(|o| o.model_id == "model@60"));
+    assert!(good_rec
+        .forecasts
+        .iter()
+        .all(|f| f.model_id == "model@60" && f.mean.len() == 5 * f.horizon as usize));
+    let st = h
+        .status_where(|s| s.counters["states_wrong_dimensions"] >= 3)
+        .await?;
+    assert_eq!(st.counters["inference_errors"], 0);
+    assert!(bad_rec.forecasts.is_empty());
+    h.stop().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn runtime_answers_robots_matching_no_model_with_unknown_robot() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -262,21 +333,25 @@ async fn runtime_two_daemons_split_a_fleet_by_robot_patterns() -> Result<()> {
     let hand_model = dir.path().join("hand");
     tiny_checkpoint(&hand_model)?;
     let (ea, eb) = (free_loopback_endpoint()?, free_loopback_endpoint()?);
-    let daemon = |id: &str, entry: ModelEntry, zenoh| {
+    let daemon = |id: &str, entries: Vec<ModelEntry>, zenoh| {
         let mut cfg = small_config(None, zenoh);
         cfg.daemon_id = id.into();
         cfg.unknown_robots = UnknownRobots::Ignore;
-        cfg.models.push(entry);
+        cfg.models = entries;
         cfg
     };
+    // Daemon A's two patterns overlap: arm-7 is the first's alone.
     let (stop_a, task_a) = spawn_daemon(daemon(
         "fleet-a",
-        arm_entry("arm-*", arm_model),
+        vec![
+            arm_entry("arm-7", arm_model.clone()),
+            arm_entry("arm-*", arm_model),
+        ],
         loopback(vec![ea.clone()], vec![]),
     ));
     let (stop_b, task_b) = spawn_daemon(daemon(
         "fleet-b",
-        arm_entry("hand-*", hand_model),
+        vec![arm_entry("hand-*", hand_model)],
         loopback(vec![eb.clone()], vec![ea.clone()]),
     ));
     let client = within(
@@ -394,10 +469,11 @@ async fn runtime_two_daemons_split_a_fleet_by_robot_patterns() -> Result<()> {
     assert!(!forecasts.keys().any(|(r, _)| r == "stranger"));
     let a = &statuses["fleet-a"];
     let b = &statuses["fleet-b"];
-    assert_eq!(
-        (a.models.len(), a.models[0].robots.clone()),
-        (1, vec!["arm-7".to_owned()])
-    );
+    let a_robots: Vec<Vec<String>> = a.models.iter().map(|m| m.robots.clone()).collect();
+    assert_eq!(a_robots, [vec!["arm-7".to_owned()], vec![]]);
+    // Each state reached daemon A once, though both its patterns match.
+    assert_eq!(a.counters["states_received"], 3, "{:?}", a.counters);
+    assert_eq!(a.counters["states_out_of_order"], 0, "{:?}", a.counters);
     assert_eq!(
         (b.models.len(), b.models[0].robots.clone()),
         (1, vec!["hand-7".to_owned()])

@@ -507,6 +507,16 @@ async fn runtime_query_with_deadline_is_answered_in_time() -> Result<()> {
     };
     let (r, _) = query(&h, &too_big, Encoding::Bincode).await?;
     assert_eq!(r.map(|_| ()).unwrap_err().code, ErrorCode::WrongDimensions);
+    // Within the size bounds, but not encodable as JSON under the message
+    // limit (about 28 MB of text): refused before any inference, by name.
+    let (r, elapsed) = query(&h, &big, Encoding::Json).await?;
+    let err = r.map(|_| ()).unwrap_err();
+    assert_eq!(err.code, ErrorCode::WrongDimensions);
+    assert!(err.message.contains("message limit"), "{}", err.message);
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "refused after {elapsed:?}"
+    );
     let replies = within(
         "bad query",
         h.session

@@ -263,7 +263,7 @@ fn old_exports_load_and_migrate_to_typed_fields() -> anyhow::Result<()> {
     assert_eq!(bundle.percentiles.as_ref().map(Vec::len), Some(101));
     assert_eq!(
         bundle.robot,
-        RobotSpec::unnamed("unknown", HAND_STATE_DIM, 0)
+        RobotSpec::unnamed("unknown", HAND_STATE_DIM, HAND_ACTION_DIM)
     );
     // The migration writes the current format with the recording's robot.
     let s = migrate_export(&model, Some(&rec), &Device::Cpu)?;

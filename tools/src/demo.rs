@@ -204,8 +204,8 @@ impl DemoRobot {
     }
 }
 
-/// The robot id to replay `data` as: its own id if the config serves it by
-/// a `[[models]]` entry, else `<kind>-replay`.
+/// The robot id to replay `data` as: `<kind>-replay` (`fetch-replay`), so
+/// the config's pattern for that kind (`fetch-*`) serves it.
 fn replay_id(data: &Dataset) -> Result<RobotId, RuntimeError> {
     let kind: String = data
         .robot
@@ -255,7 +255,16 @@ pub async fn demo(
     if let Some(data) = replay {
         // Every episode: a demo recording is held out from training by its
         // seed (replay a training recording's test split with `replay-eval`).
-        let episodes: Vec<usize> = (0..data.states.len_of(ndarray::Axis(0))).collect();
+        let (n, steps) = (
+            data.states.len_of(ndarray::Axis(0)),
+            data.states.len_of(ndarray::Axis(1)),
+        );
+        if n == 0 || steps == 0 {
+            return Err(RuntimeError::Model(
+                "the replayed recording has no states".into(),
+            ));
+        }
+        let episodes: Vec<usize> = (0..n).collect();
         sources.push((
             replay_id(&data)?,
             Source::Replay {

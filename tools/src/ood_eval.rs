@@ -147,6 +147,21 @@ fn scores(scorer: &OodScorer, trajs: &[Episode]) -> Result<Vec<Vec<OodValue>>, R
 /// Runs the evaluation.
 pub fn ood_eval(scorer: &OodScorer, opts: &OodEvalOptions) -> Result<OodReport, RuntimeError> {
     let bundle = &scorer.experts()[0].bundle;
+    // The perturbed simulators are the hand's: only its models can score them.
+    for e in scorer.experts() {
+        let b = &e.bundle;
+        let actions_fit = !b.conditional() || b.action_dim() == ebm_sim_data::HAND_ACTION_DIM;
+        if b.state_dim() != ebm_sim_data::HAND_STATE_DIM || !actions_fit {
+            return Err(RuntimeError::Model(format!(
+                "ood-eval simulates the hand ({}-float states, {}-float actions); {} models {} and {}",
+                ebm_sim_data::HAND_STATE_DIM,
+                ebm_sim_data::HAND_ACTION_DIM,
+                b.model_id,
+                b.state_dim(),
+                b.action_dim()
+            )));
+        }
+    }
     let nominal_cfg = SimConfig::default();
     let (nominal, nominal_dropped) = simulate(&nominal_cfg, opts, None);
     let mut heavy = nominal_cfg.clone();

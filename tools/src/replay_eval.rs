@@ -94,6 +94,15 @@ pub async fn replay_eval(
     let k = bundle.context_len();
     let (h, p) = (cfg.forecast.horizon, cfg.forecast.particles);
     let (header, eps) = test_episodes(recording, episodes)?;
+    let found = eps.iter().flatten().next().map_or(0, |s| s.state.len());
+    if found != 0 && found != bundle.state_dim() {
+        return Err(RuntimeError::Model(format!(
+            "{} records {found}-float states; the model {} takes {}",
+            recording.display(),
+            bundle.model_id,
+            bundle.state_dim()
+        )));
+    }
     let eps: Vec<Vec<RobotState>> = eps.into_iter().filter(|e| e.len() >= k + h).collect();
     if eps.is_empty() {
         return Err(RuntimeError::Model(format!(

@@ -169,6 +169,14 @@ pub fn load(path: &Path) -> Result<Dataset, MsgsError> {
         value: header.trajectories.to_string(),
     })?;
     let t = header.steps as usize;
+    // A header is checked before anything is allocated from it.
+    const MAX_FRAMES: usize = 1 << 32;
+    if n.checked_mul(t.max(1)).is_none_or(|f| f > MAX_FRAMES) {
+        return Err(MsgsError::BadMetadata {
+            field: "trajectories",
+            value: format!("{n} trajectories x {t} steps (more than {MAX_FRAMES} frames)"),
+        });
+    }
     let spec = header.robot.clone();
     let mut sfill = Fill::new("state", "state", n, spec.as_ref().map(|r| r.state_dim));
     let mut afill = Fill::new("action", "action", n, spec.as_ref().map(|r| r.action_dim));
