@@ -19,7 +19,7 @@ use ebm_sim_data::HAND_STATE_DIM;
 use ebm_train::trajectory::{train_trajectory, TrajectoryConfig};
 use zenoh::sample::Sample;
 
-use crate::runtime::{
+use crate::harness::{
     check_forecast_of, matched_publisher, put, query, receive_until, small_config, state,
     tiny_checkpoint, within, Harness, Received,
 };

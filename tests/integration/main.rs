@@ -2,6 +2,7 @@
 
 mod configs;
 mod fleet;
+mod harness;
 mod models;
 mod recordings;
 mod runtime;

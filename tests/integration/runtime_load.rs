@@ -4,7 +4,7 @@
 use anyhow::Result;
 use ebm_msgs::Encoding;
 
-use crate::runtime::{
+use crate::harness::{
     put, receive_until, state, tiny_checkpoint, tiny_checkpoint_with_context, Harness, Received,
 };
 

@@ -13,7 +13,7 @@ use ebm_sim_data::config::SimConfig;
 use ebm_sim_data::rollout::{rollout, Control, Seeds};
 use ebm_sim_data::{HAND_ACTION_DIM, HAND_STATE_DIM};
 
-use crate::runtime::{put, receive_until, Harness, Received};
+use crate::harness::{put, receive_until, Harness, Received};
 
 /// Transitions per window (the committed model's).
 const WINDOW: usize = 50;
