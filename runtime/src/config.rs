@@ -144,6 +144,15 @@ pub struct EngineConfig {
     pub max_batch: usize,
     pub max_robots: usize,
     pub output_queue: usize,
+    /// A robot that sent no state for this long gives its slot back (its
+    /// history, pending state, denoiser prior and OOD window are dropped), so
+    /// ids published once cannot lock later robots out; 0: never.
+    #[serde(default = "default_robot_idle_s")]
+    pub robot_idle_s: f64,
+}
+
+fn default_robot_idle_s() -> f64 {
+    60.0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -353,6 +362,9 @@ impl RuntimeConfig {
             }
         }
         let e = &self.engine;
+        if !(e.robot_idle_s.is_finite() && e.robot_idle_s >= 0.0) {
+            return bad("engine.robot_idle_s", "finite and >= 0 (0: never)");
+        }
         if e.max_batch == 0 || e.max_robots == 0 || e.output_queue == 0 {
             return bad(
                 "engine",

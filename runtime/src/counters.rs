@@ -42,7 +42,9 @@ counters! {
     state_errors_dropped,
     /// Queries dropped unanswered because the daemon's query queue was full.
     queries_dropped,
-    /// States of robots beyond `engine.max_robots` (per model).
+    /// Robots whose slots were freed after `engine.robot_idle_s` of silence.
+    robots_evicted,
+    /// States of robots beyond `engine.max_robots` (per model) while no robot was idle.
     states_too_many_robots,
     /// States replaced by a newer one before inference reached them (latest wins).
     states_superseded,
@@ -113,6 +115,6 @@ mod tests {
         assert_eq!(s["states_malformed"], 3);
         assert_eq!(s["batch_max"], 4);
         assert_eq!(s["states_received"], 0);
-        assert_eq!(s.len(), 30);
+        assert_eq!(s.len(), 31);
     }
 }

@@ -17,7 +17,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub(crate) use crate::worker::Worker;
 use ebm_msgs::{
@@ -70,6 +70,8 @@ pub(crate) struct Slot {
     pub(crate) history: VecDeque<RobotState>,
     pub(crate) pending: Option<StreamJob>,
     pub(crate) next_due: Instant,
+    /// When the robot's last state arrived.
+    pub(crate) last_seen: Instant,
 }
 
 #[derive(Default)]
@@ -78,6 +80,36 @@ pub(crate) struct Inbox {
     pub(crate) queries: VecDeque<QueryJob>,
     pub(crate) pending: usize,
     pub(crate) stop: bool,
+    /// Robots whose slots were freed, for the worker to drop their state.
+    pub(crate) evicted: Vec<RobotId>,
+}
+
+impl Inbox {
+    /// Frees the slots of robots idle for `idle` or longer that have no
+    /// state waiting (longest idle first), at most `limit`; the ids go to
+    /// `evicted`. Returns how many were freed.
+    pub(crate) fn evict_idle(&mut self, now: Instant, idle: Duration, limit: usize) -> usize {
+        if idle.is_zero() {
+            return 0;
+        }
+        let mut idle_robots: Vec<(Instant, RobotId)> = self
+            .robots
+            .iter()
+            .filter(|(_, s)| {
+                s.pending.is_none() && now.saturating_duration_since(s.last_seen) >= idle
+            })
+            .map(|(id, s)| (s.last_seen, id.clone()))
+            .collect();
+        idle_robots.sort();
+        idle_robots.truncate(limit);
+        for (_, id) in &idle_robots {
+            self.robots.remove(id);
+        }
+        let n = idle_robots.len();
+        self.evicted
+            .extend(idle_robots.into_iter().map(|(_, id)| id));
+        n
+    }
 }
 
 pub(crate) struct Shared {
@@ -97,6 +129,8 @@ impl Shared {
 /// Limits the submitting side checks.
 #[derive(Debug, Clone)]
 struct Limits {
+    /// A robot silent this long gives its slot back (zero: never).
+    robot_idle: Duration,
     /// The served robot's state size, and the action size the model takes.
     state_dim: usize,
     action_dim: usize,
@@ -167,6 +201,7 @@ impl Engine {
         } = binding;
         let ood_calibrated = ood.calibrated();
         let limits = Limits {
+            robot_idle: Duration::from_secs_f64(cfg.engine.robot_idle_s),
             state_dim: bundle.state_dim(),
             // The action size any of its models takes (they agree: see
             // `load_ood_scorer`); 0 when none is conditional.
@@ -261,16 +296,24 @@ impl Engine {
             return Err(e);
         }
         let k = self.limits.k;
+        let now = Instant::now();
         let mut inbox = self.shared.lock();
         if !inbox.robots.contains_key(&robot) && inbox.robots.len() >= self.limits.max_robots {
-            Counters::inc(&c.states_too_many_robots);
-            return Ok(());
+            // Full: the longest idle robot (silent for robot_idle_s) makes room.
+            let freed = inbox.evict_idle(now, self.limits.robot_idle, 1);
+            Counters::add(&c.robots_evicted, freed as u64);
+            if freed == 0 {
+                Counters::inc(&c.states_too_many_robots);
+                return Ok(());
+            }
         }
         let slot = inbox.robots.entry(robot.clone()).or_insert_with(|| Slot {
             history: VecDeque::with_capacity(k + 1),
             pending: None,
-            next_due: Instant::now(),
+            next_due: now,
+            last_seen: now,
         });
+        slot.last_seen = now;
         if let Some(last) = slot.history.back() {
             if last.episode == state.episode && state.seq <= last.seq {
                 Counters::inc(&c.states_out_of_order);

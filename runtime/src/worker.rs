@@ -75,7 +75,12 @@ impl Worker {
     }
 
     pub(crate) fn run(mut self) {
-        while let Some(work) = self.next_work() {
+        while let Some((work, evicted)) = self.next_work() {
+            // Robots whose slots were freed start afresh if they come back.
+            for id in &evicted {
+                self.denoised.remove(id);
+                self.ood_windows.remove(id);
+            }
             let c = Arc::clone(&self.shared.counters);
             let result = catch_unwind(AssertUnwindSafe(|| match work {
                 Work::Query(job, ctx) => self.answer(job, ctx),
@@ -96,13 +101,18 @@ impl Worker {
     }
 
     /// Blocks until there is work (queries first, then due robots) or a stop.
-    fn next_work(&self) -> Option<Work> {
+    /// Frees the slots of robots idle for `engine.robot_idle_s` on the way;
+    /// returns the work and the robots freed since the last call.
+    fn next_work(&self) -> Option<(Work, Vec<RobotId>)> {
         let period = Duration::from_secs_f64(1.0 / self.cfg.forecast.rate_hz);
+        let idle = Duration::from_secs_f64(self.cfg.engine.robot_idle_s);
         let mut inbox = self.shared.lock();
         loop {
             if inbox.stop {
                 return None;
             }
+            let freed = inbox.evict_idle(Instant::now(), idle, usize::MAX);
+            Counters::add(&self.shared.counters.robots_evicted, freed as u64);
             if let Some(q) = inbox.queries.pop_front() {
                 let ctx = inbox.robots.get(&q.robot).and_then(|s| {
                     let last = s.history.back()?;
@@ -112,7 +122,7 @@ impl Worker {
                         seq: last.seq,
                     })
                 });
-                return Some(Work::Query(q, ctx));
+                return Some((Work::Query(q, ctx), std::mem::take(&mut inbox.evicted)));
             }
             let now = Instant::now();
             let mut due: Vec<(Instant, RobotId)> = Vec::new();
@@ -139,9 +149,14 @@ impl Worker {
                     }
                 }
                 inbox.pending -= jobs.len();
-                return Some(Work::Batch(jobs));
+                return Some((Work::Batch(jobs), std::mem::take(&mut inbox.evicted)));
             }
-            let wait = next.map_or(Duration::from_secs(1), |n| n.saturating_duration_since(now));
+            // Wake at least every second (and every idle period) to free idle slots.
+            let mut wait =
+                next.map_or(Duration::from_secs(1), |n| n.saturating_duration_since(now));
+            if !idle.is_zero() {
+                wait = wait.min(idle);
+            }
             inbox = match self.shared.wake.wait_timeout(inbox, wait) {
                 Ok((g, _)) => g,
                 Err(p) => p.into_inner().0,

@@ -1,5 +1,6 @@
-//! The runtime daemon under load and with a separate OOD model, over real
-//! Zenoh sessions on loopback (the harness is in `runtime.rs`).
+//! The runtime daemon under load, with more robot ids than slots, and with a
+//! separate OOD model, over real Zenoh sessions on loopback (the harness is
+//! in `harness.rs`).
 
 use anyhow::Result;
 use ebm_msgs::Encoding;
@@ -108,5 +109,56 @@ async fn runtime_scores_ood_with_separate_models() -> Result<()> {
         rec.ood
     );
     assert!(rec.forecasts.iter().all(|f| f.model_id == "tiny@42"));
+    h.stop().await
+}
+
+/// Robot slots are not taken for ever: with every slot held by robots that
+/// went silent, a new robot is refused only until they have been idle for
+/// `engine.robot_idle_s`; then their slots are freed and it is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn runtime_idle_robots_give_their_slots_back() -> Result<()> {
+    let h = Harness::start(|c| {
+        c.engine.max_robots = 2;
+        c.engine.robot_idle_s = 2.0; // a margin over the first forecasts on a slow machine
+    })
+    .await?;
+    for robot in ["once-1", "once-2"] {
+        let mut out = h.outputs(robot).await?;
+        put(
+            &h.publisher(robot).await?,
+            &state(robot, 0, 0.1),
+            Encoding::Bincode,
+        )
+        .await?;
+        receive_until(&mut out, &mut Received::default(), |r| {
+            !r.forecasts.is_empty()
+        })
+        .await?;
+    }
+    let mut out = h.outputs("late").await?;
+    let late = h.publisher("late").await?;
+    put(&late, &state("late", 0, 0.2), Encoding::Bincode).await?;
+    let st = h
+        .status_where(|s| s.counters["states_too_many_robots"] >= 1)
+        .await?;
+    assert_eq!(
+        (st.robots, st.counters["robots_evicted"]),
+        (2, 0),
+        "the others are still fresh"
+    );
+    // Once both have been silent for the idle time, their slots are freed.
+    let st = h
+        .status_where(|s| s.counters["robots_evicted"] >= 2)
+        .await?;
+    assert_eq!(st.robots, 0);
+    put(&late, &state("late", 1, 0.2), Encoding::Bincode).await?;
+    let mut rec = Received::default();
+    receive_until(&mut out, &mut rec, |r| {
+        r.forecasts.iter().any(|f| f.seq == 1)
+    })
+    .await?;
+    let st = h.status_where(|s| s.robots == 1).await?;
+    assert_eq!(st.models[0].robots, ["late"]);
+    assert_eq!(st.counters["states_too_many_robots"], 1);
     h.stop().await
 }
