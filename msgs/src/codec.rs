@@ -284,6 +284,7 @@ mod tests {
             window_discrepancy: Some(120.0),
             window_percentile: Some(99.5),
             window_flagged: true,
+            reason: None,
         };
         for enc in [Encoding::Bincode, Encoding::Json] {
             let bytes = encode(&score, enc).unwrap();
@@ -292,19 +293,19 @@ mod tests {
                 score
             );
         }
-        // The window fields made OodScore version 2, the discrepancy 3;
-        // states stay at 1.
+        // The window fields made OodScore version 2, the discrepancy 3, the
+        // fail-closed reason 4; states stay at 1.
         let bytes = encode(&score, Encoding::Bincode).unwrap();
-        assert_eq!(bytes[0], 3);
+        assert_eq!(bytes[0], 4);
         assert_eq!(encode(&state(), Encoding::Bincode).unwrap()[0], 1);
         let mut old = bytes.clone();
-        old[0] = 2;
+        old[0] = 3;
         let err = decode::<crate::types::OodScore>(&old, Encoding::Bincode).unwrap_err();
         assert!(matches!(
             err,
             MsgsError::VersionMismatch {
-                found: 2,
-                expected: 3
+                found: 3,
+                expected: 4
             }
         ));
         let nan = crate::types::OodScore {

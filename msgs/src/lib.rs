@@ -4,8 +4,9 @@
 //! - the message types ([`types`]): robot state and action (live traffic and
 //!   recordings), forecast, OOD score, denoised state, forecast request and
 //!   error reply, each carrying its kind's schema version in its envelope
-//!   ([`types::Message::VERSION`]: [`PROTOCOL_VERSION`], or 3 for the OOD
-//!   score since its window fields and their Stein discrepancy, 2 for the
+//!   ([`types::Message::VERSION`]: [`PROTOCOL_VERSION`], or 4 for the OOD
+//!   score since its window fields, their Stein discrepancy and the
+//!   fail-closed reason, 2 for the
 //!   daemon status since it lists served models);
 //! - their codec ([`codec`]): bincode 2, strict (size limit per kind, protocol
 //!   version, no trailing bytes, bounds on vector sizes, finiteness), and JSON for

@@ -96,7 +96,7 @@ pub struct Forecast {
 
 /// How unusual the latest observed transition is, alone and over the
 /// robot's recent transitions (schema version 2: the window fields; 3: the
-/// window's Stein discrepancy).
+/// window's Stein discrepancy; 4: the reason of a fail-closed score).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OodScore {
@@ -122,6 +122,10 @@ pub struct OodScore {
     /// model stores no window statistics).
     pub window_percentile: Option<f32>,
     pub window_flagged: bool,
+    /// Why the score was set to the most unusual value without being
+    /// computed (a state outside the model's trained range, an infinite
+    /// energy): the daemon fails closed, it never drops such a state silently.
+    pub reason: Option<String>,
 }
 
 /// A filtered estimate of the current state.
@@ -282,7 +286,7 @@ impl Message for Forecast {
 
 impl Message for OodScore {
     const KIND: &'static str = "OodScore";
-    const VERSION: u16 = 3;
+    const VERSION: u16 = 4;
     fn validate(&self) -> Result<(), MsgsError> {
         check_finite(Self::KIND, "energy", &[self.energy])?;
         check_finite(Self::KIND, "percentile", &[self.percentile])?;

@@ -123,6 +123,12 @@ pub struct QueryConfig {
 pub struct OodConfig {
     pub flag_percentile: f64,
     pub online_calibration: usize,
+    /// A state more than this many training standard deviations from the
+    /// training mean in any dimension (or not finite once normalised) is
+    /// outside the model's range: it gets a flagged OOD score at the 100th
+    /// percentile with the reason, and no forecast or denoised state.
+    #[serde(default = "default_max_sigma")]
+    pub max_sigma: f64,
     /// Models whose energies compose into the OOD score (see
     /// [`crate::ood_score`]), each with its own context length;
     /// empty: the forecast model scores transitions too.
@@ -149,6 +155,10 @@ pub struct EngineConfig {
     /// ids published once cannot lock later robots out; 0: never.
     #[serde(default = "default_robot_idle_s")]
     pub robot_idle_s: f64,
+}
+
+fn default_max_sigma() -> f64 {
+    50.0
 }
 
 fn default_robot_idle_s() -> f64 {
@@ -341,6 +351,9 @@ impl RuntimeConfig {
         }
         if self.query.queue == 0 {
             return bad("query.queue", "at least 1");
+        }
+        if !(self.ood.max_sigma.is_finite() && self.ood.max_sigma > 0.0) {
+            return bad("ood.max_sigma", "finite and positive");
         }
         if !(0.0..=100.0).contains(&self.ood.flag_percentile) {
             return bad("ood.flag_percentile", "in [0, 100]");

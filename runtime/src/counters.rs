@@ -30,6 +30,9 @@ counters! {
     states_malformed,
     /// States of the wrong dimension.
     states_wrong_dimensions,
+    /// States outside the model's trained range (`ood.max_sigma`): answered
+    /// with a flagged OOD score, no forecast or denoised state.
+    states_out_of_range,
     /// States with NaN or infinite values.
     states_non_finite,
     /// States older than (or equal to) one already received for the robot.
@@ -115,6 +118,6 @@ mod tests {
         assert_eq!(s["states_malformed"], 3);
         assert_eq!(s["batch_max"], 4);
         assert_eq!(s["states_received"], 0);
-        assert_eq!(s.len(), 31);
+        assert_eq!(s.len(), 32);
     }
 }

@@ -495,16 +495,20 @@ async fn publish_outputs(
             continue;
         };
         let enc = out.encoding;
-        if put(&p.forecast, &out.forecast, enc, &c).await {
-            Counters::inc(&c.forecasts_published);
+        if let Some(forecast) = &out.forecast {
+            if put(&p.forecast, forecast, enc, &c).await {
+                Counters::inc(&c.forecasts_published);
+            }
         }
         if let Some(ood) = &out.ood {
             if put(&p.ood, ood, enc, &c).await {
                 Counters::inc(&c.ood_published);
             }
         }
-        if put(&p.denoised, &out.denoised, enc, &c).await {
-            Counters::inc(&c.denoised_published);
+        if let Some(denoised) = &out.denoised {
+            if put(&p.denoised, denoised, enc, &c).await {
+                Counters::inc(&c.denoised_published);
+            }
         }
     }
 }

@@ -30,6 +30,7 @@ use tracing::error;
 use crate::config::RuntimeConfig;
 use crate::counters::Counters;
 use crate::fleet::Binding;
+use crate::model::StateRange;
 use crate::RuntimeError;
 
 /// What the engine produces for one processed state.
@@ -38,10 +39,12 @@ pub struct StreamOutput {
     pub robot: RobotId,
     /// Encoding the robot's state came in; outputs go out in the same.
     pub encoding: Encoding,
-    pub forecast: Forecast,
+    /// `None` for a state outside the model's range (fail closed: its OOD
+    /// score is flagged with the reason).
+    pub forecast: Option<Forecast>,
     /// `None` for the first state of an episode or after a gap.
     pub ood: Option<OodScore>,
-    pub denoised: DenoisedState,
+    pub denoised: Option<DenoisedState>,
 }
 
 pub type QueryReply = Result<Forecast, ErrorReply>;
@@ -80,14 +83,15 @@ pub(crate) struct Inbox {
     pub(crate) queries: VecDeque<QueryJob>,
     pub(crate) pending: usize,
     pub(crate) stop: bool,
-    /// Robots whose slots were freed, for the worker to drop their state.
-    pub(crate) evicted: Vec<RobotId>,
+    /// Robots whose per-robot state the worker must drop (their slots were
+    /// freed, or a state outside the model's range restarts them).
+    pub(crate) forget: Vec<RobotId>,
 }
 
 impl Inbox {
     /// Frees the slots of robots idle for `idle` or longer that have no
     /// state waiting (longest idle first), at most `limit`; the ids go to
-    /// `evicted`. Returns how many were freed.
+    /// `forget`. Returns how many were freed.
     pub(crate) fn evict_idle(&mut self, now: Instant, idle: Duration, limit: usize) -> usize {
         if idle.is_zero() {
             return 0;
@@ -106,7 +110,7 @@ impl Inbox {
             self.robots.remove(id);
         }
         let n = idle_robots.len();
-        self.evicted
+        self.forget
             .extend(idle_robots.into_iter().map(|(_, id)| id));
         n
     }
@@ -145,6 +149,11 @@ struct Limits {
 pub struct Engine {
     shared: Arc<Shared>,
     limits: Limits,
+    /// The forecast model's training range, for failing closed on states
+    /// outside it.
+    range: StateRange,
+    ood_model_id: String,
+    outputs: mpsc::Sender<StreamOutput>,
     /// Every OOD model has stored training percentiles.
     ood_calibrated: bool,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -219,7 +228,16 @@ impl Engine {
             max_particles: cfg.query.max_particles,
             queue: cfg.query.queue,
         };
-        let worker = Worker::new(Arc::clone(&shared), ood, bundle, denoise, cfg, outputs);
+        let range = bundle.state_range(cfg.ood.max_sigma);
+        let ood_model_id = ood.model_id().to_owned();
+        let worker = Worker::new(
+            Arc::clone(&shared),
+            ood,
+            bundle,
+            denoise,
+            cfg,
+            outputs.clone(),
+        );
         let thread = std::thread::Builder::new()
             .name("ebm-inference".into())
             .spawn(move || worker.run())
@@ -227,6 +245,9 @@ impl Engine {
         Ok(Self {
             shared,
             limits,
+            range,
+            ood_model_id,
+            outputs,
             ood_calibrated,
             thread: Mutex::new(Some(thread)),
         })
@@ -295,6 +316,10 @@ impl Engine {
             Counters::inc(&c.states_wrong_dimensions);
             return Err(e);
         }
+        if let Some(reason) = self.range.check(&state.state) {
+            self.fail_closed(robot, state, encoding, reason);
+            return Ok(());
+        }
         let k = self.limits.k;
         let now = Instant::now();
         let mut inbox = self.shared.lock();
@@ -346,6 +371,46 @@ impl Engine {
         drop(inbox);
         self.shared.wake.notify_one();
         Ok(())
+    }
+
+    /// A state outside the model's range: a flagged OOD score at the 100th
+    /// percentile with the reason, no forecast or denoised state; the robot's
+    /// history, denoiser prior and OOD window restart from its next state.
+    fn fail_closed(&self, robot: RobotId, state: RobotState, encoding: Encoding, reason: String) {
+        let c = &self.shared.counters;
+        Counters::inc(&c.states_out_of_range);
+        {
+            let mut inbox = self.shared.lock();
+            if let Some(slot) = inbox.robots.get_mut(&robot) {
+                slot.history.clear();
+            }
+            inbox.forget.push(robot.clone());
+        }
+        let score = OodScore {
+            robot_id: robot.to_string(),
+            seq: state.seq,
+            model_id: self.ood_model_id.clone(),
+            energy: f32::MAX,
+            percentile: 100.0,
+            flagged: true,
+            window_energy: f32::MAX,
+            window_len: 0,
+            window_discrepancy: None,
+            window_percentile: Some(100.0),
+            window_flagged: true,
+            reason: Some(reason),
+        };
+        Counters::inc(&c.ood_flagged);
+        let out = StreamOutput {
+            robot,
+            encoding,
+            forecast: None,
+            ood: Some(score),
+            denoised: None,
+        };
+        if self.outputs.try_send(out).is_err() {
+            Counters::inc(&c.outputs_dropped);
+        }
     }
 
     /// Queues a forecast query; the answer arrives on the returned channel.

@@ -225,12 +225,49 @@ impl ModelBundle {
         }
     }
 
+    /// The check of states against the training range (see [`StateRange`]).
+    pub fn state_range(&self, max_sigma: f64) -> StateRange {
+        StateRange {
+            mean: self.state_mean.clone(),
+            std: self.state_std.clone(),
+            max_sigma: max_sigma as f32,
+        }
+    }
+
     /// Percentile (0-100) of `energy` among training transitions, linearly
     /// interpolated between the stored percentiles; `None` without them.
     pub fn percentile(&self, energy: f32) -> Option<f32> {
         self.percentiles
             .as_deref()
             .map(|p| ebm_core::metrics::percentile_in(p, energy))
+    }
+}
+
+/// Whether a state lies in a model's trained range: within `max_sigma`
+/// training standard deviations of the training mean in every dimension.
+#[derive(Debug, Clone)]
+pub struct StateRange {
+    mean: Vec<f32>,
+    std: Vec<f32>,
+    max_sigma: f32,
+}
+
+impl StateRange {
+    /// `None` when `x` is in range, else why not (the first offending dimension).
+    pub fn check(&self, x: &[f32]) -> Option<String> {
+        x.iter()
+            .zip(self.mean.iter().zip(&self.std))
+            .enumerate()
+            .find_map(|(i, (v, (m, s)))| {
+                let z = (v - m) / s;
+                (!(z.abs() <= self.max_sigma)).then(|| {
+                    format!(
+                        "state[{i}] = {v} is {} training standard deviations from the training mean (limit {}): outside the model's range",
+                        if z.is_finite() { format!("{:.3e}", z.abs()) } else { "infinitely many".into() },
+                        self.max_sigma
+                    )
+                })
+            })
     }
 }
 
@@ -397,6 +434,25 @@ mod tests {
             model_name(Path::new("/w/exp/uncond/ebm/step-00006000")),
             "uncond"
         );
+    }
+
+    #[test]
+    fn state_range_names_the_first_dimension_outside_it() {
+        let mut b = ModelBundle::untrained(0, 3, vec![8], &Device::Cpu).unwrap();
+        b.state_mean = vec![0.0, 1.0, 2.0];
+        b.state_std = vec![1.0, 0.5, 2.0];
+        let r = b.state_range(10.0);
+        assert_eq!(r.check(&[9.9, 5.9, -17.9]), None);
+        let why = r.check(&[0.0, 6.1, 1e20]).unwrap();
+        assert!(why.starts_with("state[1] = 6.1 is 1.020e1"), "{why}");
+        assert!(r
+            .check(&[0.0, 1.0, f32::INFINITY])
+            .unwrap()
+            .contains("infinitely many"));
+        assert!(r
+            .check(&[f32::MAX, 1.0, 2.0])
+            .unwrap()
+            .starts_with("state[0]"));
     }
 
     #[test]

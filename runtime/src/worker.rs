@@ -75,9 +75,10 @@ impl Worker {
     }
 
     pub(crate) fn run(mut self) {
-        while let Some((work, evicted)) = self.next_work() {
-            // Robots whose slots were freed start afresh if they come back.
-            for id in &evicted {
+        while let Some((work, forget)) = self.next_work() {
+            // Robots whose slots were freed (or whose state was out of
+            // range) start afresh.
+            for id in &forget {
                 self.denoised.remove(id);
                 self.ood_windows.remove(id);
             }
@@ -122,7 +123,7 @@ impl Worker {
                         seq: last.seq,
                     })
                 });
-                return Some((Work::Query(q, ctx), std::mem::take(&mut inbox.evicted)));
+                return Some((Work::Query(q, ctx), std::mem::take(&mut inbox.forget)));
             }
             let now = Instant::now();
             let mut due: Vec<(Instant, RobotId)> = Vec::new();
@@ -149,7 +150,7 @@ impl Worker {
                     }
                 }
                 inbox.pending -= jobs.len();
-                return Some((Work::Batch(jobs), std::mem::take(&mut inbox.evicted)));
+                return Some((Work::Batch(jobs), std::mem::take(&mut inbox.forget)));
             }
             // Wake at least every second (and every idle period) to free idle slots.
             let mut wait =
@@ -352,15 +353,20 @@ impl Worker {
                 model_id: self.bundle.model_id.clone(),
                 state: self.bundle.denormalize_state(&x),
             };
-            self.denoised
-                .insert(job.robot.clone(), (job.state.episode, seq, x));
+            // A non-finite estimate is never the next prior.
+            if x.iter().all(|v| v.is_finite()) {
+                self.denoised
+                    .insert(job.robot.clone(), (job.state.episode, seq, x));
+            } else {
+                self.denoised.remove(&job.robot);
+            }
             Counters::inc(&c.states_processed);
             let out = StreamOutput {
                 robot: job.robot,
                 encoding: job.encoding,
-                forecast,
+                forecast: Some(forecast),
                 ood,
-                denoised: denoised_msg,
+                denoised: Some(denoised_msg),
             };
             if self.outputs.try_send(out).is_err() {
                 Counters::inc(&c.outputs_dropped);
@@ -372,6 +378,12 @@ impl Worker {
     fn ood_msg(&mut self, job: &StreamJob, score: OodValue) -> OodScore {
         let c = &self.shared.counters;
         let energy = score.energy;
+        // Fail closed: an energy too large to represent is the most unusual
+        // transition there is, published as such with the reason.
+        let reason = (!energy.is_finite()).then(|| {
+            "the transition's energy is not finite: far outside the model's training data"
+                .to_owned()
+        });
         let (percentile, trusted) = match score.percentile {
             Some(p) => (p, true),
             None => {
@@ -391,13 +403,13 @@ impl Worker {
                 (p, cal.len() >= cap)
             }
         };
-        let percentile = if percentile.is_finite() {
+        let percentile = if percentile.is_finite() && reason.is_none() {
             percentile
         } else {
             100.0
         };
         let flag_at = self.cfg.ood.flag_percentile;
-        let flagged = trusted && f64::from(percentile) >= flag_at;
+        let flagged = reason.is_some() || (trusted && f64::from(percentile) >= flag_at);
         if flagged {
             Counters::inc(&c.ood_flagged);
         }
@@ -416,7 +428,7 @@ impl Worker {
             robot_id: job.robot.to_string(),
             seq: job.state.seq,
             model_id: self.ood.model_id().to_owned(),
-            energy,
+            energy: if energy.is_finite() { energy } else { f32::MAX },
             percentile,
             flagged,
             window_energy: if window.energy.is_finite() {
@@ -430,6 +442,7 @@ impl Worker {
                 .map(|d| if d.is_finite() { d } else { f32::MAX }),
             window_percentile: window.percentile,
             window_flagged,
+            reason,
         }
     }
 }

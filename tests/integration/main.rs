@@ -6,6 +6,7 @@ mod harness;
 mod models;
 mod recordings;
 mod runtime;
+mod runtime_fail_closed;
 mod runtime_load;
 mod runtime_ood;
 mod toy;
