@@ -4,8 +4,10 @@
 //! spectral-norm vector), optional further tensor files (optimizer moments,
 //! replay buffer), and `manifest.json` (format version, model kind and
 //! config, normalisation statistics, step, trainer state, and the size and
-//! CRC-32 of every file). It is written under a temporary name and renamed into
-//! place, so a crash never leaves a half-written checkpoint under the real name.
+//! CRC-32 of every file). It is written under a temporary name (every file
+//! and the directory flushed to the disk) and renamed into place (the parent
+//! flushed too), so a crash never leaves a half-written checkpoint under the
+//! real name.
 //! A training run keeps its checkpoints as `<run>/step-<N>/` with a `latest`
 //! pointer file, itself replaced atomically.
 
@@ -180,6 +182,7 @@ pub fn save(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         candle_core::safetensors::save(&map, &path)?;
+        sync_file(&path)?;
         let bytes = fs::read(&path).map_err(|e| CoreError::io(&path, e))?;
         manifest.files.insert(
             file.clone(),
@@ -192,6 +195,7 @@ pub fn save(
     let json =
         serde_json::to_vec_pretty(&manifest).map_err(|e| CoreError::config(e.to_string()))?;
     write_synced(&tmp.join(MANIFEST), &json)?;
+    sync_dir(&tmp)?;
     if dir.exists() {
         let old = tmp_sibling(dir, "old");
         fs::rename(dir, &old).map_err(|e| CoreError::io(dir, e))?;
@@ -200,6 +204,23 @@ pub fn save(
     } else {
         fs::rename(&tmp, dir).map_err(|e| CoreError::io(dir, e))?;
     }
+    sync_dir(parent)
+}
+
+/// Flushes a written file to the disk.
+fn sync_file(path: &Path) -> Result<()> {
+    fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| CoreError::io(path, e))
+}
+
+/// Flushes a directory's entries (new names, renames) to the disk, where the
+/// platform allows opening a directory (Unix).
+fn sync_dir(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    sync_file(path)?;
+    #[cfg(not(unix))]
+    let _ = path;
     Ok(())
 }
 
@@ -295,6 +316,7 @@ pub fn mark_latest(run: &Path, dir: &Path, keep: usize) -> Result<()> {
     let tmp = run.join(format!(".{LATEST}.tmp-{}", std::process::id()));
     write_synced(&tmp, name.as_bytes())?;
     fs::rename(&tmp, run.join(LATEST)).map_err(|e| CoreError::io(run, e))?;
+    sync_dir(run)?;
     let steps = list_steps(run)?;
     let excess = steps.len().saturating_sub(keep.max(1));
     for old in steps.into_iter().take(excess) {

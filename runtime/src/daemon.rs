@@ -156,11 +156,18 @@ pub async fn serve(
 
     let started = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_millis(cfg.status.period_ms));
+    // Why the daemon stops when it is not asked to: a failure, exit non-zero.
+    let mut failure: Option<String> = None;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             _ = ticker.tick() => {
+                let dead = fleet.dead();
+                if !dead.is_empty() {
+                    failure = Some(format!("the inference thread of robots `{}` died", dead.join("`, `")));
+                    break;
+                }
                 let status = DaemonStatus {
                     daemon_id: daemon_id.to_string(),
                     models: fleet.status(),
@@ -181,7 +188,7 @@ pub async fn serve(
             q = query_rx.recv() => match q {
                 Some((owner, query)) => answer(&fleet, &keys, &counters, owner, query),
                 None => {
-                    warn!("the forecast queryables closed");
+                    failure = Some("the forecast queryables closed".into());
                     break;
                 }
             },
@@ -209,8 +216,16 @@ pub async fn serve(
         .close()
         .await
         .map_err(RuntimeError::zenoh("closing the session"))?;
-    info!("stopped");
-    Ok(())
+    match failure {
+        Some(why) => {
+            tracing::error!("stopped: {why}");
+            Err(RuntimeError::Model(why))
+        }
+        None => {
+            info!("stopped");
+            Ok(())
+        }
+    }
 }
 
 /// What to listen on: (state key, query key, owner) triples. With

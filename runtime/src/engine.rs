@@ -479,6 +479,15 @@ impl Engine {
         Ok(rx)
     }
 
+    /// False once the inference thread has ended (stopped, or died).
+    pub fn is_running(&self) -> bool {
+        self.thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+    }
+
     /// Stops the thread after its current job and waits for it.
     pub fn stop(&self) {
         self.shared.lock().stop = true;

@@ -102,12 +102,30 @@ impl Fleet {
                 robot: b.bundle.robot.clone(),
                 robots: Vec::new(),
             };
-            let warnings = b
+            let mut warnings: Vec<String> = b
                 .bundle
                 .warnings
                 .iter()
                 .map(|w| format!("{} (robots `{}`): {w}", b.bundle.model_id, b.robots))
                 .collect();
+            // OOD models not used, and the used ones' own problems (the
+            // forecast model's, when it scores, are above already).
+            warnings.extend(
+                b.ood
+                    .warnings()
+                    .iter()
+                    .map(|w| format!("robots `{}`: {w}", b.robots)),
+            );
+            for e in b.ood.experts() {
+                if e.bundle.model_id != b.bundle.model_id {
+                    warnings.extend(e.bundle.warnings.iter().map(|w| {
+                        format!(
+                            "OOD model {} (robots `{}`): {w}",
+                            e.bundle.model_id, b.robots
+                        )
+                    }));
+                }
+            }
             let robots = b.robots.clone();
             let engine = Engine::start(b, cfg, Arc::clone(counters), outputs.clone())?;
             served.push(Served {
@@ -156,6 +174,15 @@ impl Fleet {
     /// Robots seen by every engine.
     pub fn robots(&self) -> usize {
         self.served.iter().map(|s| s.engine.robots()).sum()
+    }
+
+    /// The patterns of bindings whose inference thread has died.
+    pub fn dead(&self) -> Vec<String> {
+        self.served
+            .iter()
+            .filter(|s| !s.engine.is_running())
+            .map(|s| s.robots.to_string())
+            .collect()
     }
 
     /// Stops every engine (each after its current job).

@@ -383,15 +383,24 @@ fn model_name(dir: &Path) -> String {
 /// forecast model when none is left.
 pub fn load_ood_scorer(checkpoints: &[std::path::PathBuf], bundle: &ModelBundle) -> OodScorer {
     let mut experts = Vec::new();
+    let mut skipped = Vec::new();
     let mut action = bundle.conditional().then(|| bundle.action_dim());
     for dir in checkpoints {
         match ModelBundle::load(dir, &bundle.device) {
-            Ok(b) if b.state_dim() != bundle.state_dim() => {
-                tracing::warn!(checkpoint = %dir.display(), "OOD model of {}-float states for a forecast model of {}; skipped", b.state_dim(), bundle.state_dim())
-            }
+            Ok(b) if b.state_dim() != bundle.state_dim() => skipped.push(format!(
+                "OOD model {} not used: it models {}-float states, the forecast model {}",
+                dir.display(),
+                b.state_dim(),
+                bundle.state_dim()
+            )),
             // Every model of a robot that takes actions takes the same size.
             Ok(b) if b.conditional() && action.is_some_and(|a| a != b.action_dim()) => {
-                tracing::warn!(checkpoint = %dir.display(), "OOD model of {}-float actions beside a model of {}; skipped", b.action_dim(), action.unwrap_or(0))
+                skipped.push(format!(
+                    "OOD model {} not used: it takes {}-float actions, another model of the robot {}",
+                    dir.display(),
+                    b.action_dim(),
+                    action.unwrap_or(0)
+                ))
             }
             Ok(b) => {
                 if b.conditional() {
@@ -400,15 +409,16 @@ pub fn load_ood_scorer(checkpoints: &[std::path::PathBuf], bundle: &ModelBundle)
                 tracing::info!(model = %b.model_id, context = b.context_len(), "OOD scores from a separate model");
                 experts.push(b);
             }
-            Err(e) => {
-                tracing::warn!(checkpoint = %dir.display(), "OOD model not loaded ({e}); skipped")
-            }
+            Err(e) => skipped.push(format!("OOD model {} not loaded: {e}", dir.display())),
         }
     }
     if experts.is_empty() {
         experts.push(bundle.clone());
     }
-    OodScorer::new(experts)
+    for w in &skipped {
+        tracing::warn!("{w}");
+    }
+    OodScorer::new(experts).with_warnings(skipped)
 }
 
 /// Conditioning row `[context states, action?]` in `b`'s normalisation.

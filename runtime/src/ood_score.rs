@@ -86,6 +86,8 @@ pub struct OodScorer {
     experts: Vec<OodExpert>,
     /// The experts' ids joined by `+`, put on every score message.
     model_id: String,
+    /// Problems a user should see (OOD models that could not be used).
+    warnings: Vec<String>,
 }
 
 impl OodScorer {
@@ -97,7 +99,26 @@ impl OodScorer {
         Self {
             experts: bundles.into_iter().map(OodExpert::new).collect(),
             model_id,
+            warnings: Vec::new(),
         }
+    }
+
+    /// The same scorer carrying `warnings`.
+    pub fn with_warnings(mut self, warnings: Vec<String>) -> Self {
+        self.warnings = warnings;
+        self
+    }
+
+    /// Its warnings and its experts' (missing statistics...).
+    pub fn warnings(&self) -> Vec<String> {
+        let own = self.warnings.iter().cloned();
+        let experts = self.experts.iter().flat_map(|e| {
+            e.bundle
+                .warnings
+                .iter()
+                .map(move |w| format!("OOD model {}: {w}", e.bundle.model_id))
+        });
+        own.chain(experts).collect()
     }
 
     pub fn experts(&self) -> &[OodExpert] {

@@ -162,3 +162,22 @@ async fn runtime_idle_robots_give_their_slots_back() -> Result<()> {
     assert_eq!(st.counters["states_too_many_robots"], 1);
     h.stop().await
 }
+
+/// An OOD model that cannot be used is not only logged: the status says
+/// which and why, and the forecast model scores instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_status_names_ood_models_it_could_not_use() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let missing = tmp.path().join("no-such-model");
+    let h = Harness::start(|c| c.ood.checkpoints = vec![missing]).await?;
+    let st = h.status_where(|_| true).await?;
+    assert!(
+        st.warnings.iter().any(|w| w.contains("OOD model")
+            && w.contains("no-such-model")
+            && w.contains("not loaded")),
+        "{:?}",
+        st.warnings
+    );
+    assert_eq!(st.models[0].ood_model_id, "tiny@42");
+    h.stop().await
+}
