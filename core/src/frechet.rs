@@ -226,6 +226,43 @@ mod tests {
         assert!((frechet_distance(&a, &b) - 5.0).abs() < 1e-9);
     }
 
+    /// Non-commuting covariances (the case a `tr(sqrt(S1) sqrt(S2))` slip
+    /// would get wrong): in 2-D, `tr sqrt(S1^1/2 S2 S1^1/2)` is
+    /// `sqrt(tr(S1 S2) + 2 sqrt(det S1 det S2))` (the square root's eigenvalues
+    /// are the square roots of that product's), a formula independent of the
+    /// eigen-solver.
+    #[test]
+    fn non_commuting_covariances_match_the_2d_closed_form() {
+        let s1 = [2.0, 0.9, 0.9, 1.0];
+        let s2 = [1.0, -0.6, -0.6, 3.0];
+        assert!(
+            matmul(&s1, &s2, 2) != matmul(&s2, &s1, 2),
+            "they do not commute"
+        );
+        let tr_prod = s1[0] * s2[0] + s1[1] * s2[2] + s1[2] * s2[1] + s1[3] * s2[3];
+        let det = |m: &[f64; 4]| m[0] * m[3] - m[1] * m[2];
+        let cross = (tr_prod + 2.0 * (det(&s1) * det(&s2)).sqrt()).sqrt();
+        let dmu2 = 0.5f64.powi(2) + 1.5f64.powi(2);
+        let want = dmu2 + (s1[0] + s1[3]) + (s2[0] + s2[3]) - 2.0 * cross;
+        let p = GaussianFit {
+            mean: vec![0.0, 1.0],
+            cov: s1.to_vec(),
+        };
+        let q = GaussianFit {
+            mean: vec![0.5, -0.5],
+            cov: s2.to_vec(),
+        };
+        let got = frechet_distance(&p, &q);
+        assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+        // The slip tr(sqrt(S1) sqrt(S2)) differs here by far more than that.
+        let slip = {
+            let m = matmul(&psd_sqrt(&s1, 2), &psd_sqrt(&s2, 2), 2);
+            dmu2 + (s1[0] + s1[3]) + (s2[0] + s2[3]) - 2.0 * (m[0] + m[3])
+        };
+        assert!((slip - want).abs() > 1e-3, "{slip} vs {want}");
+        assert!((frechet_distance(&q, &p) - want).abs() < 1e-9, "symmetric");
+    }
+
     #[test]
     fn near_singular_covariances_stay_finite_and_stable() {
         // Rank-1 covariances (points on a line) plus round-off-sized noise.

@@ -338,3 +338,7 @@ fn write_row<T: Copy>(v: &mut Vec<T>, slot: usize, width: usize, row: impl Itera
         }
     }
 }
+
+#[cfg(test)]
+#[path = "replay_tests.rs"]
+mod tests;
