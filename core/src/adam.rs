@@ -184,4 +184,48 @@ mod tests {
         }
         Ok(())
     }
+
+    /// Two steps against a reference written out in f64: the second step's
+    /// gradient spike is clipped to `3 sqrt(v_hat) + 0.1` of the first
+    /// step's second moment, and the update uses the bias-corrected moments.
+    #[test]
+    fn later_steps_clip_to_the_running_second_moment() -> Result<()> {
+        let dev = Device::Cpu;
+        let store = ParamStore::new(0, &dev);
+        let w = store
+            .var_builder()
+            .get_with_hints(3, "w", candle_nn::Init::Const(1.0))?;
+        let (lr, b2, eps) = (0.1f64, 0.999f64, 1e-8f64);
+        let mut adam = Adam::new(AdamConfig::with_lr(lr))
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let g1 = [0.05f64, -0.05, 0.02];
+        let g2 = [10.0f64, 0.01, -0.3];
+        for g in [g1, g2] {
+            let k = Tensor::new(&[g[0] as f32, g[1] as f32, g[2] as f32], &dev)?;
+            let grads = (&w * &k)?.sum_all()?.backward()?;
+            adam.step(&store, &grads)?;
+        }
+        let got: Vec<f32> = Var::from_tensor(&w)?.as_tensor().to_vec1()?;
+        let mut want = [1.0f64; 3];
+        for j in 0..3 {
+            // Step 1: bound 0.1 (none of g1 is clipped); m = g, v = (1 - b2) g^2.
+            let g1c = g1[j].clamp(-0.1, 0.1);
+            let v1 = (1.0 - b2) * g1c * g1c;
+            want[j] -= lr * g1c / ((v1 / (1.0 - b2)).sqrt() + eps);
+            // Step 2: bound from v1 bias-corrected by step 1's factor.
+            let bound = 3.0 * (v1 / (1.0 - b2)).sqrt() + 0.1;
+            let g2c = g2[j].clamp(-bound, bound);
+            let v2 = b2 * v1 + (1.0 - b2) * g2c * g2c;
+            want[j] -= lr * g2c / ((v2 / (1.0 - b2 * b2)).sqrt() + eps);
+        }
+        for (g, w) in got.iter().zip(want) {
+            assert!((f64::from(*g) - w).abs() < 2e-5, "{got:?} vs {want:?}");
+        }
+        // The spike was clipped (0.25 instead of 10): unclipped, the first
+        // weight would have moved measurably further.
+        let v2_raw = b2 * (1.0 - b2) * g1[0] * g1[0] + (1.0 - b2) * 100.0;
+        let unclipped = 1.0 - lr - lr * 10.0 / ((v2_raw / (1.0 - b2 * b2)).sqrt() + eps);
+        assert!((f64::from(got[0]) - unclipped).abs() > 1e-3);
+        Ok(())
+    }
 }
