@@ -249,10 +249,12 @@ fn listening(
         .collect()
 }
 
-/// True when a sample for `robot` that arrived on `owner`'s key is not
-/// that binding's to take (another, earlier pattern serves the robot).
-fn not_ours(fleet: &Fleet, robot: &RobotId, owner: Option<usize>) -> bool {
-    owner.is_some_and(|i| fleet.route_index(robot) != Some(i))
+/// The binding serving `robot` (`Some(None)`: none), or `None` when the
+/// sample arrived on `owner`'s key but an earlier pattern serves the robot
+/// (overlapping patterns deliver it to each of their subscribers).
+fn route(fleet: &Fleet, robot: &RobotId, owner: Option<usize>) -> Option<Option<usize>> {
+    let served = fleet.route_index(robot);
+    (owner.is_none() || served == owner).then_some(served)
 }
 
 /// Decodes one state sample and hands it to the engine of the robot's
@@ -266,15 +268,15 @@ fn ingest(
     owner: Option<usize>,
     sample: &Sample,
 ) {
-    let robot = keys.robot_of(sample.key_expr().as_str(), "state");
-    if robot.as_ref().is_some_and(|r| not_ours(fleet, r, owner)) {
-        return;
-    }
-    Counters::inc(&c.states_received);
-    let Some(robot) = robot else {
+    let Some(robot) = keys.robot_of(sample.key_expr().as_str(), "state") else {
+        Counters::inc(&c.states_received);
         Counters::inc(&c.states_malformed);
         return;
     };
+    let Some(served) = route(fleet, &robot, owner) else {
+        return; // another binding's subscriber takes it
+    };
+    Counters::inc(&c.states_received);
     let encoding = match Encoding::from_mime(&sample.encoding().to_string()) {
         Ok(e) => e,
         Err(_) => {
@@ -287,7 +289,7 @@ fn ingest(
             Counters::inc(&c.state_errors_dropped);
         }
     };
-    let Some(engine) = fleet.route(&robot) else {
+    let Some(engine) = served.map(|i| fleet.engine(i)) else {
         Counters::inc(&c.states_unknown_robot);
         refuse(unknown_robot(&robot, fleet));
         return;
@@ -362,19 +364,20 @@ fn answer(
     query: Query,
 ) {
     let robot = keys.robot_of(query.key_expr().as_str(), "forecast_query");
-    if robot.as_ref().is_some_and(|r| not_ours(fleet, r, owner)) {
-        return; // another binding's queryable answers it
-    }
+    let served = match &robot {
+        Some(r) => match route(fleet, r, owner) {
+            Some(served) => served,
+            None => return, // another binding's queryable answers it
+        },
+        None => None,
+    };
     let received = Instant::now();
     Counters::inc(&counters.queries_received);
     let encoding = query
         .encoding()
         .and_then(|e| Encoding::from_mime(&e.to_string()).ok())
         .unwrap_or(Encoding::Bincode);
-    let request = match (
-        keys.robot_of(query.key_expr().as_str(), "forecast_query"),
-        query.payload(),
-    ) {
+    let request = match (robot, query.payload()) {
         (None, _) => Err(error_reply(
             ErrorCode::Malformed,
             format!("`{}` is not a forecast query key", query.key_expr()),
@@ -392,8 +395,8 @@ fn answer(
             Err(e) => Err(error_reply(ErrorCode::Malformed, format!("{e}"))),
         },
     };
-    let pending = request.and_then(|(robot, req)| match fleet.route(&robot) {
-        Some(engine) => engine.submit_query(req, encoding, received),
+    let pending = request.and_then(|(robot, req)| match served {
+        Some(i) => fleet.engine(i).submit_query(req, encoding, received),
         None => Err(unknown_robot(&robot, fleet)),
     });
     let counters = Arc::clone(counters);

@@ -384,7 +384,10 @@ impl Engine {
             if let Some(slot) = inbox.robots.get_mut(&robot) {
                 slot.history.clear();
             }
-            inbox.forget.push(robot.clone());
+            // Once is enough: a flood of such states must not grow the list.
+            if !inbox.forget.contains(&robot) {
+                inbox.forget.push(robot.clone());
+            }
         }
         let score = OodScore {
             robot_id: robot.to_string(),

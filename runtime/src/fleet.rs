@@ -138,12 +138,13 @@ impl Fleet {
         Ok(Self { served })
     }
 
-    /// The engine serving `robot`: the first binding whose pattern matches.
-    pub fn route(&self, robot: &RobotId) -> Option<&Engine> {
-        self.route_index(robot).map(|i| &self.served[i].engine)
+    /// The engine of binding `i` (an index from [`Fleet::route_index`]).
+    pub fn engine(&self, i: usize) -> &Engine {
+        &self.served[i].engine
     }
 
-    /// The index (in matching order) of the binding serving `robot`.
+    /// The index (in matching order) of the binding serving `robot`: the
+    /// first whose pattern matches.
     pub fn route_index(&self, robot: &RobotId) -> Option<usize> {
         self.served.iter().position(|s| s.robots.matches(robot))
     }
