@@ -45,8 +45,10 @@ impl Dataset {
 /// Per-episode fill state of one channel and its array, allocated when its
 /// width is known (from the header, or the channel's first message).
 struct Fill {
+    /// The channel's field (`state`, `action`).
     kind: &'static str,
-    field: &'static str,
+    /// The message kind that carries it, for errors.
+    message: &'static str,
     count: Vec<u32>,
     last_seq: Vec<Option<u64>>,
     width: Option<usize>,
@@ -54,10 +56,10 @@ struct Fill {
 }
 
 impl Fill {
-    fn new(kind: &'static str, field: &'static str, n: usize, width: Option<usize>) -> Self {
+    fn new(kind: &'static str, message: &'static str, n: usize, width: Option<usize>) -> Self {
         Self {
             kind,
-            field,
+            message,
             count: vec![0; n],
             last_seq: vec![None; n],
             width,
@@ -77,12 +79,8 @@ impl Fill {
         let width = *self.width.get_or_insert(values.len());
         if values.len() != width {
             return Err(MsgsError::WrongDimension {
-                kind: if self.kind == "state" {
-                    "RobotState"
-                } else {
-                    "Action"
-                },
-                field: self.field,
+                kind: self.message,
+                field: self.kind,
                 expected: width,
                 found: values.len(),
             });
@@ -178,8 +176,8 @@ pub fn load(path: &Path) -> Result<Dataset, MsgsError> {
         });
     }
     let spec = header.robot.clone();
-    let mut sfill = Fill::new("state", "state", n, spec.as_ref().map(|r| r.state_dim));
-    let mut afill = Fill::new("action", "action", n, spec.as_ref().map(|r| r.action_dim));
+    let mut sfill = Fill::new("state", "RobotState", n, spec.as_ref().map(|r| r.state_dim));
+    let mut afill = Fill::new("action", "Action", n, spec.as_ref().map(|r| r.action_dim));
     let robot = header.robot_id.as_str();
     let check_robot = |found: &str| {
         if found == robot {
