@@ -7,9 +7,11 @@
 //! CRC-32 of every file). It is written under a temporary name (every file
 //! and the directory flushed to the disk) and renamed into place (the parent
 //! flushed too), so a crash never leaves a half-written checkpoint under the
-//! real name.
+//! real name, and a crash while one replaces another leaves the old one
+//! recoverable ([`save`], [`load`]).
 //! A training run keeps its checkpoints as `<run>/step-<N>/` with a `latest`
-//! pointer file, itself replaced atomically.
+//! pointer file, itself replaced atomically; [`load_latest`] falls back to
+//! the newest intact earlier step when the latest one is damaged.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -18,6 +20,9 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint_disk::{
+    leftovers, parent_of, remove_leftovers, sibling, sync_dir, sync_file, write_synced, Leftover,
+};
 use crate::energy::EnergyModel;
 use crate::error::{CoreError, Result};
 use crate::params::ParamStore;
@@ -25,7 +30,7 @@ use crate::params::ParamStore;
 pub const FORMAT_VERSION: u32 = 1;
 pub const MANIFEST: &str = "manifest.json";
 pub const WEIGHTS: &str = "weights.safetensors";
-const LATEST: &str = "latest";
+pub use crate::checkpoint_run::{latest, list_steps, load_latest, mark_latest, step_dir};
 pub use crate::export_meta::{
     OodCalibration, RobotSpec, ENERGY_PERCENTILES, STEIN_WINDOW, WINDOW_ENERGY_PERCENTILES,
 };
@@ -149,34 +154,58 @@ impl Loaded {
     }
 }
 
-fn tmp_sibling(dir: &Path, tag: &str) -> PathBuf {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    dir.with_file_name(format!(".{name}.{tag}-{}", std::process::id()))
+/// Writes a checkpoint directory so that a crash at any instant leaves the
+/// previous or the new checkpoint loadable at `dir`.
+///
+/// The files go into the sibling `.NAME.tmp-PID`, each flushed to the disk,
+/// the manifest last, then the directory itself. A new `dir` is then one
+/// rename. Replacing an existing `dir` takes two, `dir` to `.NAME.old-PID` and
+/// the temporary to `dir` (portable Rust has no atomic exchange of two
+/// directories); a crash between them leaves no `dir`, and [`load`] then reads
+/// the `.old` sibling, the checkpoint as it was before this save.
+///
+/// Leftovers of killed writers are removed by the next save: before the swap
+/// when `dir` exists (it is then the committed checkpoint and every sibling is
+/// debris), after it otherwise (a sibling may then be the only complete copy).
+/// So while `dir` is missing there is at most one `.old` sibling. One writer
+/// per checkpoint directory at a time.
+pub fn save(
+    dir: &Path,
+    manifest: Manifest,
+    files: &BTreeMap<String, BTreeMap<String, Tensor>>,
+) -> Result<()> {
+    let parent = parent_of(dir);
+    fs::create_dir_all(parent).map_err(|e| CoreError::io(parent, e))?;
+    let committed = dir.is_dir();
+    if committed {
+        remove_leftovers(dir);
+    }
+    let tmp = sibling(dir, Leftover::Tmp);
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(|e| CoreError::io(&tmp, e))?;
+    }
+    write_files(&tmp, manifest, files)?;
+    if committed {
+        let old = sibling(dir, Leftover::Old);
+        fs::rename(dir, &old).map_err(|e| CoreError::io(dir, e))?;
+    }
+    fs::rename(&tmp, dir).map_err(|e| CoreError::io(dir, e))?;
+    sync_dir(parent)?;
+    remove_leftovers(dir);
+    Ok(())
 }
 
-/// Writes a checkpoint directory atomically: all files into a temporary
-/// sibling, fsync, then rename over `dir`.
-pub fn save(
+/// Writes every tensor file and then the manifest into a fresh `dir`,
+/// flushing each and the directory.
+fn write_files(
     dir: &Path,
     mut manifest: Manifest,
     files: &BTreeMap<String, BTreeMap<String, Tensor>>,
 ) -> Result<()> {
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).map_err(|e| CoreError::io(parent, e))?;
-    let tmp = tmp_sibling(dir, "tmp");
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(|e| CoreError::io(&tmp, e))?;
-    }
-    fs::create_dir_all(&tmp).map_err(|e| CoreError::io(&tmp, e))?;
+    fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
     manifest.files.clear();
     for (file, tensors) in files {
-        let path = tmp.join(file);
+        let path = dir.join(file);
         let map: HashMap<String, Tensor> = tensors
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -194,45 +223,64 @@ pub fn save(
     }
     let json =
         serde_json::to_vec_pretty(&manifest).map_err(|e| CoreError::config(e.to_string()))?;
-    write_synced(&tmp.join(MANIFEST), &json)?;
-    sync_dir(&tmp)?;
-    if dir.exists() {
-        let old = tmp_sibling(dir, "old");
-        fs::rename(dir, &old).map_err(|e| CoreError::io(dir, e))?;
-        fs::rename(&tmp, dir).map_err(|e| CoreError::io(dir, e))?;
-        fs::remove_dir_all(&old).map_err(|e| CoreError::io(&old, e))?;
-    } else {
-        fs::rename(&tmp, dir).map_err(|e| CoreError::io(dir, e))?;
-    }
-    sync_dir(parent)
+    write_synced(&dir.join(MANIFEST), &json)?;
+    sync_dir(dir)
 }
 
-/// Flushes a written file to the disk.
-fn sync_file(path: &Path) -> Result<()> {
-    fs::File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| CoreError::io(path, e))
-}
-
-/// Flushes a directory's entries (new names, renames) to the disk, where the
-/// platform allows opening a directory (Unix).
-fn sync_dir(path: &Path) -> Result<()> {
-    #[cfg(unix)]
-    sync_file(path)?;
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut f = fs::File::create(path).map_err(|e| CoreError::io(path, e))?;
-    f.write_all(bytes).map_err(|e| CoreError::io(path, e))?;
-    f.sync_all().map_err(|e| CoreError::io(path, e))
-}
-
-/// Reads and verifies a checkpoint directory.
+/// Reads and verifies a checkpoint directory. When `dir` is missing or fails
+/// verification, a complete sibling left by an interrupted [`save`] is read
+/// instead, with a warning: the `.old` one (the checkpoint before that save)
+/// first, then `.tmp` ones (the new checkpoint, written but not yet moved into
+/// place), newest first.
 pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
+    let err = match load_verified(dir, device) {
+        Ok(loaded) => return Ok(loaded),
+        Err(e) => e,
+    };
+    let mut failures = Vec::new();
+    for path in [Leftover::Old, Leftover::Tmp]
+        .into_iter()
+        .flat_map(|k| leftovers(dir, k))
+    {
+        match load_verified(&path, device) {
+            Ok(loaded) => {
+                tracing::warn!(
+                    checkpoint = %dir.display(),
+                    problem = %error_chain(&err),
+                    using = %path.display(),
+                    "checkpoint missing or damaged; read the copy left by an interrupted save"
+                );
+                return Ok(loaded);
+            }
+            Err(e) => failures.push(error_chain(&e)),
+        }
+    }
+    if failures.is_empty() {
+        return Err(err);
+    }
+    Err(CoreError::checkpoint(
+        dir,
+        format!(
+            "{}; the leftovers of interrupted saves are not intact either: {}",
+            error_chain(&err),
+            failures.join("; ")
+        ),
+    ))
+}
+
+/// An error with its sources, `: `-separated.
+pub(crate) fn error_chain(err: &CoreError) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+/// Reads `dir` and checks every file against the manifest.
+fn load_verified(dir: &Path, device: &Device) -> Result<Loaded> {
     if !dir.is_dir() {
         return Err(CoreError::checkpoint(
             dir,
@@ -299,63 +347,4 @@ pub fn save_model(dir: &Path, manifest: Manifest, params: &ParamStore) -> Result
     let mut files = BTreeMap::new();
     files.insert(WEIGHTS.to_string(), params.tensors());
     save(dir, manifest, &files)
-}
-
-/// The directory name of the checkpoint at `step` inside a run directory.
-pub fn step_dir(run: &Path, step: u64) -> PathBuf {
-    run.join(format!("step-{step:08}"))
-}
-
-/// Points `<run>/latest` at `dir` (atomically) and deletes all but the newest
-/// `keep` step checkpoints.
-pub fn mark_latest(run: &Path, dir: &Path, keep: usize) -> Result<()> {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = run.join(format!(".{LATEST}.tmp-{}", std::process::id()));
-    write_synced(&tmp, name.as_bytes())?;
-    fs::rename(&tmp, run.join(LATEST)).map_err(|e| CoreError::io(run, e))?;
-    sync_dir(run)?;
-    let steps = list_steps(run)?;
-    let excess = steps.len().saturating_sub(keep.max(1));
-    for old in steps.into_iter().take(excess) {
-        fs::remove_dir_all(&old).map_err(|e| CoreError::io(&old, e))?;
-    }
-    Ok(())
-}
-
-/// The checkpoint `<run>/latest` points at, if any.
-pub fn latest(run: &Path) -> Result<Option<PathBuf>> {
-    let p = run.join(LATEST);
-    match fs::read_to_string(&p) {
-        Ok(name) => {
-            let dir = run.join(name.trim());
-            if dir.is_dir() {
-                Ok(Some(dir))
-            } else {
-                Err(CoreError::checkpoint(
-                    run,
-                    format!("{LATEST} names {} which does not exist", name.trim()),
-                ))
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(CoreError::io(p, e)),
-    }
-}
-
-/// All step checkpoints of a run, oldest first.
-pub fn list_steps(run: &Path) -> Result<Vec<PathBuf>> {
-    let mut steps: Vec<PathBuf> = fs::read_dir(run)
-        .map_err(|e| CoreError::io(run, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
-        })
-        .collect();
-    steps.sort();
-    Ok(steps)
 }

@@ -11,6 +11,8 @@
 pub mod activation;
 pub mod adam;
 pub mod checkpoint;
+mod checkpoint_disk;
+mod checkpoint_run;
 pub mod conv;
 pub mod device;
 pub mod energy;

@@ -350,13 +350,14 @@ impl<M: EnergyModel> Trainer<M> {
     }
 
     /// Restores a trainer from a checkpoint directory, or from a run directory's
-    /// latest checkpoint, exactly as it was saved.
+    /// latest checkpoint (the newest intact earlier step if that one is
+    /// damaged, see [`checkpoint::load_latest`]), exactly as it was saved.
     pub fn resume(path: &Path, device: &Device) -> Result<Self> {
-        let dir = match checkpoint::latest(path)? {
-            Some(d) => d,
-            None => path.to_path_buf(),
+        let loaded = match checkpoint::load_latest(path, device)? {
+            Some(loaded) => loaded,
+            None => checkpoint::load(path, device)?,
         };
-        let loaded = checkpoint::load(&dir, device)?;
+        let dir = loaded.dir.clone();
         let state: TrainerState = match &loaded.manifest.trainer {
             Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
                 CoreError::checkpoint(&dir, format!("trainer state does not parse: {e}"))

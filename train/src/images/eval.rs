@@ -20,20 +20,29 @@ pub struct TrainedImageModel {
     pub step: u64,
 }
 
-/// The latest checkpoint of a run directory (or a checkpoint directory itself).
+/// The latest checkpoint of a run directory (the newest intact earlier step if
+/// that one is damaged), or a checkpoint directory itself.
 pub fn load_latest(run: &Path, device: &Device) -> Result<TrainedImageModel> {
-    let dir = checkpoint::latest(run)?.unwrap_or_else(|| run.to_path_buf());
-    load_checkpoint(&dir, device)
+    let context = || format!("loading {}", run.display());
+    let loaded = match checkpoint::load_latest(run, device).with_context(context)? {
+        Some(loaded) => loaded,
+        None => checkpoint::load(run, device).with_context(context)?,
+    };
+    trained_model(&loaded, device)
 }
 
 pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<TrainedImageModel> {
     let loaded =
         checkpoint::load(dir, device).with_context(|| format!("loading {}", dir.display()))?;
+    trained_model(&loaded, device)
+}
+
+fn trained_model(loaded: &checkpoint::Loaded, device: &Device) -> Result<TrainedImageModel> {
     let (model, _) = loaded.model::<ResNetEnergy>(device)?;
     Ok(TrainedImageModel {
         conditional: model.config().num_classes > 1,
         model: model.frozen(),
-        checkpoint: dir.to_path_buf(),
+        checkpoint: loaded.dir.clone(),
         step: loaded.manifest.step,
     })
 }

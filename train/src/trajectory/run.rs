@@ -279,8 +279,8 @@ pub fn evaluate(
 ) -> Result<TrajEvalReport> {
     let t0 = Instant::now();
     let ds: Dataset = recording::load(&base.join(&cfg.recording))?;
-    let dir = checkpoint::latest(&run.join("ebm"))?.context("no EBM checkpoint in the run")?;
-    let loaded = checkpoint::load(&dir, device)?;
+    let loaded = checkpoint::load_latest(&run.join("ebm"), device)?
+        .context("no EBM checkpoint in the run")?;
     let (ebm, _) = loaded.model::<MlpEnergy>(device)?;
     let ebm = ebm_core::EnergyModel::frozen(&ebm);
     let norm = loaded
