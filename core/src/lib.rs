@@ -52,6 +52,8 @@ pub use rng::Rng;
 pub use trainer::{PositiveSource, StepStats, Trainer, TrainerConfig};
 
 #[cfg(test)]
+mod resume_tests;
+#[cfg(test)]
 mod test_util;
 #[cfg(test)]
 mod trainer_tests;

@@ -265,38 +265,87 @@ mod tests {
         Ok(())
     }
 
+    /// `s_{t+1} = M [s_{t-1}, s_t, a_t] + b` for two-dimensional states: `M`
+    /// is `2 x 5`, row-major.
+    const MAP: [f64; 10] = [-0.5, 0.0, 1.2, -0.3, 0.5, 0.1, -0.3, 0.4, 0.9, -0.2];
+    const OFFSET: [f64; 2] = [0.1, -0.2];
+
+    /// The states [`MAP`] gives from the context `[s_{t-1}, s_t]` under one
+    /// action per step, each fed back as the newest context state; with
+    /// `scale`, the map gives the scaled change `(s_{t+1} - s_t) / scale`.
+    fn iterate(ctx: [[f64; 2]; 2], acts: &[f64], scale: Option<[f64; 2]>) -> Vec<[f64; 2]> {
+        let [mut prev, mut last] = ctx;
+        acts.iter()
+            .map(|&a| {
+                let c = [prev[0], prev[1], last[0], last[1], a];
+                let next: [f64; 2] = std::array::from_fn(|j| {
+                    let y = OFFSET[j] + (0..5).map(|i| MAP[j * 5 + i] * c[i]).sum::<f64>();
+                    scale.map_or(y, |s| last[j] + s[j] * y)
+                });
+                (prev, last) = (last, next);
+                next
+            })
+            .collect()
+    }
+
+    /// Each predicted step conditions on the previous predictions. The energy
+    /// is a quadratic well around a known linear map of the context and
+    /// action, and noiseless Langevin from jittered starts converges to its
+    /// minimiser, so step t's prediction must be the t-times iterated map of
+    /// the context. Conditioning every step on the observed context, shifting
+    /// the two-state window wrongly or pairing a step with another step's
+    /// action all give other states. Fused and tensor paths, and a
+    /// change-space model (whose samples map back through the context).
     #[test]
-    fn each_step_starts_from_the_previous_prediction() -> Result<()> {
-        // With no Langevin movement (step 0, noise 0) and no start noise, every
-        // predicted state equals the last context state: predictions chain.
+    fn predictions_are_the_iterated_map_of_the_context() -> Result<()> {
         let dev = Device::Cpu;
         let mut cfg = MlpEnergyConfig::new(2);
-        cfg.context_len = 1;
-        cfg.hidden = vec![8];
-        let m = MlpEnergy::init(&cfg, &ParamStore::new(0, &dev))?.frozen();
+        cfg.context_len = 2;
+        cfg.action_dim = 1;
+        let (h, p) = (5, 3);
         let rc = RolloutConfig {
-            horizon: 3,
-            particles: 2,
-            init_noise: 0.0,
+            horizon: h,
+            particles: p,
+            init_noise: 0.5,
             langevin: LangevinConfig {
-                steps: 2,
-                step_size: 0.0,
+                steps: 40,
+                step_size: 0.5,
                 noise_scale: 0.0,
                 grad_clip: None,
                 clamp: None,
             },
         };
-        let ctx = Tensor::new(&[[[0.5f32, -1.5]]], &dev)?;
-        let r = rollout(&m, &ctx, None, &rc, &mut Rng::new(2))?;
-        let v: Vec<f32> = r.states.flatten_all()?.to_vec1()?;
-        assert!(v.chunks(2).all(|c| c == [0.5, -1.5]), "{v:?}");
-        assert_eq!(r.langevin_steps, 3 * 2);
-        // The same in change space: the start is the zero change.
-        cfg.delta_scale = vec![0.1, 2.0];
-        let m = MlpEnergy::init(&cfg, &ParamStore::new(0, &dev))?.frozen();
-        let r = rollout(&m, &ctx, None, &rc, &mut Rng::new(2))?;
-        let v: Vec<f32> = r.states.flatten_all()?.to_vec1()?;
-        assert!(v.chunks(2).all(|c| c == [0.5, -1.5]), "{v:?}");
+        let ctx = [[[0.3, -0.7], [1.0, 0.4]], [[-1.2, 0.5], [-0.6, 1.1]]];
+        let acts = [[0.5, -1.0, 0.0, 1.5, 0.2], [-0.3, 0.8, 1.0, -1.2, 0.4]];
+        let to_f32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        let ctx_t = Tensor::from_vec(to_f32(ctx.as_flattened().as_flattened()), (2, 2, 2), &dev)?;
+        let acts_t = Tensor::from_vec(to_f32(acts.as_flattened()), (2, h, 1), &dev)?;
+        let well = crate::test_util::quadratic_well(&cfg, &MAP, &OFFSET, 1.0);
+        assert!(well.fused_mlp().is_some(), "the fused path is under test");
+        let tensor_path = well.without_fused_path();
+        cfg.delta_scale = vec![0.5, 0.25];
+        let change = crate::test_util::quadratic_well(&cfg, &MAP, &OFFSET, 1.0);
+        let cases = [
+            ("fused", &well, None),
+            ("tensor", &tensor_path, None),
+            ("change space", &change, Some([0.5, 0.25])),
+        ];
+        for (label, model, scale) in cases {
+            let r = rollout(model, &ctx_t, Some(&acts_t), &rc, &mut Rng::new(7))?;
+            assert_eq!(r.langevin_steps, h * 40, "{label}");
+            let got: Vec<f32> = r.states.flatten_all()?.to_vec1()?;
+            for (b, (c, a)) in ctx.iter().zip(&acts).enumerate() {
+                let want = iterate(*c, a, scale);
+                for (i, g) in got[b * p * h * 2..(b + 1) * p * h * 2].iter().enumerate() {
+                    let (particle, t, j) = (i / (h * 2), i / 2 % h, i % 2);
+                    let w = want[t][j];
+                    assert!(
+                        (f64::from(*g) - w).abs() < 1e-3 * (1.0 + w.abs()),
+                        "{label}: start {b}, particle {particle}, step {t}, dim {j}: {g} vs {w}"
+                    );
+                }
+            }
+        }
         Ok(())
     }
 }

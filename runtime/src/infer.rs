@@ -370,37 +370,106 @@ mod tests {
         }
     }
 
+    /// A frozen model of `D = 3` states, context 1 (and `delta_scale` when
+    /// given), whose energy is `(1/2) |x - M s - b|^2` in its sample space to
+    /// a relative `(0.02 z)^2 / 12`: hidden pairs `silu(+-0.02 z_j)` (their sum
+    /// `u tanh(u / 2)` is `u^2 / 2` near 0), `z = x - M s - b`, and a head of
+    /// `1 / 0.02^2`.
+    fn quadratic_prior(m: &[f64; 9], b: &[f64; 3], delta_scale: &[f32]) -> MlpEnergy {
+        use ebm_core::{Activation, EnergyModel, MlpEnergyConfig, ParamStore};
+        let (d, s) = (3, 0.02f64);
+        let (mut w, mut bias) = (vec![0f32; 2 * d * 2 * d], vec![0f32; 2 * d]);
+        for (row, sign) in (0..2 * d).map(|r| (r, if r < d { 1.0 } else { -1.0 })) {
+            let j = row % d;
+            let r = &mut w[row * 2 * d..(row + 1) * 2 * d];
+            for (v, mji) in r[..d].iter_mut().zip(&m[j * d..(j + 1) * d]) {
+                *v = (-sign * s * mji) as f32;
+            }
+            r[d + j] = (sign * s) as f32;
+            bias[row] = (-sign * s * b[j]) as f32;
+        }
+        let dev = Device::Cpu;
+        let tensors = [
+            ("layer0.weight", Tensor::from_vec(w, (2 * d, 2 * d), &dev)),
+            ("layer0.bias", Tensor::from_vec(bias, 2 * d, &dev)),
+            (
+                "head.weight",
+                Tensor::from_vec(vec![(1.0 / (s * s)) as f32; 2 * d], (1, 2 * d), &dev),
+            ),
+            ("head.bias", Tensor::from_vec(vec![0f32], 1, &dev)),
+        ];
+        let tensors = tensors
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.unwrap()))
+            .collect();
+        let mut cfg = MlpEnergyConfig::new(d);
+        cfg.context_len = 1;
+        cfg.hidden = vec![2 * d];
+        cfg.activation = Activation::Silu;
+        cfg.spectral_norm = false;
+        cfg.delta_scale = delta_scale.to_vec();
+        let store = ParamStore::from_tensors(tensors, &dev).unwrap();
+        MlpEnergy::init(&cfg, &store).unwrap().frozen()
+    }
+
+    /// The denoised state is the minimiser of `w E(x | prior) + |x - obs|^2 /
+    /// (2 sigma^2)`. With the quadratic dynamics energy of
+    /// [`quadratic_prior`] (in state space, precision `1 / scale_j^2` around
+    /// `mu = s + scale (M s + b)`, or `1` around `M s + b` without a scale)
+    /// that is the precision-weighted mean `(w p mu + obs / sigma^2) / (w p +
+    /// 1 / sigma^2)`. The chain starts at the observation, and the weights
+    /// (w = 2, sigma = 0.5) make both terms count, so a denoiser that dropped
+    /// the prior, the observation, the dynamics weight or sigma, conditioned
+    /// on the wrong state, or (in change space) scored the state itself as
+    /// the model's sample, lands elsewhere.
     #[test]
-    fn denoising_with_only_the_observation_term_converges_to_it() {
-        let b = bundle();
+    fn denoising_gives_the_precision_weighted_mean_of_prior_and_observation() {
+        const M: [f64; 9] = [0.9, 0.2, 0.0, -0.3, 0.8, 0.1, 0.0, 0.4, 1.1];
+        const B: [f64; 3] = [0.3, -0.5, 0.2];
+        let (w, sigma) = (2.0, 0.5);
         let cfg = DenoiseConfig {
-            sigma: 1.0,
-            dynamics_weight: 0.0,
+            sigma,
+            dynamics_weight: w,
             langevin: LangevinConfig {
-                steps: 50,
-                step_size: 0.2,
+                steps: 60,
+                step_size: 0.1,
                 noise_scale: 0.0,
                 grad_clip: None,
                 clamp: None,
             },
         };
-        let obs = vec![vec![1.0; DIM]];
-        let prior = vec![vec![0.0; DIM]];
-        let x = denoise(&b, &prior, &obs, &cfg, &mut Rng::new(1)).unwrap();
-        assert!(
-            x[0].iter().all(|&v| (v - 1.0).abs() < 1e-4),
-            "{:?}",
-            &x[0][..3]
-        );
-        // With the dynamics prior on, the estimate moves off the observation.
-        let cfg = DenoiseConfig {
-            dynamics_weight: 5.0,
-            ..cfg
-        };
-        let y = denoise(&b, &prior, &obs, &cfg, &mut Rng::new(1)).unwrap();
-        assert!(y[0].iter().zip(&x[0]).any(|(a, b)| (a - b).abs() > 1e-4));
-        let e = transition_energy(&b, &prior, &obs).unwrap();
-        assert_eq!(e.len(), 1);
-        assert!(e[0].is_finite());
+        let priors = vec![vec![0.5, -1.0, 0.8], vec![-1.2, 0.3, -0.4]];
+        let obs = vec![vec![1.0, 0.2, -0.3], vec![-0.6, -0.9, 0.7]];
+        for scale in [vec![], vec![0.5f32, 1.0, 2.0]] {
+            let mut b = ModelBundle::untrained(0, 3, vec![6], &Device::Cpu).unwrap();
+            b.model = quadratic_prior(&M, &B, &scale);
+            let got = denoise(&b, &priors, &obs, &cfg, &mut Rng::new(1)).unwrap();
+            let (mut from_obs, mut from_prior) = (0f64, 0f64);
+            for r in 0..2 {
+                let s = &priors[r];
+                for j in 0..3 {
+                    let y = B[j] + (0..3).map(|i| M[j * 3 + i] * f64::from(s[i])).sum::<f64>();
+                    let (mu, p) = match scale.get(j).map(|&c| f64::from(c)) {
+                        Some(c) => (f64::from(s[j]) + c * y, 1.0 / (c * c)),
+                        None => (y, 1.0),
+                    };
+                    let o = f64::from(obs[r][j]);
+                    let want = (w * p * mu + o / sigma.powi(2)) / (w * p + 1.0 / sigma.powi(2));
+                    let g = f64::from(got[r][j]);
+                    assert!(
+                        (g - want).abs() < 1e-3,
+                        "scale {scale:?}, robot {r}, dim {j}: {g} vs {want} (prior {mu}, obs {o})"
+                    );
+                    from_obs = from_obs.max((g - o).abs());
+                    from_prior = from_prior.max((g - mu).abs());
+                }
+            }
+            // Both terms pulled: the result is neither the observation nor
+            // the prior's prediction.
+            assert!(
+                from_obs > 0.3 && from_prior > 0.3,
+                "{from_obs} {from_prior}"
+            );
+        }
     }
 }
