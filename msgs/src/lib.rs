@@ -39,6 +39,6 @@ pub use keys::{KeySpace, RobotId, RobotPattern};
 pub use ndarray;
 pub use robot::{RobotSpec, MAX_DIM};
 pub use types::{
-    Action, DaemonStatus, DenoisedState, ErrorCode, ErrorReply, Forecast, ForecastRequest, Message,
-    OodScore, RobotState, ServedModel, PROTOCOL_VERSION,
+    Action, DaemonStatus, DenoisedState, ErrorCode, ErrorReply, Forecast, ForecastRequest, Health,
+    Message, OodScore, RobotState, ServedModel, MAX_SMALL_MESSAGE_BYTES, PROTOCOL_VERSION,
 };

@@ -169,11 +169,15 @@ pub struct ServedModel {
 }
 
 /// The daemon's health, published periodically on `ebm/status` (JSON;
-/// version 2: a list of served models instead of one model id).
+/// version 2: a list of served models instead of one model id; version 3:
+/// `health`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonStatus {
     pub daemon_id: String,
+    /// `Ok`, `Degraded` (serving, with warnings) or `Failing` (an inference
+    /// thread died: the last status before the daemon exits non-zero).
+    pub health: Health,
     /// The served models, in the order the config binds them (the default last).
     pub models: Vec<ServedModel>,
     /// Warnings a user should see (untrained model, missing checkpoint...).
@@ -183,6 +187,18 @@ pub struct DaemonStatus {
     pub robots: u32,
     /// Named counters and gauges: inputs, drops, errors, outputs.
     pub counters: std::collections::BTreeMap<String, u64>,
+}
+
+/// How well a daemon serves, in its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Health {
+    /// Every model served as configured.
+    Ok,
+    /// Serving, but not as configured: see the status's warnings (an
+    /// untrained model, an OOD model that could not be used).
+    Degraded,
+    /// An inference thread died; the daemon is exiting with an error.
+    Failing,
 }
 
 /// Why a request or input was refused.
@@ -322,7 +338,7 @@ impl Message for ForecastRequest {
 
 impl Message for DaemonStatus {
     const KIND: &'static str = "DaemonStatus";
-    const VERSION: u16 = 2;
+    const VERSION: u16 = 3;
     fn validate(&self) -> Result<(), MsgsError> {
         Ok(())
     }

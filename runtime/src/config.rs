@@ -116,6 +116,15 @@ pub struct QueryConfig {
     pub max_horizon: usize,
     pub max_particles: usize,
     pub queue: usize,
+    /// While streaming robots' forecasts are due, queries get at most this
+    /// share of the inference thread's time (1: queries always first);
+    /// with nothing else to do they get all of it.
+    #[serde(default = "default_query_max_share")]
+    pub max_share: f64,
+}
+
+fn default_query_max_share() -> f64 {
+    0.5
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,6 +177,11 @@ fn default_robot_idle_s() -> f64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZenohConfig {
+    /// A standard zenoh JSON5 config file (TLS, authentication, access
+    /// control, ...) taken as the base; every other field here overrides the
+    /// file's key of the same meaning. Relative to the runtime config's folder.
+    #[serde(default)]
+    pub config: Option<PathBuf>,
     pub mode: String,
     pub listen: Vec<String>,
     pub connect: Vec<String>,
@@ -177,11 +191,24 @@ pub struct ZenohConfig {
     /// dropped (zenoh's `wait_before_drop`; its default is 1,000).
     #[serde(default = "default_drop_wait_us")]
     pub drop_wait_us: u64,
+    /// The largest message zenoh reassembles from a link (its
+    /// `transport/link/rx/max_message_size`, 1 GiB by default): the daemon
+    /// receives only states and queries, at most 256 KiB each.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
 }
 
 fn default_drop_wait_us() -> u64 {
     1_000
 }
+
+fn default_max_message_bytes() -> usize {
+    512 << 10
+}
+
+/// The smallest `max_message_bytes`: a state or query of the largest
+/// accepted size with room for zenoh's framing.
+pub const MIN_MAX_MESSAGE_BYTES: usize = ebm_msgs::MAX_SMALL_MESSAGE_BYTES + (16 << 10);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -222,7 +249,8 @@ impl RuntimeConfig {
         Ok(cfg)
     }
 
-    /// Takes every relative checkpoint path as relative to `base`.
+    /// Takes every relative path (checkpoints, the zenoh config file) as
+    /// relative to `base`.
     fn rebase(&mut self, base: &Path) {
         let fix = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -233,6 +261,9 @@ impl RuntimeConfig {
             fix(&mut m.checkpoint);
         }
         self.ood.checkpoints.iter_mut().for_each(fix);
+        if let Some(c) = &mut self.zenoh.config {
+            fix(c);
+        }
         for e in &mut self.models {
             fix(&mut e.checkpoint);
             e.ood_checkpoints.iter_mut().for_each(fix);
@@ -352,6 +383,9 @@ impl RuntimeConfig {
         if self.query.queue == 0 {
             return bad("query.queue", "at least 1");
         }
+        if !(0.0..=1.0).contains(&self.query.max_share) {
+            return bad("query.max_share", "in [0, 1]");
+        }
         if !(self.ood.max_sigma.is_finite() && self.ood.max_sigma > 0.0) {
             return bad("ood.max_sigma", "finite and positive");
         }
@@ -386,6 +420,12 @@ impl RuntimeConfig {
         }
         if !matches!(self.zenoh.mode.as_str(), "peer" | "client") {
             return bad("zenoh.mode", "peer or client");
+        }
+        if self.zenoh.max_message_bytes < MIN_MAX_MESSAGE_BYTES {
+            return bad(
+                "zenoh.max_message_bytes",
+                "at least 278528 (a 256 KiB state or query and zenoh's framing)",
+            );
         }
         if self.status.period_ms == 0 {
             return bad("status.period_ms", "at least 1");

@@ -35,8 +35,12 @@ counters! {
     states_out_of_range,
     /// States with NaN or infinite values.
     states_non_finite,
-    /// States older than (or equal to) one already received for the robot.
+    /// States older than (or equal to) one already received for the robot
+    /// in its episode (sequence 0 excepted: see `robots_restarted`).
     states_out_of_order,
+    /// Robots that sent sequence 0 again in the same episode (restarted
+    /// without a new episode number): served afresh, not refused.
+    robots_restarted,
     /// States of robots that match no served model (`unknown_robots = "reply"`).
     states_unknown_robot,
     /// Error replies to refused states published on `<prefix>/<robot>/error`.
@@ -118,6 +122,6 @@ mod tests {
         assert_eq!(s["states_malformed"], 3);
         assert_eq!(s["batch_max"], 4);
         assert_eq!(s["states_received"], 0);
-        assert_eq!(s.len(), 32);
+        assert_eq!(s.len(), 33);
     }
 }

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ebm_msgs::{
-    decode, encode, DaemonStatus, Encoding, ErrorCode, ErrorReply, ForecastRequest, KeySpace,
-    Message, MsgsError, RobotId, RobotState,
+    decode, encode, DaemonStatus, Encoding, ErrorCode, ErrorReply, ForecastRequest, Health,
+    KeySpace, Message, MsgsError, RobotId, RobotState,
 };
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -164,14 +164,19 @@ pub async fn serve(
             () = &mut shutdown => break,
             _ = ticker.tick() => {
                 let dead = fleet.dead();
-                if !dead.is_empty() {
+                let health = if !dead.is_empty() {
                     failure = Some(format!("the inference thread of robots `{}` died", dead.join("`, `")));
-                    break;
-                }
+                    Health::Failing
+                } else if warnings.is_empty() {
+                    Health::Ok
+                } else {
+                    Health::Degraded
+                };
                 let status = DaemonStatus {
                     daemon_id: daemon_id.to_string(),
+                    health,
                     models: fleet.status(),
-                    warnings: warnings.clone(),
+                    warnings: warnings.iter().cloned().chain(failure.clone()).collect(),
                     uptime_ms: started.elapsed().as_millis() as u64,
                     robots: fleet.robots() as u32,
                     counters: counters.snapshot(),
@@ -183,6 +188,9 @@ pub async fn serve(
                         }
                     }
                     Err(_) => Counters::inc(&counters.publish_errors),
+                }
+                if failure.is_some() {
+                    break;
                 }
             }
             q = query_rx.recv() => match q {

@@ -7,8 +7,10 @@
 //!   the input rate. A robot is served at most `forecast.rate_hz` times a
 //!   second; due robots are batched (up to `engine.max_batch`) into one
 //!   rollout.
-//! - **Queries**: a bounded FIFO (`query.queue`), served before states;
-//!   a full queue refuses with `Overloaded`. A query with a deadline gets the
+//! - **Queries**: a bounded FIFO (`query.queue`); while robots' forecasts
+//!   are due, queries get at most `query.max_share` of the thread's time
+//!   (`query_share`), so a client flooding queries cannot starve the
+//!   robots; a full queue refuses with `Overloaded`. A query with a deadline gets the
 //!   best forecast reachable by then (adaptive computation time).
 //! - Results go to the publisher through a bounded channel; when it is full
 //!   they are dropped and counted. Errors and panics in inference are counted
@@ -339,13 +341,19 @@ impl Engine {
             last_seen: now,
         });
         slot.last_seen = now;
+        let mut restarted = false;
         if let Some(last) = slot.history.back() {
-            if last.episode == state.episode && state.seq <= last.seq {
+            let same_episode = last.episode == state.episode;
+            if same_episode && state.seq <= last.seq && state.seq != 0 {
                 Counters::inc(&c.states_out_of_order);
                 return Ok(());
             }
-            if last.episode != state.episode || state.seq != last.seq + 1 {
-                slot.history.clear(); // a new episode or a gap: no transition
+            // Sequence 0 again in the same episode: the robot restarted
+            // without a new episode number; it starts afresh instead of
+            // being refused until its sequence passes the old one.
+            restarted = same_episode && state.seq <= last.seq;
+            if !same_episode || state.seq != last.seq + 1 {
+                slot.history.clear(); // a new episode, a gap or a restart: no transition
             }
         }
         let previous = padded(&slot.history, k);
@@ -354,6 +362,7 @@ impl Engine {
             slot.history.pop_front();
         }
         let context = padded(&slot.history, k).unwrap_or_default();
+        let job_robot = robot.clone();
         let job = StreamJob {
             robot,
             encoding,
@@ -362,6 +371,10 @@ impl Engine {
             previous,
         };
         let replaced = slot.pending.replace(job).is_some();
+        if restarted {
+            Counters::inc(&c.robots_restarted);
+            inbox.forget.push(job_robot);
+        }
         if replaced {
             Counters::inc(&c.states_superseded);
         } else {

@@ -29,6 +29,12 @@ pub enum RuntimeError {
         #[source]
         source: zenoh::Error,
     },
+    #[error("zenoh config file {path} cannot be used: {source}")]
+    ZenohConfigFile {
+        path: PathBuf,
+        #[source]
+        source: zenoh::Error,
+    },
     #[error("model: {0}")]
     Model(String),
     #[error("the inference thread has stopped")]

@@ -9,7 +9,8 @@
 //! - [`infer`]: forecast, OOD energy and denoising, batched over robots;
 //! - [`engine`]: a model's dedicated inference thread, its bounded inbox (latest
 //!   state wins per robot), batching and the query queue; its worker
-//!   (`worker`) runs the inference;
+//!   (`worker`) runs the inference, sharing its time between queries and
+//!   streaming robots (`query_share`);
 //! - [`daemon`]: Zenoh subscriber, queryable, publishers, status and liveliness;
 //! - [`transport`]: the one place Zenoh is configured;
 //! - [`counters`]: every input, drop, error and output, published as status;
@@ -33,6 +34,7 @@ pub mod infer;
 pub mod local;
 pub mod model;
 pub mod ood_score;
+mod query_share;
 pub mod transport;
 mod worker;
 

@@ -1,6 +1,8 @@
-//! The one place that configures Zenoh for the runtime: mode, explicit
-//! endpoints, and multicast scouting (off by default, so nothing is
-//! discovered or reached that was not named). Gossip scouting is always off.
+//! The one place that configures Zenoh for the runtime: an optional zenoh
+//! JSON5 file as the base (TLS, authentication, access control), then mode,
+//! explicit endpoints, multicast scouting (off by default, so nothing is
+//! discovered or reached that was not named) and the largest reassembled
+//! message over it. Gossip scouting is always off.
 
 use crate::config::ZenohConfig;
 use crate::RuntimeError;
@@ -12,7 +14,15 @@ fn json_list(items: &[String]) -> String {
 
 /// The Zenoh configuration of `cfg`.
 pub fn zenoh_config(cfg: &ZenohConfig) -> Result<zenoh::Config, RuntimeError> {
-    let mut config = zenoh::Config::default();
+    let mut config = match &cfg.config {
+        Some(path) => {
+            zenoh::Config::from_file(path).map_err(|source| RuntimeError::ZenohConfigFile {
+                path: path.clone(),
+                source,
+            })?
+        }
+        None => zenoh::Config::default(),
+    };
     let entries = [
         ("mode", format!("{:?}", cfg.mode)),
         (
@@ -25,6 +35,10 @@ pub fn zenoh_config(cfg: &ZenohConfig) -> Result<zenoh::Config, RuntimeError> {
         (
             "transport/link/tx/queue/congestion_control/drop/wait_before_drop",
             cfg.drop_wait_us.to_string(),
+        ),
+        (
+            "transport/link/rx/max_message_size",
+            cfg.max_message_bytes.to_string(),
         ),
     ];
     for (key, value) in entries {
@@ -61,6 +75,7 @@ pub fn free_loopback_endpoint() -> Result<String, RuntimeError> {
 /// A peer config listening on `listen` and connecting to `connect`, scouting off.
 pub fn loopback(listen: Vec<String>, connect: Vec<String>) -> ZenohConfig {
     ZenohConfig {
+        config: None,
         mode: "peer".into(),
         listen,
         connect,
@@ -68,8 +83,14 @@ pub fn loopback(listen: Vec<String>, connect: Vec<String>) -> ZenohConfig {
         // Both ends share this machine's CPUs: a batch that is late because
         // the sending task was not scheduled is no reason to drop an output.
         drop_wait_us: LOOPBACK_DROP_WAIT_US,
+        // Clients on this config receive forecasts of up to
+        // `ebm_msgs::MAX_MESSAGE_BYTES`.
+        max_message_bytes: LOOPBACK_MAX_MESSAGE_BYTES,
     }
 }
+
+/// [`loopback`]'s `max_message_bytes`: room for the largest forecast.
+pub const LOOPBACK_MAX_MESSAGE_BYTES: usize = 2 * ebm_msgs::MAX_MESSAGE_BYTES;
 
 /// [`loopback`]'s `drop_wait_us`.
 pub const LOOPBACK_DROP_WAIT_US: u64 = 100_000;
@@ -89,5 +110,35 @@ mod tests {
         assert_eq!(get(&z, wait), LOOPBACK_DROP_WAIT_US.to_string());
         cfg.drop_wait_us = 1_000;
         assert_eq!(get(&zenoh_config(&cfg).unwrap(), wait), "1000");
+        assert_eq!(
+            get(&z, "transport/link/rx/max_message_size"),
+            LOOPBACK_MAX_MESSAGE_BYTES.to_string()
+        );
+    }
+
+    #[test]
+    fn a_zenoh_file_is_the_base_and_our_keys_override_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("zenoh.json5");
+        std::fs::write(
+            &file,
+            r#"{ mode: "client", listen: { endpoints: ["tcp/127.0.0.1:1"] },
+                 transport: { auth: { usrpwd: { user: "robot", password: "secret" } } } }"#,
+        )
+        .unwrap();
+        let mut cfg = loopback(vec!["tcp/127.0.0.1:7999".into()], vec![]);
+        cfg.config = Some(file.clone());
+        let z = zenoh_config(&cfg).unwrap();
+        let get = |key: &str| z.get_json(key).expect(key);
+        assert_eq!(get("transport/auth/usrpwd/user"), r#""robot""#);
+        assert_eq!(get("mode"), r#""peer""#);
+        assert_eq!(get("listen/endpoints"), r#"["tcp/127.0.0.1:7999"]"#);
+
+        std::fs::write(&file, "{ mode: ").unwrap();
+        let err = zenoh_config(&cfg).unwrap_err().to_string();
+        assert!(err.contains("zenoh.json5"), "{err}");
+        cfg.config = Some(dir.path().join("missing.json5"));
+        let err = zenoh_config(&cfg).unwrap_err().to_string();
+        assert!(err.contains("missing.json5"), "{err}");
     }
 }

@@ -1,5 +1,5 @@
-//! The engine's inference thread: takes work from the inbox (queries first,
-//! then due robots, batched), runs forecasts, OOD scores and denoising, and
+//! The engine's inference thread: takes work from the inbox (due robots,
+//! batched, and queries, sharing the thread by `query.max_share`), runs forecasts, OOD scores and denoising, and
 //! hands results to the publisher; errors and panics are counted and it keeps
 //! serving. See [`crate::engine`] for the inbox it drains.
 
@@ -19,6 +19,7 @@ use crate::engine::{last_rows, padded, QueryJob, Shared, StreamJob, StreamOutput
 use crate::infer::{self, ForecastOut};
 use crate::model::ModelBundle;
 use crate::ood_score::{OodScorer, OodValue};
+use crate::query_share::QueryShare;
 use crate::RuntimeError;
 
 /// A robot's latest states when its query is taken up.
@@ -30,7 +31,12 @@ struct QueryContext {
 }
 
 enum Work {
-    Query(QueryJob, Option<QueryContext>),
+    /// A query; `contended`: streaming work was due when it was taken.
+    Query {
+        job: QueryJob,
+        ctx: Option<QueryContext>,
+        contended: bool,
+    },
     Batch(Vec<StreamJob>),
 }
 
@@ -49,6 +55,8 @@ pub(crate) struct Worker {
     calibration: Vec<f32>,
     /// Each robot's recent OOD scores in its episode (at most a window).
     ood_windows: HashMap<RobotId, VecDeque<OodValue>>,
+    /// Queries' share of the thread while streaming work waits.
+    share: QueryShare,
 }
 
 impl Worker {
@@ -71,6 +79,7 @@ impl Worker {
             denoised: HashMap::new(),
             calibration: Vec::new(),
             ood_windows: HashMap::new(),
+            share: QueryShare::new(cfg.query.max_share),
         }
     }
 
@@ -83,9 +92,22 @@ impl Worker {
                 self.ood_windows.remove(id);
             }
             let c = Arc::clone(&self.shared.counters);
+            let t0 = Instant::now();
             let result = catch_unwind(AssertUnwindSafe(|| match work {
-                Work::Query(job, ctx) => self.answer(job, ctx),
-                Work::Batch(jobs) => self.serve(jobs),
+                Work::Query {
+                    job,
+                    ctx,
+                    contended,
+                } => {
+                    let r = self.answer(job, ctx);
+                    self.share.queried(t0.elapsed(), contended);
+                    r
+                }
+                Work::Batch(jobs) => {
+                    let r = self.serve(jobs);
+                    self.share.streamed(t0.elapsed());
+                    r
+                }
             }));
             match result {
                 Ok(Ok(())) => {}
@@ -101,7 +123,8 @@ impl Worker {
         }
     }
 
-    /// Blocks until there is work (queries first, then due robots) or a stop.
+    /// Blocks until there is work or a stop: due robots (batched) and
+    /// queries, shared by [`QueryShare`].
     /// Frees the slots of robots idle for `engine.robot_idle_s` on the way;
     /// returns the work and the robots freed since the last call.
     fn next_work(&self) -> Option<(Work, Vec<RobotId>)> {
@@ -114,17 +137,6 @@ impl Worker {
             }
             let freed = inbox.evict_idle(Instant::now(), idle, usize::MAX);
             Counters::add(&self.shared.counters.robots_evicted, freed as u64);
-            if let Some(q) = inbox.queries.pop_front() {
-                let ctx = inbox.robots.get(&q.robot).and_then(|s| {
-                    let last = s.history.back()?;
-                    Some(QueryContext {
-                        context: padded(&s.history, self.bundle.context_len())?,
-                        action: last.last_action.clone(),
-                        seq: last.seq,
-                    })
-                });
-                return Some((Work::Query(q, ctx), std::mem::take(&mut inbox.forget)));
-            }
             let now = Instant::now();
             let mut due: Vec<(Instant, RobotId)> = Vec::new();
             let mut next: Option<Instant> = None;
@@ -135,6 +147,25 @@ impl Worker {
                     } else {
                         next = Some(next.map_or(slot.next_due, |n: Instant| n.min(slot.next_due)));
                     }
+                }
+            }
+            let contended = !due.is_empty();
+            if !contended || self.share.query_first() {
+                if let Some(job) = inbox.queries.pop_front() {
+                    let ctx = inbox.robots.get(&job.robot).and_then(|s| {
+                        let last = s.history.back()?;
+                        Some(QueryContext {
+                            context: padded(&s.history, self.bundle.context_len())?,
+                            action: last.last_action.clone(),
+                            seq: last.seq,
+                        })
+                    });
+                    let work = Work::Query {
+                        job,
+                        ctx,
+                        contended,
+                    };
+                    return Some((work, std::mem::take(&mut inbox.forget)));
                 }
             }
             if !due.is_empty() {

@@ -97,26 +97,36 @@ pub(crate) struct Harness {
 
 impl Harness {
     pub(crate) async fn start(tweak: impl FnOnce(&mut RuntimeConfig)) -> Result<Self> {
+        Self::start_with(tweak, |cfg| {
+            Ok(ebm_runtime::transport::zenoh_config(&loopback(
+                vec![],
+                cfg.zenoh.listen.clone(),
+            ))?)
+        })
+        .await
+    }
+
+    /// As [`Harness::start`], the client session configured by `client`
+    /// from the daemon's config (after `tweak`).
+    pub(crate) async fn start_with(
+        tweak: impl FnOnce(&mut RuntimeConfig),
+        client: impl FnOnce(&RuntimeConfig) -> Result<zenoh::Config>,
+    ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let ckpt = dir.path().join("tiny");
         tiny_checkpoint(&ckpt)?;
         let endpoint = free_loopback_endpoint()?;
-        let mut cfg = small_config(Some(ckpt), loopback(vec![endpoint.clone()], vec![]));
+        let mut cfg = small_config(Some(ckpt), loopback(vec![endpoint], vec![]));
         tweak(&mut cfg);
         let keys = KeySpace::new(&cfg.key_prefix)?;
+        let client_config = client(&cfg)?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let daemon = tokio::spawn(ebm_runtime::run(cfg.clone(), async {
             let _ = rx.await;
         }));
-        let session = within(
-            "client session",
-            zenoh::open(ebm_runtime::transport::zenoh_config(&loopback(
-                vec![],
-                vec![endpoint],
-            ))?),
-        )
-        .await?
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let session = within("client session", zenoh::open(client_config))
+            .await?
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let status = within(
             "status subscriber",
             session.declare_subscriber(keys.status()),
@@ -255,6 +265,16 @@ pub(crate) async fn put(
 pub(crate) struct Outputs {
     _sub: Subscriber<()>,
     rx: tokio::sync::mpsc::UnboundedReceiver<Sample>,
+}
+
+impl Outputs {
+    /// Takes one output that has arrived, without waiting: false when none has.
+    pub(crate) fn try_take(&mut self, rec: &mut Received) -> Result<bool> {
+        match self.rx.try_recv() {
+            Ok(sample) => rec.take(&sample).map(|_| true),
+            Err(_) => Ok(false),
+        }
+    }
 }
 
 /// What arrived for one robot, by kind.

@@ -98,6 +98,30 @@ enum Command {
         #[arg(long, default_value_t = 10.0)]
         target_hz: f64,
     },
+    /// The daemon under mixed traffic for a while (streaming robots that
+    /// restart, queries, malformed states); reports lost outputs (expected
+    /// 0 beyond counted drops) and memory at warm-up and end.
+    Soak {
+        #[command(flatten)]
+        overrides: Overrides,
+        #[arg(long, default_value_t = 300.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 20)]
+        robots: usize,
+        /// States per robot per second.
+        #[arg(long, default_value_t = 10.0)]
+        rate_hz: f64,
+        #[arg(long, default_value_t = 5.0)]
+        queries_per_s: f64,
+        #[arg(long, default_value_t = 50.0)]
+        malformed_per_s: f64,
+        /// One robot restarts (sequence back to 0) this often.
+        #[arg(long, default_value_t = 2.0)]
+        restart_every_s: f64,
+        /// report.json written here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -212,6 +236,41 @@ pub fn run(cli: Cli) -> Result<()> {
                 "robots served at {} Hz by one inference thread: {:.2}",
                 r.rate_hz, r.robots_at_rate
             );
+            Ok(())
+        }
+        Command::Soak {
+            overrides,
+            seconds,
+            robots,
+            rate_hz,
+            queries_per_s,
+            malformed_per_s,
+            restart_every_s,
+            out,
+        } => {
+            let cfg = overrides.resolve()?;
+            let plan = ebm_tools::soak::SoakPlan {
+                duration: std::time::Duration::from_secs_f64(seconds),
+                robots,
+                rate_hz,
+                queries_per_s,
+                malformed_per_s,
+                restart_every: std::time::Duration::from_secs_f64(restart_every_s),
+            };
+            let r = tokio_runtime()?.block_on(async {
+                let device = ebm_core::device::select(&cfg.device)?;
+                let bundle =
+                    ebm_runtime::ModelBundle::from_config(cfg.default_model()?, cfg.seed, &device)?;
+                ebm_tools::soak::soak(cfg, bundle, &plan).await
+            })?;
+            let json = serde_json::to_string_pretty(&r)?;
+            println!("{json}");
+            if let Some(out) = out {
+                std::fs::write(&out, json).with_context(|| format!("writing {}", out.display()))?;
+            }
+            if r.lost_forecasts != 0 || r.lost_queries != 0 || r.uncounted_malformed != 0 {
+                anyhow::bail!("outputs were lost: see the report");
+            }
             Ok(())
         }
     }

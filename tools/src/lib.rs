@@ -7,7 +7,8 @@
 //! - [`replay_eval`]: test episodes of a recording replayed into the daemon,
 //!   its forecasts scored against the recording;
 //! - [`ood_eval`]: AUROC of the daemon's OOD scores on perturbed simulators;
-//! - [`bench`]: state-to-forecast latency and robots served per thread.
+//! - [`bench`]: state-to-forecast latency and robots served per thread;
+//! - [`soak`]: the daemon under mixed traffic, every output accounted for.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -15,3 +16,4 @@ pub mod bench;
 pub mod demo;
 pub mod ood_eval;
 pub mod replay_eval;
+pub mod soak;
