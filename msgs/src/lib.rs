@@ -27,6 +27,7 @@
 pub mod codec;
 pub mod error;
 pub mod keys;
+pub mod mutate;
 pub mod recording;
 pub mod robot;
 pub mod schema;

@@ -8,25 +8,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
+use ebm_msgs::mutate::Mutator;
 use ebm_msgs::{
     decode, encode, Action, DaemonStatus, DenoisedState, Encoding, ErrorCode, ErrorReply, Forecast,
     ForecastRequest, Health, Message, OodScore, RobotSpec, RobotState, ServedModel,
 };
-
-/// xorshift64*: enough to pick mutations, and reproducible from the seed.
-struct Stream(u64);
-
-impl Stream {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -35,78 +21,12 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-const INTERESTING: [u8; 10] = [0, 1, 0x7f, 0x80, 0xfa, 0xfb, 0xfc, 0xfd, 0xff, b'"'];
-const JSON_TOKENS: [&str; 12] = [
-    "1e40",
-    "-1e400",
-    "NaN",
-    "null",
-    "-0",
-    "18446744073709551616",
-    "[]",
-    "{}",
-    "\"\"",
-    "true",
-    "\"\\ud800\"",
-    "0.0000001",
-];
-
-/// One mutation of `bytes` (`other` is another valid payload, for splicing).
-fn mutate(rng: &mut Stream, bytes: &[u8], other: &[u8], json: bool) -> Vec<u8> {
-    let mut b = bytes.to_vec();
-    let rounds = 1 + rng.below(4);
-    for _ in 0..rounds {
-        let at = rng.below(b.len() + 1);
-        match rng.below(if json { 9 } else { 8 }) {
-            0 if !b.is_empty() => {
-                let i = rng.below(b.len());
-                b[i] ^= 1 << rng.below(8);
-            }
-            1 if !b.is_empty() => {
-                let i = rng.below(b.len());
-                b[i] = INTERESTING[rng.below(INTERESTING.len())];
-            }
-            2 => b.insert(at, rng.next() as u8),
-            3 if at < b.len() => {
-                let end = (at + 1 + rng.below(16)).min(b.len());
-                b.drain(at..end);
-            }
-            4 => b.truncate(at),
-            5 if !other.is_empty() => {
-                let from = rng.below(other.len());
-                let end = (from + 1 + rng.below(32)).min(other.len());
-                b.splice(at..at, other[from..end].iter().copied());
-            }
-            6 if at < b.len() => {
-                let end = (at + 1 + rng.below(64)).min(b.len());
-                let chunk = b[at..end].to_vec();
-                b.splice(at..at, chunk);
-            }
-            7 => {
-                let n = rng.below(64);
-                b = (0..n).map(|_| rng.next() as u8).collect();
-            }
-            _ if json => {
-                // Replace a run of digits (or any byte) by a hostile token.
-                let start = b[at.min(b.len())..]
-                    .iter()
-                    .position(|c| c.is_ascii_digit())
-                    .map_or(at, |p| at + p);
-                let end = b[start.min(b.len())..]
-                    .iter()
-                    .position(|c| !c.is_ascii_digit() && *c != b'.' && *c != b'-')
-                    .map_or(b.len(), |p| start + p);
-                let tok = JSON_TOKENS[rng.below(JSON_TOKENS.len())].as_bytes();
-                b.splice(start.min(end)..end, tok.iter().copied());
-            }
-            _ => {}
-        }
-    }
-    b
-}
-
 /// Fuzzes kind `T` from `samples`; returns the payloads tried and how many decoded.
-fn fuzz<T: Message + PartialEq + Debug>(samples: &[T], iters: u64, rng: &mut Stream) -> (u64, u64) {
+fn fuzz<T: Message + PartialEq + Debug>(
+    samples: &[T],
+    iters: u64,
+    rng: &mut Mutator,
+) -> (u64, u64) {
     let (mut tried, mut accepted) = (0, 0);
     for enc in [Encoding::Bincode, Encoding::Json] {
         let valid: Vec<Vec<u8>> = samples
@@ -123,7 +43,7 @@ fn fuzz<T: Message + PartialEq + Debug>(samples: &[T], iters: u64, rng: &mut Str
         for _ in 0..iters {
             let base = &valid[rng.below(valid.len())];
             let other = &valid[rng.below(valid.len())];
-            let payload = mutate(rng, base, other, enc == Encoding::Json);
+            let payload = rng.mutate(base, other, enc == Encoding::Json);
             tried += 1;
             if let Ok(m) = decode::<T>(&payload, enc) {
                 accepted += 1;
@@ -168,7 +88,7 @@ fn forecast(h: u32, p: u32, d: usize) -> Forecast {
 #[test]
 fn codec_survives_random_and_mutated_payloads_of_every_kind() {
     let iters = env_or("EBM_FUZZ_ITERS", 20_000);
-    let mut rng = Stream(env_or("EBM_FUZZ_SEED", 0x5eed_f00d) | 1);
+    let mut rng = Mutator::new(env_or("EBM_FUZZ_SEED", 0x5eed_f00d));
     let ood = OodScore {
         robot_id: "r".into(),
         seq: 2,

@@ -8,6 +8,7 @@ mod recordings;
 mod runtime;
 mod runtime_fail_closed;
 mod runtime_fairness;
+mod runtime_ingest_fuzz;
 mod runtime_load;
 mod runtime_ood;
 mod secure_transport;
