@@ -119,6 +119,11 @@ pub enum MsgsError {
         seq: u64,
         previous: u64,
     },
+    #[error("malformed CDR {type_name}: {error}")]
+    Cdr {
+        type_name: &'static str,
+        error: crate::ros2::CdrError,
+    },
     #[error("recording holds robot `{found}`, but its header names `{expected}`")]
     UnexpectedRobot { found: String, expected: String },
 }

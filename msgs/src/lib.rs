@@ -17,7 +17,10 @@
 //!   dimension names and units; recordings and models carry it, the code
 //!   knows no robot's sizes;
 //! - MCAP recordings ([`recording`]): writer, streaming reader, and the loader
-//!   that turns a recording into `[N, T, state_dim]` / `[N, T, action_dim]` arrays.
+//!   that turns a recording into `[N, T, state_dim]` / `[N, T, action_dim]` arrays;
+//! - ROS 2 messages in CDR ([`ros2`]): `JointState`, `Float64MultiArray`,
+//!   `JointTrajectory`, `DiagnosticArray` and their parts, for the bag
+//!   importer and the ROS 2 bridge.
 //!
 //! It does not depend on Zenoh: the runtime maps [`Encoding`] to a Zenoh
 //! encoding through [`Encoding::mime`].
@@ -30,6 +33,7 @@ pub mod keys;
 pub mod mutate;
 pub mod recording;
 pub mod robot;
+pub mod ros2;
 pub mod schema;
 pub mod types;
 
