@@ -202,6 +202,7 @@ def payload_fixtures() -> list[tuple[str, str, object, dict, bool]]:
 STATE_PERIOD_NS = 20_000_000  # 50 Hz
 COMMAND_PERIOD_NS = 40_000_000  # 25 Hz
 EPISODES_S = [(0.0, 10.0), (16.0, 26.0)]  # 6 s gap between them
+CHUNK_NS = 2_000_000_000
 
 
 def shuffled(rng: random.Random, names: list[str], k: int) -> list[str]:
@@ -314,7 +315,13 @@ def write_bag(out_dir: Path) -> dict:
         writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
         writer.open()
         conns = {}
+        chunk_end = BAG_START_NS + CHUNK_NS
         for log, topic, typ, msg, rec in msgs:
+            # A chunk per 2 s of log time (rosbags' own chunks hold 1 MiB):
+            # a cut file keeps its earlier chunks (the truncation tests).
+            if log >= chunk_end:
+                writer.storage.close_chunk()
+                chunk_end += CHUNK_NS
             if topic not in conns:
                 conns[topic] = writer.add_connection(topic, typ, typestore=TS)
                 topics[topic] = {"type": typ, "count": 0}

@@ -1,6 +1,7 @@
 //! ROS 2 messages in CDR, the bytes ROS 2 middlewares (rmw_zenoh, Fast DDS,
 //! Cyclone DDS) and rosbag2 carry: the types the bag importer reads and the
-//! ROS 2 bridge publishes, with a hand-written, bounded codec ([`cdr`]).
+//! ROS 2 bridge publishes, with a hand-written, bounded codec ([`cdr`]), and
+//! a streaming reader of rosbag2 MCAP files ([`bag`]).
 //!
 //! ```
 //! use ebm_msgs::ros2::{decode_cdr, encode_cdr, JointState, Ros2Message};
@@ -20,12 +21,14 @@
 //! package, see `sim-data/ros2/`): the tests decode them and re-encode them
 //! byte for byte.
 
+pub mod bag;
 pub mod cdr;
 mod types;
 
 #[cfg(test)]
 mod tests;
 
+pub use bag::{BagChannel, BagMessage, BagReader};
 pub use cdr::{CdrError, CdrProblem, CdrReader, CdrWriter};
 pub use types::{
     DiagnosticArray, DiagnosticStatus, Duration, Float64MultiArray, Header, JointState,
