@@ -21,7 +21,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[command(
     name = "ebm-sim",
     version,
-    about = "Hand-cube simulator: datasets as MCAP recordings, and replay over Zenoh"
+    about = "Hand-cube simulator: datasets as MCAP recordings, replay over Zenoh, and ROS 2 bag import"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -98,6 +98,10 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// A ROS 2 bag (rosbag2 MCAP) to a recording: joint states and commands
+    /// resampled to a fixed rate, episodes cut at gaps.
+    #[command(name = "import-ros2")]
+    ImportRos2(crate::cli_ros2::ImportRos2),
     /// Frames per second and the implied time for 200,000 x 100 frames.
     Bench {
         #[arg(long, default_value_t = 48)]
@@ -241,6 +245,7 @@ pub fn run(cli: Cli) -> Result<()> {
             steps,
             config,
         } => plot(&out, seed, per_behaviour, steps, config.as_deref()),
+        Command::ImportRos2(args) => crate::cli_ros2::run(args),
         Command::Bench {
             trajectories,
             steps,

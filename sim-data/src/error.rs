@@ -38,6 +38,53 @@ pub enum SimError {
         #[source]
         source: png::EncodingError,
     },
+    #[error("invalid import option `{option}`: must be {rule}")]
+    InvalidImport {
+        option: &'static str,
+        rule: &'static str,
+    },
+    #[error("topic `{topic}` is not in the bag; its topics: {present}")]
+    TopicMissing { topic: String, present: String },
+    #[error(
+        "topic `{topic}` has type `{type_name}`, which cannot be {role} (supported: {supported})"
+    )]
+    UnsupportedType {
+        topic: String,
+        type_name: String,
+        role: &'static str,
+        supported: &'static str,
+    },
+    #[error("joint `{joint}` is missing from {topic} message {index} (its joints: {present})")]
+    JointMissing {
+        topic: String,
+        joint: String,
+        index: u64,
+        present: String,
+    },
+    #[error("the action topic {topic} commands none of the joints asked for (it has: {present})")]
+    NoActionJoints { topic: String, present: String },
+    #[error("{topic} message {index}: `{field}` has {found} entries, expected {expected}")]
+    FieldLength {
+        topic: String,
+        index: u64,
+        field: &'static str,
+        found: usize,
+        expected: usize,
+    },
+    #[error("{topic} message {index} could not be decoded")]
+    RosDecode {
+        topic: String,
+        index: u64,
+        #[source]
+        source: ebm_msgs::MsgsError,
+    },
+    #[error("no episode of 2 or more steps at {rate_hz} Hz: {samples} usable state messages in {spans} spans without a long gap, the longest {longest} steps (a lower --rate-hz, a larger --max-gap-periods or a smaller --steps may help)")]
+    NoEpisodes {
+        samples: usize,
+        spans: usize,
+        longest: u64,
+        rate_hz: f64,
+    },
     #[error(transparent)]
     Msgs(#[from] ebm_msgs::MsgsError),
 }

@@ -1,7 +1,8 @@
 //! `ebm-sim-data`: the hand-cube simulator on rapier3d (a Shadow-hand-like
 //! hand with 24 joints and 20 actuators, a free cube on the upturned palm), a
 //! scripted multimodal manipulation policy, dataset generation into MCAP
-//! recordings (through `ebm-msgs`), and replay of recordings over Zenoh.
+//! recordings (through `ebm-msgs`), replay of recordings over Zenoh, and the
+//! import of ROS 2 bags into recordings ([`ros2_import`]).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -16,6 +17,7 @@ pub mod plot;
 pub mod policy;
 pub mod replay;
 pub mod rollout;
+pub mod ros2_import;
 pub mod sim;
 pub mod wrist;
 pub mod zenoh_config;

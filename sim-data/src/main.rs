@@ -1,6 +1,8 @@
-//! `ebm-sim`: generate, inspect, plot, benchmark and replay hand-cube recordings.
+//! `ebm-sim`: generate, inspect, plot, benchmark and replay hand-cube
+//! recordings, and import ROS 2 bags.
 
 mod cli;
+mod cli_ros2;
 
 use std::process::ExitCode;
 
