@@ -46,6 +46,7 @@ pub struct ImportRos2 {
     /// Record JSON instead of bincode.
     #[arg(long)]
     json: bool,
+    /// The recording to write.
     #[arg(long)]
     out: PathBuf,
 }
