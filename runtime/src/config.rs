@@ -38,6 +38,9 @@ pub struct RuntimeConfig {
     pub engine: EngineConfig,
     pub zenoh: ZenohConfig,
     pub status: StatusConfig,
+    /// ROS 2 robots served over rmw_zenoh (see [`crate::ros2`]).
+    #[serde(default)]
+    pub ros2: Vec<crate::ros2::Ros2Robot>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -426,6 +429,9 @@ impl RuntimeConfig {
                 "zenoh.max_message_bytes",
                 "at least 278528 (a 256 KiB state or query and zenoh's framing)",
             );
+        }
+        if let Some((field, rule)) = self.ros2.iter().find_map(|r| r.problem()) {
+            return bad(field, rule);
         }
         if self.status.period_ms == 0 {
             return bad("status.period_ms", "at least 1");

@@ -87,6 +87,20 @@ counters! {
     outputs_dropped,
     /// Encoding or publication failures.
     publish_errors,
+    /// ROS 2 joint states received (`[[ros2]]` robots; those turned into
+    /// states also count as `states_received`).
+    ros2_received,
+    /// ROS 2 samples whose key has another type hash than `JointState`'s.
+    ros2_wrong_type,
+    /// ROS 2 payloads that are not valid CDR `JointState`s.
+    ros2_malformed,
+    /// `JointState`s lacking a joint (or field) the robot's model needs.
+    ros2_wrong_joints,
+    /// `JointState`s stamped no later than the robot's previous one.
+    ros2_out_of_order,
+    /// ROS 2 messages published (forecast trajectories, denoised joint
+    /// states, diagnostics).
+    ros2_published,
 }
 
 impl Counters {
@@ -122,6 +136,6 @@ mod tests {
         assert_eq!(s["states_malformed"], 3);
         assert_eq!(s["batch_max"], 4);
         assert_eq!(s["states_received"], 0);
-        assert_eq!(s.len(), 33);
+        assert_eq!(s.len(), 39);
     }
 }

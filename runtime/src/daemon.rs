@@ -36,8 +36,10 @@ use zenoh::sample::Sample;
 use crate::config::{RuntimeConfig, UnknownRobots};
 use crate::counters::Counters;
 use crate::engine::StreamOutput;
+use crate::error::StateError;
 use crate::fleet::{Binding, Fleet};
 use crate::model::ModelBundle;
+use crate::ros2::Ros2Bridge;
 use crate::{transport, RuntimeError};
 
 /// Queries waiting for the daemon's loop; more are dropped (counted).
@@ -70,9 +72,6 @@ pub async fn run_with_model(
     let binding = Binding::everyone(&cfg, bundle);
     serve(cfg, vec![binding], shutdown).await
 }
-
-/// A refused state's reply, for the error publisher.
-type StateError = (RobotId, Encoding, ErrorReply);
 
 /// Serves `bindings` (in matching order) until `shutdown` resolves.
 pub async fn serve(
@@ -107,6 +106,8 @@ pub async fn serve(
                 .map_err(RuntimeError::zenoh("declaring a state subscriber"))?,
         );
     }
+    let bridge =
+        Arc::new(Ros2Bridge::start(&cfg.ros2, &session, &fleet, &counters, &err_tx).await?);
     drop(err_tx);
     let (query_tx, mut query_rx) = mpsc::channel::<(Option<usize>, Query)>(QUERY_BACKLOG);
     let mut queryables = Vec::new();
@@ -141,6 +142,7 @@ pub async fn serve(
         keys.clone(),
         out_rx,
         Arc::clone(&counters),
+        Arc::clone(&bridge),
     ));
     let error_publisher = tokio::spawn(publish_errors(
         session.clone(),
@@ -493,6 +495,7 @@ async fn publish_outputs(
     keys: KeySpace,
     mut rx: mpsc::Receiver<StreamOutput>,
     c: Arc<Counters>,
+    ros2: Arc<Ros2Bridge>,
 ) {
     let mut publishers: HashMap<RobotId, RobotPublishers> = HashMap::new();
     while let Some(out) = rx.recv().await {
@@ -536,5 +539,6 @@ async fn publish_outputs(
                 Counters::inc(&c.denoised_published);
             }
         }
+        ros2.publish(&out, &c).await;
     }
 }

@@ -43,6 +43,10 @@ pub enum RuntimeError {
     Thread(#[source] std::io::Error),
 }
 
+/// A refused input's error reply, for `<prefix>/<robot>/error`, in the
+/// encoding it goes out in.
+pub(crate) type StateError = (ebm_msgs::RobotId, ebm_msgs::Encoding, ebm_msgs::ErrorReply);
+
 impl RuntimeError {
     pub fn zenoh(context: &'static str) -> impl FnOnce(zenoh::Error) -> Self {
         move |source| Self::Zenoh { context, source }

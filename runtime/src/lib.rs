@@ -12,6 +12,8 @@
 //!   (`worker`) runs the inference, sharing its time between queries and
 //!   streaming robots (`query_share`);
 //! - [`daemon`]: Zenoh subscriber, queryable, publishers, status and liveliness;
+//! - [`ros2`]: ROS 2 robots over rmw_zenoh (joint states in; forecasts,
+//!   denoised states and OOD diagnostics out as ROS 2 topics);
 //! - [`transport`]: the one place Zenoh is configured;
 //! - [`counters`]: every input, drop, error and output, published as status;
 //! - [`local`]: an in-process daemon with a connected client;
@@ -35,6 +37,7 @@ pub mod local;
 pub mod model;
 pub mod ood_score;
 mod query_share;
+pub mod ros2;
 pub mod transport;
 mod worker;
 

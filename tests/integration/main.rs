@@ -5,6 +5,7 @@ mod fleet;
 mod harness;
 mod models;
 mod recordings;
+mod ros2_bridge;
 mod ros2_import;
 mod runtime;
 mod runtime_fail_closed;
