@@ -49,6 +49,12 @@ fn every_config_file_parses_and_validates() -> anyhow::Result<()> {
                     assert_eq!(b.state_dim(), b.robot.state_dim, "{name}: {}", s.robots);
                 }
             }
+            "runtime_ros2.toml" => {
+                // Its model is made by the commands in its header.
+                let cfg = ebm_runtime::RuntimeConfig::load(&path)
+                    .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                assert_eq!(cfg.ros2.len(), 1, "{name}");
+            }
             n if n.starts_with("traj_") || n.starts_with("fetch_") => {
                 let cfg =
                     TrajectoryConfig::parse(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
