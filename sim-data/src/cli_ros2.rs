@@ -10,7 +10,8 @@ use ebm_sim_data::ros2_import::{import_ros2, Clock, ImportOptions, JointField};
 /// A rosbag2 MCAP bag (schema encoding `ros2msg`, messages `cdr`) to a recording.
 #[derive(Args)]
 pub struct ImportRos2 {
-    /// The bag's `.mcap` file.
+    /// The bag: its `.mcap` file, or the directory `ros2 bag record` wrote
+    /// (its split `.mcap` files read in order).
     bag: PathBuf,
     /// The `sensor_msgs/msg/JointState` topic that is the state.
     #[arg(long)]

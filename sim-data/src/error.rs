@@ -43,6 +43,11 @@ pub enum SimError {
         option: &'static str,
         rule: &'static str,
     },
+    #[error("{path}: {why}")]
+    BagFiles {
+        path: std::path::PathBuf,
+        why: String,
+    },
     #[error("topic `{topic}` is not in the bag; its topics: {present}")]
     TopicMissing { topic: String, present: String },
     #[error(

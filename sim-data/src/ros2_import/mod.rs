@@ -34,7 +34,7 @@ mod topics;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ebm_msgs::ros2::BagReader;
 use ebm_msgs::{Encoding, MsgsError, RobotId, RobotSpec};
@@ -150,56 +150,110 @@ pub struct ImportReport {
     pub truncated_after: Option<u64>,
 }
 
-/// Imports `bag` into the recording `out`.
+/// The MCAP files of a bag: the file itself, or the `*.mcap` files of a
+/// `ros2 bag record` directory in split order (`name_0.mcap`, `name_1.mcap`,
+/// ...). SQLite bags are refused with the command that converts them.
+pub fn bag_files(bag: &Path) -> Result<Vec<PathBuf>, SimError> {
+    let refuse = |why: String| SimError::BagFiles {
+        path: bag.to_owned(),
+        why,
+    };
+    let sqlite =
+        "a SQLite (.db3) bag: convert it to MCAP with `ros2 bag convert` (storage_id: mcap) first";
+    if !bag.is_dir() {
+        if bag.extension().is_some_and(|e| e == "db3") {
+            return Err(refuse(sqlite.into()));
+        }
+        return Ok(vec![bag.to_owned()]);
+    }
+    let entries = std::fs::read_dir(bag)
+        .map_err(|e| refuse(format!("cannot list the bag directory: {e}")))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    if files
+        .iter()
+        .all(|p| p.extension().is_none_or(|e| e != "mcap"))
+    {
+        if files
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "db3"))
+        {
+            return Err(refuse(sqlite.into()));
+        }
+        return Err(refuse("a directory without .mcap files".into()));
+    }
+    files.retain(|p| p.extension().is_some_and(|e| e == "mcap"));
+    // rosbag2 numbers split files `<name>_<i>.mcap`: numeric order, not text.
+    let split_index = |p: &PathBuf| {
+        p.file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.rsplit_once('_'))
+            .and_then(|(_, i)| i.parse::<u64>().ok())
+    };
+    files.sort_by_key(|p| (split_index(p), p.clone()));
+    Ok(files)
+}
+
+/// Imports `bag` (an MCAP file, or a `ros2 bag` directory of split MCAP
+/// files) into the recording `out`.
 pub fn import_ros2(bag: &Path, opts: &ImportOptions, out: &Path) -> Result<ImportReport, SimError> {
     let period_ns = opts.validate()?;
-    let mut reader = BagReader::open(bag)?;
     let mut state: Option<TopicReader> = None;
     let mut action: Option<TopicReader> = None;
-    let mut counts: BTreeMap<u16, u64> = BTreeMap::new();
+    // Messages per (topic, type), over every file.
+    let mut counts: BTreeMap<String, (String, u64)> = BTreeMap::new();
     let mut truncated_after = None;
-    loop {
-        let msg = match reader.next_message() {
-            Ok(Some(m)) => m,
-            Ok(None) => break,
-            Err(MsgsError::Truncated { .. }) => {
-                truncated_after = Some(reader.bytes_read());
-                break;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        *counts.entry(msg.channel).or_insert(0) += 1;
-        let Some(ch) = reader.channels().get(&msg.channel) else {
-            continue;
-        };
-        let (slot, role) = if ch.topic == opts.state_topic {
-            (&mut state, Role::State)
-        } else if Some(&ch.topic) == opts.action_topic.as_ref() {
-            (&mut action, Role::Action)
-        } else {
-            continue;
-        };
-        let topic_reader = match slot {
-            Some(r) => r,
-            None => slot.insert(TopicReader::new(
-                &ch.topic,
-                &ch.type_name,
-                role,
-                &opts.state_fields,
-                opts.joints.as_deref(),
-                opts.clock,
-            )?),
-        };
-        topic_reader.push(msg.log_time_ns, &msg.data)?;
+    for file in bag_files(bag)? {
+        let mut reader = BagReader::open(&file)?;
+        loop {
+            let msg = match reader.next_message() {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(MsgsError::Truncated { .. }) => {
+                    truncated_after = Some(reader.bytes_read());
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let Some(ch) = reader.channels().get(&msg.channel) else {
+                continue;
+            };
+            counts
+                .entry(ch.topic.clone())
+                .or_insert((ch.type_name.clone(), 0))
+                .1 += 1;
+            let (slot, role) = if ch.topic == opts.state_topic {
+                (&mut state, Role::State)
+            } else if Some(&ch.topic) == opts.action_topic.as_ref() {
+                (&mut action, Role::Action)
+            } else {
+                continue;
+            };
+            let topic_reader = match slot {
+                Some(r) => r,
+                None => slot.insert(TopicReader::new(
+                    &ch.topic,
+                    &ch.type_name,
+                    role,
+                    &opts.state_fields,
+                    opts.joints.as_deref(),
+                    opts.clock,
+                )?),
+            };
+            topic_reader.push(msg.log_time_ns, &msg.data)?;
+        }
+        for ch in reader.channels().values() {
+            counts
+                .entry(ch.topic.clone())
+                .or_insert((ch.type_name.clone(), 0));
+        }
+        if truncated_after.is_some() {
+            break; // a cut file ends the bag: later files would leave a gap unsaid
+        }
     }
-    let mut topics = BTreeMap::new();
-    for (id, ch) in reader.channels() {
-        let n = counts.get(id).copied().unwrap_or(0);
-        let entry = topics
-            .entry(ch.topic.clone())
-            .or_insert((ch.type_name.clone(), 0));
-        entry.1 += n;
-    }
+    let topics = counts;
     let missing = |topic: &str| SimError::TopicMissing {
         topic: topic.to_owned(),
         present: topics

@@ -304,3 +304,49 @@ fn robot_ids_come_from_the_kind() {
     assert_eq!(output::robot_id_from("__x y"), "x-y");
     assert_eq!(output::robot_id_from("é"), "ros2");
 }
+
+#[test]
+fn a_bag_directory_reads_its_split_files_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let bag = dir.path().join("arm_demo");
+    std::fs::create_dir(&bag).unwrap();
+    std::fs::copy(fixture("arm_demo.mcap"), bag.join("arm_demo_0.mcap")).unwrap();
+    std::fs::write(
+        bag.join("metadata.yaml"),
+        "rosbag2_bagfile_information: {}\n",
+    )
+    .unwrap();
+    let opts = ImportOptions::new("/joint_states");
+    let from_dir = import_ros2(&bag, &opts, &dir.path().join("a.mcap")).unwrap();
+    let from_file =
+        import_ros2(&fixture("arm_demo.mcap"), &opts, &dir.path().join("b.mcap")).unwrap();
+    assert_eq!(from_dir.state.messages, from_file.state.messages);
+    assert_eq!(from_dir.episodes, from_file.episodes);
+    assert_eq!(
+        load(&dir.path().join("a.mcap")).unwrap().robot.kind,
+        "arm_demo"
+    );
+
+    // rosbag2's split files in numeric order; SQLite bags refused with the fix.
+    let split = dir.path().join("split");
+    std::fs::create_dir(&split).unwrap();
+    for i in [10, 2, 0, 1] {
+        std::fs::write(split.join(format!("run_{i}.mcap")), b"").unwrap();
+    }
+    let names: Vec<String> = bag_files(&split)
+        .unwrap()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["run_0.mcap", "run_1.mcap", "run_2.mcap", "run_10.mcap"]
+    );
+    let sqlite = dir.path().join("old");
+    std::fs::create_dir(&sqlite).unwrap();
+    std::fs::write(sqlite.join("old_0.db3"), b"").unwrap();
+    let err = import_ros2(&sqlite, &opts, &dir.path().join("c.mcap"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ros2 bag convert"), "{err}");
+}
