@@ -98,6 +98,9 @@ counters! {
     ros2_wrong_joints,
     /// `JointState`s stamped no later than the robot's previous one.
     ros2_out_of_order,
+    /// ROS 2 commands read (`[[ros2]] action_topic`): the action the
+    /// robot's next states carry.
+    ros2_commands,
     /// ROS 2 messages published (forecast trajectories, denoised joint
     /// states, diagnostics).
     ros2_published,
@@ -136,6 +139,6 @@ mod tests {
         assert_eq!(s["states_malformed"], 3);
         assert_eq!(s["batch_max"], 4);
         assert_eq!(s["states_received"], 0);
-        assert_eq!(s.len(), 39);
+        assert_eq!(s.len(), 40);
     }
 }

@@ -22,22 +22,30 @@ use crate::harness::{receive_until, within, Harness, Received};
 
 const JOINTS: [&str; 4] = ["shoulder_pan", "elbow", "wrist_3", "gripper_finger"];
 
-/// A tiny model of the fixture's 4 joints (position and velocity each).
-fn joint_model(dir: &std::path::Path) -> Result<()> {
+/// A tiny model of the fixture's 4 joints (position and velocity each),
+/// conditioned on their commanded positions if `commands`.
+fn joint_model(dir: &std::path::Path, commands: bool) -> Result<()> {
     let names: Vec<String> = ["position", "velocity"]
         .iter()
         .flat_map(|f| JOINTS.iter().map(move |j| format!("{j}.{f}")))
         .collect();
     let d = names.len();
+    let action_names: Vec<String> = if commands {
+        JOINTS.iter().map(|j| format!("{j}.position")).collect()
+    } else {
+        vec![]
+    };
+    let a = action_names.len();
     let mut cfg = MlpEnergyConfig::new(d);
     cfg.context_len = 1;
+    cfg.action_dim = a;
     cfg.hidden = vec![16];
     let params = ParamStore::new(3, &Device::Cpu);
     MlpEnergy::init(&cfg, &params)?;
     let mut m = Manifest::new::<MlpEnergy>(&cfg, 9)?;
     m.normalization = Some(Normalization {
-        mean: vec![0.0; d],
-        std: vec![1.0; d],
+        mean: vec![0.0; d + a],
+        std: vec![1.0; d + a],
     });
     m.ood = Some(OodCalibration {
         energy_percentiles: (0..=100).map(|i| -5.0 + 0.1 * i as f32).collect(),
@@ -47,10 +55,10 @@ fn joint_model(dir: &std::path::Path) -> Result<()> {
     m.robot = Some(RobotSpec {
         kind: "arm".into(),
         state_dim: d,
-        action_dim: 0,
+        action_dim: a,
         state_names: names,
         state_units: vec![],
-        action_names: vec![],
+        action_names,
         action_units: vec![],
     });
     checkpoint::save_model(dir, m, &params)?;
@@ -95,12 +103,13 @@ fn joint_state(stamp_s: u64, names: &[&str], x: f64) -> JointState {
 async fn ros2_robot_is_served_over_rmw_zenoh_keys() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let ckpt = dir.path().join("arm");
-    joint_model(&ckpt)?;
+    joint_model(&ckpt, false)?;
     let h = Harness::start(|cfg| {
         cfg.model.as_mut().expect("a default model").checkpoint = ckpt.clone();
         cfg.ros2 = vec![Ros2Robot {
             robot: "arm-1".into(),
             joint_states: "/joint_states".into(),
+            action_topic: None,
             forecast_topic: Some("/ebm/forecast".into()),
             denoised_topic: Some("/ebm/joint_states_denoised".into()),
             diagnostics_topic: Some("/diagnostics".into()),
@@ -287,5 +296,106 @@ async fn ros2_robot_is_served_over_rmw_zenoh_keys() -> Result<()> {
     })
     .await?;
     assert!(c["ros2_published"] >= 6, "{c:?}");
+    h.stop().await
+}
+
+/// Two robots of one action-conditional model, with the same joint states
+/// but different commands: their transitions' OOD energies differ (they
+/// would be equal if the commands were not carried), and a command of
+/// another shape is refused and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ros2_commands_go_with_the_states_of_an_action_conditional_model() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ckpt = dir.path().join("arm");
+    joint_model(&ckpt, true)?;
+    let entry = |robot: &str| Ros2Robot {
+        robot: robot.into(),
+        joint_states: format!("/{robot}/joint_states").replace('-', "_"),
+        action_topic: Some(format!("/{robot}/joint_trajectory").replace('-', "_")),
+        forecast_topic: None,
+        denoised_topic: None,
+        diagnostics_topic: None,
+        domain_id: 0,
+        distro: "jazzy".into(),
+        period_s: 0.1,
+        node: "ebm_runtime".into(),
+    };
+    let h = Harness::start(|cfg| {
+        cfg.model.as_mut().expect("a default model").checkpoint = ckpt.clone();
+        cfg.ros2 = vec![entry("arm-1"), entry("arm-2")];
+    })
+    .await?;
+    let command = |positions: Vec<f64>| JointTrajectory {
+        joint_names: JOINTS.iter().rev().map(|j| j.to_string()).collect(),
+        points: vec![ebm_msgs::ros2::JointTrajectoryPoint {
+            positions,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let traj_key = |r: &str| {
+        key(
+            JointTrajectory::TYPE_NAME,
+            &format!("/{r}/joint_trajectory"),
+        )
+    };
+    put_ros(
+        &h,
+        &traj_key("arm_1"),
+        encode_cdr(&command(vec![2.0, -2.0, 1.5, -1.5]))?,
+        1,
+    )
+    .await?;
+    put_ros(
+        &h,
+        &traj_key("arm_2"),
+        encode_cdr(&command(vec![0.0; 4]))?,
+        1,
+    )
+    .await?;
+    // A command of another shape: refused, counted.
+    let array = ebm_msgs::ros2::Float64MultiArray {
+        data: vec![0.0; 4],
+        ..Default::default()
+    };
+    let f64_type = ebm_msgs::ros2::Float64MultiArray::TYPE_NAME;
+    let hash = wire::type_hash(f64_type, Distro::Rihs01).expect("known");
+    let array_key = wire::data_key(0, "/arm_1/joint_trajectory", f64_type, hash);
+    put_ros(&h, &array_key, encode_cdr(&array)?, 2).await?;
+    let c = h
+        .status_where(|s| s.counters["ros2_commands"] >= 2 && s.counters["ros2_wrong_joints"] >= 1)
+        .await?
+        .counters;
+    assert_eq!(
+        (c["ros2_commands"], c["ros2_wrong_joints"]),
+        (2, 1),
+        "{c:?}"
+    );
+
+    let mut energies = Vec::new();
+    for robot in ["arm-1", "arm-2"] {
+        let mut ours = h.outputs(robot).await?;
+        let input = key(
+            JointState::TYPE_NAME,
+            &format!("/{}/joint_states", robot.replace('-', "_")),
+        );
+        let mut rec = Received::default();
+        for (i, stamp) in [1_700_000_000u64, 1_700_000_001].into_iter().enumerate() {
+            put_ros(
+                &h,
+                &input,
+                encode_cdr(&joint_state(stamp, &JOINTS, 0.1 * i as f64))?,
+                3 + i as i64,
+            )
+            .await?;
+            receive_until(&mut ours, &mut rec, |r| r.forecasts.len() > i).await?;
+        }
+        receive_until(&mut ours, &mut rec, |r| !r.ood.is_empty()).await?;
+        energies.push(rec.ood[0].energy);
+    }
+    assert_ne!(
+        energies[0], energies[1],
+        "the commands did not reach the model"
+    );
     h.stop().await
 }

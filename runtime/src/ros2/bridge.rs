@@ -16,7 +16,8 @@ use zenoh::pubsub::{Publisher, Subscriber};
 use zenoh::qos::CongestionControl;
 use zenoh::sample::Sample;
 
-use super::convert::{diagnostics, JointLayout};
+use super::command::{self, LatestCommand};
+use super::convert::{diagnostics, ActionLayout, JointLayout};
 use super::wire::{self, Attachment, Distro, Entity};
 use super::Ros2Robot;
 use crate::counters::Counters;
@@ -153,8 +154,43 @@ impl Ros2Bridge {
                 ._tokens
                 .push(declare_token(session, sub_token).await?);
             let key = wire::data_key(e.domain_id, &e.joint_states, JointState::TYPE_NAME, "*");
+            let command = match (&e.action_topic, model.robot.action_dim) {
+                (Some(t), 0) => {
+                    return Err(RuntimeError::Model(format!(
+                        "ros2 robot {robot}: action_topic {t}, but its model {} takes no action",
+                        model.model_id
+                    )))
+                }
+                (Some(t), _) => {
+                    let layout =
+                        ActionLayout::from_names(&model.robot.action_names).map_err(|why| {
+                            RuntimeError::Model(format!(
+                                "ros2 robot {robot} (model {}): {why}",
+                                model.model_id
+                            ))
+                        })?;
+                    let (sub, latest) = command::subscribe(
+                        session,
+                        (e.domain_id, t),
+                        robot.clone(),
+                        layout,
+                        counters,
+                        errors,
+                    )
+                    .await?;
+                    bridge._subscribers.push(sub);
+                    Some(latest)
+                }
+                (None, n) => {
+                    if n > 0 {
+                        warn!(robot = %robot, "its model takes an action but no action_topic is set: states carry none (scored as the training mean)");
+                    }
+                    None
+                }
+            };
             let input = Input {
                 robot: robot.clone(),
+                command,
                 layout: layout.clone(),
                 fleet: Arc::clone(fleet),
                 counters: Arc::clone(counters),
@@ -251,6 +287,8 @@ async fn declare_token(
 /// One ROS 2 robot's incoming joint states.
 struct Input {
     robot: RobotId,
+    /// The latest command, for a model that takes an action.
+    command: Option<LatestCommand>,
     layout: JointLayout,
     fleet: Arc<Fleet>,
     counters: Arc<Counters>,
@@ -363,7 +401,10 @@ impl Input {
             seq: src.seq,
             stamp_ns,
             state,
-            last_action: None,
+            last_action: self
+                .command
+                .as_ref()
+                .and_then(|c| c.lock().unwrap_or_else(|p| p.into_inner()).clone()),
         }))
     }
 }

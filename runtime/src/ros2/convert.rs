@@ -6,8 +6,8 @@
 //! (denoised state) and `DiagnosticArray` (OOD score).
 
 use ebm_msgs::ros2::{
-    DiagnosticArray, DiagnosticStatus, Duration, Header, JointState, JointTrajectory,
-    JointTrajectoryPoint, KeyValue, Time,
+    DiagnosticArray, DiagnosticStatus, Duration, Float64MultiArray, Header, JointState,
+    JointTrajectory, JointTrajectoryPoint, KeyValue, Time,
 };
 use ebm_msgs::OodScore;
 
@@ -165,6 +165,117 @@ impl JointLayout {
     }
 }
 
+/// How a model's action is read from a ROS 2 command, by the action
+/// dimension names `ebm-sim import-ros2` gives: `<joint>.position` (from a
+/// `JointState`'s positions or a `JointTrajectory`'s first point, by joint
+/// name) or `<topic>[i]` (a `Float64MultiArray`'s `data[i]`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActionLayout {
+    Joints(Vec<String>),
+    Array(usize),
+}
+
+impl ActionLayout {
+    pub fn from_names(names: &[String]) -> Result<Self, String> {
+        if names.is_empty() {
+            return Err("the model takes no action".into());
+        }
+        if let Some(joints) = names
+            .iter()
+            .map(|n| n.strip_suffix(".position").map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+        {
+            return Ok(Self::Joints(joints));
+        }
+        let indexed = names
+            .iter()
+            .enumerate()
+            .all(|(i, n)| n.ends_with(&format!("[{i}]")));
+        if indexed {
+            return Ok(Self::Array(names.len()));
+        }
+        Err(format!(
+            "the model's action dimensions ({:?}...) are neither `<joint>.position` nor `<topic>[i]`",
+            &names[..names.len().min(3)]
+        ))
+    }
+
+    fn by_joint(
+        joints: &[String],
+        names: &[String],
+        values: &[f64],
+        what: &str,
+    ) -> Result<Vec<f32>, String> {
+        joints
+            .iter()
+            .map(|j| {
+                let i = names.iter().position(|n| n == j).ok_or_else(|| {
+                    format!("command joint `{j}` is not in the {what} (it names {names:?})")
+                })?;
+                let v = values
+                    .get(i)
+                    .ok_or_else(|| format!("the {what} has no position of `{j}`"))?;
+                finite(*v, j)
+            })
+            .collect()
+    }
+
+    pub fn from_joint_state(&self, js: &JointState) -> Result<Vec<f32>, String> {
+        match self {
+            Self::Joints(joints) => {
+                Self::by_joint(joints, &js.name, &js.position, "JointState command")
+            }
+            Self::Array(_) => {
+                Err("the model's action is a Float64MultiArray, the command a JointState".into())
+            }
+        }
+    }
+
+    pub fn from_trajectory(&self, t: &JointTrajectory) -> Result<Vec<f32>, String> {
+        let first = t
+            .points
+            .first()
+            .ok_or("the JointTrajectory command has no point")?;
+        match self {
+            Self::Joints(joints) => Self::by_joint(
+                joints,
+                &t.joint_names,
+                &first.positions,
+                "JointTrajectory command",
+            ),
+            Self::Array(_) => Err(
+                "the model's action is a Float64MultiArray, the command a JointTrajectory".into(),
+            ),
+        }
+    }
+
+    pub fn from_array(&self, a: &Float64MultiArray) -> Result<Vec<f32>, String> {
+        match self {
+            Self::Array(n) if a.data.len() == *n => a
+                .data
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| finite(v, &format!("data[{i}]")))
+                .collect(),
+            Self::Array(n) => Err(format!(
+                "the command has {} values, the model's action {n}",
+                a.data.len()
+            )),
+            Self::Joints(_) => {
+                Err("the model's action is by joint, the command a Float64MultiArray".into())
+            }
+        }
+    }
+}
+
+fn finite(v: f64, what: &str) -> Result<f32, String> {
+    if v.is_finite() {
+        Ok(v as f32)
+    } else {
+        Err(format!("command `{what}` is {v}"))
+    }
+}
+
 /// An OOD score as diagnostics: ERROR when the score failed closed (a
 /// `reason`) or the window is flagged, WARN when the transition is, else OK.
 pub fn diagnostics(ood: &OodScore, stamp: Time, node: &str) -> DiagnosticArray {
@@ -283,6 +394,62 @@ mod tests {
         assert!(JointLayout::from_names(&names(&["joint0"])).is_err());
         assert!(JointLayout::from_names(&names(&["a.position", "a.position"])).is_err());
         assert!(JointLayout::from_names(&[]).is_err());
+    }
+
+    #[test]
+    fn commands_fill_the_action_by_joint_or_by_index() {
+        let by_joint = ActionLayout::from_names(&names(&["a.position", "b.position"])).unwrap();
+        let js = JointState {
+            name: names(&["b", "a", "c"]),
+            position: vec![2.0, 1.0, 3.0],
+            ..Default::default()
+        };
+        assert_eq!(by_joint.from_joint_state(&js).unwrap(), [1.0, 2.0]);
+        let t = JointTrajectory {
+            joint_names: names(&["b", "a"]),
+            points: vec![
+                JointTrajectoryPoint {
+                    positions: vec![20.0, 10.0],
+                    ..Default::default()
+                },
+                JointTrajectoryPoint {
+                    positions: vec![0.0, 0.0],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(by_joint.from_trajectory(&t).unwrap(), [10.0, 20.0]);
+        assert!(by_joint
+            .from_trajectory(&JointTrajectory::default())
+            .is_err());
+        assert!(by_joint.from_array(&Float64MultiArray::default()).is_err());
+        let missing = JointState {
+            name: names(&["a"]),
+            position: vec![1.0],
+            ..Default::default()
+        };
+        assert!(by_joint
+            .from_joint_state(&missing)
+            .unwrap_err()
+            .contains("`b`"));
+
+        let array = ActionLayout::from_names(&names(&["/cmd[0]", "/cmd[1]"])).unwrap();
+        assert_eq!(array, ActionLayout::Array(2));
+        let a = Float64MultiArray {
+            data: vec![0.5, -0.5],
+            ..Default::default()
+        };
+        assert_eq!(array.from_array(&a).unwrap(), [0.5, -0.5]);
+        assert!(array
+            .from_array(&Float64MultiArray {
+                data: vec![1.0],
+                ..Default::default()
+            })
+            .is_err());
+        assert!(array.from_joint_state(&js).is_err());
+        assert!(ActionLayout::from_names(&names(&["a.velocity"])).is_err());
+        assert!(ActionLayout::from_names(&[]).is_err());
     }
 
     #[test]

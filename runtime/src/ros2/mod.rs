@@ -8,6 +8,7 @@
 //! ([`wire`]).
 
 pub mod bridge;
+mod command;
 pub mod convert;
 pub mod wire;
 
@@ -24,6 +25,12 @@ pub struct Ros2Robot {
     pub robot: String,
     /// Its `sensor_msgs/msg/JointState` topic.
     pub joint_states: String,
+    /// The robot's command topic, for a model that takes an action
+    /// (`sensor_msgs/msg/JointState`, `trajectory_msgs/msg/JointTrajectory`
+    /// or `std_msgs/msg/Float64MultiArray`, as `ebm-sim import-ros2
+    /// --action-topic` read it): each state carries the latest command.
+    #[serde(default)]
+    pub action_topic: Option<String>,
     /// Where the forecast mean goes (`trajectory_msgs/msg/JointTrajectory`).
     #[serde(default)]
     pub forecast_topic: Option<String>,
@@ -73,6 +80,7 @@ impl Ros2Robot {
             return Some(("ros2.robot", "1-64 ASCII letters, digits, '-' or '_'"));
         }
         let outs = [
+            &self.action_topic,
             &self.forecast_topic,
             &self.denoised_topic,
             &self.diagnostics_topic,
