@@ -30,7 +30,7 @@ conf.insert_json5("connect/endpoints", json.dumps([a.connect]))
 conf.insert_json5("scouting/multicast/enabled", "false")
 s = zenoh.open(conf)
 
-# Every message is an envelope {"v": version, "msg": {...}} (README, Keys).
+# Every message is an envelope {"v": version, "msg": {...}} (docs/runtime.md, Keys).
 status = None
 sub = s.declare_subscriber("ebm/status")
 while status is None:
