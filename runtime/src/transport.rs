@@ -56,20 +56,32 @@ pub async fn open(cfg: &ZenohConfig) -> Result<zenoh::Session, RuntimeError> {
         .map_err(RuntimeError::zenoh("opening the session"))
 }
 
-/// A loopback endpoint on a free TCP port (tests, the demo, benchmarks).
+/// A loopback endpoint on a free TCP port (tests, the demo, benchmarks),
+/// never the same one twice in this process, and below the kernel's
+/// ephemeral range (32768-60999 on Linux): an ephemeral port handed out
+/// here could be taken by any outgoing connection before the daemon binds
+/// it, and two sessions on one port join each other's network.
 pub fn free_loopback_endpoint() -> Result<String, RuntimeError> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| RuntimeError::Io {
-        path: "127.0.0.1:0".into(),
-        source,
-    })?;
-    let port = l
-        .local_addr()
-        .map_err(|source| RuntimeError::Io {
-            path: "127.0.0.1:0".into(),
-            source,
-        })?
-        .port();
-    Ok(format!("tcp/127.0.0.1:{port}"))
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const BASE: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Processes start at different offsets, so concurrent ones rarely meet.
+    let offset = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    for _ in 0..SPAN {
+        let i = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = BASE + (offset + i) % SPAN;
+        if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return Ok(format!("tcp/127.0.0.1:{port}"));
+        }
+    }
+    Err(RuntimeError::Io {
+        path: "127.0.0.1".into(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "no free TCP port in 20000-31999",
+        ),
+    })
 }
 
 /// A peer config listening on `listen` and connecting to `connect`, scouting off.
@@ -114,6 +126,21 @@ mod tests {
             get(&z, "transport/link/rx/max_message_size"),
             LOOPBACK_MAX_MESSAGE_BYTES.to_string()
         );
+    }
+
+    #[test]
+    fn free_endpoints_differ_and_stay_below_the_ephemeral_range() {
+        let ports: Vec<u16> = (0..50)
+            .map(|_| {
+                let e = free_loopback_endpoint().unwrap();
+                e.rsplit(':').next().unwrap().parse().unwrap()
+            })
+            .collect();
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len());
+        assert!(ports.iter().all(|p| (20_000..32_000).contains(p)));
     }
 
     #[test]
