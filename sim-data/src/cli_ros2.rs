@@ -26,6 +26,10 @@ pub struct ImportRos2 {
     /// Joints in order (default: the first state message's).
     #[arg(long, value_delimiter = ',')]
     joints: Option<Vec<String>>,
+    /// Several publishers share the state topic, each naming some joints:
+    /// merge them (each message updates the joints it names; needs --joints).
+    #[arg(long)]
+    merge_publishers: bool,
     /// Rate of the recording: states and actions are interpolated linearly onto it.
     #[arg(long, default_value_t = 10.0)]
     rate_hz: f64,
@@ -70,6 +74,7 @@ pub fn run(a: ImportRos2) -> Result<()> {
         state_fields: fields,
         action_topic: a.action_topic,
         joints: a.joints,
+        merge_publishers: a.merge_publishers,
         rate_hz: a.rate_hz,
         max_gap_periods: a.max_gap_periods,
         steps: a.steps,

@@ -59,13 +59,15 @@ pub enum SimError {
         role: &'static str,
         supported: &'static str,
     },
-    #[error("joint `{joint}` is missing from {topic} message {index} (its joints: {present})")]
+    #[error("joint `{joint}` is missing from {topic} message {index} (its joints: {present}); if several publishers share the topic, each naming some joints, name them all with --joints and add --merge-publishers")]
     JointMissing {
         topic: String,
         joint: String,
         index: u64,
         present: String,
     },
+    #[error("{topic}: no message names joint(s) {joints} (with --merge-publishers every joint of --joints must appear)")]
+    JointNeverSeen { topic: String, joints: String },
     #[error("the action topic {topic} commands none of the joints asked for (it has: {present})")]
     NoActionJoints { topic: String, present: String },
     #[error("{topic} message {index}: `{field}` has {found} entries, expected {expected}")]

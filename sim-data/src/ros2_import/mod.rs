@@ -52,6 +52,9 @@ pub struct ImportOptions {
     pub action_topic: Option<String>,
     /// The joints, in order (default: the first state message's).
     pub joints: Option<Vec<String>>,
+    /// Several publishers share the state topic, each naming some of
+    /// `joints` (needed): each message updates the joints it names.
+    pub merge_publishers: bool,
     pub rate_hz: f64,
     /// Spans end at gaps longer than this many periods (more than 1).
     pub max_gap_periods: f64,
@@ -74,6 +77,7 @@ impl ImportOptions {
             state_fields: vec![JointField::Position],
             action_topic: None,
             joints: None,
+            merge_publishers: false,
             rate_hz: 10.0,
             max_gap_periods: 3.0,
             steps: None,
@@ -100,6 +104,12 @@ impl ImportOptions {
             return bad(
                 "state_fields",
                 "one or more of position, velocity, effort, each once",
+            );
+        }
+        if self.merge_publishers && self.joints.is_none() {
+            return bad(
+                "merge_publishers",
+                "given with --joints (every joint of the state)",
             );
         }
         if let Some(j) = &self.joints {
@@ -233,14 +243,17 @@ pub fn import_ros2(bag: &Path, opts: &ImportOptions, out: &Path) -> Result<Impor
             };
             let topic_reader = match slot {
                 Some(r) => r,
-                None => slot.insert(TopicReader::new(
-                    &ch.topic,
-                    &ch.type_name,
-                    role,
-                    &opts.state_fields,
-                    opts.joints.as_deref(),
-                    opts.clock,
-                )?),
+                None => slot.insert(
+                    TopicReader::new(
+                        &ch.topic,
+                        &ch.type_name,
+                        role,
+                        &opts.state_fields,
+                        opts.joints.as_deref(),
+                        opts.clock,
+                    )?
+                    .merging(opts.merge_publishers),
+                ),
             };
             topic_reader.push(msg.log_time_ns, &msg.data)?;
         }
@@ -263,6 +276,15 @@ pub fn import_ros2(bag: &Path, opts: &ImportOptions, out: &Path) -> Result<Impor
             .join(", "),
     };
     let state = state.ok_or_else(|| missing(&opts.state_topic))?;
+    if opts.merge_publishers {
+        let never = state.never_seen();
+        if !never.is_empty() {
+            return Err(SimError::JointNeverSeen {
+                topic: state.topic.clone(),
+                joints: never.join(", "),
+            });
+        }
+    }
     let action = match &opts.action_topic {
         Some(t) => Some(action.ok_or_else(|| missing(t))?),
         None => None,

@@ -83,6 +83,10 @@ pub struct TopicReader {
     last_names: Vec<String>,
     last_index: Vec<usize>,
     values: Vec<f64>,
+    /// Merging joint states of several publishers (`--merge-publishers`):
+    /// each joint's latest value per field, `None` until first seen.
+    merge: bool,
+    held: Vec<Option<f64>>,
     pub series: Option<Series>,
     pub messages: u64,
     pub non_finite: u64,
@@ -132,6 +136,8 @@ impl TopicReader {
             last_names: Vec::new(),
             last_index: Vec::new(),
             values: Vec::new(),
+            merge: false,
+            held: Vec::new(),
             series: None,
             messages: 0,
             non_finite: 0,
@@ -156,6 +162,57 @@ impl TopicReader {
         }
     }
 
+    /// Merges the joint states of several publishers on a state topic: each
+    /// message updates the `--joints` it names and a row is kept once every
+    /// joint has a value (the others held from their latest message).
+    pub fn merging(mut self, on: bool) -> Self {
+        self.merge = on && self.role == Role::State && self.kind == Kind::JointState;
+        self
+    }
+
+    /// Joints (of `--joints`) no message has named, when merging.
+    pub fn never_seen(&self) -> Vec<String> {
+        let joints = self.requested.as_deref().unwrap_or_default();
+        let n = joints.len();
+        joints
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| {
+                (0..self.fields.len()).all(|k| self.held.get(k * n + j).is_none_or(Option::is_none))
+            })
+            .map(|(_, name)| name.clone())
+            .collect()
+    }
+
+    /// One merged message: `false` while some joint has no value yet (or
+    /// the message names none of them).
+    fn merge_into_row(&mut self, index: u64, js: &JointState) -> Result<bool, SimError> {
+        let joints = self.requested.clone().unwrap_or_default();
+        self.joints.get_or_insert_with(|| joints.clone());
+        let n = joints.len();
+        if self.held.len() != self.fields.len() * n {
+            self.held = vec![None; self.fields.len() * n];
+        }
+        let mut named = false;
+        for (k, f) in self.fields.clone().into_iter().enumerate() {
+            let all = f.of(js);
+            self.check_len(index, f.name(), all.len(), js.name.len())?;
+            for (i, name) in js.name.iter().enumerate() {
+                if let Some(j) = joints.iter().position(|x| x == name) {
+                    self.held[k * n + j] = Some(all[i]);
+                    named = true;
+                }
+            }
+        }
+        match self.held.iter().copied().collect::<Option<Vec<f64>>>() {
+            Some(row) if named => {
+                self.values = row;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Reads message `self.messages` of the topic.
     pub fn push(&mut self, log_time_ns: u64, data: &[u8]) -> Result<(), SimError> {
         let index = self.messages;
@@ -166,6 +223,13 @@ impl TopicReader {
             source,
         };
         let t = match self.kind {
+            Kind::JointState if self.merge => {
+                let js: JointState = decode_cdr(data).map_err(decode_error)?;
+                if !self.merge_into_row(index, &js)? {
+                    return Ok(());
+                }
+                self.time(js.header.stamp, log_time_ns)
+            }
             Kind::JointState => {
                 let js: JointState = decode_cdr(data).map_err(decode_error)?;
                 self.pick(index, &js.name)?;
@@ -344,9 +408,9 @@ mod tests {
             .push(2, &js(2, &["b", "c"], &[1.0, 2.0]))
             .unwrap_err()
             .to_string();
-        assert_eq!(
-            e,
-            "joint `a` is missing from /js message 1 (its joints: b, c)"
+        assert!(
+            e.starts_with("joint `a` is missing from /js message 1 (its joints: b, c)"),
+            "{e}"
         );
         let e = r
             .push(3, &js(3, &["a", "b"], &[1.0]))
@@ -368,5 +432,36 @@ mod tests {
             Clock::Log,
         );
         assert!(e.is_err());
+    }
+
+    /// Two publishers on one topic, each naming some joints: merged rows
+    /// hold each joint's latest value; none before every joint was seen.
+    #[test]
+    fn merging_publishers_holds_each_joints_latest_value() {
+        let joints: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let mut r = TopicReader::new(
+            "/js",
+            JointState::TYPE_NAME,
+            Role::State,
+            &[JointField::Position],
+            Some(&joints),
+            Clock::Header,
+        )
+        .unwrap()
+        .merging(true);
+        r.push(1, &js(100, &["b", "a"], &[2.0, 1.0])).unwrap();
+        assert!(r.series.is_none(), "a row before `c` was seen");
+        assert_eq!(r.never_seen(), ["c"]);
+        r.push(2, &js(110, &["c"], &[3.0])).unwrap();
+        r.push(3, &js(120, &["a", "b"], &[10.0, 20.0])).unwrap();
+        r.push(4, &js(125, &["x"], &[9.0])).unwrap(); // names none of them: no row
+        assert!(r.never_seen().is_empty());
+        let s = r.series.as_ref().unwrap();
+        assert_eq!(s.len(), 2);
+        let mut v = [0.0; 3];
+        s.interpolate(110, &mut v);
+        assert_eq!(v, [1.0, 2.0, 3.0]);
+        s.interpolate(120, &mut v);
+        assert_eq!(v, [10.0, 20.0, 3.0]);
     }
 }
