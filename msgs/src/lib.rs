@@ -30,6 +30,7 @@
 pub mod codec;
 pub mod error;
 pub mod keys;
+mod mcap_stream;
 pub mod mutate;
 pub mod recording;
 pub mod robot;

@@ -3,20 +3,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{BufReader, ErrorKind, Read};
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 use mcap::records::Record;
-use mcap::sans_io::{LinearReadEvent, LinearReader, LinearReaderOptions};
 use mcap::McapError;
 
 use crate::codec::{decode, Encoding};
+use crate::mcap_stream::McapStream;
 use crate::types::{Action, RobotState};
 use crate::MsgsError;
-
-/// Largest record accepted outside chunks (metadata with a paper-scale split
-/// is about 1 MB) and largest chunk, compressed or not.
-const RECORD_LIMIT: usize = 256 << 20;
 
 /// One thing read from a recording, in file order.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,85 +36,39 @@ enum ChannelKind {
 
 /// Iterator over the [`RecordingEvent`]s of an MCAP file.
 pub struct RecordingReader<R: Read> {
-    source: R,
-    reader: LinearReader,
+    stream: McapStream<R>,
     channels: HashMap<u16, (String, ChannelKind)>,
-    offset: u64,
     done: bool,
 }
 
 impl RecordingReader<BufReader<File>> {
     pub fn open(path: &Path) -> Result<Self, MsgsError> {
-        let file = File::open(path).map_err(|source| MsgsError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        Ok(Self::new(BufReader::with_capacity(1 << 20, file)))
+        Ok(Self::from_stream(McapStream::open(path)?))
     }
 }
 
 impl<R: Read> RecordingReader<R> {
     pub fn new(source: R) -> Self {
-        let options = LinearReaderOptions::default()
-            .with_validate_chunk_crcs(true)
-            .with_validate_data_section_crc(true)
-            .with_record_length_limit(RECORD_LIMIT);
+        Self::from_stream(McapStream::new(source))
+    }
+
+    fn from_stream(stream: McapStream<R>) -> Self {
         Self {
-            source,
-            reader: LinearReader::new_with_options(options),
+            stream,
             channels: HashMap::new(),
-            offset: 0,
             done: false,
         }
     }
 
-    fn mcap_error(&self, source: McapError) -> MsgsError {
-        match source {
-            McapError::UnexpectedEof => MsgsError::Truncated {
-                offset: self.offset,
-            },
-            source => MsgsError::Corrupt {
-                offset: self.offset,
-                source,
-            },
-        }
-    }
-
     fn next_inner(&mut self) -> Result<Option<RecordingEvent>, MsgsError> {
-        loop {
-            let event = match self.reader.next_event() {
-                None => return Ok(None),
-                Some(Ok(event)) => event,
-                Some(Err(e)) => return Err(self.mcap_error(e)),
-            };
-            let (opcode, data) = match event {
-                LinearReadEvent::ReadRequest(need) => {
-                    let buf = self.reader.insert(need);
-                    let read = loop {
-                        match self.source.read(buf) {
-                            Ok(n) => break n,
-                            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                            Err(e) => {
-                                return Err(MsgsError::Corrupt {
-                                    offset: self.offset,
-                                    source: e.into(),
-                                })
-                            }
-                        }
-                    };
-                    self.offset += read as u64;
-                    self.reader.notify_read(read);
-                    continue;
-                }
-                LinearReadEvent::Record { opcode, data } => (opcode, data),
-            };
-            let offset = self.offset;
-            let record = mcap::parse_record(opcode, data)
-                .map_err(|source| MsgsError::Corrupt { offset, source })?;
+        let Self {
+            stream, channels, ..
+        } = self;
+        stream.next_with(|offset, record| {
             match record {
                 Record::Channel(ch) => {
                     let kind = channel_kind(&ch.topic, &ch.message_encoding)?;
-                    self.channels.insert(ch.id, (ch.topic, kind));
+                    channels.insert(ch.id, (ch.topic, kind));
                 }
                 Record::Metadata(m) => {
                     return Ok(Some(RecordingEvent::Metadata {
@@ -127,7 +77,7 @@ impl<R: Read> RecordingReader<R> {
                     }))
                 }
                 Record::Message { header, data } => {
-                    let Some((topic, kind)) = self.channels.get(&header.channel_id) else {
+                    let Some((topic, kind)) = channels.get(&header.channel_id) else {
                         return Err(MsgsError::Corrupt {
                             offset,
                             source: McapError::UnknownChannel(header.sequence, header.channel_id),
@@ -154,7 +104,8 @@ impl<R: Read> RecordingReader<R> {
                 }
                 _ => {}
             }
-        }
+            Ok(None)
+        })
     }
 }
 

@@ -6,17 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, ErrorKind, Read};
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 use mcap::records::Record;
-use mcap::sans_io::{LinearReadEvent, LinearReader, LinearReaderOptions};
 use mcap::McapError;
 
+use crate::mcap_stream::McapStream;
 use crate::MsgsError;
-
-/// Largest record or chunk accepted (rosbag2 writes chunks of about 1 MB).
-const RECORD_LIMIT: usize = 256 << 20;
 
 /// A topic of the bag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,35 +39,27 @@ pub struct BagMessage {
 
 /// Reads a bag's messages in file order.
 pub struct BagReader<R: Read> {
-    source: R,
-    reader: LinearReader,
+    stream: McapStream<R>,
     schemas: BTreeMap<u16, String>,
     channels: BTreeMap<u16, BagChannel>,
-    offset: u64,
 }
 
 impl BagReader<BufReader<File>> {
     pub fn open(path: &Path) -> Result<Self, MsgsError> {
-        let file = File::open(path).map_err(|source| MsgsError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        Ok(Self::new(BufReader::with_capacity(1 << 20, file)))
+        Ok(Self::from_stream(McapStream::open(path)?))
     }
 }
 
 impl<R: Read> BagReader<R> {
     pub fn new(source: R) -> Self {
-        let options = LinearReaderOptions::default()
-            .with_validate_chunk_crcs(true)
-            .with_validate_data_section_crc(true)
-            .with_record_length_limit(RECORD_LIMIT);
+        Self::from_stream(McapStream::new(source))
+    }
+
+    fn from_stream(stream: McapStream<R>) -> Self {
         Self {
-            source,
-            reader: LinearReader::new_with_options(options),
+            stream,
             schemas: BTreeMap::new(),
             channels: BTreeMap::new(),
-            offset: 0,
         }
     }
 
@@ -82,60 +71,26 @@ impl<R: Read> BagReader<R> {
 
     /// Bytes of the file read so far.
     pub fn bytes_read(&self) -> u64 {
-        self.offset
+        self.stream.offset()
     }
 
     /// The next message, `None` at the end of the file; a file cut short
     /// gives [`MsgsError::Truncated`] after its last complete chunk (the
     /// messages before it have been returned).
     pub fn next_message(&mut self) -> Result<Option<BagMessage>, MsgsError> {
-        loop {
-            let event = match self.reader.next_event() {
-                None => return Ok(None),
-                Some(Ok(event)) => event,
-                Some(Err(McapError::UnexpectedEof)) => {
-                    return Err(MsgsError::Truncated {
-                        offset: self.offset,
-                    })
-                }
-                Some(Err(source)) => {
-                    return Err(MsgsError::Corrupt {
-                        offset: self.offset,
-                        source,
-                    })
-                }
-            };
-            let (opcode, data) = match event {
-                LinearReadEvent::ReadRequest(need) => {
-                    let buf = self.reader.insert(need);
-                    let read = loop {
-                        match self.source.read(buf) {
-                            Ok(n) => break n,
-                            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                            Err(e) => {
-                                return Err(MsgsError::Corrupt {
-                                    offset: self.offset,
-                                    source: e.into(),
-                                })
-                            }
-                        }
-                    };
-                    self.offset += read as u64;
-                    self.reader.notify_read(read);
-                    continue;
-                }
-                LinearReadEvent::Record { opcode, data } => (opcode, data),
-            };
-            let offset = self.offset;
-            let record = mcap::parse_record(opcode, data)
-                .map_err(|source| MsgsError::Corrupt { offset, source })?;
+        let Self {
+            stream,
+            schemas,
+            channels,
+        } = self;
+        stream.next_with(|offset, record| {
             match record {
                 Record::Schema { header, .. } => {
-                    self.schemas.insert(header.id, header.name);
+                    schemas.insert(header.id, header.name);
                 }
                 Record::Channel(ch) => {
-                    let type_name = self.schemas.get(&ch.schema_id).cloned().unwrap_or_default();
-                    self.channels.insert(
+                    let type_name = schemas.get(&ch.schema_id).cloned().unwrap_or_default();
+                    channels.insert(
                         ch.id,
                         BagChannel {
                             topic: ch.topic,
@@ -145,7 +100,7 @@ impl<R: Read> BagReader<R> {
                     );
                 }
                 Record::Message { header, data } => {
-                    if !self.channels.contains_key(&header.channel_id) {
+                    if !channels.contains_key(&header.channel_id) {
                         return Err(MsgsError::Corrupt {
                             offset,
                             source: McapError::UnknownChannel(header.sequence, header.channel_id),
@@ -159,7 +114,8 @@ impl<R: Read> BagReader<R> {
                 }
                 _ => {}
             }
-        }
+            Ok(None)
+        })
     }
 }
 
