@@ -42,20 +42,34 @@ pub(crate) fn tiny_checkpoint(dir: &std::path::Path) -> Result<()> {
 pub(crate) fn tiny_checkpoint_with_context(dir: &std::path::Path, k: usize) -> Result<()> {
     let mut cfg = MlpEnergyConfig::new(HAND_STATE_DIM);
     cfg.context_len = k;
+    let normalization = Normalization {
+        mean: vec![0.1; HAND_STATE_DIM + HAND_ACTION_DIM],
+        std: vec![0.5; HAND_STATE_DIM + HAND_ACTION_DIM],
+    };
+    save_tiny(dir, cfg, normalization, None)
+}
+
+/// Saves an untrained export of `cfg` with one hidden layer of 16 (step 42:
+/// model id `<dir name>@42`), `normalization`, energy percentiles and
+/// `robot` (`None`: sizes only, as legacy exports).
+pub(crate) fn save_tiny(
+    dir: &std::path::Path,
+    mut cfg: MlpEnergyConfig,
+    normalization: Normalization,
+    robot: Option<ebm_core::checkpoint::RobotSpec>,
+) -> Result<()> {
     cfg.hidden = vec![16];
     let params = ParamStore::new(7, &Device::Cpu);
     MlpEnergy::init(&cfg, &params)?;
     let mut m = Manifest::new::<MlpEnergy>(&cfg, 42)?;
-    m.normalization = Some(Normalization {
-        mean: vec![0.1; HAND_STATE_DIM + HAND_ACTION_DIM],
-        std: vec![0.5; HAND_STATE_DIM + HAND_ACTION_DIM],
-    });
+    m.normalization = Some(normalization);
     let pct: Vec<f32> = (0..=100).map(|i| -5.0 + 0.1 * i as f32).collect();
     m.ood = Some(OodCalibration {
         energy_percentiles: pct,
         window_energy_percentiles: None,
         stein_window: None,
     });
+    m.robot = robot;
     checkpoint::save_model(dir, m, &params)?;
     Ok(())
 }

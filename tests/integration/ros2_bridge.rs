@@ -8,9 +8,8 @@
 //! counted and the robot keeps being served.
 
 use anyhow::{anyhow, ensure, Result};
-use candle_core::Device;
-use ebm_core::checkpoint::{self, Manifest, Normalization, OodCalibration, RobotSpec};
-use ebm_core::{EnergyModel, MlpEnergy, MlpEnergyConfig, ParamStore};
+use ebm_core::checkpoint::{Normalization, RobotSpec};
+use ebm_core::MlpEnergyConfig;
 use ebm_msgs::ros2::{
     decode_cdr, encode_cdr, DiagnosticArray, DiagnosticStatus, JointState, JointTrajectory,
     Ros2Message, Time,
@@ -18,7 +17,7 @@ use ebm_msgs::ros2::{
 use ebm_runtime::ros2::wire::{self, Attachment, Distro};
 use ebm_runtime::ros2::Ros2Robot;
 
-use crate::harness::{receive_until, within, Harness, Received};
+use crate::harness::{receive_until, save_tiny, within, Harness, Received};
 
 const JOINTS: [&str; 4] = ["shoulder_pan", "elbow", "wrist_3", "gripper_finger"];
 
@@ -39,20 +38,11 @@ fn joint_model(dir: &std::path::Path, commands: bool) -> Result<()> {
     let mut cfg = MlpEnergyConfig::new(d);
     cfg.context_len = 1;
     cfg.action_dim = a;
-    cfg.hidden = vec![16];
-    let params = ParamStore::new(3, &Device::Cpu);
-    MlpEnergy::init(&cfg, &params)?;
-    let mut m = Manifest::new::<MlpEnergy>(&cfg, 9)?;
-    m.normalization = Some(Normalization {
+    let normalization = Normalization {
         mean: vec![0.0; d + a],
         std: vec![1.0; d + a],
-    });
-    m.ood = Some(OodCalibration {
-        energy_percentiles: (0..=100).map(|i| -5.0 + 0.1 * i as f32).collect(),
-        window_energy_percentiles: None,
-        stein_window: None,
-    });
-    m.robot = Some(RobotSpec {
+    };
+    let robot = RobotSpec {
         kind: "arm".into(),
         state_dim: d,
         action_dim: a,
@@ -60,9 +50,8 @@ fn joint_model(dir: &std::path::Path, commands: bool) -> Result<()> {
         state_units: vec![],
         action_names,
         action_units: vec![],
-    });
-    checkpoint::save_model(dir, m, &params)?;
-    Ok(())
+    };
+    save_tiny(dir, cfg, normalization, Some(robot))
 }
 
 fn key(type_name: &str, topic: &str) -> String {
