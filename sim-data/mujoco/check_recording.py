@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Read back an igebm-rs MCAP recording written by fetch_record.py and check its layout."""
+"""Read back an igebm-rs MCAP recording written by fetch_record.py or hand_record.py and check its layout."""
 
 import argparse
 import json
@@ -39,7 +39,7 @@ def main():
         assert isinstance(first, Metadata) and first.name == "ebm-recording", f"first record: {first}"
         h = dict(first.metadata)
         assert set(h) == HEADER_KEYS, set(h) ^ HEADER_KEYS
-        assert h["format_version"] == "2" and h["encoding"] == "json" and h["robot_kind"] == "fetch"
+        assert h["format_version"] == "2" and h["encoding"] == "json" and h["robot_kind"], h["robot_kind"]
         n, T, period = int(h["trajectories"]), int(h["steps"]), int(h["control_period_ns"])
         sd, ad = int(h["state_dim"]), int(h["action_dim"])
         for k, dim in [("state_names", sd), ("state_units", sd), ("action_names", ad), ("action_units", ad)]:

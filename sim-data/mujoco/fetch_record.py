@@ -17,16 +17,12 @@ See README.md beside this file for the recording layout.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import re
 import sys
-import time
 
 import numpy as np
 
-FORMAT_VERSION = "2"
-PROTOCOL_VERSION = "1"
+import recording
+
 ARM_JOINTS = [
     "shoulder_pan_joint",
     "shoulder_lift_joint",
@@ -43,81 +39,8 @@ STATE_UNITS = ["rad"] * 7 + ["m"] * 2 + ["m"] * 3 + ["1"] * 4
 ACTION_NAMES = ["dx", "dy", "dz", "gripper"]
 ACTION_UNITS = ["1"] * 4
 ENVS = ("FetchPickAndPlace-v4", "FetchPush-v4")
-ROBOT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 PUSH, PICK = 0, 1
 MODE_NAMES = {PUSH: "push", PICK: "pick"}
-
-
-def format_ids(ids) -> str:
-    """Sorted ids as compact ranges: [0, 1, 2, 5, 7, 8] -> "0-2,5,7-8"."""
-    out, i, ids = [], 0, list(ids)
-    while i < len(ids):
-        start = end = ids[i]
-        while i + 1 < len(ids) and ids[i + 1] == end + 1:
-            i += 1
-            end = ids[i]
-        out.append(str(start) if start == end else f"{start}-{end}")
-        i += 1
-    return ",".join(out)
-
-
-def split_ids(n: int, seed: int):
-    """90/10 split: a seeded permutation of 0..n, its first round(n/10) ids are the test ids."""
-    perm = np.random.default_rng([seed, 0x5EED5B11]).permutation(n)
-    n_test = int(np.floor(n / 10.0 + 0.5))  # round half up, like Rust's f64::round
-    return sorted(int(i) for i in perm[n_test:]), sorted(int(i) for i in perm[:n_test])
-
-
-def state_schema() -> dict:
-    return envelope_schema(
-        "ebm.RobotState",
-        {
-            "state": floats_schema(16, "Fetch: 7 arm joints (rad), 2 fingers (m), object x,y,z (m), quaternion x,y,z,w"),
-            "last_action": {"anyOf": [floats_schema(4, "previous action"), {"type": "null"}]},
-        },
-    )
-
-
-def action_schema() -> dict:
-    return envelope_schema("ebm.Action", {"action": floats_schema(4, "dx, dy, dz, gripper in [-1, 1]")})
-
-
-def floats_schema(n: int, what: str) -> dict:
-    return {"type": "array", "items": {"type": "number"}, "minItems": n, "maxItems": n, "description": what}
-
-
-def envelope_schema(title: str, extra: dict) -> dict:
-    props = {
-        "robot_id": {"type": "string"},
-        "episode": {"type": "integer", "minimum": 0},
-        "seq": {"type": "integer", "minimum": 0},
-        "stamp_ns": {"type": "integer", "minimum": 0},
-    }
-    props.update(extra)
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": title,
-        "type": "object",
-        "properties": {
-            "v": {"type": "integer", "const": int(PROTOCOL_VERSION), "description": "protocol version"},
-            "msg": {
-                "type": "object",
-                "properties": props,
-                "additionalProperties": False,
-                "required": list(props.keys()),
-            },
-        },
-        "required": ["v", "msg"],
-        "additionalProperties": False,
-    }
-
-
-def f32_json(x) -> str:
-    """A JSON array of float32 values, each in its shortest round-trip form (e.g. 0.009950558)."""
-    a = np.asarray(x, dtype=np.float32)
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"non-finite value in {a}")
-    return "[" + ",".join(str(v) for v in a) + "]"
 
 
 class Fetch:
@@ -288,134 +211,71 @@ def run_episode(sim: Fetch, rng: np.random.Generator, steps: int, pick_prob: flo
     return states, actions, mode, moved, lifted
 
 
+class FetchRobot:
+    """The generator's callbacks (module-level, so worker processes can pickle them)."""
+
+    def __init__(self, env_name: str, pick_prob: float, random_every: int):
+        self.env_name, self.pick_prob, self.random_every = env_name, pick_prob, random_every
+
+    def make_sim(self):
+        return Fetch(self.env_name)
+
+    def episode(self, sim, rng, steps):
+        states, actions, mode, moved, lifted = run_episode(sim, rng, steps, self.pick_prob, self.random_every)
+        return states, actions, {"mode": mode, "moved": moved, "lifted": lifted}
+
+
+def summarise(infos):
+    n = len(infos)
+    moved_n = sum(i["moved"] > 0.02 for i in infos)
+    lifted_n = sum(i["lifted"] > 0.03 for i in infos)
+    modes = {m: sum(1 for i in infos if i["mode"] == m) for m in (PUSH, PICK)}
+    summary = {
+        "moved_2cm_share": f"{moved_n / n:.4f}",
+        "lifted_3cm_share": f"{lifted_n / n:.4f}",
+        "episodes_push": str(modes[PUSH]),
+        "episodes_pick": str(modes[PICK]),
+    }
+    text = f"object moved >2cm in {moved_n / n:.1%}, lifted >3cm in {lifted_n / n:.1%}; push {modes[PUSH]}, pick {modes[PICK]}"
+    return summary, text
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--trajectories", type=int, default=10000, help="number of episodes N")
-    p.add_argument("--steps", type=int, default=100, help="steps T per episode (ignores the env's 50-step limit)")
-    p.add_argument("--seed", type=int, default=0, help="seed (output is deterministic for a given seed)")
-    p.add_argument("--out", required=True, help="output .mcap path (written atomically)")
+    recording.add_common_args(p, "fetch-0", 10000)
     p.add_argument("--env", default="FetchPickAndPlace-v4", choices=ENVS, help="gymnasium-robotics environment")
-    p.add_argument("--robot-id", default="fetch-0", help="robot id in topics and messages")
     p.add_argument(
         "--pick-prob",
         type=float,
         default=0.5,
         help="probability of the PICK mode per episode (forced to 0 for FetchPush, whose gripper is blocked)",
     )
-    p.add_argument("--random-every", type=int, default=4, help="every k-th action (t %% k == k-1) is uniform random; 0: never")
     args = p.parse_args(argv)
-    if args.trajectories < 1 or args.steps < 1:
-        p.error("--trajectories and --steps must be >= 1")
-    if args.seed < 0:
-        p.error("--seed must be >= 0")
-    if not ROBOT_ID_RE.match(args.robot_id):
-        p.error("--robot-id: 1-64 ASCII letters, digits, '-', '_', starting with a letter or digit")
+    recording.check_common_args(p, args)
 
-    import mujoco
     import gymnasium_robotics
-    from mcap.writer import CompressionType, Writer
+    import mujoco
 
     sim = Fetch(args.env)
     pick_prob = 0.0 if sim.block_gripper else args.pick_prob
-    period_ns = int(round(sim.dt * 1e9))
-    n, T, rid = args.trajectories, args.steps, args.robot_id
-    train, test = split_ids(n, args.seed)
-    config = (
-        f'env = "{args.env}"\n'
-        f"trajectories = {n}\n"
-        f"steps = {T}\n"
-        f"seed = {args.seed}\n"
-        f'robot_id = "{rid}"\n'
-        f"pick_prob = {pick_prob}\n"
-        f"random_every = {args.random_every}\n"
+    cb = FetchRobot(args.env, pick_prob, args.random_every)
+    robot = recording.Robot(
+        kind="fetch",
+        state_names=STATE_NAMES,
+        state_units=STATE_UNITS,
+        action_names=ACTION_NAMES,
+        action_units=ACTION_UNITS,
+        state_doc="Fetch: 7 arm joints (rad), 2 fingers (m), object x,y,z (m), quaternion x,y,z,w",
+        action_doc="dx, dy, dz, gripper in [-1, 1]",
+        generator=f"fetch_record.py mujoco-{mujoco.__version__} gymnasium-robotics-{gymnasium_robotics.__version__} {args.env}",
+        config=f'env = "{args.env}"\nrobot_id = "{args.robot_id}"\npick_prob = {pick_prob}\nrandom_every = {args.random_every}\n',
+        control_period_ns=int(round(sim.dt * 1e9)),
+        make_sim=cb.make_sim,
+        episode=cb.episode,
+        summarise=summarise,
     )
-    header = {
-        "format_version": FORMAT_VERSION,
-        "robot_id": rid,
-        "robot_kind": "fetch",
-        "encoding": "json",
-        "trajectories": str(n),
-        "steps": str(T),
-        "control_period_ns": str(period_ns),
-        "generator": f"fetch_record.py mujoco-{mujoco.__version__} gymnasium-robotics-{gymnasium_robotics.__version__} {args.env}",
-        "seed": str(args.seed),
-        "config": config,
-        "split_train": format_ids(train),
-        "split_test": format_ids(test),
-        "state_dim": "16",
-        "action_dim": "4",
-        "state_names": json.dumps(STATE_NAMES, separators=(",", ":")),
-        "state_units": json.dumps(STATE_UNITS, separators=(",", ":")),
-        "action_names": json.dumps(ACTION_NAMES, separators=(",", ":")),
-        "action_units": json.dumps(ACTION_UNITS, separators=(",", ":")),
-    }
-
-    out = os.path.abspath(args.out)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    tmp = f"{out}.tmp-{os.getpid()}"
-    dumps = lambda o: json.dumps(o, separators=(",", ":"), allow_nan=False).encode()  # noqa: E731
-    moved_n = lifted_n = 0
-    modes = {PUSH: 0, PICK: 0}
-    tty = sys.stderr.isatty()  # a live \r progress line on a terminal, one line per 100 episodes in a log
-    lead, tail, every, nl = ("\r", "", 10, "\n") if tty else ("", "\n", 100, "")
-    t0 = time.monotonic()
-    try:
-        with open(tmp, "wb") as f:
-            w = Writer(f, compression=CompressionType.ZSTD)
-            w.start(profile="", library="fetch_record.py")
-            w.add_metadata("ebm-recording", header)
-            ss = w.register_schema("ebm.RobotState", "jsonschema", dumps(state_schema()))
-            sa = w.register_schema("ebm.Action", "jsonschema", dumps(action_schema()))
-            meta = {"protocol_version": PROTOCOL_VERSION}
-            cs = w.register_channel(f"ebm/{rid}/state", "json", ss, meta)
-            ca = w.register_channel(f"ebm/{rid}/action", "json", sa, meta)
-            for e in range(n):
-                rng = np.random.default_rng(np.random.SeedSequence([args.seed, e]))
-                states, actions, mode, moved, lifted = run_episode(sim, rng, T, pick_prob, args.random_every)
-                modes[mode] += 1
-                moved_n += moved > 0.02
-                lifted_n += lifted > 0.03
-                for t in range(T):
-                    seq = e * T + t
-                    stamp = seq * period_ns
-                    # Compact JSON built directly (robot_id is plain ASCII, checked above).
-                    hdr = f'{{"v":1,"msg":{{"robot_id":"{rid}","episode":{e},"seq":{seq},"stamp_ns":{stamp},'
-                    sm = f'{hdr}"state":{f32_json(states[t])},"last_action":null}}}}'.encode()
-                    am = f'{hdr}"action":{f32_json(actions[t])}}}}}'.encode()
-                    w.add_message(cs, log_time=stamp, data=sm, publish_time=stamp, sequence=seq & 0xFFFFFFFF)
-                    w.add_message(ca, log_time=stamp, data=am, publish_time=stamp, sequence=seq & 0xFFFFFFFF)
-                done = e + 1
-                if done % every == 0 or done == n:
-                    el = time.monotonic() - t0
-                    rate = done / el
-                    print(
-                        f"{lead}{done}/{n} episodes  {rate:.2f} ep/s  moved>2cm {moved_n / done:.0%}  "
-                        f"lifted>3cm {lifted_n / done:.0%}  eta {(n - done) / rate:.0f}s",
-                        end=tail,
-                        file=sys.stderr,
-                        flush=True,
-                    )
-            elapsed = time.monotonic() - t0
-            w.add_metadata(
-                "ebm-recording-summary",
-                {
-                    "moved_2cm_share": f"{moved_n / n:.4f}",
-                    "lifted_3cm_share": f"{lifted_n / n:.4f}",
-                    "episodes_push": str(modes[PUSH]),
-                    "episodes_pick": str(modes[PICK]),
-                },
-            )
-            w.finish()
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    print(
-        f"{nl}wrote {out}: {n} episodes x {T} steps in {elapsed:.1f}s; object moved >2cm in {moved_n / n:.1%}, "
-        f"lifted >3cm in {lifted_n / n:.1%}; push {modes[PUSH]}, pick {modes[PICK]}",
-        file=sys.stderr,
-    )
+    seconds = recording.generate(robot, args.robot_id, args.trajectories, args.steps, args.seed, args.out, args.workers, args.shard_size)
+    print(f"done in {seconds:.0f}s", file=sys.stderr)
     return 0
 
 
