@@ -17,3 +17,4 @@ mod secure_transport;
 mod soak;
 mod toy;
 mod trajectory;
+mod trajectory_fairness;

@@ -130,7 +130,7 @@ fn trajectory_training_and_evaluation_run_end_to_end() -> anyhow::Result<()> {
     assert!(r.mse_fc[0] < 0.05, "FC one-step MSE {}", r.mse_fc[0]);
     // The EBM's particles stay near the truth for the first step too.
     assert!(r.mse_ebm[0] < 0.5, "EBM one-step MSE {}", r.mse_ebm[0]);
-    for f in ["eval/fd.png", "eval/rollouts.png", "eval/report.md"] {
+    for f in ["eval/fd.svg", "eval/rollouts.svg", "eval/report.md"] {
         assert!(dir.path().join(f).is_file(), "{f} missing");
     }
     // The inference export carries the robot it models and the energy

@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod config_file;
 pub mod figure;
+pub mod plot;
 pub mod images;
 pub mod svg_chart;
 pub mod toy;

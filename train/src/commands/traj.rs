@@ -65,7 +65,25 @@ pub enum TrajCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Roll both models out on the test split; Frechet distance per step.
+    /// Choose each model's context noise on a validation split carved from
+    /// the training split: every `[tune] context_noise` level is trained and
+    /// scored for both models; writes tune.md and tune.json into `--run`.
+    Tune {
+        #[arg(long)]
+        config: PathBuf,
+        /// Folder of the candidates' runs (`noise-<level>/`); an interrupted
+        /// tuning resumes there.
+        #[arg(long)]
+        run: PathBuf,
+        /// The recording to use instead of the config's.
+        #[arg(long)]
+        recording: Option<PathBuf>,
+        /// The training seed instead of the config's `[trainer] seed`.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Roll the EBM, the FC baseline and the noisy FC out on the test split;
+    /// Frechet distance and error per step.
     Eval {
         #[arg(long)]
         config: PathBuf,
@@ -156,6 +174,22 @@ pub fn run(command: TrajCommand, device: candle_core::Device) -> Result<()> {
             );
             Ok(())
         }
+        TrajCommand::Tune {
+            config,
+            run,
+            recording,
+            seed,
+        } => {
+            let (mut cfg, base) = load(&config, recording)?;
+            if let Some(s) = seed {
+                cfg.trainer.seed = s;
+            }
+            std::fs::create_dir_all(&run)?;
+            let r = ebm_train::trajectory::tune::tune(&cfg, &base, &run, &device)?;
+            print!("{}", ebm_train::trajectory::tune::markdown(&r));
+            println!("wrote {}", run.join("tune.md").display());
+            Ok(())
+        }
         TrajCommand::Migrate { model, recording } => {
             let s = migrate_export(&model, recording.as_deref(), &device)?;
             println!(
@@ -195,8 +229,12 @@ pub fn run(command: TrajCommand, device: candle_core::Device) -> Result<()> {
                 r.avg_fd_fc, r.mse_fc[0], r.mse_fc[last]
             );
             println!(
-                "EBM / FC average FD: {:.3} on {} test trajectories ({:.0} s)",
-                r.ratio, r.test_trajectories, r.seconds
+                "| FC + residual noise ({} particles) | {:.3} | {:.4} | {:.4} |",
+                r.particles, r.avg_fd_fc_noisy, r.mse_fc_noisy[0], r.mse_fc_noisy[last]
+            );
+            println!(
+                "EBM / FC average FD: {:.3} on {} {} trajectories ({:.0} s)",
+                r.ratio, r.test_trajectories, r.split, r.seconds
             );
             Ok(())
         }

@@ -16,7 +16,8 @@ use ndarray::Axis;
 use super::config::TrajectoryConfig;
 use super::data::{normalize, TransitionData};
 use super::ood_stats::OodStatistics;
-use super::run::{ids, split_norm};
+use super::run::split_norm;
+use super::split::splits;
 
 #[derive(Debug, Clone)]
 pub struct CalibrationSummary {
@@ -54,7 +55,7 @@ pub fn calibrate_export(
         norm.mean.len()
     );
     let (ns, na) = split_norm(&norm, d);
-    let train_ids = ids(ds.train_ids(), cfg.train_trajectories);
+    let train_ids = splits(&ds, cfg).fit;
     let data = TransitionData {
         states: normalize(&ds.states, &ns),
         actions: (mc.action_dim > 0).then(|| normalize(&ds.actions, &na)),

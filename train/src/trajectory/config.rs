@@ -12,10 +12,30 @@ pub struct BaselineConfig {
     pub steps: u64,
     pub batch_size: usize,
     pub lr: f64,
-    /// Gaussian noise on the baseline's training contexts (its own setting:
-    /// noise that helps the EBM makes the FC baseline worse).
+    /// Gaussian noise on the baseline's training contexts (normalised
+    /// units): the FC's own level, chosen like the EBM's `context_noise` on
+    /// the validation split (`traj tune`), from the same candidates.
     #[serde(default)]
     pub context_noise: f32,
+}
+
+/// `traj tune`: the settings tried for both models on a validation split
+/// carved from the training split (the test split is never looked at).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TuneConfig {
+    /// Share of the training split held out for validation.
+    #[serde(default = "default_validation_share")]
+    pub validation_share: f64,
+    /// Validation trajectories rolled out (0: all of the validation split).
+    #[serde(default)]
+    pub validation_trajectories: usize,
+    /// Context-noise levels tried, each for both models.
+    pub context_noise: Vec<f32>,
+}
+
+fn default_validation_share() -> f64 {
+    0.1
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -23,6 +43,9 @@ pub struct BaselineConfig {
 pub struct TrajEvalConfig {
     /// Test trajectories rolled out (0: all of the test split).
     pub test_trajectories: usize,
+    /// The EBM's sampler. Its `langevin.clamp` box holds every predicted
+    /// state of both models (the EBM's chains, the FC's and the noisy FC's
+    /// predictions): the same help for each.
     pub rollout: RolloutConfig,
 }
 
@@ -68,6 +91,12 @@ pub struct TrajectoryConfig {
     pub trainer: TrainerConfig,
     pub baseline: BaselineConfig,
     pub eval: TrajEvalConfig,
+    #[serde(default)]
+    pub tune: Option<TuneConfig>,
+    /// Set by `traj tune` (never read from a file): this run holds the
+    /// validation split out of training and is scored on it.
+    #[serde(skip)]
+    pub validation_run: bool,
 }
 
 fn default_change_floor() -> f32 {
@@ -103,12 +132,37 @@ impl TrajectoryConfig {
                 "eval.rollout needs horizon and particles >= 1".into(),
             ));
         }
+        if let Some(t) = &self.tune {
+            if !(t.validation_share > 0.0 && t.validation_share < 1.0) || t.context_noise.is_empty()
+            {
+                return Err(CoreError::InvalidConfig(
+                    "tune needs 0 < validation_share < 1 and at least one context_noise level".into(),
+                ));
+            }
+            if t.context_noise.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
+                return Err(CoreError::InvalidConfig(
+                    "tune.context_noise levels must be finite and >= 0".into(),
+                ));
+            }
+        }
+        if !(self.context_noise.is_finite() && self.context_noise >= 0.0)
+            || !(self.baseline.context_noise.is_finite() && self.baseline.context_noise >= 0.0)
+        {
+            return Err(CoreError::InvalidConfig(
+                "context_noise and baseline.context_noise must be finite and >= 0".into(),
+            ));
+        }
         if self.baseline.batch_size == 0 || !(self.baseline.lr > 0.0) {
             return Err(CoreError::InvalidConfig(
                 "baseline needs batch_size >= 1 and lr > 0".into(),
             ));
         }
         Ok(())
+    }
+
+    /// The box every predicted state of either model is clamped to.
+    pub fn rollout_clamp(&self) -> Option<[f64; 2]> {
+        self.eval.rollout.langevin.clamp
     }
 
     /// True when the models take the action `a_t`.

@@ -6,16 +6,20 @@ pub mod baseline;
 pub mod calibrate;
 pub mod config;
 pub mod data;
+pub mod evaluate;
 pub mod migrate;
 pub mod ood_stats;
 pub mod report;
 pub mod run;
 pub mod seeds;
+pub mod split;
+pub mod tune;
 
 pub use calibrate::{calibrate_export, CalibrationSummary};
 pub use config::TrajectoryConfig;
 pub use migrate::{migrate_export, MigrationSummary};
-pub use run::{evaluate, train_trajectory, TrajEvalReport, TrajTrainSummary};
+pub use evaluate::{evaluate, TrajEvalReport};
+pub use run::{train_trajectory, TrajTrainSummary};
 
 /// A recording's robot description as the export's manifest stores it.
 pub fn robot_for_manifest(r: &ebm_msgs::RobotSpec) -> ebm_core::checkpoint::RobotSpec {

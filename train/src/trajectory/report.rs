@@ -1,78 +1,143 @@
 //! The evaluation's human-readable outputs: a markdown table of the Frechet
-//! distance and error per step, and rollouts from one start next to the truth
-//! (the paper's Figure 12).
+//! distance and error per step, the Frechet distance over the horizon
+//! (Figure 13) and rollouts from one start next to the truth (Figure 12).
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
 
-use super::run::TrajEvalReport;
-use crate::figure::{line_chart, Canvas};
+use super::evaluate::TrajEvalReport;
+use crate::plot::{self, Axes, Line};
 
 /// Steps listed in the table (1-based), where the horizon reaches them.
 const TABLE_STEPS: [usize; 8] = [1, 2, 5, 10, 20, 30, 40, 50];
 
-/// `report.md`: per-step FD and particle-mean MSE, EBM and FC, and averages.
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// `report.md`: per-step FD and particle-mean MSE of the EBM, the FC and the
+/// noisy FC, and their averages over the horizon.
 pub fn markdown_table(r: &TrajEvalReport, title: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "## {title}\n\n{} test trajectories, {} particles, horizon {}; normalised units.\n",
-        r.test_trajectories, r.particles, r.horizon
+        "## {title}\n\n{} {} trajectories, {} particles, horizon {}; normalised units.\n",
+        r.test_trajectories, r.split, r.particles, r.horizon
     );
-    let _ = writeln!(s, "| step | FD EBM | FD FC | MSE EBM | MSE FC |");
-    let _ = writeln!(s, "| --- | --- | --- | --- | --- |");
+    let _ = writeln!(s, "| step | FD EBM | FD FC | FD noisy FC | MSE EBM | MSE FC | MSE noisy FC |");
+    let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- | --- |");
+    let at = |v: &[f64], i: usize| v.get(i).copied().unwrap_or(f64::NAN);
     for &t in TABLE_STEPS.iter().filter(|&&t| t <= r.horizon) {
         let i = t - 1;
         let _ = writeln!(
             s,
-            "| {t} | {:.3} | {:.3} | {:.4} | {:.4} |",
-            r.fd_ebm[i], r.fd_fc[i], r.mse_ebm[i], r.mse_fc[i]
+            "| {t} | {:.3} | {:.3} | {:.3} | {:.4} | {:.4} | {:.4} |",
+            r.fd_ebm[i],
+            r.fd_fc[i],
+            at(&r.fd_fc_noisy, i),
+            r.mse_ebm[i],
+            r.mse_fc[i],
+            at(&r.mse_fc_noisy, i)
         );
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let _ = writeln!(
         s,
-        "| average | {:.3} | {:.3} | {:.4} | {:.4} |\n\nAverage-FD ratio EBM / FC: **{:.3}** (the paper: 0.18 unconditional, 0.45 action-conditional).",
+        "| average | {:.3} | {:.3} | {:.3} | {:.4} | {:.4} | {:.4} |\n\nAverage-FD ratio EBM / FC: **{:.3}** (the paper: 0.18 unconditional, 0.45 action-conditional).",
         r.avg_fd_ebm,
         r.avg_fd_fc,
+        r.avg_fd_fc_noisy,
         mean(&r.mse_ebm),
         mean(&r.mse_fc),
+        mean(&r.mse_fc_noisy),
         r.ratio
     );
     s
 }
 
+/// `fd.svg`: the Frechet distance of each predictor over the horizon.
+pub fn fd_figure(r: &TrajEvalReport, title: &str, path: &Path) -> Result<()> {
+    let x: Vec<f64> = (1..=r.fd_ebm.len()).map(|t| t as f64).collect();
+    let lines = [
+        Line { name: "EBM", color: plot::BLUE, x: &x, y: &r.fd_ebm, band: None, thin: false },
+        Line { name: "FC baseline", color: plot::RED, x: &x, y: &r.fd_fc, band: None, thin: false },
+        Line {
+            name: "FC + residual noise",
+            color: plot::ORANGE,
+            x: &x[..r.fd_fc_noisy.len().min(x.len())],
+            y: &r.fd_fc_noisy,
+            band: None,
+            thin: false,
+        },
+    ];
+    plot::line_chart(
+        path,
+        &lines,
+        &Axes {
+            title,
+            x: "predicted step (control periods ahead)",
+            y: "Frechet distance (normalised units)",
+        },
+    )
+}
+
 /// One panel per state dimension in `dims`: the true trajectory (black), the
-/// FC prediction (red) and every EBM particle (blue), over the context state
-/// and the horizon. `truth: [H+1][D]`, `fc: [H][D]`, `particles: [P][H][D]`.
+/// FC prediction (red) and every EBM particle (light blue), over the context
+/// state and the horizon. `truth: [H+1][D]`, `fc: [H][D]`,
+/// `particles: [P][H][D]`; `names` names every state dimension.
 pub fn rollout_figure(
     truth: &[Vec<f32>],
     fc: &[Vec<f32>],
     particles: &[Vec<Vec<f32>>],
     dims: &[usize],
+    names: &[String],
+    title: &str,
     path: &Path,
 ) -> Result<()> {
-    let (w, h, cols) = (320, 200, 3);
-    let rows = dims.len().div_ceil(cols);
-    let mut canvas = Canvas::new(w * cols, h * rows, [255, 255, 255]);
+    let x: Vec<f64> = (0..truth.len()).map(|t| t as f64).collect();
     let start = |d: usize| f64::from(truth[0][d]);
-    for (k, &d) in dims.iter().enumerate() {
-        let col = |v: &[Vec<f32>]| -> Vec<f64> {
-            std::iter::once(start(d))
-                .chain(v.iter().map(|s| f64::from(s[d])))
-                .collect()
-        };
-        let t: Vec<f64> = truth.iter().map(|s| f64::from(s[d])).collect();
-        let f = col(fc);
-        let ps: Vec<Vec<f64>> = particles.iter().map(|p| col(p)).collect();
-        let mut series: Vec<(&[f64], [u8; 3])> =
-            ps.iter().map(|p| (p.as_slice(), [120, 170, 230])).collect();
-        series.push((&f, [214, 39, 40]));
-        series.push((&t, [0, 0, 0]));
-        let panel = line_chart(&series, w - 8, h - 8);
-        canvas.blit(&panel, (k % cols) * w + 4, (k / cols) * h + 4);
-    }
-    canvas.save_png(path)
+    let col = |v: &[Vec<f32>], d: usize| -> Vec<f64> {
+        std::iter::once(start(d))
+            .chain(v.iter().map(|s| f64::from(s[d])))
+            .collect()
+    };
+    let data: Vec<(Vec<Vec<f64>>, Vec<f64>, Vec<f64>)> = dims
+        .iter()
+        .map(|&d| {
+            let ps = particles.iter().map(|p| col(p, d)).collect();
+            (ps, col(fc, d), truth.iter().map(|s| f64::from(s[d])).collect())
+        })
+        .collect();
+    let ylabels: Vec<String> = dims
+        .iter()
+        .map(|&d| match names.get(d) {
+            Some(n) => format!("{n} (norm. units)"),
+            None => format!("state {d} (norm. units)"),
+        })
+        .collect();
+    let charts: Vec<(Vec<Line>, Axes)> = data
+        .iter()
+        .zip(&ylabels)
+        .map(|((ps, f, t), yl)| {
+            let mut lines: Vec<Line> = ps
+                .iter()
+                .map(|p| Line { name: "", color: plot::LIGHT_BLUE, x: &x, y: p, band: None, thin: true })
+                .collect();
+            lines.push(Line { name: "", color: plot::RED, x: &x, y: f, band: None, thin: false });
+            lines.push(Line { name: "", color: plotters::style::colors::BLACK, x: &x, y: t, band: None, thin: false });
+            (lines, Axes { title: "", x: "step", y: yl })
+        })
+        .collect();
+    plot::panels(
+        path,
+        title,
+        &[
+            ("truth", plotters::style::colors::BLACK),
+            ("FC baseline", plot::RED),
+            ("EBM particles", plot::LIGHT_BLUE),
+        ],
+        &charts,
+        3,
+    )
 }

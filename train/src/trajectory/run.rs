@@ -4,30 +4,18 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use ebm_core::checkpoint::{self, Manifest, Normalization};
-use ebm_core::frechet::{frechet_distance, GaussianFit};
-use ebm_core::rollout::{rollout, RolloutConfig};
-use ebm_core::{FcBaselineConfig, MlpEnergy, Rng, Trainer};
-use ebm_msgs::recording::{self, Dataset};
-use ndarray::{s, Array3, Axis};
+use ebm_core::rollout::RolloutConfig;
+use ebm_core::{FcBaselineConfig, MlpEnergy, Trainer};
+use ebm_msgs::recording;
 use serde::Serialize;
 
-use super::baseline::{load_baseline, rollout_baseline, save_baseline, train_baseline};
+use super::baseline::{residual_spread, save_baseline, train_baseline};
 use super::config::TrajectoryConfig;
 use super::data::{fit_delta_scale, fit_normalization, fit_prior, normalize, TransitionData};
 use super::ood_stats::OodStatistics;
-use super::report::{markdown_table, rollout_figure};
-use crate::figure::line_chart;
-
-pub(super) fn ids(v: &[u64], limit: usize) -> Vec<usize> {
-    let n = if limit == 0 {
-        v.len()
-    } else {
-        limit.min(v.len())
-    };
-    v[..n].iter().map(|&i| i as usize).collect()
-}
+use super::split::splits;
 
 pub(super) fn split_norm(n: &Normalization, d: usize) -> (Normalization, Normalization) {
     let part = |r: std::ops::Range<usize>| Normalization {
@@ -58,7 +46,7 @@ pub fn train_trajectory(
     cfg.resolve_robot(ds.robot.state_dim, ds.robot.action_dim)
         .with_context(|| format!("the robot of {}", path.display()))?;
     let cfg = &cfg;
-    let train_ids = ids(ds.train_ids(), cfg.train_trajectories);
+    let train_ids = splits(&ds, cfg).fit;
     let d = ds.robot.state_dim;
     let ns = fit_normalization(&ds.states, &train_ids);
     let na = fit_normalization(&ds.actions, &train_ids);
@@ -79,7 +67,7 @@ pub fn train_trajectory(
         start_noise: cfg.start_noise,
         delta_scale: None,
         prior: None,
-        context_noise: cfg.context_noise,
+        context_noise: context_noise(cfg, Side::Ebm),
     };
     if let Some(ridge) = cfg.linear_prior_ridge {
         let (prior, scale) = fit_prior(&data, ridge, cfg.change_scale_floor)?;
@@ -136,17 +124,45 @@ pub fn train_trajectory(
     // The baseline predicts next states themselves, with its own context noise.
     data.delta_scale = None;
     data.prior = None;
-    data.context_noise = cfg.baseline.context_noise;
+    data.context_noise = context_noise(cfg, Side::Fc);
     let t1 = Instant::now();
-    let (_, params, fc_final_mse) =
+    let (fc, params, fc_final_mse) =
         train_baseline(&fc_cfg, &cfg.baseline, &data, cfg.trainer.seed, device)?;
-    save_baseline(&run.join("fc"), &fc_cfg, &params, &norm, cfg.baseline.steps)?;
+    let spread = residual_spread(&fc, &data, RESIDUAL_SAMPLES, cfg.trainer.seed, device)?;
+    save_baseline(
+        &run.join("fc"),
+        &fc_cfg,
+        &params,
+        &norm,
+        cfg.baseline.steps,
+        &spread,
+        data.context_noise,
+    )?;
     Ok(TrajTrainSummary {
         train_trajectories: train_ids.len(),
         ebm_seconds,
         fc_seconds: t1.elapsed().as_secs_f64(),
         fc_final_mse,
     })
+}
+
+/// Transitions the noisy baseline's residual spread is measured on.
+const RESIDUAL_SAMPLES: usize = 20_000;
+
+/// The two models of the comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Ebm,
+    Fc,
+}
+
+/// The Gaussian noise on `side`'s training contexts: each model's own
+/// level, both chosen from the same candidates on the validation split.
+pub fn context_noise(cfg: &TrajectoryConfig, side: Side) -> f32 {
+    match side {
+        Side::Ebm => cfg.context_noise,
+        Side::Fc => cfg.baseline.context_noise,
+    }
 }
 
 /// Writes the trained EBM as an inference export (weights, normalisation and
@@ -175,6 +191,8 @@ fn export_model(
     stats.record(&mut m);
     m.extra
         .insert("train_trajectories".into(), facts.train_trajectories.into());
+    m.extra
+        .insert("context_noise".into(), f64::from(data.context_noise).into());
     // The sampler settings the model was trained and evaluated with: the
     // runtime's defaults for this model.
     m.extra
@@ -192,192 +210,3 @@ fn data_cond_dim(cfg: &TrajectoryConfig) -> usize {
     cfg.model.cond_dim()
 }
 
-/// Offline evaluation of one setting.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct TrajEvalReport {
-    pub test_trajectories: usize,
-    pub particles: usize,
-    pub horizon: usize,
-    /// Frechet distance per predicted step, in normalised units.
-    pub fd_ebm: Vec<f64>,
-    pub fd_fc: Vec<f64>,
-    pub avg_fd_ebm: f64,
-    pub avg_fd_fc: f64,
-    /// `avg_fd_ebm / avg_fd_fc` (the paper: 0.18 unconditional, 0.45 conditional).
-    pub ratio: f64,
-    /// Mean squared error of the particle mean (EBM) or prediction (FC) per step.
-    pub mse_ebm: Vec<f64>,
-    pub mse_fc: Vec<f64>,
-    pub seconds: f64,
-}
-
-fn window(
-    a: &Array3<f32>,
-    ids: &[usize],
-    from: usize,
-    len: usize,
-    device: &Device,
-) -> Result<Tensor> {
-    let d = a.len_of(Axis(2));
-    let mut v: Vec<f32> = Vec::with_capacity(ids.len() * len * d);
-    for &i in ids {
-        v.extend(a.slice(s![i, from..from + len, ..]).iter());
-    }
-    Ok(Tensor::from_vec(v, (ids.len(), len, d), device)?)
-}
-
-fn per_step(pred: &[Vec<Vec<f32>>], truth: &[Vec<Vec<f32>>], d: usize) -> (Vec<f64>, Vec<f64>) {
-    // pred[h] = rows of predicted states at step h, truth[h] = true rows.
-    let mut fd = Vec::new();
-    let mut mse = Vec::new();
-    for (p, t) in pred.iter().zip(truth) {
-        let gp = GaussianFit::of_rows(p.iter().map(Vec::as_slice), d);
-        let gt = GaussianFit::of_rows(t.iter().map(Vec::as_slice), d);
-        fd.push(match (gp, gt) {
-            (Some(a), Some(b)) => frechet_distance(&a, &b),
-            _ => f64::NAN,
-        });
-        let per = p.len() / t.len().max(1);
-        let mut err = 0.0;
-        for (j, tr) in t.iter().enumerate() {
-            for k in 0..d {
-                let m: f64 =
-                    (0..per).map(|q| f64::from(p[j * per + q][k])).sum::<f64>() / per as f64;
-                err += (m - f64::from(tr[k])).powi(2);
-            }
-        }
-        mse.push(err / (t.len() * d).max(1) as f64);
-    }
-    (fd, mse)
-}
-
-/// State dimensions drawn in the rollout figure: the six that move most
-/// along the shown trajectory (any robot: the object and the busiest joints).
-fn figure_dims(truth: &[Vec<f32>]) -> Vec<usize> {
-    let d = truth.first().map_or(0, Vec::len);
-    let range = |j: usize| {
-        let (lo, hi) = truth.iter().fold((f32::MAX, f32::MIN), |(lo, hi), r| {
-            (lo.min(r[j]), hi.max(r[j]))
-        });
-        hi - lo
-    };
-    let mut dims: Vec<usize> = (0..d).collect();
-    dims.sort_by(|&a, &b| range(b).total_cmp(&range(a)));
-    dims.truncate(6);
-    dims.sort_unstable();
-    dims
-}
-
-/// Rolls out the EBM and the FC baseline of `run` on the test split and scores
-/// both against the truth; writes `report.json` and `fd.png` into `out`.
-pub fn evaluate(
-    cfg: &TrajectoryConfig,
-    base: &Path,
-    run: &Path,
-    out: &Path,
-    device: &Device,
-) -> Result<TrajEvalReport> {
-    let t0 = Instant::now();
-    let ds: Dataset = recording::load(&base.join(&cfg.recording))?;
-    let loaded = checkpoint::load_latest(&run.join("ebm"), device)?
-        .context("no EBM checkpoint in the run")?;
-    let (ebm, _) = loaded.model::<MlpEnergy>(device)?;
-    let ebm = ebm_core::EnergyModel::frozen(&ebm);
-    let norm = loaded
-        .manifest
-        .normalization
-        .clone()
-        .context("EBM checkpoint lacks normalisation")?;
-    let fc = load_baseline(&run.join("fc"), device)?;
-    let d = ds.robot.state_dim;
-    anyhow::ensure!(
-        d == ebm.config().state_dim,
-        "the recording has {d}-float states, the EBM models {}",
-        ebm.config().state_dim
-    );
-    let conditional = ebm.config().action_dim > 0;
-    let (ns, na) = split_norm(&norm, d);
-    let (states, actions) = (normalize(&ds.states, &ns), normalize(&ds.actions, &na));
-    let test = ids(ds.test_ids(), cfg.eval.test_trajectories);
-    let (k, h, p) = (
-        cfg.model.context_len,
-        cfg.eval.rollout.horizon,
-        cfg.eval.rollout.particles,
-    );
-    anyhow::ensure!(
-        states.len_of(Axis(1)) >= k + h,
-        "trajectories are shorter than context + horizon ({})",
-        k + h
-    );
-    let context = window(&states, &test, 0, k, device)?;
-    let truth = window(&states, &test, k, h, device)?;
-    let acts = if conditional {
-        Some(window(&actions, &test, k - 1, h, device)?)
-    } else {
-        None
-    };
-    let mut rng = Rng::derived(cfg.trainer.seed, "trajectory-eval");
-    let r = rollout(&ebm, &context, acts.as_ref(), &cfg.eval.rollout, &mut rng)?;
-    let fc_pred = rollout_baseline(&fc, &context, acts.as_ref(), h)?;
-    // Regroup as rows per step.
-    let by_step = |t: &Tensor| -> Result<Vec<Vec<Vec<f32>>>> {
-        // t: [B, P, H, D] -> per h: [B * P] rows.
-        let (b, pp, hh, dd) = t.dims4()?;
-        let v: Vec<f32> = t.flatten_all()?.to_vec1()?;
-        Ok((0..hh)
-            .map(|step| {
-                (0..b * pp)
-                    .map(|row| v[(row * hh + step) * dd..(row * hh + step + 1) * dd].to_vec())
-                    .collect()
-            })
-            .collect())
-    };
-    let truth_rows = by_step(&truth.unsqueeze(1)?)?;
-    let (fd_ebm, mse_ebm) = per_step(&by_step(&r.states)?, &truth_rows, d);
-    let (fd_fc, mse_fc) = per_step(&by_step(&fc_pred.unsqueeze(1)?)?, &truth_rows, d);
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let report = TrajEvalReport {
-        test_trajectories: test.len(),
-        particles: p,
-        horizon: h,
-        avg_fd_ebm: mean(&fd_ebm),
-        avg_fd_fc: mean(&fd_fc),
-        ratio: mean(&fd_ebm) / mean(&fd_fc),
-        fd_ebm,
-        fd_fc,
-        mse_ebm,
-        mse_fc,
-        seconds: t0.elapsed().as_secs_f64(),
-    };
-    line_chart(
-        &[
-            (&report.fd_ebm, [31, 119, 180]),
-            (&report.fd_fc, [214, 39, 40]),
-        ],
-        640,
-        360,
-    )
-    .save_png(&out.join("fd.png"))?;
-    std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
-    let title = if conditional {
-        "Action-conditional trajectory EBM vs FC baseline"
-    } else {
-        "Unconditional trajectory EBM vs FC baseline"
-    };
-    std::fs::write(out.join("report.md"), markdown_table(&report, title))?;
-    // Figure 12: the first test trajectory, its particles and the FC rollout.
-    let first = test[0];
-    let truth: Vec<Vec<f32>> = (k - 1..k + h)
-        .map(|t| states.slice(s![first, t, ..]).to_vec())
-        .collect();
-    let fc0: Vec<Vec<f32>> = fc_pred.get(0)?.to_vec2()?;
-    let particles: Vec<Vec<Vec<f32>>> = r.states.get(0)?.to_vec3()?;
-    rollout_figure(
-        &truth,
-        &fc0,
-        &particles,
-        &figure_dims(&truth),
-        &out.join("rollouts.png"),
-    )?;
-    Ok(report)
-}

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::run::TrajEvalReport;
-use crate::svg_chart::{line_chart, Labels, Series};
+use super::evaluate::TrajEvalReport;
+use crate::plot::{self, Axes, Line};
 
 /// Mean and sample standard deviation (0 for one value).
 pub fn mean_sd(v: &[f64]) -> (f64, f64) {
@@ -52,39 +52,53 @@ fn per_step(
     (m, lo, hi)
 }
 
-/// The Markdown table of `reports` (one row per seed, then mean +- sd).
+fn avg(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// The Markdown table of `reports` (one row per seed, then mean +- sd):
+/// average FD of the EBM, the FC and the noisy FC, the ratio, and the
+/// particle-mean MSE averaged over the horizon.
 pub fn markdown(
     title: &str,
     names: &[String],
     reports: &[TrajEvalReport],
     paper_ratio: Option<f64>,
 ) -> String {
-    let mut s = format!("### {title}\n\n| run | avg FD EBM | avg FD FC | EBM / FC | EBM MSE step 1 | FC MSE step 1 |\n| --- | --- | --- | --- | --- | --- |\n");
+    let mut s = format!("### {title}\n\n| run | avg FD EBM | avg FD FC | EBM / FC | avg FD noisy FC | MSE EBM | MSE FC | MSE noisy FC |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for (n, r) in names.iter().zip(reports) {
         s += &format!(
-            "| {n} | {:.3} | {:.3} | {:.3} | {:.4} | {:.4} |\n",
-            r.avg_fd_ebm, r.avg_fd_fc, r.ratio, r.mse_ebm[0], r.mse_fc[0]
+            "| {n} | {:.3} | {:.3} | {:.3} | {:.3} | {:.4} | {:.4} | {:.4} |\n",
+            r.avg_fd_ebm,
+            r.avg_fd_fc,
+            r.ratio,
+            r.avg_fd_fc_noisy,
+            avg(&r.mse_ebm),
+            avg(&r.mse_fc),
+            avg(&r.mse_fc_noisy)
         );
     }
     let col =
         |f: &dyn Fn(&TrajEvalReport) -> f64| mean_sd(&reports.iter().map(f).collect::<Vec<_>>());
     let fmt = |(m, sd): (f64, f64), p: usize| format!("{m:.p$} +- {sd:.p$}");
     s += &format!(
-        "| **mean +- sd ({} seeds)** | {} | {} | **{}** | {} | {} |\n",
+        "| **mean +- sd ({} seeds)** | {} | {} | **{}** | {} | {} | {} | {} |\n",
         reports.len(),
         fmt(col(&|r| r.avg_fd_ebm), 3),
         fmt(col(&|r| r.avg_fd_fc), 3),
         fmt(col(&|r| r.ratio), 3),
-        fmt(col(&|r| r.mse_ebm[0]), 4),
-        fmt(col(&|r| r.mse_fc[0]), 4),
+        fmt(col(&|r| r.avg_fd_fc_noisy), 3),
+        fmt(col(&|r| avg(&r.mse_ebm)), 4),
+        fmt(col(&|r| avg(&r.mse_fc)), 4),
+        fmt(col(&|r| avg(&r.mse_fc_noisy)), 4),
     );
     if let Some(p) = paper_ratio {
         s += &format!("\nThe paper's EBM / FC ratio in this setting (Shadow hand): {p:.2}.\n");
     }
     if let Some(r) = reports.first() {
         s += &format!(
-            "\n{} test trajectories, horizon {}, {} particles per trajectory; Frechet distance and MSE in normalised units.\n",
-            r.test_trajectories, r.horizon, r.particles
+            "\n{} {} trajectories, horizon {}, {} particles per trajectory (EBM and noisy FC); Frechet distance and MSE (of the particle mean, averaged over the horizon) in normalised units.\n",
+            r.test_trajectories, r.split, r.horizon, r.particles
         );
     }
     s
@@ -112,36 +126,43 @@ pub fn write_summary(
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let md = markdown(title, &names, &reports, paper_ratio);
     std::fs::write(out.join("summary.md"), &md)?;
-    let (ebm, ebm_lo, ebm_hi) = per_step(&reports, |r| &r.fd_ebm);
-    let (fc, fc_lo, fc_hi) = per_step(&reports, |r| &r.fd_fc);
-    let x: Vec<f64> = (1..=ebm.len()).map(|t| t as f64).collect();
     let n = reports.len();
-    let ebm_name = format!("EBM, mean of {n} seeds (band: +-1 sd)");
-    let fc_name = format!("FC baseline, mean of {n} seeds (band: +-1 sd)");
-    let svg = line_chart(
-        &[
-            Series {
-                name: &ebm_name,
-                color: "#1f77b4",
-                x: &x,
-                y: &ebm,
-                band: (n > 1).then_some((&ebm_lo[..], &ebm_hi[..])),
-            },
-            Series {
-                name: &fc_name,
-                color: "#d62728",
-                x: &x,
-                y: &fc,
-                band: (n > 1).then_some((&fc_lo[..], &fc_hi[..])),
-            },
-        ],
-        &Labels {
+    let bands: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = [
+        per_step(&reports, |r| &r.fd_ebm),
+        per_step(&reports, |r| &r.fd_fc),
+        per_step(&reports, |r| &r.fd_fc_noisy),
+    ]
+    .into();
+    let x: Vec<f64> = (1..=bands[0].0.len()).map(|t| t as f64).collect();
+    let names = [
+        format!("EBM, mean of {n} seeds (band: +-1 sd)"),
+        format!("FC baseline, mean of {n} seeds"),
+        format!("FC + residual noise, mean of {n} seeds"),
+    ];
+    let colors = [plot::BLUE, plot::RED, plot::ORANGE];
+    let lines: Vec<Line> = bands
+        .iter()
+        .zip(&names)
+        .zip(colors)
+        .filter(|((b, _), _)| !b.0.is_empty())
+        .map(|(((m, lo, hi), name), color)| Line {
+            name,
+            color,
+            x: &x[..m.len().min(x.len())],
+            y: m,
+            band: (n > 1).then_some((&lo[..], &hi[..])),
+            thin: false,
+        })
+        .collect();
+    plot::line_chart(
+        &out.join("fd.svg"),
+        &lines,
+        &Axes {
             title,
             x: "predicted step (control periods ahead)",
-            y: "Frechet distance to the test states (normalised units)",
+            y: "Frechet distance to the true states (normalised units)",
         },
-    );
-    std::fs::write(out.join("fd.svg"), svg)?;
+    )?;
     Ok(md)
 }
 
