@@ -55,7 +55,7 @@ fn every_config_file_parses_and_validates() -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
                 assert_eq!(cfg.ros2.len(), 1, "{name}");
             }
-            n if n.starts_with("traj_") || n.starts_with("fetch_") => {
+            n if n.starts_with("traj_") || n.starts_with("fetch_") || n.starts_with("shadow_") => {
                 let cfg =
                     TrajectoryConfig::parse(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
                 assert_eq!(cfg.conditional(), !n.contains("uncond"), "{name}");

@@ -9,6 +9,7 @@ use ebm_core::checkpoint;
 use ebm_sim_data::hand_robot_spec;
 use ebm_train::trajectory::split::splits;
 use ebm_train::trajectory::tune::{candidate, tune};
+use ebm_train::trajectory::config::TuneConfig;
 use ebm_train::trajectory::TrajectoryConfig;
 
 use crate::trajectory::write_recording_of;
@@ -29,9 +30,13 @@ fn tuning_gives_both_models_every_level_on_a_validation_split() -> anyhow::Resul
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/traj_uncond.toml"),
     )?;
-    let mut cfg = TrajectoryConfig::parse(&format!(
-        "{text}\n[tune]\nvalidation_share = 0.25\ncontext_noise = [0.0, 0.5]\n"
-    ))?;
+    let mut cfg = TrajectoryConfig::parse(&text)?;
+    cfg.tune = Some(TuneConfig {
+        validation_share: 0.25,
+        validation_trajectories: 0,
+        context_noise: vec![0.0, 0.5],
+        context_len: vec![1],
+    });
     cfg.recording = rec.clone();
     cfg.steps = 20;
     cfg.baseline.steps = 20;
@@ -40,7 +45,7 @@ fn tuning_gives_both_models_every_level_on_a_validation_split() -> anyhow::Resul
     // The recording: 32 training trajectories, 8 test ones.
     let ds = ebm_msgs::recording::load(&rec)?;
     let test: Vec<usize> = ds.test_ids().iter().map(|&i| i as usize).collect();
-    let s = splits(&ds, &candidate(&cfg, 0.0));
+    let s = splits(&ds, &candidate(&cfg, 1, 0.0));
     assert_eq!((s.fit.len(), s.scored.len()), (24, 8));
     assert!(s.scored.iter().all(|i| !test.contains(i) && !s.fit.contains(i)));
 
@@ -50,7 +55,7 @@ fn tuning_gives_both_models_every_level_on_a_validation_split() -> anyhow::Resul
     assert_eq!(r.candidates.len(), 2);
     assert_eq!(r.validation_trajectories, 8);
     for c in &r.candidates {
-        let run = out.join(format!("noise-{}", c.context_noise));
+        let run = out.join(format!("k{}-noise-{}", c.context_len, c.context_noise));
         // Each level was given to both models' training contexts.
         let level = f64::from(c.context_noise);
         assert_eq!(noise_in(&run.join("model"))?, level, "the EBM's context noise");
@@ -59,7 +64,8 @@ fn tuning_gives_both_models_every_level_on_a_validation_split() -> anyhow::Resul
         assert_eq!(m.extra["train_trajectories"], 24, "the validation split is held out");
         assert!(c.avg_fd_ebm.is_finite() && c.avg_fd_fc.is_finite() && c.avg_fd_fc_noisy.is_finite());
     }
-    // Each model gets the level with its lowest validation FD.
+    // One context length here: each model gets the level with its lowest
+    // validation FD.
     let best = |f: fn(&ebm_train::trajectory::tune::Candidate) -> f64| {
         r.candidates.iter().min_by(|a, b| f(a).total_cmp(&f(b))).unwrap().context_noise
     };

@@ -26,6 +26,10 @@ pub enum TrajCommand {
         /// The training seed instead of the config's `[trainer] seed`.
         #[arg(long)]
         seed: Option<u64>,
+        /// Take the context length and both models' context noise from a
+        /// `traj tune` result (its tune.json) instead of the config's.
+        #[arg(long)]
+        tuned: Option<PathBuf>,
     },
     /// Recompute an export's OOD statistics (energy percentiles, window
     /// statistics, the Stein window test) on the recording's training split,
@@ -98,6 +102,9 @@ pub enum TrajCommand {
         /// seeds the evaluation's sampler.
         #[arg(long)]
         seed: Option<u64>,
+        /// The tune.json the run was trained with (`traj train --tuned`).
+        #[arg(long)]
+        tuned: Option<PathBuf>,
     },
 }
 
@@ -127,8 +134,10 @@ pub fn run(command: TrajCommand, device: candle_core::Device) -> Result<()> {
             steps,
             recording,
             seed,
+            tuned,
         } => {
             let (mut cfg, base) = load(&config, recording)?;
+            apply_tuned(&mut cfg, tuned.as_deref())?;
             if let Some(s) = steps {
                 cfg.steps = s;
             }
@@ -209,8 +218,10 @@ pub fn run(command: TrajCommand, device: candle_core::Device) -> Result<()> {
             out,
             recording,
             seed,
+            tuned,
         } => {
             let (mut cfg, base) = load(&config, recording)?;
+            apply_tuned(&mut cfg, tuned.as_deref())?;
             if let Some(s) = seed {
                 cfg.trainer.seed = s;
             }
@@ -239,4 +250,16 @@ pub fn run(command: TrajCommand, device: candle_core::Device) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Applies a `traj tune` result to `cfg`.
+fn apply_tuned(cfg: &mut TrajectoryConfig, tuned: Option<&std::path::Path>) -> Result<()> {
+    let Some(path) = tuned else { return Ok(()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let t: ebm_train::trajectory::tune::TuneReport = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a traj tune result", path.display()))?;
+    cfg.model.context_len = t.context_len;
+    cfg.context_noise = t.ebm_context_noise;
+    cfg.baseline.context_noise = t.fc_context_noise;
+    Ok(())
 }

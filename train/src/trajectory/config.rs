@@ -32,6 +32,10 @@ pub struct TuneConfig {
     pub validation_trajectories: usize,
     /// Context-noise levels tried, each for both models.
     pub context_noise: Vec<f32>,
+    /// Context lengths tried (shared by both models; empty: the config's
+    /// `model.context_len` only).
+    #[serde(default)]
+    pub context_len: Vec<usize>,
 }
 
 fn default_validation_share() -> f64 {
@@ -43,6 +47,12 @@ fn default_validation_share() -> f64 {
 pub struct TrajEvalConfig {
     /// Test trajectories rolled out (0: all of the test split).
     pub test_trajectories: usize,
+    /// The first predicted step of every trajectory, the `context_len`
+    /// states before it the context (0: right after the first
+    /// `context_len` states). Runs of different context lengths compare on
+    /// the same steps when it is at least the longest.
+    #[serde(default)]
+    pub first_step: usize,
     /// The EBM's sampler. Its `langevin.clamp` box holds every predicted
     /// state of both models (the EBM's chains, the FC's and the noisy FC's
     /// predictions): the same help for each.
@@ -137,6 +147,11 @@ impl TrajectoryConfig {
             {
                 return Err(CoreError::InvalidConfig(
                     "tune needs 0 < validation_share < 1 and at least one context_noise level".into(),
+                ));
+            }
+            if t.context_len.contains(&0) {
+                return Err(CoreError::InvalidConfig(
+                    "tune.context_len lengths must be at least 1".into(),
                 ));
             }
             if t.context_noise.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {

@@ -186,15 +186,17 @@ pub fn evaluate(
         cfg.eval.rollout.horizon,
         cfg.eval.rollout.particles,
     );
+    // The first predicted step; the k states before it are the context.
+    let first = cfg.eval.first_step.max(k);
     anyhow::ensure!(
-        states.len_of(Axis(1)) >= k + h,
-        "trajectories are shorter than context + horizon ({})",
-        k + h
+        states.len_of(Axis(1)) >= first + h,
+        "trajectories are shorter than the first predicted step + horizon ({})",
+        first + h
     );
-    let context = window(&states, &test, 0, k, device)?;
-    let truth = window(&states, &test, k, h, device)?;
+    let context = window(&states, &test, first - k, k, device)?;
+    let truth = window(&states, &test, first, h, device)?;
     let acts = if conditional {
-        Some(window(&actions, &test, k - 1, h, device)?)
+        Some(window(&actions, &test, first - 1, h, device)?)
     } else {
         None
     };
@@ -245,9 +247,9 @@ pub fn evaluate(
     std::fs::write(out.join("report.md"), markdown_table(&report, &title))?;
     fd_figure(&report, &title, &out.join("fd.svg"))?;
     // Figure 12: the first test trajectory, its particles and the FC rollout.
-    let first = test[0];
-    let truth: Vec<Vec<f32>> = (k - 1..k + h)
-        .map(|t| states.slice(s![first, t, ..]).to_vec())
+    let shown = test[0];
+    let truth: Vec<Vec<f32>> = (first - 1..first + h)
+        .map(|t| states.slice(s![shown, t, ..]).to_vec())
         .collect();
     let fc0: Vec<Vec<f32>> = f.fc.get(0)?.get(0)?.to_vec2()?;
     let particles: Vec<Vec<Vec<f32>>> = f.ebm.get(0)?.to_vec3()?;
@@ -257,7 +259,7 @@ pub fn evaluate(
         &particles,
         &figure_dims(&truth),
         &ds.robot.state_names,
-        &format!("{title}: {h} predicted steps of {} trajectory {first}", report.split),
+        &format!("{title}: {h} predicted steps of {} trajectory {shown}", report.split),
         &out.join("rollouts.svg"),
     )?;
     Ok(report)
