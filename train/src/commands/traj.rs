@@ -26,7 +26,7 @@ pub enum TrajCommand {
         /// The training seed instead of the config's `[trainer] seed`.
         #[arg(long)]
         seed: Option<u64>,
-        /// Take the context length and both models' context noise from a
+        /// Take both models' context lengths and context noise from a
         /// `traj tune` result (its tune.json) instead of the config's.
         #[arg(long)]
         tuned: Option<PathBuf>,
@@ -258,7 +258,8 @@ fn apply_tuned(cfg: &mut TrajectoryConfig, tuned: Option<&std::path::Path>) -> R
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let t: ebm_train::trajectory::tune::TuneReport = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a traj tune result", path.display()))?;
-    cfg.model.context_len = t.context_len;
+    cfg.model.context_len = t.ebm_context_len;
+    cfg.baseline.context_len = Some(t.fc_context_len);
     cfg.context_noise = t.ebm_context_noise;
     cfg.baseline.context_noise = t.fc_context_noise;
     Ok(())

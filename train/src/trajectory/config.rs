@@ -9,6 +9,10 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BaselineConfig {
+    /// The FC's context length (unset: `model.context_len`), chosen like
+    /// the EBM's on the validation split.
+    #[serde(default)]
+    pub context_len: Option<usize>,
     pub steps: u64,
     pub batch_size: usize,
     pub lr: f64,
@@ -32,7 +36,7 @@ pub struct TuneConfig {
     pub validation_trajectories: usize,
     /// Context-noise levels tried, each for both models.
     pub context_noise: Vec<f32>,
-    /// Context lengths tried (shared by both models; empty: the config's
+    /// Context lengths tried, each for both models (empty: the config's
     /// `model.context_len` only).
     #[serde(default)]
     pub context_len: Vec<usize>,
@@ -167,12 +171,22 @@ impl TrajectoryConfig {
                 "context_noise and baseline.context_noise must be finite and >= 0".into(),
             ));
         }
+        if self.baseline.context_len == Some(0) {
+            return Err(CoreError::InvalidConfig(
+                "baseline.context_len must be at least 1".into(),
+            ));
+        }
         if self.baseline.batch_size == 0 || !(self.baseline.lr > 0.0) {
             return Err(CoreError::InvalidConfig(
                 "baseline needs batch_size >= 1 and lr > 0".into(),
             ));
         }
         Ok(())
+    }
+
+    /// The FC baseline's context length.
+    pub fn fc_context_len(&self) -> usize {
+        self.baseline.context_len.unwrap_or(self.model.context_len)
     }
 
     /// The box every predicted state of either model is clamped to.

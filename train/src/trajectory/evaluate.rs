@@ -65,9 +65,10 @@ pub struct Forecasts {
     pub fc_noisy: Tensor,
 }
 
-/// Rolls out the EBM, the FC and the noisy FC from `context` with the same
-/// help: the config's clamp box on every predicted state of each, the
-/// EBM's particle count for both stochastic predictors.
+/// Rolls out the EBM, the FC and the noisy FC from `context` (`[B, k, D]`,
+/// at least as many states as either model takes; each gets its own last
+/// ones) with the same help: the config's clamp box on every predicted
+/// state of each, the EBM's particle count for both stochastic predictors.
 pub fn forecasts(
     cfg: &TrajectoryConfig,
     ebm: &MlpEnergy,
@@ -80,13 +81,19 @@ pub fn forecasts(
     let (h, p) = (cfg.eval.rollout.horizon, cfg.eval.rollout.particles);
     let mut sampler = cfg.eval.rollout.clone();
     sampler.langevin.clamp = cfg.rollout_clamp();
-    let r = rollout(ebm, context, actions, &sampler, rng)?;
+    let k = context.dim(1)?;
+    let last = |n: usize| -> Result<Tensor> {
+        anyhow::ensure!(n <= k, "a model takes {n} context states, {k} given");
+        Ok(context.narrow(1, k - n, n)?)
+    };
+    let r = rollout(ebm, &last(ebm.config().context_len)?, actions, &sampler, rng)?;
+    let fc_context = last(fc.config().context_len)?;
     let plain = FcRollout { horizon: h, clamp: cfg.rollout_clamp(), noise: None };
     let noisy = FcRollout { noise: Some((spread, p)), ..plain };
     Ok(Forecasts {
         ebm: r.states,
-        fc: rollout_baseline(fc, context, actions, &plain, rng)?,
-        fc_noisy: rollout_baseline(fc, context, actions, &noisy, rng)?,
+        fc: rollout_baseline(fc, &fc_context, actions, &plain, rng)?,
+        fc_noisy: rollout_baseline(fc, &fc_context, actions, &noisy, rng)?,
     })
 }
 
@@ -181,11 +188,9 @@ pub fn evaluate(
     let (states, actions) = (normalize(&ds.states, &ns), normalize(&ds.actions, &na));
     let test = splits(&ds, cfg).scored;
     anyhow::ensure!(!test.is_empty(), "no trajectories to score");
-    let (k, h, p) = (
-        cfg.model.context_len,
-        cfg.eval.rollout.horizon,
-        cfg.eval.rollout.particles,
-    );
+    // The longer of the two models' contexts.
+    let k = ebm.config().context_len.max(fc.config().context_len);
+    let (h, p) = (cfg.eval.rollout.horizon, cfg.eval.rollout.particles);
     // The first predicted step; the k states before it are the context.
     let first = cfg.eval.first_step.max(k);
     anyhow::ensure!(
@@ -291,7 +296,7 @@ mod tests {
         let ebm = MlpEnergy::init(&mc, &ParamStore::new(0, &dev))?.frozen();
         let fc_cfg = FcBaselineConfig {
             state_dim: d,
-            context_len: 1,
+            context_len: 2,
             action_dim: 0,
             hidden: vec![8],
             activation: mc.activation,
@@ -300,7 +305,7 @@ mod tests {
         };
         let fc = FcBaseline::new(&fc_cfg, ParamStore::new(1, &dev).var_builder())?;
         // Starts far outside the box, and residual noise that would leave it.
-        let context = Tensor::full(3f32, (2, 1, d), &dev)?;
+        let context = Tensor::full(3f32, (2, 2, d), &dev)?;
         let spread = vec![5.0f32; d];
         let f = forecasts(&cfg, &ebm, &fc, &spread, &context, None, &mut Rng::new(3))?;
         for (name, t, p) in [("EBM", &f.ebm, 3), ("FC", &f.fc, 1), ("noisy FC", &f.fc_noisy, 3)] {

@@ -114,14 +114,16 @@ pub fn train_trajectory(
     export_model(&trainer, &data, &norm, &facts, &run.join("model"), device)?;
     let fc_cfg = FcBaselineConfig {
         state_dim: d,
-        context_len: cfg.model.context_len,
+        context_len: cfg.fc_context_len(),
         action_dim: cfg.model.action_dim,
         hidden: cfg.model.hidden.clone(),
         activation: cfg.model.activation,
         spectral_norm: true,
         residual: true,
     };
-    // The baseline predicts next states themselves, with its own context noise.
+    // The baseline predicts next states themselves, from its own context
+    // length, with its own context noise.
+    data.context_len = cfg.fc_context_len();
     data.delta_scale = None;
     data.prior = None;
     data.context_noise = context_noise(cfg, Side::Fc);

@@ -1,11 +1,10 @@
 //! `ebm-train traj tune`: settings chosen on a validation split carved from
 //! the training split (never the test split). Every candidate (a context
-//! length, shared by both models, and a context-noise level) is trained for
-//! both models on the rest of the training split and scored by average
-//! Frechet distance on the validation split, all candidates from the same
-//! first predicted step. Each model gets its best noise level; the context
-//! length is the one where the two models' best scores have the lowest
-//! geometric mean (it must help both).
+//! length and a context-noise level) is trained for both models on the rest
+//! of the training split and scored by average Frechet distance on the
+//! validation split, all candidates from the same first predicted step.
+//! Each model gets the candidate with its lowest score: the same grid and
+//! the same rule for both.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -28,14 +27,15 @@ pub struct Candidate {
     pub avg_fd_fc_noisy: f64,
 }
 
-/// The outcome: every candidate and the choice.
+/// The outcome: every candidate and each model's choice.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TuneReport {
     pub validation_trajectories: usize,
     pub first_step: usize,
     pub candidates: Vec<Candidate>,
-    pub context_len: usize,
+    pub ebm_context_len: usize,
     pub ebm_context_noise: f32,
+    pub fc_context_len: usize,
     pub fc_context_noise: f32,
 }
 
@@ -47,12 +47,13 @@ fn lengths(cfg: &TrajectoryConfig) -> Vec<usize> {
     }
 }
 
-/// The config of one candidate: the context length for both models, the
-/// same noise level on both models' training contexts, the validation split
-/// held out and scored from the first step every candidate can predict.
+/// The config of one candidate: the same context length and noise level
+/// for both models, the validation split held out and scored from the
+/// first step every candidate can predict.
 pub fn candidate(cfg: &TrajectoryConfig, context_len: usize, level: f32) -> TrajectoryConfig {
     let mut c = cfg.clone();
     c.model.context_len = context_len;
+    c.baseline.context_len = Some(context_len);
     c.context_noise = level;
     c.baseline.context_noise = level;
     c.validation_run = true;
@@ -108,34 +109,24 @@ pub fn tune(cfg: &TrajectoryConfig, base: &Path, dir: &Path, device: &Device) ->
     Ok(report)
 }
 
-/// Each model's best candidate at the context length where the geometric
-/// mean of the two models' best validation FDs is lowest.
+/// Each model's candidate with the lowest validation FD.
 pub fn choose(candidates: Vec<Candidate>, scored: usize, first_step: usize) -> TuneReport {
-    let best_at = |k: usize, f: fn(&Candidate) -> f64| -> Option<&Candidate> {
+    let best = |f: fn(&Candidate) -> f64| -> (usize, f32) {
         candidates
             .iter()
-            .filter(|c| c.context_len == k && f(c).is_finite())
+            .filter(|c| f(c).is_finite())
             .min_by(|a, b| f(a).total_cmp(&f(b)))
+            .map_or((1, 0.0), |c| (c.context_len, c.context_noise))
     };
-    let mut ks: Vec<usize> = candidates.iter().map(|c| c.context_len).collect();
-    ks.dedup();
-    let score = |k: usize| match (best_at(k, |c| c.avg_fd_ebm), best_at(k, |c| c.avg_fd_fc)) {
-        (Some(e), Some(f)) => (e.avg_fd_ebm * f.avg_fd_fc).sqrt(),
-        _ => f64::INFINITY,
-    };
-    let k = ks
-        .iter()
-        .copied()
-        .min_by(|&a, &b| score(a).total_cmp(&score(b)))
-        .unwrap_or(0);
-    let ebm = best_at(k, |c| c.avg_fd_ebm).map_or(0.0, |c| c.context_noise);
-    let fc = best_at(k, |c| c.avg_fd_fc).map_or(0.0, |c| c.context_noise);
+    let (ebm_context_len, ebm_context_noise) = best(|c| c.avg_fd_ebm);
+    let (fc_context_len, fc_context_noise) = best(|c| c.avg_fd_fc);
     TuneReport {
         validation_trajectories: scored,
         first_step,
-        context_len: k,
-        ebm_context_noise: ebm,
-        fc_context_noise: fc,
+        ebm_context_len,
+        ebm_context_noise,
+        fc_context_len,
+        fc_context_noise,
         candidates,
     }
 }
@@ -151,8 +142,13 @@ pub fn markdown(r: &TuneReport) -> String {
     }
     let _ = writeln!(
         s,
-        "\n{} validation trajectories (carved from the training split), predicted from step {}. Chosen: `model.context_len = {}`, `context_noise = {}` (EBM), `baseline.context_noise = {}` (FC).",
-        r.validation_trajectories, r.first_step, r.context_len, r.ebm_context_noise, r.fc_context_noise
+        "\n{} validation trajectories (carved from the training split), predicted from step {}. Chosen: EBM `model.context_len = {}`, `context_noise = {}`; FC `baseline.context_len = {}`, `baseline.context_noise = {}`.",
+        r.validation_trajectories,
+        r.first_step,
+        r.ebm_context_len,
+        r.ebm_context_noise,
+        r.fc_context_len,
+        r.fc_context_noise
     );
     s
 }
@@ -166,19 +162,21 @@ mod tests {
     }
 
     #[test]
-    fn each_model_gets_its_best_level_at_the_length_that_helps_both() {
+    fn each_model_gets_its_own_best_candidate() {
         let r = choose(
             vec![
                 c(1, 0.0, 10.0, 4.0),
-                c(1, 0.3, 6.0, 5.0), // k = 1: sqrt(6 * 4) = 4.9
+                c(1, 0.3, 6.0, 5.0),
                 c(4, 0.0, 2.0, 9.0),
-                c(4, 0.3, 3.0, 12.0), // k = 4: sqrt(2 * 9) = 4.24, the lower
+                c(4, 0.3, 3.0, f64::NAN),
             ],
             10,
             4,
         );
-        assert_eq!((r.context_len, r.ebm_context_noise, r.fc_context_noise), (4, 0.0, 0.0));
-        let r = choose(vec![c(1, 0.0, 10.0, 4.0), c(1, 0.3, 6.0, 5.0)], 10, 1);
-        assert_eq!((r.context_len, r.ebm_context_noise, r.fc_context_noise), (1, 0.3, 0.0));
+        assert_eq!((r.ebm_context_len, r.ebm_context_noise), (4, 0.0));
+        assert_eq!((r.fc_context_len, r.fc_context_noise), (1, 0.0));
+        let r = choose(vec![c(1, 0.0, 10.0, 4.0), c(2, 0.3, 6.0, 5.0)], 10, 2);
+        assert_eq!((r.ebm_context_len, r.ebm_context_noise), (2, 0.3));
+        assert_eq!((r.fc_context_len, r.fc_context_noise), (1, 0.0));
     }
 }
