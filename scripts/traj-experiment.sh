@@ -12,8 +12,10 @@
 #   ENVS=shadow SETTINGS=cond scripts/traj-experiment.sh
 #
 # Recordings: out/sim/hand.mcap (ebm-sim generate --trajectories 25000
-# --seed 0) and out/hand_mj/hand.mcap (sim-data/mujoco/hand_record.py
-# --trajectories 50000 --seed 0); see docs/trajectories.md.
+# --seed 0) and out/hand_mj/hand-bincode.mcap (sim-data/mujoco/hand_record.py
+# --trajectories 50000 --seed 0 --workers 2 --out out/hand_mj/hand.mcap, then
+# ebm-sim convert out/hand_mj/hand.mcap out/hand_mj/hand-bincode.mcap, which
+# loads about 5x faster); see docs/trajectories.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENVS=${ENVS:-"traj shadow"}

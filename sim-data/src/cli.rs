@@ -60,6 +60,15 @@ enum Command {
         #[arg(long)]
         arrays: bool,
     },
+    /// Re-write a recording in another message encoding (bincode loads
+    /// several times faster than JSON; JSON opens in Foxglove).
+    Convert {
+        input: PathBuf,
+        output: PathBuf,
+        /// Write JSON instead of bincode.
+        #[arg(long)]
+        json: bool,
+    },
     /// Publish a recording's states over Zenoh on `ebm/<robot>/state`.
     Replay {
         file: PathBuf,
@@ -170,6 +179,22 @@ pub fn run(cli: Cli) -> Result<()> {
                 "wrote {} trajectories x {} frames to {} in {:.1} s ({:.0} frames/s); rejected attempts: {} dropped the cube, {} non-finite",
                 report.trajectories, steps, out.display(), report.elapsed.as_secs_f64(), report.frames_per_s(),
                 report.rejected.dropped, report.rejected.non_finite
+            );
+            Ok(())
+        }
+        Command::Convert {
+            input,
+            output,
+            json,
+        } => {
+            let encoding = if json { Encoding::Json } else { Encoding::Bincode };
+            let n = ebm_msgs::recording::convert(&input, &output, encoding)
+                .with_context(|| format!("converting {}", input.display()))?;
+            println!(
+                "wrote {} ({encoding:?}): {} states, {} actions",
+                output.display(),
+                n.states,
+                n.actions
             );
             Ok(())
         }

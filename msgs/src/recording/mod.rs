@@ -17,11 +17,13 @@
 //!
 //! Chunks are zstd-compressed; the reader validates chunk and data CRCs.
 
+mod convert;
 mod header;
 mod loader;
 mod reader;
 mod writer;
 
+pub use convert::{convert, Converted};
 pub use header::{format_ids, parse_ids, RecordingHeader, Split, HEADER_RECORD, SUMMARY_RECORD};
 pub use loader::{load, Dataset};
 pub use reader::{RecordingEvent, RecordingReader};

@@ -300,3 +300,33 @@ fn a_robot_without_actions_records_states_only() {
     assert_eq!(ds.actions.shape(), &[N as usize, T as usize, 0]);
     assert_eq!(ds.states.shape(), &[N as usize, T as usize, DIM]);
 }
+
+#[test]
+fn conversion_keeps_every_event_in_the_other_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = |p: &Path| -> Vec<RecordingEvent> {
+        RecordingReader::open(p).unwrap().collect::<Result<_, _>>().unwrap()
+    };
+    for (from, to) in [(Encoding::Json, Encoding::Bincode), (Encoding::Bincode, Encoding::Json)] {
+        let input = dir.path().join(format!("in-{from:?}.mcap"));
+        let output = dir.path().join(format!("out-{to:?}.mcap"));
+        write(&input, from);
+        let n = convert(&input, &output, to).unwrap();
+        assert_eq!((n.states, n.actions), (N * u64::from(T), N * u64::from(T)));
+        let (mut a, b) = (events(&input), events(&output));
+        // The same events, but the header names the new encoding.
+        a[0] = RecordingEvent::Metadata {
+            name: HEADER_RECORD.into(),
+            entries: header(to).to_metadata(),
+        };
+        assert_eq!(a, b, "{from:?} -> {to:?}");
+        assert_eq!(load(&output).unwrap().header.encoding, to);
+    }
+    // A file that is not a recording: a clear error, and no output left.
+    let junk = dir.path().join("junk.mcap");
+    std::fs::write(&junk, b"not an mcap file").unwrap();
+    let out = dir.path().join("never.mcap");
+    assert!(convert(&junk, &out, Encoding::Bincode).is_err());
+    assert!(!out.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 5);
+}
