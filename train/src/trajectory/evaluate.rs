@@ -84,7 +84,7 @@ pub fn forecasts(
     let k = context.dim(1)?;
     let last = |n: usize| -> Result<Tensor> {
         anyhow::ensure!(n <= k, "a model takes {n} context states, {k} given");
-        Ok(context.narrow(1, k - n, n)?)
+        Ok(context.narrow(1, k - n, n)?.contiguous()?)
     };
     let r = rollout(ebm, &last(ebm.config().context_len)?, actions, &sampler, rng)?;
     let fc_context = last(fc.config().context_len)?;
@@ -305,7 +305,8 @@ mod tests {
         };
         let fc = FcBaseline::new(&fc_cfg, ParamStore::new(1, &dev).var_builder())?;
         // Starts far outside the box, and residual noise that would leave it.
-        let context = Tensor::full(3f32, (2, 2, d), &dev)?;
+        // More context states than either model takes: each gets its last ones.
+        let context = Tensor::full(3f32, (2, 3, d), &dev)?;
         let spread = vec![5.0f32; d];
         let f = forecasts(&cfg, &ebm, &fc, &spread, &context, None, &mut Rng::new(3))?;
         for (name, t, p) in [("EBM", &f.ebm, 3), ("FC", &f.fc, 1), ("noisy FC", &f.fc_noisy, 3)] {
