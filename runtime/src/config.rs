@@ -472,12 +472,16 @@ mod tests {
         let cfg = RuntimeConfig::load(&path).unwrap();
         let mut s = cfg.serving();
         let pats: Vec<&str> = s.iter().map(|m| m.robots.as_str()).collect();
-        assert_eq!(pats, ["fetch-*", "arm-*", "gripper-1", "*"]);
+        assert_eq!(pats, ["fetch-*", "shadow-hand-*", "arm-*", "gripper-1", "*"]);
         assert_eq!(
             s[0].model.checkpoint,
             dir.path().join("models/fetch_uncond")
         );
-        s.drain(..1); // the reference file's own entry
+        assert_eq!(
+            s[1].model.checkpoint,
+            dir.path().join("models/shadow_uncond")
+        );
+        s.drain(..2); // the reference file's own entries
         assert_eq!(s[0].model.checkpoint, dir.path().join("models/arm"));
         assert_eq!(s[0].ood_checkpoints, [dir.path().join("models/arm_ood")]);
         assert_eq!(s[0].denoise, cfg.denoise);

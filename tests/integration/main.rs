@@ -4,6 +4,7 @@ mod configs;
 mod fleet;
 mod harness;
 mod models;
+mod models_shadow;
 mod recordings;
 mod ros2_bridge;
 mod ros2_import;
