@@ -46,7 +46,7 @@ fn per_step(
         let v: Vec<f64> = reports.iter().map(|r| f(r)[t]).collect();
         let (mean, sd) = mean_sd(&v);
         m.push(mean);
-        lo.push(mean - sd);
+        lo.push((mean - sd).max(0.0)); // distances are never negative
         hi.push(mean + sd);
     }
     (m, lo, hi)
