@@ -43,7 +43,7 @@ PUSH, PICK = 0, 1
 MODE_NAMES = {PUSH: "push", PICK: "pick"}
 
 
-class Fetch:
+class Fetch(recording.MujocoSim):
     """Thin fast wrapper around the unwrapped gymnasium-robotics Fetch env."""
 
     def __init__(self, env_name: str):
@@ -65,19 +65,6 @@ class Fetch:
     def reset(self, seed: int):
         self.u.reset(seed=seed)
         return self.u.goal.copy()
-
-    def step(self, action):
-        # Same dynamics as env.step() without computing observations / rewards.
-        a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-        self.u._set_action(a)
-        self.u._mujoco_step(a)
-        self.u._step_callback()
-
-    def state(self) -> np.ndarray:
-        q = self.data.qpos
-        o = q[self.obj_adr : self.obj_adr + 7]
-        # MuJoCo free joint: x, y, z, qw, qx, qy, qz -> x, y, z, qx, qy, qz, qw.
-        return np.concatenate([q[self.joint_adr], o[:3], o[4:7], o[3:4]]).astype(np.float32)
 
     def grip_pos(self) -> np.ndarray:
         return self.u._utils.get_site_xpos(self.model, self.data, "robot0:grip").copy()

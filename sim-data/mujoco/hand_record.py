@@ -69,7 +69,7 @@ DROP_M = 0.05  # the block fell off: its height dropped this much below the star
 MAX_ATTEMPTS = 50
 
 
-class Hand:
+class Hand(recording.MujocoSim):
     """Thin fast wrapper around the unwrapped gymnasium-robotics hand env."""
 
     def __init__(self):
@@ -89,19 +89,6 @@ class Hand:
 
     def reset(self, seed: int):
         self.u.reset(seed=seed)
-
-    def step(self, action):
-        # Same dynamics as env.step() without computing observations / rewards.
-        a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-        self.u._set_action(a)
-        self.u._mujoco_step(a)
-        self.u._step_callback()
-
-    def state(self) -> np.ndarray:
-        q = self.data.qpos
-        o = q[self.obj_adr : self.obj_adr + 7]
-        # MuJoCo free joint: x, y, z, qw, qx, qy, qz -> x, y, z, qx, qy, qz, qw.
-        return np.concatenate([q[self.joint_adr], o[:3], o[4:7], o[3:4]]).astype(np.float32)
 
 
 class ScriptedPolicy:

@@ -57,6 +57,26 @@ class Robot:
     summarise: Callable = field(repr=False, default=None)
 
 
+class MujocoSim:
+    """Stepping of a gymnasium-robotics env (`self.u`, unwrapped; `self.data`)
+    without observations or rewards, and the recorded state: the joints at
+    `self.joint_adr`, then the free body at `self.obj_adr` as x, y, z, qx,
+    qy, qz, qw. Subclasses set those attributes."""
+
+    def step(self, action):
+        # Same dynamics as env.step() without computing observations / rewards.
+        a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        self.u._set_action(a)
+        self.u._mujoco_step(a)
+        self.u._step_callback()
+
+    def state(self) -> np.ndarray:
+        q = self.data.qpos
+        o = q[self.obj_adr : self.obj_adr + 7]
+        # MuJoCo free joint: x, y, z, qw, qx, qy, qz -> x, y, z, qx, qy, qz, qw.
+        return np.concatenate([q[self.joint_adr], o[:3], o[4:7], o[3:4]]).astype(np.float32)
+
+
 def format_ids(ids) -> str:
     """Sorted ids as compact ranges: [0, 1, 2, 5, 7, 8] -> "0-2,5,7-8"."""
     out, i, ids = [], 0, list(ids)
