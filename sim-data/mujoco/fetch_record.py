@@ -261,9 +261,7 @@ def main(argv=None) -> int:
         episode=cb.episode,
         summarise=summarise,
     )
-    seconds = recording.generate(robot, args.robot_id, args.trajectories, args.steps, args.seed, args.out, args.workers, args.shard_size)
-    print(f"done in {seconds:.0f}s", file=sys.stderr)
-    return 0
+    return recording.run(robot, args)
 
 
 if __name__ == "__main__":

@@ -328,6 +328,13 @@ def merge(robot: Robot, robot_id: str, n: int, steps: int, seed: int, out: str, 
     print(f"wrote {out}: {n} episodes x {steps} steps; {text}", file=sys.stderr)
 
 
+def run(robot: Robot, args) -> int:
+    """Makes the recording the common arguments describe (see `add_common_args`)."""
+    seconds = generate(robot, args.robot_id, args.trajectories, args.steps, args.seed, args.out, args.workers, args.shard_size)
+    print(f"done in {seconds:.0f}s", file=sys.stderr)
+    return 0
+
+
 def add_common_args(p, default_robot_id: str, default_n: int):
     p.add_argument("--trajectories", type=int, default=default_n, help="number of episodes N")
     p.add_argument("--steps", type=int, default=100, help="steps T per episode (ignores the env's step limit)")
