@@ -472,7 +472,10 @@ mod tests {
         let cfg = RuntimeConfig::load(&path).unwrap();
         let mut s = cfg.serving();
         let pats: Vec<&str> = s.iter().map(|m| m.robots.as_str()).collect();
-        assert_eq!(pats, ["fetch-*", "shadow-hand-*", "arm-*", "gripper-1", "*"]);
+        assert_eq!(
+            pats,
+            ["fetch-*", "shadow-hand-*", "arm-*", "gripper-1", "*"]
+        );
         assert_eq!(
             s[0].model.checkpoint,
             dir.path().join("models/fetch_uncond")

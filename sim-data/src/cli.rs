@@ -187,7 +187,11 @@ pub fn run(cli: Cli) -> Result<()> {
             output,
             json,
         } => {
-            let encoding = if json { Encoding::Json } else { Encoding::Bincode };
+            let encoding = if json {
+                Encoding::Json
+            } else {
+                Encoding::Bincode
+            };
             let n = ebm_msgs::recording::convert(&input, &output, encoding)
                 .with_context(|| format!("converting {}", input.display()))?;
             println!(

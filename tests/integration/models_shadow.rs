@@ -34,7 +34,11 @@ fn committed_shadow_models_forecast_a_held_out_recording() -> anyhow::Result<()>
     let mc = model.config().clone();
     let (d, a, k) = (mc.state_dim, mc.action_dim, mc.context_len);
     assert_eq!((d, a), (ds.robot.state_dim, ds.robot.action_dim));
-    let norm = loaded.manifest.normalization.clone().expect("normalisation");
+    let norm = loaded
+        .manifest
+        .normalization
+        .clone()
+        .expect("normalisation");
     let z = |v: f32, j: usize| (v - norm.mean[j]) / norm.std[j];
     let rc: RolloutConfig = serde_json::from_value(loaded.manifest.extra["rollout"].clone())?;
 
@@ -62,10 +66,17 @@ fn committed_shadow_models_forecast_a_held_out_recording() -> anyhow::Result<()>
     let r = rollout(&model, &context, Some(&actions), &one, &mut Rng::new(3))?;
     let mean: Vec<f32> = r.states.mean(1)?.flatten_all()?.to_vec1()?;
     let mse = |p: &[f32]| -> f64 {
-        p.iter().zip(&next).map(|(x, y)| f64::from(x - y).powi(2)).sum::<f64>() / p.len() as f64
+        p.iter()
+            .zip(&next)
+            .map(|(x, y)| f64::from(x - y).powi(2))
+            .sum::<f64>()
+            / p.len() as f64
     };
     let (ebm, still) = (mse(&mean), mse(&last));
-    assert!(ebm < 0.5 * still, "one-step MSE {ebm} vs {still} for no motion");
+    assert!(
+        ebm < 0.5 * still,
+        "one-step MSE {ebm} vs {still} for no motion"
+    );
 
     // True next states have lower energy than next states of other transitions.
     let cond = Tensor::cat(&[context.reshape((n, k * d))?, actions.squeeze(1)?], 1)?;
@@ -74,6 +85,9 @@ fn committed_shadow_models_forecast_a_held_out_recording() -> anyhow::Result<()>
     let e_wrong: Vec<f32> = model.energy(&x.roll(7, 0)?, Some(&cond))?.to_vec1()?;
     let lower = e_true.iter().zip(&e_wrong).filter(|(t, w)| t < w).count();
     eprintln!("shadow_cond on the demo: one-step MSE {ebm:.4} (no motion {still:.4}); {lower} of {n} true transitions lower than shuffled");
-    assert!(lower as f64 > 0.9 * n as f64, "{lower} of {n} true transitions score lower");
+    assert!(
+        lower as f64 > 0.9 * n as f64,
+        "{lower} of {n} true transitions score lower"
+    );
     Ok(())
 }

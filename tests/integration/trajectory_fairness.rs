@@ -7,9 +7,9 @@ use std::path::Path;
 use candle_core::Device;
 use ebm_core::checkpoint;
 use ebm_sim_data::hand_robot_spec;
+use ebm_train::trajectory::config::TuneConfig;
 use ebm_train::trajectory::split::splits;
 use ebm_train::trajectory::tune::{candidate, tune};
-use ebm_train::trajectory::config::TuneConfig;
 use ebm_train::trajectory::TrajectoryConfig;
 
 use crate::trajectory::write_recording_of;
@@ -47,7 +47,10 @@ fn tuning_gives_both_models_every_level_on_a_validation_split() -> anyhow::Resul
     let test: Vec<usize> = ds.test_ids().iter().map(|&i| i as usize).collect();
     let s = splits(&ds, &candidate(&cfg, 1, 0.0));
     assert_eq!((s.fit.len(), s.scored.len()), (24, 8));
-    assert!(s.scored.iter().all(|i| !test.contains(i) && !s.fit.contains(i)));
+    assert!(s
+        .scored
+        .iter()
+        .all(|i| !test.contains(i) && !s.fit.contains(i)));
 
     let out = dir.path().join("tune");
     std::fs::create_dir_all(&out)?;
@@ -58,16 +61,29 @@ fn tuning_gives_both_models_every_level_on_a_validation_split() -> anyhow::Resul
         let run = out.join(format!("k{}-noise-{}", c.context_len, c.context_noise));
         // Each level was given to both models' training contexts.
         let level = f64::from(c.context_noise);
-        assert_eq!(noise_in(&run.join("model"))?, level, "the EBM's context noise");
+        assert_eq!(
+            noise_in(&run.join("model"))?,
+            level,
+            "the EBM's context noise"
+        );
         assert_eq!(noise_in(&run.join("fc"))?, level, "the FC's context noise");
         let m = checkpoint::load(&run.join("model"), &Device::Cpu)?.manifest;
-        assert_eq!(m.extra["train_trajectories"], 24, "the validation split is held out");
-        assert!(c.avg_fd_ebm.is_finite() && c.avg_fd_fc.is_finite() && c.avg_fd_fc_noisy.is_finite());
+        assert_eq!(
+            m.extra["train_trajectories"], 24,
+            "the validation split is held out"
+        );
+        assert!(
+            c.avg_fd_ebm.is_finite() && c.avg_fd_fc.is_finite() && c.avg_fd_fc_noisy.is_finite()
+        );
     }
     // One context length here: each model gets the level with its lowest
     // validation FD.
     let best = |f: fn(&ebm_train::trajectory::tune::Candidate) -> f64| {
-        r.candidates.iter().min_by(|a, b| f(a).total_cmp(&f(b))).unwrap().context_noise
+        r.candidates
+            .iter()
+            .min_by(|a, b| f(a).total_cmp(&f(b)))
+            .unwrap()
+            .context_noise
     };
     assert_eq!(r.ebm_context_noise, best(|c| c.avg_fd_ebm));
     assert_eq!(r.fc_context_noise, best(|c| c.avg_fd_fc));

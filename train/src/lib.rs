@@ -7,8 +7,8 @@
 pub mod bench;
 pub mod config_file;
 pub mod figure;
-pub mod plot;
 pub mod images;
+pub mod plot;
 pub mod svg_chart;
 pub mod toy;
 pub mod trajectory;

@@ -53,12 +53,27 @@ fn y_range(lines: &[Line], from_zero: bool) -> (f64, f64) {
         lo = 0.0;
     }
     let pad = ((hi - lo) * 0.05).max(1e-9);
-    (if from_zero && lo == 0.0 { 0.0 } else { lo - pad }, hi + pad)
+    (
+        if from_zero && lo == 0.0 {
+            0.0
+        } else {
+            lo - pad
+        },
+        hi + pad,
+    )
 }
 
 fn x_range(lines: &[Line]) -> (f64, f64) {
-    let lo = lines.iter().flat_map(|l| l.x).copied().fold(f64::INFINITY, f64::min);
-    let hi = lines.iter().flat_map(|l| l.x).copied().fold(f64::NEG_INFINITY, f64::max);
+    let lo = lines
+        .iter()
+        .flat_map(|l| l.x)
+        .copied()
+        .fold(f64::INFINITY, f64::min);
+    let hi = lines
+        .iter()
+        .flat_map(|l| l.x)
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
     if lo.is_finite() && hi > lo {
         (lo, hi)
     } else {
@@ -105,15 +120,17 @@ where
         .map_err(err)?;
     for l in lines {
         if let Some((lo, hi)) = l.band {
-            let poly: Vec<(f64, f64)> = l
-                .x
-                .iter()
-                .zip(hi)
-                .map(|(&x, &y)| (x, y))
-                .chain(l.x.iter().zip(lo).rev().map(|(&x, &y)| (x, y)))
-                .collect();
+            let poly: Vec<(f64, f64)> =
+                l.x.iter()
+                    .zip(hi)
+                    .map(|(&x, &y)| (x, y))
+                    .chain(l.x.iter().zip(lo).rev().map(|(&x, &y)| (x, y)))
+                    .collect();
             chart
-                .draw_series(std::iter::once(Polygon::new(poly, l.color.mix(0.18).filled())))
+                .draw_series(std::iter::once(Polygon::new(
+                    poly,
+                    l.color.mix(0.18).filled(),
+                )))
                 .map_err(err)?;
         }
         let style = if l.thin {
@@ -122,11 +139,14 @@ where
             l.color.stroke_width(2)
         };
         let pts = l.x.iter().zip(l.y).map(|(&x, &y)| (x, y));
-        let s = chart.draw_series(LineSeries::new(pts, style)).map_err(err)?;
+        let s = chart
+            .draw_series(LineSeries::new(pts, style))
+            .map_err(err)?;
         if legend && !l.name.is_empty() {
             let c = l.color;
-            s.label(l.name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+            s.label(l.name).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+            });
         }
     }
     if legend {
@@ -166,12 +186,17 @@ pub fn panels(
     let root = SVGBackend::new(path, (w * cols as u32, h * rows as u32 + 60)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let (head, body) = root.split_vertically(60);
-    head.draw(&Text::new(title, (12, 8), ("sans-serif", 18))).map_err(err)?;
+    head.draw(&Text::new(title, (12, 8), ("sans-serif", 18)))
+        .map_err(err)?;
     let mut x = 12;
     for (name, color) in key {
-        head.draw(&PathElement::new(vec![(x, 44), (x + 22, 44)], color.stroke_width(3)))
+        head.draw(&PathElement::new(
+            vec![(x, 44), (x + 22, 44)],
+            color.stroke_width(3),
+        ))
+        .map_err(err)?;
+        head.draw(&Text::new(*name, (x + 28, 37), ("sans-serif", 13)))
             .map_err(err)?;
-        head.draw(&Text::new(*name, (x + 28, 37), ("sans-serif", 13))).map_err(err)?;
         x += 40 + 7 * name.len() as i32;
     }
     for (area, (lines, axes)) in body.split_evenly((rows, cols)).iter().zip(charts) {

@@ -34,7 +34,10 @@ pub fn convert(input: &Path, output: &Path, encoding: Encoding) -> Result<Conver
     let tmp = PathBuf::from(tmp);
     let result = (|| {
         let mut w = RecordingWriter::create(&tmp, &header)?;
-        let mut n = Converted { states: 0, actions: 0 };
+        let mut n = Converted {
+            states: 0,
+            actions: 0,
+        };
         let mut summary = BTreeMap::new();
         for event in events {
             match event? {

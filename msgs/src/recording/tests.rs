@@ -305,9 +305,15 @@ fn a_robot_without_actions_records_states_only() {
 fn conversion_keeps_every_event_in_the_other_encoding() {
     let dir = tempfile::tempdir().unwrap();
     let events = |p: &Path| -> Vec<RecordingEvent> {
-        RecordingReader::open(p).unwrap().collect::<Result<_, _>>().unwrap()
+        RecordingReader::open(p)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
     };
-    for (from, to) in [(Encoding::Json, Encoding::Bincode), (Encoding::Bincode, Encoding::Json)] {
+    for (from, to) in [
+        (Encoding::Json, Encoding::Bincode),
+        (Encoding::Bincode, Encoding::Json),
+    ] {
         let input = dir.path().join(format!("in-{from:?}.mcap"));
         let output = dir.path().join(format!("out-{to:?}.mcap"));
         write(&input, from);

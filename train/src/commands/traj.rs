@@ -255,7 +255,8 @@ pub fn run(command: TrajCommand, device: candle_core::Device) -> Result<()> {
 /// Applies a `traj tune` result to `cfg`.
 fn apply_tuned(cfg: &mut TrajectoryConfig, tuned: Option<&std::path::Path>) -> Result<()> {
     let Some(path) = tuned else { return Ok(()) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let t: ebm_train::trajectory::tune::TuneReport = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a traj tune result", path.display()))?;
     cfg.model.context_len = t.ebm_context_len;

@@ -61,8 +61,12 @@ pub fn save_baseline(
 ) -> Result<()> {
     let mut m = Manifest::for_kind(FcBaseline::KIND, cfg, steps)?;
     m.normalization = Some(norm.clone());
-    m.extra.insert("residual_spread".into(), serde_json::to_value(residual_spread)?);
-    m.extra.insert("context_noise".into(), f64::from(context_noise).into());
+    m.extra.insert(
+        "residual_spread".into(),
+        serde_json::to_value(residual_spread)?,
+    );
+    m.extra
+        .insert("context_noise".into(), f64::from(context_noise).into());
     checkpoint::save_model(dir, m, params)?;
     Ok(())
 }
@@ -83,7 +87,12 @@ pub fn load_baseline(dir: &Path, device: &Device) -> Result<(FcBaseline, Vec<f32
             .extra
             .get("residual_spread")
             .cloned()
-            .with_context(|| format!("{} has no residual_spread (trained by an older version: train it again)", dir.display()))?,
+            .with_context(|| {
+                format!(
+                    "{} has no residual_spread (trained by an older version: train it again)",
+                    dir.display()
+                )
+            })?,
     )?;
     let store = ParamStore::from_tensors(loaded.weights()?.clone(), device)?;
     Ok((FcBaseline::new(&cfg, store.var_builder())?, spread))
@@ -113,14 +122,20 @@ pub fn rollout_baseline(
     let p = how.noise.map_or(1, |(_, p)| p.max(1));
     // Particles of one start are consecutive rows.
     let repeat = |t: &Tensor| -> Result<Tensor> {
-        let idx: Vec<u32> = (0..b as u32).flat_map(|i| std::iter::repeat_n(i, p)).collect();
+        let idx: Vec<u32> = (0..b as u32)
+            .flat_map(|i| std::iter::repeat_n(i, p))
+            .collect();
         Ok(t.index_select(&Tensor::new(idx, t.device())?, 0)?)
     };
     let mut ctx = repeat(context)?;
     let actions = actions.map(repeat).transpose()?;
     let sd = match how.noise {
         Some((sd, _)) => {
-            anyhow::ensure!(sd.len() == d, "residual spread has {} dims, states {d}", sd.len());
+            anyhow::ensure!(
+                sd.len() == d,
+                "residual spread has {} dims, states {d}",
+                sd.len()
+            );
             Some(Tensor::new(sd, context.device())?.unsqueeze(0)?)
         }
         None => None,
@@ -164,7 +179,10 @@ pub fn residual_spread(
         "the baseline predicts next states, not changes"
     );
     let (t_len, k) = (data.states.shape()[1], data.context_len);
-    anyhow::ensure!(t_len > k && !data.ids.is_empty(), "no transitions to measure residuals on");
+    anyhow::ensure!(
+        t_len > k && !data.ids.is_empty(),
+        "no transitions to measure residuals on"
+    );
     let mut rng = Rng::derived(seed, "fc-residual");
     let (mut x, mut c) = (Vec::new(), Vec::new());
     for _ in 0..n {

@@ -150,7 +150,8 @@ impl TrajectoryConfig {
             if !(t.validation_share > 0.0 && t.validation_share < 1.0) || t.context_noise.is_empty()
             {
                 return Err(CoreError::InvalidConfig(
-                    "tune needs 0 < validation_share < 1 and at least one context_noise level".into(),
+                    "tune needs 0 < validation_share < 1 and at least one context_noise level"
+                        .into(),
                 ));
             }
             if t.context_len.contains(&0) {
@@ -158,7 +159,10 @@ impl TrajectoryConfig {
                     "tune.context_len lengths must be at least 1".into(),
                 ));
             }
-            if t.context_noise.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
+            if t.context_noise
+                .iter()
+                .any(|v| !(v.is_finite() && *v >= 0.0))
+            {
                 return Err(CoreError::InvalidConfig(
                     "tune.context_noise levels must be finite and >= 0".into(),
                 ));

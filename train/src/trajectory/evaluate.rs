@@ -86,10 +86,23 @@ pub fn forecasts(
         anyhow::ensure!(n <= k, "a model takes {n} context states, {k} given");
         Ok(context.narrow(1, k - n, n)?.contiguous()?)
     };
-    let r = rollout(ebm, &last(ebm.config().context_len)?, actions, &sampler, rng)?;
+    let r = rollout(
+        ebm,
+        &last(ebm.config().context_len)?,
+        actions,
+        &sampler,
+        rng,
+    )?;
     let fc_context = last(fc.config().context_len)?;
-    let plain = FcRollout { horizon: h, clamp: cfg.rollout_clamp(), noise: None };
-    let noisy = FcRollout { noise: Some((spread, p)), ..plain };
+    let plain = FcRollout {
+        horizon: h,
+        clamp: cfg.rollout_clamp(),
+        noise: None,
+    };
+    let noisy = FcRollout {
+        noise: Some((spread, p)),
+        ..plain
+    };
     Ok(Forecasts {
         ebm: r.states,
         fc: rollout_baseline(fc, &fc_context, actions, &plain, rng)?,
@@ -239,7 +252,12 @@ pub fn evaluate(
         mse_fc,
         fd_fc_noisy,
         mse_fc_noisy,
-        split: if cfg.validation_run { "validation" } else { "test" }.into(),
+        split: if cfg.validation_run {
+            "validation"
+        } else {
+            "test"
+        }
+        .into(),
         seconds: t0.elapsed().as_secs_f64(),
     };
     std::fs::create_dir_all(out)?;
@@ -247,7 +265,11 @@ pub fn evaluate(
     let title = format!(
         "{}, {}: EBM vs FC baseline",
         ds.robot.kind,
-        if conditional { "action-conditional" } else { "unconditional" }
+        if conditional {
+            "action-conditional"
+        } else {
+            "unconditional"
+        }
     );
     std::fs::write(out.join("report.md"), markdown_table(&report, &title))?;
     fd_figure(&report, &title, &out.join("fd.svg"))?;
@@ -264,7 +286,10 @@ pub fn evaluate(
         &particles,
         &figure_dims(&truth),
         &ds.robot.state_names,
-        &format!("{title}: {h} predicted steps of {} trajectory {shown}", report.split),
+        &format!(
+            "{title}: {h} predicted steps of {} trajectory {shown}",
+            report.split
+        ),
         &out.join("rollouts.svg"),
     )?;
     Ok(report)
@@ -309,11 +334,20 @@ mod tests {
         let context = Tensor::full(3f32, (2, 3, d), &dev)?;
         let spread = vec![5.0f32; d];
         let f = forecasts(&cfg, &ebm, &fc, &spread, &context, None, &mut Rng::new(3))?;
-        for (name, t, p) in [("EBM", &f.ebm, 3), ("FC", &f.fc, 1), ("noisy FC", &f.fc_noisy, 3)] {
+        for (name, t, p) in [
+            ("EBM", &f.ebm, 3),
+            ("FC", &f.fc, 1),
+            ("noisy FC", &f.fc_noisy, 3),
+        ] {
             assert_eq!(t.dims(), [2, p, 5, d], "{name}");
             let v: Vec<f32> = t.flatten_all()?.to_vec1()?;
-            let (lo, hi) = v.iter().fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
-            assert!(lo >= -0.25 && hi <= 0.25, "{name} left the box: [{lo}, {hi}]");
+            let (lo, hi) = v
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+            assert!(
+                lo >= -0.25 && hi <= 0.25,
+                "{name} left the box: [{lo}, {hi}]"
+            );
         }
         // The noisy FC's particles differ; the plain FC is deterministic.
         let n: Vec<f32> = f.fc_noisy.get(0)?.get(0)?.flatten_all()?.to_vec1()?;

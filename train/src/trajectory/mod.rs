@@ -17,8 +17,8 @@ pub mod tune;
 
 pub use calibrate::{calibrate_export, CalibrationSummary};
 pub use config::TrajectoryConfig;
-pub use migrate::{migrate_export, MigrationSummary};
 pub use evaluate::{evaluate, TrajEvalReport};
+pub use migrate::{migrate_export, MigrationSummary};
 pub use run::{train_trajectory, TrajTrainSummary};
 
 /// A recording's robot description as the export's manifest stores it.

@@ -26,7 +26,10 @@ pub fn markdown_table(r: &TrajEvalReport, title: &str) -> String {
         "## {title}\n\n{} {} trajectories, {} particles, horizon {}; normalised units.\n",
         r.test_trajectories, r.split, r.particles, r.horizon
     );
-    let _ = writeln!(s, "| step | FD EBM | FD FC | FD noisy FC | MSE EBM | MSE FC | MSE noisy FC |");
+    let _ = writeln!(
+        s,
+        "| step | FD EBM | FD FC | FD noisy FC | MSE EBM | MSE FC | MSE noisy FC |"
+    );
     let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- | --- |");
     let at = |v: &[f64], i: usize| v.get(i).copied().unwrap_or(f64::NAN);
     for &t in TABLE_STEPS.iter().filter(|&&t| t <= r.horizon) {
@@ -60,8 +63,22 @@ pub fn markdown_table(r: &TrajEvalReport, title: &str) -> String {
 pub fn fd_figure(r: &TrajEvalReport, title: &str, path: &Path) -> Result<()> {
     let x: Vec<f64> = (1..=r.fd_ebm.len()).map(|t| t as f64).collect();
     let lines = [
-        Line { name: "EBM", color: plot::BLUE, x: &x, y: &r.fd_ebm, band: None, thin: false },
-        Line { name: "FC baseline", color: plot::RED, x: &x, y: &r.fd_fc, band: None, thin: false },
+        Line {
+            name: "EBM",
+            color: plot::BLUE,
+            x: &x,
+            y: &r.fd_ebm,
+            band: None,
+            thin: false,
+        },
+        Line {
+            name: "FC baseline",
+            color: plot::RED,
+            x: &x,
+            y: &r.fd_fc,
+            band: None,
+            thin: false,
+        },
         Line {
             name: "FC + residual noise",
             color: plot::ORANGE,
@@ -106,7 +123,11 @@ pub fn rollout_figure(
         .iter()
         .map(|&d| {
             let ps = particles.iter().map(|p| col(p, d)).collect();
-            (ps, col(fc, d), truth.iter().map(|s| f64::from(s[d])).collect())
+            (
+                ps,
+                col(fc, d),
+                truth.iter().map(|s| f64::from(s[d])).collect(),
+            )
         })
         .collect();
     let ylabels: Vec<String> = dims
@@ -122,11 +143,39 @@ pub fn rollout_figure(
         .map(|((ps, f, t), yl)| {
             let mut lines: Vec<Line> = ps
                 .iter()
-                .map(|p| Line { name: "", color: plot::LIGHT_BLUE, x: &x, y: p, band: None, thin: true })
+                .map(|p| Line {
+                    name: "",
+                    color: plot::LIGHT_BLUE,
+                    x: &x,
+                    y: p,
+                    band: None,
+                    thin: true,
+                })
                 .collect();
-            lines.push(Line { name: "", color: plot::RED, x: &x, y: f, band: None, thin: false });
-            lines.push(Line { name: "", color: plotters::style::colors::BLACK, x: &x, y: t, band: None, thin: false });
-            (lines, Axes { title: "", x: "step", y: yl })
+            lines.push(Line {
+                name: "",
+                color: plot::RED,
+                x: &x,
+                y: f,
+                band: None,
+                thin: false,
+            });
+            lines.push(Line {
+                name: "",
+                color: plotters::style::colors::BLACK,
+                x: &x,
+                y: t,
+                band: None,
+                thin: false,
+            });
+            (
+                lines,
+                Axes {
+                    title: "",
+                    x: "step",
+                    y: yl,
+                },
+            )
         })
         .collect();
     plot::panels(

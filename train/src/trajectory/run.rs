@@ -211,4 +211,3 @@ fn export_model(
 fn data_cond_dim(cfg: &TrajectoryConfig) -> usize {
     cfg.model.cond_dim()
 }
-

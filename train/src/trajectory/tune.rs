@@ -65,7 +65,12 @@ pub fn candidate(cfg: &TrajectoryConfig, context_len: usize, level: f32) -> Traj
 /// Runs every candidate of `cfg.tune` under `dir` (`k<len>-noise-<level>/`;
 /// a candidate whose validation report exists is not run again) and writes
 /// `tune.json` and `tune.md` there.
-pub fn tune(cfg: &TrajectoryConfig, base: &Path, dir: &Path, device: &Device) -> Result<TuneReport> {
+pub fn tune(
+    cfg: &TrajectoryConfig,
+    base: &Path,
+    dir: &Path,
+    device: &Device,
+) -> Result<TuneReport> {
     let t = cfg
         .tune
         .as_ref()
@@ -158,7 +163,13 @@ mod tests {
     use super::*;
 
     fn c(k: usize, noise: f32, e: f64, f: f64) -> Candidate {
-        Candidate { context_len: k, context_noise: noise, avg_fd_ebm: e, avg_fd_fc: f, avg_fd_fc_noisy: f }
+        Candidate {
+            context_len: k,
+            context_noise: noise,
+            avg_fd_ebm: e,
+            avg_fd_fc: f,
+            avg_fd_fc_noisy: f,
+        }
     }
 
     #[test]
