@@ -170,7 +170,7 @@ fn figure_dims(truth: &[Vec<f32>]) -> Vec<usize> {
 /// Rolls out the EBM, the FC baseline and the noisy FC of `run` on the
 /// scored split (test, or validation in a tuning run) and scores them
 /// against the truth; writes `report.json`, `report.md`, `fd.svg` and
-/// `rollouts.png` into `out`.
+/// `rollouts.svg` into `out`.
 pub fn evaluate(
     cfg: &TrajectoryConfig,
     base: &Path,
