@@ -69,13 +69,14 @@ pub enum TrajCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Choose each model's context noise on a validation split carved from
-    /// the training split: every `[tune] context_noise` level is trained and
-    /// scored for both models; writes tune.md and tune.json into `--run`.
+    /// Choose each model's context length and context noise on a validation
+    /// split carved from the training split: every `[tune]` candidate is
+    /// trained and scored for both models; writes tune.md and tune.json into
+    /// `--run`.
     Tune {
         #[arg(long)]
         config: PathBuf,
-        /// Folder of the candidates' runs (`noise-<level>/`); an interrupted
+        /// Folder of the candidates' runs (`k<len>-noise-<level>/`); an interrupted
         /// tuning resumes there.
         #[arg(long)]
         run: PathBuf,

@@ -67,7 +67,7 @@ pub fn train_trajectory(
         start_noise: cfg.start_noise,
         delta_scale: None,
         prior: None,
-        context_noise: context_noise(cfg, Side::Ebm),
+        context_noise: cfg.context_noise,
     };
     if let Some(ridge) = cfg.linear_prior_ridge {
         let (prior, scale) = fit_prior(&data, ridge, cfg.change_scale_floor)?;
@@ -126,7 +126,7 @@ pub fn train_trajectory(
     data.context_len = cfg.fc_context_len();
     data.delta_scale = None;
     data.prior = None;
-    data.context_noise = context_noise(cfg, Side::Fc);
+    data.context_noise = cfg.baseline.context_noise;
     let t1 = Instant::now();
     let (fc, params, fc_final_mse) =
         train_baseline(&fc_cfg, &cfg.baseline, &data, cfg.trainer.seed, device)?;
@@ -150,22 +150,6 @@ pub fn train_trajectory(
 
 /// Transitions the noisy baseline's residual spread is measured on.
 const RESIDUAL_SAMPLES: usize = 20_000;
-
-/// The two models of the comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Ebm,
-    Fc,
-}
-
-/// The Gaussian noise on `side`'s training contexts: each model's own
-/// level, both chosen from the same candidates on the validation split.
-pub fn context_noise(cfg: &TrajectoryConfig, side: Side) -> f32 {
-    match side {
-        Side::Ebm => cfg.context_noise,
-        Side::Fc => cfg.baseline.context_noise,
-    }
-}
 
 /// Writes the trained EBM as an inference export (weights, normalisation and
 /// the percentiles of its energy on training transitions, for OOD scores):
