@@ -1,7 +1,7 @@
 //! Prints resident memory while running training-step pieces in a loop, to
 //! find what grows. `cargo run --release -p ebm-core --example leak_probe -- MODE`
 use candle_core::{Device, Tensor};
-use ebm_core::adam::{Adam, AdamConfig};
+use ebm_core::training::adam::{Adam, AdamConfig};
 use ebm_core::{FcBaseline, FcBaselineConfig, ParamStore, Rng};
 
 fn rss_mb() -> u64 {

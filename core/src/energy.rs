@@ -5,8 +5,8 @@ use candle_core::{Result, Tensor, Var};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::models::spectral::SnWeight;
 use crate::params::ParamStore;
-use crate::spectral::SnWeight;
 
 /// A scalar energy per sample.
 pub trait EnergyFunction {
@@ -15,8 +15,9 @@ pub trait EnergyFunction {
     /// `None` for unconditional models) to energies `[B]`.
     fn energy(&self, x: &Tensor, cond: Option<&Tensor>) -> Result<Tensor>;
 
-    /// Energies and `dE/dx` computed without autograd, where a model has such
-    /// a path (the fused MLP on the CPU); `None` falls back to autograd.
+    /// Energies and `dE/dx` as tensors computed without autograd, where a
+    /// model has such a path (its fused CPU form); `None` falls back to
+    /// autograd.
     fn fast_energy_and_grad(
         &self,
         _x: &Tensor,
@@ -25,11 +26,50 @@ pub trait EnergyFunction {
         None
     }
 
-    /// The fused CPU form of this energy, where it has one: Langevin chains
-    /// over a single such term then run on plain buffers.
-    fn fused_mlp(&self) -> Option<&crate::fused_mlp::FusedMlp> {
+    /// The plain-buffer form of this energy, where it has one (a frozen
+    /// MLP on the CPU): Langevin chains over a single such term then run
+    /// without tensors. `None` for everything else.
+    fn fused(&self) -> Option<&dyn FusedEnergy> {
         None
     }
+}
+
+/// The plain-buffer form of an energy (a model's fused CPU path): rows of
+/// `f32` in, energies and `dE/dx` out, no tensors and no autograd. Samplers
+/// and rollouts run whole chains on it; models hand it out through
+/// [`EnergyFunction::fused`], so no caller names a concrete kernel.
+pub trait FusedEnergy: Sync {
+    /// `D`: values per sample row.
+    fn state_dim(&self) -> usize;
+
+    /// `C`: values per conditioning row (0 for an unconditional energy).
+    fn cond_dim(&self) -> usize;
+
+    /// The fewest rows worth a parallel task: callers that split rows
+    /// across threads give each task at least this many.
+    fn rows_per_task(&self) -> usize;
+
+    /// Energies `[n]` and `dE/dx` `[n, D]` of `x: [n, D]` under `cond:
+    /// [n, C]`, split across threads for large batches.
+    fn energy_and_grad(
+        &self,
+        x: &[f32],
+        cond: Option<&[f32]>,
+        energy: &mut [f32],
+        grad: &mut [f32],
+    );
+
+    /// The part of the energy's computation that depends on the
+    /// conditioning alone, for `n` rows, into `pre`: fixed while a chain
+    /// moves `x`, so computed once per chain.
+    fn cond_preactivation(&self, cond: Option<&[f32]>, n: usize, pre: &mut Vec<f32>);
+
+    /// As [`Self::energy_and_grad`] on the calling thread, the conditioning
+    /// given as its [`Self::cond_preactivation`].
+    fn energy_and_grad_pre(&self, x: &[f32], pre: &[f32], energy: &mut [f32], grad: &mut [f32]);
+
+    /// As [`Self::energy_and_grad_pre`], energies only.
+    fn energy_pre(&self, x: &[f32], pre: &[f32], energy: &mut [f32]);
 }
 
 /// A trainable energy model: built from its config and a parameter store.

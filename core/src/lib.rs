@@ -1,59 +1,52 @@
 //! `ebm-core`: the engine of igebm-rs, after "Implicit Generation and Modeling
-//! with Energy-Based Models" (Du & Mordatch, 2019).
+//! with Energy-Based Models" (Du & Mordatch, 2019). Safe code only; the CPU
+//! kernels under its fused paths live in `ebm-kernels`.
 //!
-//! - [`models`]: energy models (`MlpEnergy`, `ResNetEnergy`) and the
-//!   feed-forward baseline, every layer spectrally normalised ([`spectral`]).
-//! - [`langevin`]: Langevin sampling over any weighted sum of energies
-//!   ([`energy`]), with masks, clipping and clamping.
-//! - [`replay`], [`adam`], [`trainer`]: Algorithm 1 with exact resume.
-//! - [`checkpoint`]: safetensors + manifest, written atomically.
+//! Where it sits: on candle and `ebm-kernels`; `ebm-train` trains and
+//! evaluates with it, `ebm-runtime` serves its exports.
+//!
+//! - [`energy`]: the interface every model, the sampler and the trainer
+//!   share ([`EnergyFunction`], [`EnergyModel`], the [`FusedEnergy`]
+//!   capability), and weighted sums of energies (composition).
+//! - [`models`]: `MlpEnergy`, `ResNetEnergy`, the FC baseline and the linear
+//!   prior; [`models::spectral`] (spectral normalisation); `models/fused/`
+//!   (their CPU forms on plain buffers).
+//! - [`sampling`]: the Langevin sampler ([`sampling::langevin`]).
+//! - [`training`]: Algorithm 1 ([`training::trainer`]), the replay buffer,
+//!   Adam.
+//! - [`rollout`]: multi-step trajectory forecasts by Langevin dynamics.
+//! - [`stats`]: Frechet distance, AUROC and percentiles, the Stein window
+//!   test, small linear algebra.
+//! - [`checkpoint`]: safetensors + manifest written atomically, runs of
+//!   checkpoints, what an export says about its robot and OOD calibration.
+//! - [`params`] (named parameters), [`device`] (CPU / CUDA), [`error`];
+//!   [`Rng`] and [`Activation`] come from `ebm-kernels`.
 
-pub mod activation;
-pub mod adam;
+#![forbid(unsafe_code)]
+
 pub mod checkpoint;
-mod checkpoint_disk;
-mod checkpoint_run;
-pub mod conv;
 pub mod device;
 pub mod energy;
 pub mod error;
-pub mod export_meta;
-pub mod frechet;
-pub mod fused_conv;
-mod fused_io;
-pub mod fused_mlp;
-pub mod fused_resnet;
-pub mod langevin;
-pub mod linalg;
-pub mod metrics;
 pub mod models;
-pub mod packed_gemm;
 pub mod params;
-pub mod replay;
-pub mod rng;
 pub mod rollout;
-mod rollout_fused;
-pub mod sgemm;
-pub mod spectral;
-pub mod stein;
-pub mod trainer;
-mod winograd;
+pub mod sampling;
+pub mod stats;
+pub mod training;
 
-pub use activation::Activation;
-pub use energy::{energy_and_grad, total_energy, EnergyFunction, EnergyModel, EnergyTerm};
+pub use ebm_kernels::{Activation, Rng};
+pub use energy::{
+    energy_and_grad, total_energy, EnergyFunction, EnergyModel, EnergyTerm, FusedEnergy,
+};
 pub use error::{CoreError, Result};
-pub use langevin::{LangevinConfig, LangevinSampler};
 pub use models::{
     FcBaseline, FcBaselineConfig, MlpEnergy, MlpEnergyConfig, ResNetEnergy, ResNetEnergyConfig,
 };
 pub use params::ParamStore;
-pub use replay::{ReplayBuffer, ReplayConfig};
-pub use rng::Rng;
-pub use trainer::{PositiveSource, StepStats, Trainer, TrainerConfig};
+pub use sampling::langevin::{LangevinConfig, LangevinSampler};
+pub use training::replay::{ReplayBuffer, ReplayConfig};
+pub use training::trainer::{PositiveSource, StepStats, Trainer, TrainerConfig};
 
 #[cfg(test)]
-mod resume_tests;
-#[cfg(test)]
 mod test_util;
-#[cfg(test)]
-mod trainer_tests;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
-use crate::rng::Rng;
+use crate::Rng;
 
 /// Suffix of persistent buffers that live with the weights but are not
 /// trained by the optimiser (spectral-norm power-iteration vectors).

@@ -110,7 +110,7 @@ pub(crate) fn quadratic_well(
     .expect("store");
     let mut cfg = cfg.clone();
     cfg.hidden = vec![2 * d];
-    cfg.activation = crate::activation::Activation::Silu;
+    cfg.activation = crate::Activation::Silu;
     cfg.spectral_norm = false;
     let model = crate::models::MlpEnergy::init(&cfg, &store).expect("the well's model");
     assert!(store.unused_loaded().is_empty());

@@ -17,12 +17,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::types::Message;
+use crate::types::MAX_MESSAGE_BYTES;
 #[cfg(test)]
 use crate::types::PROTOCOL_VERSION;
 use crate::MsgsError;
-
-/// Largest accepted payload: a 256-particle, 100-step forecast is about 3.2 MB.
-pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
 
 /// How a payload is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

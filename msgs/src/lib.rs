@@ -38,7 +38,7 @@ pub mod ros2;
 pub mod schema;
 pub mod types;
 
-pub use codec::{decode, encode, Encoding, MAX_MESSAGE_BYTES};
+pub use codec::{decode, encode, Encoding};
 pub use error::MsgsError;
 pub use keys::{KeySpace, RobotId, RobotPattern};
 /// Re-exported: the loader returns `ndarray` arrays.
@@ -46,5 +46,6 @@ pub use ndarray;
 pub use robot::{RobotSpec, MAX_DIM};
 pub use types::{
     Action, DaemonStatus, DenoisedState, ErrorCode, ErrorReply, Forecast, ForecastRequest, Health,
-    Message, OodScore, RobotState, ServedModel, MAX_SMALL_MESSAGE_BYTES, PROTOCOL_VERSION,
+    Message, OodScore, RobotState, ServedModel, MAX_MESSAGE_BYTES, MAX_SMALL_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
 };

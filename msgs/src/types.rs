@@ -37,10 +37,13 @@ pub trait Message: Serialize + for<'de> Deserialize<'de> {
     /// Schema version of this kind, carried in its envelope.
     const VERSION: u16 = PROTOCOL_VERSION;
     /// Largest accepted payload of this kind, in bytes.
-    const MAX_BYTES: usize = crate::codec::MAX_MESSAGE_BYTES;
+    const MAX_BYTES: usize = MAX_MESSAGE_BYTES;
     /// Checks invariants serde cannot express.
     fn validate(&self) -> Result<(), MsgsError>;
 }
+
+/// Largest accepted payload: a 256-particle, 100-step forecast is about 3.2 MB.
+pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
 
 /// One observation of a robot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

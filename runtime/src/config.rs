@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use ebm_core::langevin::LangevinConfig;
 use ebm_core::rollout::RolloutConfig;
+use ebm_core::sampling::langevin::LangevinConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::RuntimeError;

@@ -13,9 +13,9 @@ use std::time::Instant;
 
 use candle_core::{Result, Tensor};
 use ebm_core::energy::{energy_and_grad, EnergyFunction, EnergyTerm};
-use ebm_core::langevin::{LangevinSampler, StepBudget};
 use ebm_core::rollout::{rollout_until, RolloutConfig};
-use ebm_core::stein;
+use ebm_core::sampling::langevin::{LangevinSampler, StepBudget};
+use ebm_core::stats::stein;
 use ebm_core::{MlpEnergy, Rng};
 
 use crate::config::DenoiseConfig;
@@ -160,7 +160,7 @@ fn observed(
 }
 
 /// Energy and Stein features (`x_j dE/dx_j` in the model's sample space,
-/// see [`ebm_core::stein`]) of each observed transition: `n` and `n x D`.
+/// see [`ebm_core::stats::stein`]) of each observed transition: `n` and `n x D`.
 pub fn transition_scores(
     bundle: &ModelBundle,
     conds: &[Vec<f32>],
@@ -220,7 +220,7 @@ pub fn denoise(
 mod tests {
     use super::*;
     use candle_core::Device;
-    use ebm_core::langevin::LangevinConfig;
+    use ebm_core::sampling::langevin::LangevinConfig;
 
     /// Any robot: the daemon's computations know no fixed size.
     const DIM: usize = 9;

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use candle_core::Device;
 use ebm_core::checkpoint::{self, Normalization, OodCalibration, WindowPercentiles};
-use ebm_core::stein::SteinWindow;
+use ebm_core::stats::stein::SteinWindow;
 use ebm_core::{EnergyModel, MlpEnergy, MlpEnergyConfig, ParamStore};
 use ebm_msgs::RobotSpec;
 use tracing::warn;
@@ -239,7 +239,7 @@ impl ModelBundle {
     pub fn percentile(&self, energy: f32) -> Option<f32> {
         self.percentiles
             .as_deref()
-            .map(|p| ebm_core::metrics::percentile_in(p, energy))
+            .map(|p| ebm_core::stats::metrics::percentile_in(p, energy))
     }
 }
 

@@ -13,13 +13,13 @@
 //! consistently, so the daemon also scores a window of a robot's recent
 //! transitions ([`OodScorer::window`]): their mean score, and a test of the
 //! window against training windows of the same length stored in the
-//! checkpoints: the Stein window test ([`ebm_core::stein`]) on the mean of
+//! checkpoints: the Stein window test ([`ebm_core::stats::stein`]) on the mean of
 //! the transitions' features `x_j dE/dx_j`, which sees a change of spread or
 //! shape in any one dimension (a heavier cube, less friction) where the mean
 //! energy averages it away; checkpoints without it fall back to the
 //! percentile of the mean energy.
 
-use ebm_core::stein;
+use ebm_core::stats::stein;
 
 use crate::infer::transition_scores;
 use crate::model::ModelBundle;
@@ -176,7 +176,7 @@ impl OodScorer {
             }
             let table = &b.window_percentiles.as_ref()?.percentiles;
             let mean = recent.iter().map(|v| v.expert_energies[i]).sum::<f32>() / len as f32;
-            Some((ebm_core::metrics::percentile_in(table, mean), None))
+            Some((ebm_core::stats::metrics::percentile_in(table, mean), None))
         });
         // NaN (a non-finite window) counts as the most surprising.
         let highest = full
@@ -386,7 +386,7 @@ mod tests {
     #[test]
     fn stein_windows_test_the_mean_features_and_take_precedence() {
         use ebm_core::checkpoint::WindowPercentiles;
-        use ebm_core::stein::SteinWindow;
+        use ebm_core::stats::stein::SteinWindow;
         // Training window means: feature j near 1, spread 0.1 in every dimension.
         let means = |k: usize, shift: f32| -> Vec<Vec<f32>> {
             (0..k)

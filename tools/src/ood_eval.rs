@@ -13,7 +13,7 @@
 //! model stores the test, and the mean energy), with the share of windows
 //! the daemon would flag.
 
-use ebm_core::metrics::auroc;
+use ebm_core::stats::metrics::auroc;
 use ebm_core::Rng;
 use ebm_sim_data::rollout::{mix, rollout_with_stuck_actuator, Control, Seeds};
 use ebm_sim_data::SimConfig;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use ebm_core::frechet::{frechet_distance, GaussianFit};
+use ebm_core::stats::frechet::{frechet_distance, GaussianFit};
 use ebm_msgs::recording::{RecordingEvent, RecordingHeader, RecordingReader, HEADER_RECORD};
 use ebm_msgs::{decode, encode, Encoding, Forecast, RobotId, RobotState};
 use serde::Serialize;

@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
-use ebm_core::langevin::LangevinSampler;
-use ebm_core::replay::ReplayConfig;
 use ebm_core::rollout::{rollout, RolloutConfig};
+use ebm_core::sampling::langevin::LangevinSampler;
+use ebm_core::training::replay::ReplayConfig;
 use ebm_core::{
     Activation, EnergyModel, EnergyTerm, LangevinConfig, MlpEnergy, MlpEnergyConfig, ParamStore,
     PositiveSource, ResNetEnergy, ResNetEnergyConfig, Rng, Trainer, TrainerConfig,

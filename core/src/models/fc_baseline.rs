@@ -7,9 +7,9 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use super::{default_hidden, default_true};
-use crate::activation::Activation;
 use crate::error::CoreError;
-use crate::spectral::SnLinear;
+use crate::models::spectral::SnLinear;
+use crate::Activation;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,8 +5,8 @@ use candle_core::{Device, Tensor};
 use crate::energy::{energy_and_grad, EnergyFunction, EnergyModel, EnergyTerm};
 use crate::models::*;
 use crate::params::ParamStore;
-use crate::rng::Rng;
 use crate::Activation;
+use crate::Rng;
 
 /// Central-difference step for smooth energies (large enough for f32 sums).
 const EPS: f64 = 1e-2;

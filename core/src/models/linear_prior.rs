@@ -7,7 +7,7 @@
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::linalg::{cholesky_in_place, cholesky_solve};
+use crate::stats::linalg::{cholesky_in_place, cholesky_solve};
 use crate::CoreError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

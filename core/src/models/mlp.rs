@@ -12,12 +12,12 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use super::{default_hidden, default_true, LinearPrior};
-use crate::activation::Activation;
-use crate::energy::{EnergyFunction, EnergyModel};
+use crate::energy::{EnergyFunction, EnergyModel, FusedEnergy};
 use crate::error::CoreError;
-use crate::fused_io::{energy_and_grad_tensors, host_rows, inputs_ok, on_cpu_f32};
-use crate::fused_mlp::FusedMlp;
-use crate::spectral::{SnLinear, SnWeight};
+use crate::models::fused::mlp::FusedMlp;
+use crate::models::fused::{energy_and_grad_tensors, host_rows, inputs_ok, on_cpu_f32};
+use crate::models::spectral::{SnLinear, SnWeight};
+use crate::Activation;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -141,6 +141,22 @@ impl MlpEnergy {
         &self.cfg
     }
 
+    /// The fused CPU form of the current (normalised) weights.
+    pub(crate) fn fused_form(&self) -> Result<FusedMlp> {
+        let layers: Vec<(&Tensor, Option<&Tensor>)> = self
+            .layers()
+            .map(|l| (l.weight().effective(), l.bias()))
+            .collect();
+        let cfg = &self.cfg;
+        FusedMlp::new(
+            &layers,
+            cfg.activation,
+            cfg.cond_dim(),
+            cfg.state_dim,
+            cfg.base_weight,
+        )
+    }
+
     /// The same frozen model without the fused path (autograd only), for
     /// checking one against the other.
     pub fn without_fused_path(&self) -> Self {
@@ -219,7 +235,7 @@ impl MlpEnergy {
         cond: Option<&Tensor>,
         weight: &(dyn Fn(usize, f32) -> f32 + Sync),
     ) -> Result<(Tensor, Tensor)> {
-        let f = FusedMlp::from_model(self)?;
+        let f = self.fused_form()?;
         let (n, xv, cv) = host_rows(x, cond)?;
         let (e, grads) = f.energy_vjp(&xv, cv.as_deref(), weight);
         let dev = x.device();
@@ -292,7 +308,7 @@ impl EnergyModel for MlpEnergy {
         };
         let w = m.head.weight().effective();
         if on_cpu_f32(w) {
-            m.fused = FusedMlp::from_model(&m).ok().map(Arc::new);
+            m.fused = m.fused_form().ok().map(Arc::new);
         }
         m
     }
@@ -337,7 +353,7 @@ impl EnergyFunction for MlpEnergy {
             .then(|| energy_and_grad_tensors(x, cond, |x, c, e, g| f.energy_and_grad(x, c, e, g)))
     }
 
-    fn fused_mlp(&self) -> Option<&FusedMlp> {
-        self.fused.as_deref()
+    fn fused(&self) -> Option<&dyn FusedEnergy> {
+        self.fused.as_deref().map(|f| f as &dyn FusedEnergy)
     }
 }

@@ -1,9 +1,13 @@
-//! Energy models and the feed-forward baseline.
+//! Energy models and the feed-forward baseline, every layer spectrally
+//! normalised ([`spectral`]); [`fused`] holds their plain-buffer CPU forms,
+//! which the models use on their own where they apply.
 
 pub mod fc_baseline;
+pub(crate) mod fused;
 pub mod linear_prior;
 pub mod mlp;
 pub mod resnet;
+pub mod spectral;
 
 pub use fc_baseline::{FcBaseline, FcBaselineConfig};
 pub use linear_prior::{LinearPrior, RidgeFit};
@@ -13,8 +17,8 @@ pub use resnet::{ResNetEnergy, ResNetEnergyConfig, StageConfig};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::activation::Activation;
-use crate::spectral::SnLinear;
+use crate::models::spectral::SnLinear;
+use crate::Activation;
 
 /// The hidden layers `layer{i}` of an MLP from `in_dim` through `hidden`,
 /// and the width they end at.

@@ -13,12 +13,12 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use super::default_true;
-use crate::activation::Activation;
 use crate::energy::{EnergyFunction, EnergyModel};
 use crate::error::CoreError;
-use crate::fused_io::{energy_and_grad_tensors, host_rows, inputs_ok, on_cpu_f32};
-use crate::fused_resnet::{fused_energies, BlockTensors, FusedBlock, FusedResNet};
-use crate::spectral::{SnConv2d, SnLinear, SnWeight};
+use crate::models::fused::resnet::{fused_energies, BlockTensors, FusedBlock, FusedResNet};
+use crate::models::fused::{energy_and_grad_tensors, host_rows, inputs_ok, on_cpu_f32};
+use crate::models::spectral::{SnConv2d, SnLinear, SnWeight};
+use crate::Activation;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -436,11 +436,7 @@ mod tests {
     fn channels_last_pooling_matches_candle_avg_pool() -> Result<()> {
         for (h, w) in [(4, 6), (7, 7)] {
             let n = 2 * 3 * h * w;
-            let x = Tensor::from_vec(
-                crate::rng::Rng::new(1).normal_vec(n),
-                (2, 3, h, w),
-                &Device::Cpu,
-            )?;
+            let x = Tensor::from_vec(crate::Rng::new(1).normal_vec(n), (2, 3, h, w), &Device::Cpu)?;
             let want = x.avg_pool2d(2)?;
             let got =
                 avg_pool2_nhwc(&x.permute((0, 2, 3, 1))?.contiguous()?)?.permute((0, 3, 1, 2))?;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
-use ebm_core::metrics::auroc;
+use ebm_core::stats::metrics::auroc;
 use ebm_core::Rng;
 use serde::Serialize;
 

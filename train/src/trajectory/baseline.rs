@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
-use ebm_core::adam::{Adam, AdamConfig};
 use ebm_core::checkpoint::{self, Manifest, Normalization};
+use ebm_core::training::adam::{Adam, AdamConfig};
 use ebm_core::{FcBaseline, FcBaselineConfig, ParamStore, PositiveSource, Rng};
 
 use super::config::BaselineConfig;

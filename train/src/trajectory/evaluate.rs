@@ -8,54 +8,18 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use ebm_core::checkpoint;
-use ebm_core::frechet::{frechet_distance, GaussianFit};
 use ebm_core::rollout::rollout;
+use ebm_core::stats::frechet::{frechet_distance, GaussianFit};
 use ebm_core::{FcBaseline, MlpEnergy, Rng};
 use ebm_msgs::recording::{self, Dataset};
 use ndarray::{s, Array3, Axis};
-use serde::Serialize;
 
 use super::baseline::{load_baseline, rollout_baseline, FcRollout};
 use super::config::TrajectoryConfig;
 use super::data::normalize;
-use super::report::{fd_figure, markdown_table, rollout_figure};
+use super::report::{fd_figure, markdown_table, rollout_figure, TrajEvalReport};
 use super::run::split_norm;
 use super::split::splits;
-
-/// Offline evaluation of one setting.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct TrajEvalReport {
-    pub test_trajectories: usize,
-    pub particles: usize,
-    pub horizon: usize,
-    /// Frechet distance per predicted step, in normalised units.
-    pub fd_ebm: Vec<f64>,
-    pub fd_fc: Vec<f64>,
-    pub avg_fd_ebm: f64,
-    pub avg_fd_fc: f64,
-    /// `avg_fd_ebm / avg_fd_fc` (the paper: 0.18 unconditional, 0.45 conditional).
-    pub ratio: f64,
-    /// Mean squared error of the particle mean (EBM) or prediction (FC) per step.
-    pub mse_ebm: Vec<f64>,
-    pub mse_fc: Vec<f64>,
-    /// The noisy baseline: the FC's prediction plus Gaussian noise of its
-    /// training residuals' spread at every step, as many particles as the EBM
-    /// (what Frechet distance rewards for spread alone).
-    #[serde(default)]
-    pub fd_fc_noisy: Vec<f64>,
-    #[serde(default)]
-    pub avg_fd_fc_noisy: f64,
-    #[serde(default)]
-    pub mse_fc_noisy: Vec<f64>,
-    /// Which split was scored: "test", or "validation" in a tuning run.
-    #[serde(default = "test_split")]
-    pub split: String,
-    pub seconds: f64,
-}
-
-fn test_split() -> String {
-    "test".into()
-}
 
 /// The forecasts of the three predictors from the same starts, each
 /// `[B, P, H, D]` (P = 1 for the plain FC).

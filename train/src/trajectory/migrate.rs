@@ -1,7 +1,7 @@
 //! `ebm-train traj migrate`: rewrites an export of an earlier format in the
 //! current one, weights untouched: OOD statistics from free-form `extra`
 //! keys into the typed calibration field (every load does that in memory,
-//! see `ebm_core::export_meta`), and the robot description, from a
+//! see `ebm_core::checkpoint::export_meta`), and the robot description, from a
 //! recording of the robot when given (names and units), else sizes only.
 
 use std::path::Path;

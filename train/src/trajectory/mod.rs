@@ -17,8 +17,9 @@ pub mod tune;
 
 pub use calibrate::{calibrate_export, CalibrationSummary};
 pub use config::TrajectoryConfig;
-pub use evaluate::{evaluate, TrajEvalReport};
+pub use evaluate::evaluate;
 pub use migrate::{migrate_export, MigrationSummary};
+pub use report::TrajEvalReport;
 pub use run::{train_trajectory, TrajTrainSummary};
 
 /// A recording's robot description as the export's manifest stores it.

@@ -2,13 +2,13 @@
 //! percentiles of the energy of training transitions and, from windows of
 //! consecutive training transitions (one window at a random offset per
 //! trajectory), the percentiles of their mean energy and the Stein window
-//! test ([`ebm_core::stein`]) fitted on every other window and calibrated on
+//! test ([`ebm_core::stats::stein`]) fitted on every other window and calibrated on
 //! the rest.
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use ebm_core::checkpoint::{Manifest, OodCalibration, WindowPercentiles};
-use ebm_core::stein::{self, SteinWindow};
+use ebm_core::stats::stein::{self, SteinWindow};
 use ebm_core::{EnergyTerm, MlpEnergy, PositiveSource, Rng};
 use ndarray::Axis;
 
@@ -48,7 +48,7 @@ impl OodStatistics {
         }
         let (windows, stein) = window_statistics(model, data, &mut rng, device)?;
         Ok(Self {
-            energy: ebm_core::metrics::percentiles(energies),
+            energy: ebm_core::stats::metrics::percentiles(energies),
             windows,
             stein,
         })
@@ -115,7 +115,7 @@ fn window_statistics(
     };
     let percentiles = WindowPercentiles {
         window: OOD_WINDOW,
-        percentiles: ebm_core::metrics::percentiles(energies),
+        percentiles: ebm_core::stats::metrics::percentiles(energies),
     };
     Ok((Some(percentiles), stein))
 }

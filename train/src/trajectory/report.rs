@@ -1,4 +1,5 @@
-//! The evaluation's human-readable outputs: a markdown table of the Frechet
+//! The evaluation's report ([`TrajEvalReport`]) and its human-readable
+//! outputs: a markdown table of the Frechet
 //! distance and error per step, the Frechet distance over the horizon
 //! (Figure 13) and rollouts from one start next to the truth (Figure 12).
 
@@ -6,9 +7,44 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
+use serde::Serialize;
 
-use super::evaluate::TrajEvalReport;
 use crate::plot::{self, Axes, Line};
+
+/// Offline evaluation of one setting.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct TrajEvalReport {
+    pub test_trajectories: usize,
+    pub particles: usize,
+    pub horizon: usize,
+    /// Frechet distance per predicted step, in normalised units.
+    pub fd_ebm: Vec<f64>,
+    pub fd_fc: Vec<f64>,
+    pub avg_fd_ebm: f64,
+    pub avg_fd_fc: f64,
+    /// `avg_fd_ebm / avg_fd_fc` (the paper: 0.18 unconditional, 0.45 conditional).
+    pub ratio: f64,
+    /// Mean squared error of the particle mean (EBM) or prediction (FC) per step.
+    pub mse_ebm: Vec<f64>,
+    pub mse_fc: Vec<f64>,
+    /// The noisy baseline: the FC's prediction plus Gaussian noise of its
+    /// training residuals' spread at every step, as many particles as the EBM
+    /// (what Frechet distance rewards for spread alone).
+    #[serde(default)]
+    pub fd_fc_noisy: Vec<f64>,
+    #[serde(default)]
+    pub avg_fd_fc_noisy: f64,
+    #[serde(default)]
+    pub mse_fc_noisy: Vec<f64>,
+    /// Which split was scored: "test", or "validation" in a tuning run.
+    #[serde(default = "test_split")]
+    pub split: String,
+    pub seconds: f64,
+}
+
+fn test_split() -> String {
+    "test".into()
+}
 
 /// Steps listed in the table (1-based), where the horizon reaches them.
 const TABLE_STEPS: [usize; 8] = [1, 2, 5, 10, 20, 30, 40, 50];

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::evaluate::TrajEvalReport;
+use super::report::TrajEvalReport;
 use crate::plot::{self, Axes, Line};
 
 /// Mean and sample standard deviation (0 for one value).

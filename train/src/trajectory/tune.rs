@@ -14,7 +14,8 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use super::config::TrajectoryConfig;
-use super::evaluate::{evaluate, TrajEvalReport};
+use super::evaluate::evaluate;
+use super::report::TrajEvalReport;
 use super::run::train_trajectory;
 
 /// One candidate's validation scores.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::energy::{energy_and_grad, EnergyTerm};
 use crate::error::CoreError;
-use crate::rng::Rng;
+use crate::Rng;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -183,23 +183,23 @@ impl LangevinSampler {
         rng: &mut Rng,
         budget: StepBudget,
     ) -> Result<Option<Chain>> {
-        let Some(f) = term.energy.fused_mlp() else {
+        let Some(f) = term.energy.fused() else {
             return Ok(None);
         };
         let (d, cond) = (f.state_dim(), term.cond.as_ref());
-        if x0.rank() != 2 || !crate::fused_io::inputs_ok(x0, cond, d, f.cond_dim()) {
+        if x0.rank() != 2 || !crate::models::fused::inputs_ok(x0, cond, d, f.cond_dim()) {
             return Ok(None);
         }
-        let (n, mut x, cond) = crate::fused_io::host_rows(x0, cond)?;
+        let (n, mut x, cond) = crate::models::fused::host_rows(x0, cond)?;
         let c = &self.cfg;
         let w = term.weight as f32;
         let noise = c.noise_scale as f32;
         let mut e = vec![0.0f32; n];
         let threads = rayon::current_num_threads();
-        if budget.deadline.is_none() && threads > 1 && n > crate::fused_mlp::ROWS_PER_TASK {
+        if budget.deadline.is_none() && threads > 1 && n > f.rows_per_task() {
             // Rows are independent: each thread runs the whole chain for its
             // rows, with the noise drawn up front in the per-step order.
-            let chunk = crate::fused_mlp::ROWS_PER_TASK.max(n.div_ceil(threads));
+            let chunk = f.rows_per_task().max(n.div_ceil(threads));
             let cond = cond.as_deref();
             NOISE.with(|buf| {
                 // Reused across calls: a fresh buffer this size is fresh

@@ -1,8 +1,8 @@
 //! A fused CPU path for `ResNetEnergy`, the image counterpart of
-//! [`crate::fused_mlp`]: energies, their input gradient (Langevin sampling)
+//! [`crate::models::fused::mlp`]: energies, their input gradient (Langevin sampling)
 //! and their parameter gradient (training steps), written out by hand over
 //! plain buffers with the convolutions as matrix products
-//! ([`crate::fused_conv`]: Winograd F(4x4, 3x3) for 3x3 kernels over whole
+//! ([`ebm_kernels::conv`]: Winograd F(4x4, 3x3) for 3x3 kernels over whole
 //! 16-channel vectors, tap-wise or im2col products otherwise); no autograd
 //! graph and no per-op tensor allocation.
 //! Image Langevin sampling (60 input gradients per training step) spends its
@@ -16,8 +16,8 @@ use candle_core::{Device, Result, Tensor};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
-use crate::activation::Activation;
-use crate::fused_conv::{
+use crate::Activation;
+use ebm_kernels::conv::{
     apply_per_image, avg_pool2, mul_in_place, nchw_to_nhwc, nhwc_to_nchw, sum_pixels_per_image,
     unpool2, ConvMats, TILE_ROWS, WEIGHT_TILE_ROWS,
 };
@@ -532,17 +532,17 @@ fn per_image_sums(x: &[f32], n: usize, c: usize, out: &mut Vec<f32>) {
 
 /// Energies `[n]` as a tensor (no gradient), for frozen models' `energy`.
 pub fn fused_energies(f: &FusedResNet, x: &Tensor, cond: Option<&Tensor>) -> Result<Tensor> {
-    let (n, xv, cv) = crate::fused_io::host_rows(x, cond)?;
+    let (n, xv, cv) = crate::models::fused::host_rows(x, cond)?;
     let mut e = vec![0.0f32; n];
     f.energies(&xv, cv.as_deref(), &mut e);
     Tensor::from_vec(e, n, x.device())
 }
 
-#[path = "fused_resnet_buffers.rs"]
+#[path = "resnet_buffers.rs"]
 mod buffers;
 pub(crate) use buffers::{BlockGrads, ParamGrads};
 use buffers::{GradBufs, Workspace};
 
 #[cfg(test)]
-#[path = "fused_resnet_tests.rs"]
+#[path = "resnet_tests.rs"]
 mod tests;

@@ -19,7 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::linalg::spd_inverse;
+use crate::stats::linalg::spd_inverse;
 use crate::CoreError;
 
 /// The covariance is shrunk towards its diagonal, `S + SHRINKAGE diag(S)`,
@@ -124,7 +124,7 @@ impl SteinWindow {
             percentiles: Vec::new(),
         };
         let scores = calibrate.iter().map(|m| test.discrepancy(m)).collect();
-        test.percentiles = crate::metrics::percentiles(scores);
+        test.percentiles = crate::stats::metrics::percentiles(scores);
         Ok(test)
     }
 
@@ -162,7 +162,7 @@ impl SteinWindow {
 
     /// The percentile of a discrepancy among the calibration windows.
     pub fn percentile(&self, discrepancy: f32) -> f32 {
-        crate::metrics::percentile_in(&self.percentiles, discrepancy)
+        crate::stats::metrics::percentile_in(&self.percentiles, discrepancy)
     }
 
     /// Whether a stored test fits a model with `dim` features: the sizes,

@@ -254,7 +254,7 @@ mod simd {
 /// polynomial, relative error about 2e-7 over the clamped range), so that
 /// loops over it vectorise; libm's `expf` is a call per element.
 #[inline(always)]
-pub(crate) fn fast_exp(x: f32) -> f32 {
+pub fn fast_exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;

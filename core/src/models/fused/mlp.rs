@@ -14,13 +14,13 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use crate::activation::Activation;
-use crate::models::MlpEnergy;
-use crate::packed_gemm::PackedB;
-use crate::sgemm::{matmul, MatRef};
+use crate::energy::FusedEnergy;
+use crate::Activation;
+use ebm_kernels::packed_gemm::PackedB;
+use ebm_kernels::sgemm::{matmul, MatRef};
 
 /// Rows per parallel task: below this, one thread does the whole batch.
-pub(crate) const ROWS_PER_TASK: usize = 32;
+const ROWS_PER_TASK: usize = 32;
 
 thread_local! {
     /// Scratch buffers of the calling thread, reused across calls.
@@ -88,15 +88,24 @@ fn dense(w: &Tensor, b: Option<&Tensor>) -> Result<Dense> {
 }
 
 impl FusedMlp {
-    /// Copies the model's current (normalised) weights.
-    pub fn from_model(m: &MlpEnergy) -> Result<Self> {
-        let cfg = m.config();
-        let mut dense_layers = m
-            .layers()
-            .map(|l| dense(l.weight().effective(), l.bias()))
+    /// From an MLP energy's current (normalised) weights: `layers` are the
+    /// `(weight [out, in], bias [out])` pairs from the first layer (whose
+    /// inputs are `[cond (C), x (D)]`) to the scalar head.
+    pub fn new(
+        layers: &[(&Tensor, Option<&Tensor>)],
+        act: Activation,
+        cond_dim: usize,
+        state_dim: usize,
+        base_weight: f32,
+    ) -> Result<Self> {
+        let mut dense_layers = layers
+            .iter()
+            .map(|(w, b)| dense(w, *b))
             .collect::<Result<Vec<_>>>()?;
-        let head = dense_layers.pop().expect("an MLP has a head");
-        let (c, d) = (cfg.cond_dim(), cfg.state_dim);
+        let Some(head) = dense_layers.pop().filter(|_| !dense_layers.is_empty()) else {
+            candle_core::bail!("fused mlp: needs a hidden layer and a head");
+        };
+        let (c, d) = (cond_dim, state_dim);
         let into_x = PackedB::new(dense_layers[0].w().columns(c..c + d));
         let from_x = PackedB::new(dense_layers[0].w().columns(c..c + d).t());
         let from_cond = (c > 0).then(|| PackedB::new(dense_layers[0].w().columns(0..c).t()));
@@ -107,10 +116,10 @@ impl FusedMlp {
             from_cond,
             head_w: head.w,
             head_b: head.b[0],
-            act: cfg.activation,
-            cond_dim: cfg.cond_dim(),
-            state_dim: cfg.state_dim,
-            base_weight: cfg.base_weight,
+            act,
+            cond_dim,
+            state_dim,
+            base_weight,
         })
     }
 
@@ -460,6 +469,42 @@ impl Workspace {
     }
 }
 
+impl FusedEnergy for FusedMlp {
+    fn state_dim(&self) -> usize {
+        self.state_dim
+    }
+
+    fn cond_dim(&self) -> usize {
+        self.cond_dim
+    }
+
+    fn rows_per_task(&self) -> usize {
+        ROWS_PER_TASK
+    }
+
+    fn energy_and_grad(
+        &self,
+        x: &[f32],
+        cond: Option<&[f32]>,
+        energy: &mut [f32],
+        grad: &mut [f32],
+    ) {
+        FusedMlp::energy_and_grad(self, x, cond, energy, grad)
+    }
+
+    fn cond_preactivation(&self, cond: Option<&[f32]>, n: usize, pre: &mut Vec<f32>) {
+        FusedMlp::cond_preactivation(self, cond, n, pre)
+    }
+
+    fn energy_and_grad_pre(&self, x: &[f32], pre: &[f32], energy: &mut [f32], grad: &mut [f32]) {
+        FusedMlp::energy_and_grad_pre(self, x, pre, energy, grad)
+    }
+
+    fn energy_pre(&self, x: &[f32], pre: &[f32], energy: &mut [f32]) {
+        FusedMlp::energy_pre(self, x, pre, energy)
+    }
+}
+
 #[cfg(test)]
-#[path = "fused_mlp_tests.rs"]
+#[path = "mlp_tests.rs"]
 mod tests;

@@ -32,7 +32,7 @@ thread_local! {
 
 /// A 3x3 convolution's 36 transformed kernels.
 #[derive(Debug, Clone)]
-pub(crate) struct Winograd3 {
+pub struct Winograd3 {
     cin: usize,
     cout: usize,
     /// `U_xi = (G g G^T)_xi` as `[cin, cout]`, packed, for the 36 positions
@@ -43,12 +43,12 @@ pub(crate) struct Winograd3 {
 impl Winograd3 {
     /// Whether a `k x k` convolution from `cin` to `cout` channels runs here:
     /// 3x3 with whole 16-lane channel vectors.
-    pub(crate) fn applies(k: usize, cin: usize, cout: usize) -> bool {
+    pub fn applies(k: usize, cin: usize, cout: usize) -> bool {
         k == 3 && cin > 0 && cout > 0 && cin.is_multiple_of(LANES) && cout.is_multiple_of(LANES)
     }
 
     /// From a 3x3 convolution's matrix `[(kh, kw, c), o]` (`9 cin x cout`).
-    pub(crate) fn new(w: &[f32], cin: usize, cout: usize) -> Self {
+    pub fn new(w: &[f32], cin: usize, cout: usize) -> Self {
         assert_eq!(w.len(), 9 * cin * cout, "winograd: kernel is not 3x3");
         let mut u = vec![0f32; POS * cin * cout];
         for c in 0..cin {
@@ -77,7 +77,7 @@ impl Winograd3 {
 
     /// `out = conv(x)` (or `+=` with `accumulate`), `x: [n, H, W, cin]`,
     /// zero outside the image.
-    pub(crate) fn conv(&self, x: &[f32], [n, h, w]: [usize; 3], out: &mut [f32], accumulate: bool) {
+    pub fn conv(&self, x: &[f32], [n, h, w]: [usize; 3], out: &mut [f32], accumulate: bool) {
         let (cin, cout) = (self.cin, self.cout);
         let tiles = Tiles::new(n, h, w);
         assert!(x.len() >= n * h * w * cin, "winograd: input too short");

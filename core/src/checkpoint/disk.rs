@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::MANIFEST;
+use crate::checkpoint::manifest::MANIFEST;
 use crate::error::{CoreError, Result};
 
 /// Flushes a written file to the disk.

@@ -12,17 +12,16 @@
 use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
 
-use crate::energy::EnergyFunction;
-use crate::fused_mlp::{FusedMlp, ROWS_PER_TASK};
-use crate::langevin::LangevinSampler;
+use super::config::{Rollout, RolloutConfig};
+use crate::energy::{EnergyFunction, FusedEnergy};
 use crate::models::MlpEnergy;
-use crate::rng::Rng;
-use crate::rollout::{Rollout, RolloutConfig};
+use crate::sampling::langevin::LangevinSampler;
+use crate::Rng;
 
 /// The whole rollout on the fused path, or `None` when the model or the
 /// inputs do not qualify (no fused path, change-space sampling, not f32 on
 /// the CPU). Shapes are checked by the caller.
-pub(crate) fn rollout_fused(
+pub(super) fn rollout(
     model: &MlpEnergy,
     context: &Tensor,
     actions: Option<&Tensor>,
@@ -30,7 +29,7 @@ pub(crate) fn rollout_fused(
     sampler: &LangevinSampler,
     rng: &mut Rng,
 ) -> Result<Option<Rollout>> {
-    let Some(f) = model.fused_mlp() else {
+    let Some(f) = model.fused() else {
         return Ok(None);
     };
     let host_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
@@ -54,7 +53,7 @@ pub(crate) fn rollout_fused(
     let mut states = vec![0f32; n * h * d];
     let mut energies = vec![0f32; n * h];
     let threads = rayon::current_num_threads().max(1);
-    let chunk = ROWS_PER_TASK.max(n.div_ceil(threads));
+    let chunk = f.rows_per_task().max(n.div_ceil(threads));
     states
         .par_chunks_mut(chunk * h * d)
         .zip(energies.par_chunks_mut(chunk * h))
@@ -82,7 +81,7 @@ pub(crate) fn rollout_fused(
 
 /// What one thread needs to roll its rows.
 struct Rows<'a> {
-    f: &'a FusedMlp,
+    f: &'a dyn FusedEnergy,
     sampler: &'a LangevinSampler,
     cfg: &'a RolloutConfig,
     k: usize,
@@ -172,10 +171,10 @@ impl Rows<'_> {
 mod tests {
     use super::*;
     use crate::energy::EnergyModel;
-    use crate::langevin::LangevinConfig;
     use crate::models::MlpEnergyConfig;
     use crate::params::ParamStore;
     use crate::rollout::rollout;
+    use crate::sampling::langevin::LangevinConfig;
     use crate::test_util::rel_err;
     use candle_core::Device;
 

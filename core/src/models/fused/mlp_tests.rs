@@ -2,10 +2,10 @@
 
 use super::*;
 use crate::energy::{energy_and_grad, EnergyFunction, EnergyModel, EnergyTerm};
-use crate::models::MlpEnergyConfig;
+use crate::models::{MlpEnergy, MlpEnergyConfig};
 use crate::params::ParamStore;
-use crate::rng::Rng;
 use crate::test_util::{assert_param_grads_match, rel_err, rel_err_slices};
+use crate::Rng;
 use candle_core::Device;
 
 /// Fused energies and gradients equal candle autograd's on the same
@@ -140,7 +140,7 @@ fn fused_langevin_chain_matches_the_tensor_chain() -> Result<()> {
     cfg.activation = Activation::LeakyRelu;
     let m = MlpEnergy::init(&cfg, &ParamStore::new(4, &dev))?.frozen();
     let plain = m.without_fused_path();
-    let sampler = crate::langevin::LangevinSampler::new(crate::LangevinConfig {
+    let sampler = crate::sampling::langevin::LangevinSampler::new(crate::LangevinConfig {
         steps: 15,
         step_size: 0.1,
         noise_scale: 0.01,
@@ -199,7 +199,7 @@ fn conditioning_preactivation_gives_the_same_energies_and_gradients() -> Result<
         cfg.action_dim = a;
         cfg.activation = Activation::Silu;
         let m = MlpEnergy::init(&cfg, &ParamStore::new(4, &dev))?.frozen();
-        let f = FusedMlp::from_model(&m)?;
+        let f = m.fused_form()?;
         let (n, c) = (9, cfg.cond_dim());
         let mut rng = Rng::new(6);
         let x = rng.normal_vec(n * 31);

@@ -4,39 +4,26 @@
 //! on the model's own previous predictions, with P particles per start.
 //! Shared by offline evaluation and the runtime daemon.
 
+//!
+//! - [`config`]: what a rollout is asked for and what it returns.
+//! - `fused_path`: the whole rollout on plain buffers, for models with a
+//!   [`crate::energy::FusedEnergy`] form (frozen CPU MLPs).
+//! - `tensor_path`: the same arithmetic on tensors, for everything else
+//!   (CUDA, change-space models, deadlines).
+
 use std::time::Instant;
 
 use candle_core::{Result, Tensor};
-use serde::{Deserialize, Serialize};
 
-use crate::energy::{EnergyFunction, EnergyTerm};
-use crate::langevin::{LangevinConfig, LangevinSampler, StepBudget};
 use crate::models::MlpEnergy;
-use crate::rng::Rng;
+use crate::sampling::langevin::LangevinSampler;
+use crate::Rng;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RolloutConfig {
-    /// Predicted steps.
-    pub horizon: usize,
-    /// Particles per start state.
-    pub particles: usize,
-    /// Half-width of the uniform noise added to the last state to start each step.
-    pub init_noise: f64,
-    /// Langevin settings of each predicted step (K = `langevin.steps`).
-    pub langevin: LangevinConfig,
-}
+pub mod config;
+mod fused_path;
+mod tensor_path;
 
-/// Forecast particles and their energies.
-#[derive(Debug, Clone)]
-pub struct Rollout {
-    /// `[B, P, H, D]`.
-    pub states: Tensor,
-    /// Energy of each predicted transition, `[B, P, H]`.
-    pub energies: Tensor,
-    /// Langevin steps run over the whole horizon (`H * K` without a deadline).
-    pub langevin_steps: usize,
-}
+pub use config::{Rollout, RolloutConfig};
 
 /// Rolls `model` forward from `context: [B, k, D]` (the last k observed
 /// states, oldest first), with `actions: [B, H, A]` for action-conditional
@@ -72,7 +59,7 @@ pub fn rollout_until(
             mc.state_dim
         );
     }
-    let (h, p) = (cfg.horizon, cfg.particles.max(1));
+    let h = cfg.horizon;
     match (actions, mc.action_dim) {
         (None, 0) => {}
         (Some(a), ad) if ad > 0 && a.dims() == [b, h, ad] => {}
@@ -84,78 +71,20 @@ pub fn rollout_until(
     let sampler = LangevinSampler::new(cfg.langevin.clone())
         .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
     if deadline.is_none() {
-        let fused =
-            crate::rollout_fused::rollout_fused(model, context, actions, cfg, &sampler, rng)?;
-        if let Some(r) = fused {
+        if let Some(r) = fused_path::rollout(model, context, actions, cfg, &sampler, rng)? {
             return Ok(r);
         }
     }
-    let n = b * p;
-    // Particle i of start j is row j * P + i.
-    let mut ctx = context
-        .unsqueeze(1)?
-        .repeat((1, p, 1, 1))?
-        .reshape((n, k, d))?;
-    let actions = match actions {
-        Some(a) => Some(
-            a.unsqueeze(1)?
-                .repeat((1, p, 1, 1))?
-                .reshape((n, h, mc.action_dim))?,
-        ),
-        None => None,
-    };
-    let mut states = Vec::with_capacity(h);
-    let mut energies = Vec::with_capacity(h);
-    let mut langevin_steps = 0;
-    for t in 0..h {
-        let mut parts = vec![ctx.reshape((n, k * d))?];
-        if let Some(a) = &actions {
-            parts.push(a.narrow(1, t, 1)?.squeeze(1)?);
-        }
-        let cond = Tensor::cat(&parts, 1)?;
-        let last = ctx.narrow(1, k - 1, 1)?.squeeze(1)?;
-        let jitter = Tensor::from_vec(
-            rng.uniform_vec(n * d, -cfg.init_noise, cfg.init_noise),
-            (n, d),
-            last.device(),
-        )?;
-        // The start is the last state (or the prior's prediction), in the
-        // model's sample space.
-        let x0 = (model.chain_start(&last, Some(&cond))? + jitter)?;
-        let terms = [EnergyTerm::new(
-            model as &dyn EnergyFunction,
-            Some(cond.clone()),
-        )];
-        let budget = StepBudget {
-            deadline: deadline.map(|d| {
-                let now = Instant::now();
-                now + d.saturating_duration_since(now) / (h - t) as u32
-            }),
-        };
-        let chain = sampler.run(&terms, &x0, None, rng, budget)?;
-        langevin_steps += chain.steps_run;
-        energies.push(model.energy(&chain.x, Some(&cond))?);
-        let x = model.from_sample(&chain.x, Some(&cond))?;
-        ctx = if k > 1 {
-            Tensor::cat(&[ctx.narrow(1, 1, k - 1)?, x.unsqueeze(1)?], 1)?
-        } else {
-            x.unsqueeze(1)?
-        };
-        states.push(x);
-    }
-    Ok(Rollout {
-        states: Tensor::stack(&states, 1)?.reshape((b, p, h, d))?,
-        energies: Tensor::stack(&energies, 1)?.reshape((b, p, h))?,
-        langevin_steps,
-    })
+    tensor_path::rollout(model, context, actions, cfg, &sampler, rng, deadline)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::energy::EnergyModel;
+    use crate::energy::{EnergyFunction, EnergyModel};
     use crate::models::MlpEnergyConfig;
     use crate::params::ParamStore;
+    use crate::sampling::langevin::LangevinConfig;
     use candle_core::Device;
 
     #[test]
@@ -321,7 +250,7 @@ mod tests {
         let ctx_t = Tensor::from_vec(to_f32(ctx.as_flattened().as_flattened()), (2, 2, 2), &dev)?;
         let acts_t = Tensor::from_vec(to_f32(acts.as_flattened()), (2, h, 1), &dev)?;
         let well = crate::test_util::quadratic_well(&cfg, &MAP, &OFFSET, 1.0);
-        assert!(well.fused_mlp().is_some(), "the fused path is under test");
+        assert!(well.fused().is_some(), "the fused path is under test");
         let tensor_path = well.without_fused_path();
         cfg.delta_scale = vec![0.5, 0.25];
         let change = crate::test_util::quadratic_well(&cfg, &MAP, &OFFSET, 1.0);

@@ -18,90 +18,27 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use serde::{Deserialize, Serialize};
 
-use crate::checkpoint_disk::{
+use crate::checkpoint::disk::{
     leftovers, parent_of, remove_leftovers, sibling, sync_dir, sync_file, write_synced, Leftover,
 };
 use crate::energy::EnergyModel;
 use crate::error::{CoreError, Result};
 use crate::params::ParamStore;
 
-pub const FORMAT_VERSION: u32 = 1;
-pub const MANIFEST: &str = "manifest.json";
-pub const WEIGHTS: &str = "weights.safetensors";
-pub use crate::checkpoint_run::{latest, list_steps, load_latest, mark_latest, step_dir};
-pub use crate::export_meta::{
-    OodCalibration, RobotSpec, ENERGY_PERCENTILES, STEIN_WINDOW, WINDOW_ENERGY_PERCENTILES,
+pub use crate::checkpoint::run::{latest, list_steps, load_latest, mark_latest, step_dir};
+mod disk;
+pub mod export_meta;
+pub mod manifest;
+mod run;
+
+pub use crate::checkpoint::export_meta::{
+    OodCalibration, RobotSpec, WindowPercentiles, ENERGY_PERCENTILES, STEIN_WINDOW,
+    WINDOW_ENERGY_PERCENTILES,
 };
-
-/// Percentiles (0th to 100th) of the mean energy of `window` consecutive
-/// training transitions of one trajectory, for windowed OOD scores.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WindowPercentiles {
-    pub window: usize,
-    pub percentiles: Vec<f32>,
-}
-
-/// Per-dimension normalisation `z = (x - mean) / std`, fitted on training data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Normalization {
-    pub mean: Vec<f32>,
-    pub std: Vec<f32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileDigest {
-    pub bytes: u64,
-    pub crc32: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub format_version: u32,
-    /// The model kind (`EnergyModel::KIND`).
-    pub kind: String,
-    pub model_config: serde_json::Value,
-    #[serde(default)]
-    pub normalization: Option<Normalization>,
-    /// The robot a trajectory model was trained for (from its recording).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub robot: Option<RobotSpec>,
-    /// A trajectory model's OOD calibration on its training transitions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ood: Option<OodCalibration>,
-    pub step: u64,
-    /// Trainer state needed for exact resume (absent for inference exports).
-    #[serde(default)]
-    pub trainer: Option<serde_json::Value>,
-    /// Free-form facts for users (dataset, metrics...).
-    #[serde(default)]
-    pub extra: BTreeMap<String, serde_json::Value>,
-    #[serde(default)]
-    pub files: BTreeMap<String, FileDigest>,
-}
-
-impl Manifest {
-    pub fn new<M: EnergyModel>(cfg: &M::Config, step: u64) -> Result<Self> {
-        Self::for_kind(M::KIND, cfg, step)
-    }
-
-    pub fn for_kind<C: Serialize>(kind: &str, cfg: &C, step: u64) -> Result<Self> {
-        Ok(Self {
-            format_version: FORMAT_VERSION,
-            kind: kind.to_string(),
-            model_config: serde_json::to_value(cfg)
-                .map_err(|e| CoreError::config(e.to_string()))?,
-            normalization: None,
-            robot: None,
-            ood: None,
-            step,
-            trainer: None,
-            extra: BTreeMap::new(),
-            files: BTreeMap::new(),
-        })
-    }
-}
+pub use crate::checkpoint::manifest::{
+    FileDigest, Manifest, Normalization, FORMAT_VERSION, MANIFEST, WEIGHTS,
+};
 
 /// A checkpoint read back from disk with every file verified.
 #[derive(Debug)]
@@ -299,7 +236,7 @@ fn load_verified(dir: &Path, device: &Device) -> Result<Loaded> {
             path: mpath.clone(),
             source,
         })?;
-    crate::export_meta::migrate_legacy_extras(&mut manifest);
+    crate::checkpoint::manifest::migrate_legacy_extras(&mut manifest);
     if manifest.format_version != FORMAT_VERSION {
         return Err(CoreError::checkpoint(
             dir,

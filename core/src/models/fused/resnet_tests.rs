@@ -4,8 +4,8 @@ use super::*;
 use crate::energy::{energy_and_grad, EnergyFunction, EnergyModel, EnergyTerm};
 use crate::models::{ResNetEnergy, ResNetEnergyConfig, StageConfig};
 use crate::params::ParamStore;
-use crate::rng::Rng;
 use crate::test_util::{assert_param_grads_match, rel_err};
+use crate::Rng;
 use candle_core::Device;
 
 fn config(act: Activation, classes: usize, size: usize, channels: usize) -> ResNetEnergyConfig {

@@ -1,11 +1,11 @@
 //! Times one 3x3 convolution (64 x 28 x 28 x 32 -> 32) forward and forward +
-//! input gradient: candle's NCHW conv2d against `ebm_core::conv::conv2d_nhwc`.
-//! `cargo run --release -p ebm-core --example conv_timing`
+//! input gradient: candle's NCHW conv2d against `ebm_kernels::im2col::conv2d_nhwc`.
+//! `cargo run --release -p ebm-kernels --example conv_timing`
 
 use std::time::Instant;
 
 use candle_core::{Device, Tensor, Var};
-use ebm_core::conv::conv2d_nhwc;
+use ebm_kernels::im2col::conv2d_nhwc;
 
 fn time(label: &str, mut f: impl FnMut() -> candle_core::Result<()>) -> candle_core::Result<()> {
     f()?;

@@ -11,20 +11,20 @@
 //! bits in most weight tensors); a checkpoint resumed at another thread count
 //! continues the run, but not bit for bit. (Forecasts are independent of the
 //! thread count: every particle row has its own random stream, see
-//! `rollout_fused`.)
+//! `rollout::fused_path`.)
 
 use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Tensor};
 
 use crate::energy::EnergyModel;
-use crate::langevin::LangevinConfig;
 use crate::models::{
     LinearPrior, MlpEnergy, MlpEnergyConfig, ResNetEnergy, ResNetEnergyConfig, StageConfig,
 };
-use crate::replay::ReplayConfig;
-use crate::rng::Rng;
-use crate::trainer::{PositiveSource, Trainer, TrainerConfig};
+use crate::sampling::langevin::LangevinConfig;
+use crate::training::replay::ReplayConfig;
+use crate::training::trainer::{PositiveSource, Trainer, TrainerConfig};
+use crate::Rng;
 
 /// Every tensor of the weights (with spectral-norm vectors) and of the replay
 /// buffer, as bits.

@@ -6,12 +6,12 @@ use candle_core::{Device, Tensor};
 
 use crate::checkpoint::{self, WEIGHTS};
 use crate::energy::{EnergyFunction, EnergyModel};
-use crate::langevin::LangevinConfig;
 use crate::models::{MlpEnergy, MlpEnergyConfig, ResNetEnergy, ResNetEnergyConfig};
-use crate::replay::ReplayConfig;
-use crate::rng::Rng;
-use crate::trainer::{PositiveSource, Trainer, TrainerConfig};
+use crate::sampling::langevin::LangevinConfig;
+use crate::training::replay::ReplayConfig;
+use crate::training::trainer::{PositiveSource, Trainer, TrainerConfig};
 use crate::CoreError;
+use crate::Rng;
 
 /// Data: an isotropic Gaussian blob at (1, -1) with conditioning equal to a
 /// one-hot of which half-plane the sample fell in (so conditioning is stored).

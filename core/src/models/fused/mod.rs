@@ -1,7 +1,16 @@
-//! The tensor side of the fused CPU paths ([`crate::fused_mlp`],
-//! [`crate::fused_resnet`]): whether inputs qualify, copies to host rows, and
-//! results back as tensors. Shared so that both models agree on what falls
-//! back to autograd.
+//! The fused CPU forms of the energy models: the MLP ([`mlp`]) and the
+//! ResNet ([`resnet`]) on plain buffers, built from `ebm-kernels`, with their
+//! energies, input gradients and parameter vector-Jacobian products computed
+//! without an autograd graph. The models switch to them on their own (frozen
+//! CPU f32 copies); callers see them only through
+//! [`crate::energy::FusedEnergy`].
+//!
+//! This file holds the tensor side they share: whether inputs qualify, copies
+//! to host rows, and results back as tensors, so that both models agree on
+//! what falls back to autograd.
+
+pub(crate) mod mlp;
+pub(crate) mod resnet;
 
 use candle_core::{DType, Result, Tensor};
 

@@ -1,56 +1,81 @@
-//! What a trajectory model's inference export says about itself, as typed
-//! manifest fields: the robot it models ([`RobotSpec`]: kind, sizes,
-//! dimension names and units, from the training recording) and its OOD
-//! calibration ([`OodCalibration`]: training energy percentiles, window
-//! statistics, the Stein window test).
-//!
-//! Exports written before these fields kept the calibration under free-form
-//! `extra` keys; [`migrate_legacy_extras`] (run by every
-//! [`crate::checkpoint::load`]) moves them into the typed field, so old
-//! exports load unchanged and are rewritten in the new form when saved.
+//! The manifest of a checkpoint (`manifest.json`): format version, model
+//! kind and config, normalisation, robot and OOD calibration, trainer
+//! state, free-form facts and the size and CRC-32 of every file.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Manifest, WindowPercentiles};
-use crate::stein::SteinWindow;
+use crate::checkpoint::export_meta::{
+    OodCalibration, RobotSpec, WindowPercentiles, ENERGY_PERCENTILES, STEIN_WINDOW,
+    WINDOW_ENERGY_PERCENTILES,
+};
+use crate::energy::EnergyModel;
+use crate::error::{CoreError, Result};
+use crate::stats::stein::SteinWindow;
 
-/// Legacy `Manifest::extra` key of the energy percentiles.
-pub const ENERGY_PERCENTILES: &str = "energy_percentiles";
-/// Legacy `Manifest::extra` key of the [`WindowPercentiles`].
-pub const WINDOW_ENERGY_PERCENTILES: &str = "window_energy_percentiles";
-/// Legacy `Manifest::extra` key of the [`SteinWindow`].
-pub const STEIN_WINDOW: &str = "stein_window";
+pub const FORMAT_VERSION: u32 = 1;
+pub const MANIFEST: &str = "manifest.json";
+pub const WEIGHTS: &str = "weights.safetensors";
 
-/// The robot a model was trained for (the same fields as the recording
-/// header's robot description in `ebm-msgs`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RobotSpec {
-    pub kind: String,
-    pub state_dim: usize,
-    pub action_dim: usize,
-    #[serde(default)]
-    pub state_names: Vec<String>,
-    #[serde(default)]
-    pub state_units: Vec<String>,
-    #[serde(default)]
-    pub action_names: Vec<String>,
-    #[serde(default)]
-    pub action_units: Vec<String>,
+/// Per-dimension normalisation `z = (x - mean) / std`, fitted on training data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
 }
 
-/// A trajectory model's statistics on its training transitions, for OOD scores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigest {
+    pub bytes: u64,
+    pub crc32: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OodCalibration {
-    /// 0th to 100th percentiles of training transitions' energies (101).
-    pub energy_percentiles: Vec<f32>,
-    /// Percentiles of the mean energy of windows of consecutive transitions.
+pub struct Manifest {
+    pub format_version: u32,
+    /// The model kind (`EnergyModel::KIND`).
+    pub kind: String,
+    pub model_config: serde_json::Value,
+    #[serde(default)]
+    pub normalization: Option<Normalization>,
+    /// The robot a trajectory model was trained for (from its recording).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub window_energy_percentiles: Option<WindowPercentiles>,
-    /// The Stein window test fitted on training windows.
+    pub robot: Option<RobotSpec>,
+    /// A trajectory model's OOD calibration on its training transitions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stein_window: Option<SteinWindow>,
+    pub ood: Option<OodCalibration>,
+    pub step: u64,
+    /// Trainer state needed for exact resume (absent for inference exports).
+    #[serde(default)]
+    pub trainer: Option<serde_json::Value>,
+    /// Free-form facts for users (dataset, metrics...).
+    #[serde(default)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub files: BTreeMap<String, FileDigest>,
+}
+
+impl Manifest {
+    pub fn new<M: EnergyModel>(cfg: &M::Config, step: u64) -> Result<Self> {
+        Self::for_kind(M::KIND, cfg, step)
+    }
+
+    pub fn for_kind<C: Serialize>(kind: &str, cfg: &C, step: u64) -> Result<Self> {
+        Ok(Self {
+            format_version: FORMAT_VERSION,
+            kind: kind.to_string(),
+            model_config: serde_json::to_value(cfg)
+                .map_err(|e| CoreError::config(e.to_string()))?,
+            normalization: None,
+            robot: None,
+            ood: None,
+            step,
+            trainer: None,
+            extra: BTreeMap::new(),
+            files: BTreeMap::new(),
+        })
+    }
 }
 
 /// Moves a legacy export's calibration from `extra` into [`Manifest::ood`]

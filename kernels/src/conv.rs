@@ -1,5 +1,5 @@
-//! Convolution building blocks of the fused image path
-//! ([`crate::fused_resnet`]): kernels as matrices (3x3 ones over 16-channel
+//! Convolution building blocks of the fused image path (the fused ResNet
+//! energy in `ebm-core`): kernels as matrices (3x3 ones over 16-channel
 //! vectors by Winograd's F(4x4, 3x3), [`crate::winograd`]), their input and
 //! weight gradients, 2x2 average pooling and its adjoint, per-image channel
 //! vectors and layout changes, all on plain channels-last buffers.
@@ -13,21 +13,21 @@ use crate::winograd::Winograd3;
 
 /// Output pixels per im2col tile: the tile (`TILE_ROWS x 9C` floats) stays in
 /// the core's cache between being written and being multiplied.
-pub(crate) const TILE_ROWS: usize = 256;
+pub const TILE_ROWS: usize = 256;
 
 /// Pixels per tile of a weight gradient `cols^T g`, the inner dimension of
 /// that product: longer than [`TILE_ROWS`] so each product does more work
 /// per pass over the gradient matrix.
-pub(crate) const WEIGHT_TILE_ROWS: usize = 2048;
+pub const WEIGHT_TILE_ROWS: usize = 2048;
 
 /// A size-preserving stride-1 convolution as matrices.
 #[derive(Debug, Clone)]
-pub(crate) struct ConvMats {
-    pub(crate) k: usize,
-    pub(crate) cin: usize,
-    pub(crate) cout: usize,
+pub struct ConvMats {
+    pub k: usize,
+    pub cin: usize,
+    pub cout: usize,
     /// `[k*k*cin, cout]`, rows ordered `(kh, kw, c)`: the forward.
-    pub(crate) w: Vec<f32>,
+    pub w: Vec<f32>,
     /// `w` packed for the register-blocked kernel.
     packed: PackedB,
     /// `[k*k*cout, cin]`, the kernel flipped in space with channels swapped
@@ -52,7 +52,7 @@ thread_local! {
 
 impl ConvMats {
     /// From a kernel `[out, in, k, k]`.
-    pub(crate) fn new(kernel: &Tensor) -> Result<Self> {
+    pub fn new(kernel: &Tensor) -> Result<Self> {
         let (cout, cin, k, k2) = kernel.dims4()?;
         if k != k2 || k % 2 == 0 {
             candle_core::bail!("fused conv: kernel {k}x{k2} must be square and odd");
@@ -94,7 +94,7 @@ impl ConvMats {
 
     /// A gradient in the forward matrix layout `[k*k*cin, cout]` as a kernel
     /// `[out, in, k, k]` tensor.
-    pub(crate) fn kernel_tensor(&self, grad: &[f32], device: &Device) -> Result<Tensor> {
+    pub fn kernel_tensor(&self, grad: &[f32], device: &Device) -> Result<Tensor> {
         let (k, cin, cout) = (self.k, self.cin, self.cout);
         let mut out = vec![0f32; grad.len()];
         for kh in 0..k {
@@ -112,7 +112,7 @@ impl ConvMats {
 
     /// `out = conv(x)` (or `out += conv(x)` with `accumulate`), `x: [n, H, W, cin]`.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn forward(
+    pub fn forward(
         &self,
         x: &[f32],
         n: usize,
@@ -142,7 +142,7 @@ impl ConvMats {
     /// `out = dL/dx` of `conv(x)` given `g = dL/dy: [n, H, W, cout]`.
     /// With `accumulate`, `out += dL/dx`.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn backward(
+    pub fn backward(
         &self,
         g: &[f32],
         n: usize,
@@ -172,7 +172,7 @@ impl ConvMats {
     /// `dw += dL/dW` of `conv(x)` given its input `x` and `g = dL/dy`
     /// (`dw` in the forward layout).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn weight_grad(
+    pub fn weight_grad(
         &self,
         x: &[f32],
         g: &[f32],
@@ -370,7 +370,7 @@ fn im2col_rows(
 
 /// 2x2 average pooling of `[n, H, W, C]` to `[n, H/2, W/2, C]` (an odd last
 /// row or column is dropped).
-pub(crate) fn avg_pool2(x: &[f32], out: &mut [f32], n: usize, h: usize, w: usize, c: usize) {
+pub fn avg_pool2(x: &[f32], out: &mut [f32], n: usize, h: usize, w: usize, c: usize) {
     let (h2, w2) = (h / 2, w / 2);
     for img in 0..n {
         for y in 0..h2 {
@@ -388,7 +388,7 @@ pub(crate) fn avg_pool2(x: &[f32], out: &mut [f32], n: usize, h: usize, w: usize
 
 /// The adjoint of [`avg_pool2`]: `g: [n, H/2, W/2, C]` to `[n, H, W, C]`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn unpool2(
+pub fn unpool2(
     g: &[f32],
     out: &mut [f32],
     n: usize,
@@ -419,7 +419,7 @@ pub(crate) fn unpool2(
 /// matching channel's `b` in row `i` of `per: [n, C]` (per-class biases and
 /// gains).
 #[inline]
-pub(crate) fn apply_per_image(x: &mut [f32], per: &[f32], n: usize, op: impl Fn(&mut f32, f32)) {
+pub fn apply_per_image(x: &mut [f32], per: &[f32], n: usize, op: impl Fn(&mut f32, f32)) {
     let c = per.len() / n;
     let img = x.len() / n;
     for (xi, pi) in x.chunks_mut(img).zip(per.chunks(c)) {
@@ -431,13 +431,13 @@ pub(crate) fn apply_per_image(x: &mut [f32], per: &[f32], n: usize, op: impl Fn(
     }
 }
 
-pub(crate) fn mul_in_place(x: &mut [f32], by: &[f32]) {
+pub fn mul_in_place(x: &mut [f32], by: &[f32]) {
     for (v, s) in x.iter_mut().zip(by) {
         *v *= s;
     }
 }
 
-pub(crate) fn nchw_to_nhwc(x: &[f32], out: &mut [f32], n: usize, c: usize, hw: usize) {
+pub fn nchw_to_nhwc(x: &[f32], out: &mut [f32], n: usize, c: usize, hw: usize) {
     for img in 0..n {
         for ch in 0..c {
             for p in 0..hw {
@@ -447,7 +447,7 @@ pub(crate) fn nchw_to_nhwc(x: &[f32], out: &mut [f32], n: usize, c: usize, hw: u
     }
 }
 
-pub(crate) fn nhwc_to_nchw(x: &[f32], out: &mut [f32], n: usize, c: usize, hw: usize) {
+pub fn nhwc_to_nchw(x: &[f32], out: &mut [f32], n: usize, c: usize, hw: usize) {
     for img in 0..n {
         for ch in 0..c {
             for p in 0..hw {
@@ -458,7 +458,7 @@ pub(crate) fn nhwc_to_nchw(x: &[f32], out: &mut [f32], n: usize, c: usize, hw: u
 }
 
 /// Per-image sums over pixels of `x: [n, HW, C]`, added to `out: [n, C]`.
-pub(crate) fn sum_pixels_per_image(x: &[f32], out: &mut [f32], n: usize) {
+pub fn sum_pixels_per_image(x: &[f32], out: &mut [f32], n: usize) {
     let c = out.len() / n;
     let img = x.len() / n;
     for (xi, oi) in x.chunks(img).zip(out.chunks_mut(c)) {

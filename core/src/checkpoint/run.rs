@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
+use crate::checkpoint::disk::{remove_path, sync_dir, write_synced};
 use crate::checkpoint::{error_chain, load, Loaded};
-use crate::checkpoint_disk::{remove_path, sync_dir, write_synced};
 use crate::error::{CoreError, Result};
 
 const LATEST: &str = "latest";

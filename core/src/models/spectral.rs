@@ -263,7 +263,7 @@ impl Module for SnConv2d {
             .effective()
             .permute((2, 3, 1, 0))?
             .reshape((k * k * c, o))?;
-        crate::conv::conv2d_nhwc(x, &mat, self.kernel)
+        ebm_kernels::im2col::conv2d_nhwc(x, &mat, self.kernel)
     }
 }
 
@@ -332,11 +332,8 @@ mod tests {
         let (_, var) = store.trainable().into_iter().next().expect("one weight");
         // Perturb the weight by a small step each "training step", as Adam would.
         for step in 0..20 {
-            let noise = Tensor::from_vec(
-                crate::rng::Rng::new(step).normal_vec(128),
-                (8, 16),
-                &Device::Cpu,
-            )?;
+            let noise =
+                Tensor::from_vec(crate::Rng::new(step).normal_vec(128), (8, 16), &Device::Cpu)?;
             var.set(&(var.as_tensor() + (noise * 0.01)?)?)?;
             lin.weight_mut().power_iteration()?;
         }

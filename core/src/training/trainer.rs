@@ -16,14 +16,14 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::adam::{Adam, AdamConfig};
 use crate::checkpoint::{self, Manifest, Normalization, WEIGHTS};
 use crate::energy::{EnergyFunction, EnergyModel, EnergyTerm};
 use crate::error::{CoreError, Result};
-use crate::langevin::{LangevinConfig, LangevinSampler};
 use crate::params::ParamStore;
-use crate::replay::{ReplayBuffer, ReplayConfig};
-use crate::rng::Rng;
+use crate::sampling::langevin::{LangevinConfig, LangevinSampler};
+use crate::training::adam::{Adam, AdamConfig};
+use crate::training::replay::{ReplayBuffer, ReplayConfig};
+use crate::Rng;
 
 const STATE_FILE: &str = "trainer.safetensors";
 
