@@ -45,7 +45,7 @@ pub use models::{
 };
 pub use params::ParamStore;
 pub use sampling::langevin::{LangevinConfig, LangevinSampler};
-pub use training::replay::{ReplayBuffer, ReplayConfig};
+pub use training::replay_buffer::{ReplayBuffer, ReplayConfig};
 pub use training::trainer::{PositiveSource, StepStats, Trainer, TrainerConfig};
 
 #[cfg(test)]

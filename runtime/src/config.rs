@@ -142,7 +142,7 @@ pub struct OodConfig {
     #[serde(default = "default_max_sigma")]
     pub max_sigma: f64,
     /// Models whose energies compose into the OOD score (see
-    /// [`crate::ood_score`]), each with its own context length;
+    /// [`crate::ood`]), each with its own context length;
     /// empty: the forecast model scores transitions too.
     #[serde(default)]
     pub checkpoints: Vec<PathBuf>,

@@ -33,12 +33,13 @@ use zenoh::qos::{CongestionControl, Priority};
 use zenoh::query::Query;
 use zenoh::sample::Sample;
 
+use crate::binding::Binding;
 use crate::config::{RuntimeConfig, UnknownRobots};
 use crate::counters::Counters;
 use crate::engine::StreamOutput;
 use crate::error::StateError;
-use crate::fleet::{Binding, Fleet};
-use crate::model::ModelBundle;
+use crate::fleet::Fleet;
+use crate::model::RobotModel;
 use crate::ros2::Ros2Bridge;
 use crate::{transport, RuntimeError};
 
@@ -62,14 +63,14 @@ fn zenoh_encoding(e: Encoding) -> zenoh::bytes::Encoding {
     zenoh::bytes::Encoding::from(e.mime())
 }
 
-/// Serves `bundle` to every robot (OOD models and denoiser from the
+/// Serves `model` to every robot (OOD models and denoiser from the
 /// config's defaults) until `shutdown` resolves.
 pub async fn run_with_model(
     cfg: RuntimeConfig,
-    bundle: ModelBundle,
+    model: RobotModel,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RuntimeError> {
-    let binding = Binding::everyone(&cfg, bundle);
+    let binding = Binding::everyone(&cfg, model);
     serve(cfg, vec![binding], shutdown).await
 }
 

@@ -6,62 +6,14 @@
 
 use std::sync::Arc;
 
-use candle_core::Device;
 use ebm_msgs::{RobotId, RobotPattern, ServedModel};
 use tokio::sync::mpsc;
-use tracing::info;
 
-use crate::config::{DenoiseConfig, RuntimeConfig, Serving};
+use crate::binding::Binding;
+use crate::config::RuntimeConfig;
 use crate::counters::Counters;
 use crate::engine::{Engine, StreamOutput};
-use crate::model::{load_ood_scorer, ModelBundle};
-use crate::ood_score::OodScorer;
 use crate::RuntimeError;
-
-/// A loaded model bound to the robots it serves.
-pub struct Binding {
-    pub robots: RobotPattern,
-    pub bundle: ModelBundle,
-    pub ood: OodScorer,
-    pub denoise: DenoiseConfig,
-}
-
-impl Binding {
-    /// Loads one served model: its checkpoint (or the untrained stand-in
-    /// where allowed) and its OOD models.
-    pub fn load(s: &Serving, seed: u64, device: &Device) -> Result<Self, RuntimeError> {
-        let bundle = ModelBundle::from_config(&s.model, seed, device)
-            .map_err(|e| RuntimeError::Model(format!("model for robots `{}`: {e}", s.robots)))?;
-        let ood = load_ood_scorer(&s.ood_checkpoints, &bundle);
-        info!(robots = %s.robots, model = %bundle.model_id, robot = %bundle.robot.kind,
-              state_dim = bundle.state_dim(), ood = %ood.model_id(), "bound");
-        Ok(Self {
-            robots: s.robots.clone(),
-            bundle,
-            ood,
-            denoise: s.denoise.clone(),
-        })
-    }
-
-    /// Every model the config serves, in matching order.
-    pub fn load_all(cfg: &RuntimeConfig, device: &Device) -> Result<Vec<Self>, RuntimeError> {
-        cfg.serving()
-            .iter()
-            .map(|s| Self::load(s, cfg.seed, device))
-            .collect()
-    }
-
-    /// `bundle` for every robot, scored by the config's default OOD models.
-    pub fn everyone(cfg: &RuntimeConfig, bundle: ModelBundle) -> Self {
-        let ood = load_ood_scorer(&cfg.ood.checkpoints, &bundle);
-        Self {
-            robots: RobotPattern::any(),
-            bundle,
-            ood,
-            denoise: cfg.denoise.clone(),
-        }
-    }
-}
 
 struct Served {
     robots: RobotPattern,
@@ -91,7 +43,7 @@ impl Fleet {
         for b in bindings {
             let status = ServedModel {
                 robots_pattern: b.robots.to_string(),
-                model_id: b.bundle.model_id.clone(),
+                model_id: b.model.model_id.clone(),
                 ood_model_id: b.ood.model_id().to_owned(),
                 ood_percentiles: if b.ood.calibrated() {
                     "checkpoint"
@@ -99,14 +51,14 @@ impl Fleet {
                     "online"
                 }
                 .into(),
-                robot: b.bundle.robot.clone(),
+                robot: b.model.robot.clone(),
                 robots: Vec::new(),
             };
             let mut warnings: Vec<String> = b
-                .bundle
+                .model
                 .warnings
                 .iter()
-                .map(|w| format!("{} (robots `{}`): {w}", b.bundle.model_id, b.robots))
+                .map(|w| format!("{} (robots `{}`): {w}", b.model.model_id, b.robots))
                 .collect();
             // OOD models not used, and the used ones' own problems (the
             // forecast model's, when it scores, are above already).
@@ -117,11 +69,11 @@ impl Fleet {
                     .map(|w| format!("robots `{}`: {w}", b.robots)),
             );
             for e in b.ood.experts() {
-                if e.bundle.model_id != b.bundle.model_id {
-                    warnings.extend(e.bundle.warnings.iter().map(|w| {
+                if e.model.model_id != b.model.model_id {
+                    warnings.extend(e.model.warnings.iter().map(|w| {
                         format!(
                             "OOD model {} (robots `{}`): {w}",
-                            e.bundle.model_id, b.robots
+                            e.model.model_id, b.robots
                         )
                     }));
                 }

@@ -2,15 +2,23 @@
 //! publishes multistep Langevin forecasts, OOD scores and denoised states,
 //! using `ebm-core`'s models and sampler.
 //!
+//! A robot's state goes one way through the daemon: wire -> decode
+//! ([`daemon`], [`ros2`]) -> the robot's slot in its model's engine
+//! ([`engine::inbox`]) -> the model, in the robot's units in and out
+//! ([`model::RobotModel`]: normalisation, conditioning, calibration) and the
+//! OOD side ([`ood`]) -> messages -> encode -> wire.
+//!
 //! - [`config`]: `configs/runtime.toml`, parsed strictly;
-//! - [`model`]: a served checkpoint, its robot, normalisation and OOD percentiles;
-//! - [`fleet`]: several models in one daemon, bound to robot-id patterns,
-//!   each on its own inference engine;
-//! - [`infer`]: forecast, OOD energy and denoising, batched over robots;
-//! - [`engine`]: a model's dedicated inference thread, its bounded inbox (latest
-//!   state wins per robot), batching and the query queue; its worker
-//!   (`worker`) runs the inference, sharing its time between queries and
-//!   streaming robots (`query_share`);
+//! - [`model`]: a served model of one robot in its units: loading, units,
+//!   forecasts, transition scores and denoising;
+//! - [`ood`]: OOD scores of transitions and windows, their calibration
+//!   (stored or online) and the OOD models of a served model;
+//! - [`binding`]: a model bound to a robot-id pattern with its OOD models
+//!   and denoiser settings;
+//! - [`fleet`]: several bindings in one daemon, each on its own engine;
+//! - [`engine`]: a model's dedicated inference thread: the robot slots and
+//!   query queue ([`engine::inbox`], latest state wins per robot), batching,
+//!   and the time shared between queries and streaming robots;
 //! - [`daemon`]: Zenoh subscriber, queryable, publishers, status and liveliness;
 //! - [`ros2`]: ROS 2 robots over rmw_zenoh (joint states in; forecasts,
 //!   denoised states and OOD diagnostics out as ROS 2 topics);
@@ -25,6 +33,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod binding;
 pub mod cli_support;
 pub mod config;
 pub mod counters;
@@ -32,16 +41,13 @@ pub mod daemon;
 pub mod engine;
 pub mod error;
 pub mod fleet;
-pub mod infer;
 pub mod local;
 pub mod model;
-pub mod ood_score;
-mod query_share;
+pub mod ood;
 pub mod ros2;
 pub mod transport;
-mod worker;
 
 pub use config::RuntimeConfig;
 pub use daemon::{run, run_with_model, serve};
 pub use error::RuntimeError;
-pub use model::ModelBundle;
+pub use model::RobotModel;

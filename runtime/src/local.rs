@@ -9,9 +9,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use zenoh::sample::Sample;
 
+use crate::binding::Binding;
 use crate::config::RuntimeConfig;
-use crate::fleet::Binding;
-use crate::model::ModelBundle;
+use crate::model::RobotModel;
 use crate::transport::{free_loopback_endpoint, loopback, open};
 use crate::RuntimeError;
 
@@ -24,10 +24,10 @@ pub struct LocalDaemon {
 }
 
 impl LocalDaemon {
-    /// Starts `bundle` for every robot under `cfg` (its Zenoh endpoints
+    /// Starts `model` for every robot under `cfg` (its Zenoh endpoints
     /// replaced by a free loopback port) and connects a client.
-    pub async fn start(cfg: RuntimeConfig, bundle: ModelBundle) -> Result<Self, RuntimeError> {
-        let binding = Binding::everyone(&cfg, bundle);
+    pub async fn start(cfg: RuntimeConfig, model: RobotModel) -> Result<Self, RuntimeError> {
+        let binding = Binding::everyone(&cfg, model);
         Self::serving(cfg, vec![binding]).await
     }
 

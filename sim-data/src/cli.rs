@@ -1,19 +1,16 @@
 //! Command-line interface of `ebm-sim`.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use ebm_msgs::{Encoding, KeySpace, RobotId};
-use ebm_sim_data::bench::{sim_throughput, PAPER_FRAMES};
+use ebm_msgs::{Encoding, RobotId};
+use ebm_sim_data::episode::{mix, simulate, Control, Seeds};
 use ebm_sim_data::generate::{generate, GenerateOptions};
 use ebm_sim_data::inspect::{inspect, DimStats};
 use ebm_sim_data::plot::{write_png, COLORS};
 use ebm_sim_data::policy::Behaviour;
-use ebm_sim_data::replay::{replay, Pace, ReplayOptions};
-use ebm_sim_data::rollout::{mix, rollout, Control, Seeds};
-use ebm_sim_data::zenoh_config::{self, Endpoints};
+use ebm_sim_data::sim_speed::{sim_throughput, PAPER_FRAMES};
 use ebm_sim_data::SimConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -21,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[command(
     name = "ebm-sim",
     version,
-    about = "Hand-cube simulator: datasets as MCAP recordings, replay over Zenoh, and ROS 2 bag import"
+    about = "Hand-cube simulator: datasets as MCAP recordings, their inspection and conversion, and ROS 2 bag import"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -69,30 +66,6 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Publish a recording's states over Zenoh on `ebm/<robot>/state`.
-    Replay {
-        file: PathBuf,
-        /// Time scale of the recorded rate (2 = twice as fast).
-        #[arg(long, default_value_t = 1.0, conflicts_with = "as_fast_as_possible")]
-        rate: f64,
-        #[arg(long)]
-        as_fast_as_possible: bool,
-        /// Zenoh endpoints to listen on (repeatable), e.g. tcp/127.0.0.1:7448.
-        #[arg(long)]
-        listen: Vec<String>,
-        /// Zenoh endpoints to connect to (repeatable).
-        #[arg(long, default_value = "tcp/127.0.0.1:7447")]
-        connect: Vec<String>,
-        /// Publish JSON instead of bincode.
-        #[arg(long)]
-        json: bool,
-        /// Only episodes in FIRST..END (end exclusive).
-        #[arg(long, value_parser = parse_range)]
-        episodes: Option<std::ops::Range<u64>>,
-        /// Wait this long for a subscriber before publishing (0: do not wait).
-        #[arg(long, default_value_t = 10_000)]
-        wait_for_subscriber_ms: u64,
-    },
     /// PNG of several futures of one start state, coloured by behaviour.
     Plot {
         #[arg(long)]
@@ -120,11 +93,6 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-}
-
-fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
-    let (a, b) = s.split_once("..").ok_or("expected FIRST..END")?;
-    Ok(a.parse().map_err(|_| "bad FIRST")?..b.parse().map_err(|_| "bad END")?)
 }
 
 fn load_config(path: Option<&Path>) -> Result<SimConfig> {
@@ -219,53 +187,6 @@ pub fn run(cli: Cli) -> Result<()> {
                 );
             }
             Ok(())
-        }
-        Command::Replay {
-            file,
-            rate,
-            as_fast_as_possible,
-            listen,
-            connect,
-            json,
-            episodes,
-            wait_for_subscriber_ms,
-        } => {
-            if !(rate.is_finite() && rate > 0.0) {
-                bail!("--rate must be positive");
-            }
-            let opts = ReplayOptions {
-                pace: if as_fast_as_possible {
-                    Pace::AsFastAsPossible
-                } else {
-                    Pace::Recorded { rate }
-                },
-                encoding: if json {
-                    Encoding::Json
-                } else {
-                    Encoding::Bincode
-                },
-                keys: KeySpace::default(),
-                wait_for_subscriber: (wait_for_subscriber_ms > 0)
-                    .then(|| Duration::from_millis(wait_for_subscriber_ms)),
-                episodes,
-            };
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting tokio")?;
-            runtime.block_on(async {
-                let session = zenoh_config::open(&Endpoints { listen, connect }).await?;
-                let report = replay(&session, &file, &opts).await?;
-                session
-                    .close()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("closing the zenoh session: {e}"))?;
-                println!(
-                    "published {} states of {} robot(s)",
-                    report.published, report.robots
-                );
-                Ok(())
-            })
         }
         Command::Plot {
             out,
@@ -402,7 +323,7 @@ fn plot(
                 init: seed,
                 policy: mix(seed, 1000 + (b.index() as u64) * 100 + u64::from(k)),
             };
-            match rollout(&cfg, steps, seeds, &Control::Scripted { force: Some(b) }) {
+            match simulate(&cfg, steps, seeds, &Control::Scripted { force: Some(b) }) {
                 Ok(t) => trajectories.push((b, t.states)),
                 Err(_) => failed += 1,
             }

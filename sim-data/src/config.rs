@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::SimError;
 
-/// Everything that shapes a rollout. Units are in the names.
+/// Everything that shapes a simulated episode. Units are in the names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimConfig {
@@ -41,7 +41,7 @@ pub struct SimConfig {
     pub drop_distance_m: f32,
     /// ... or lower than this above the palm surface (palm frame).
     pub drop_height_m: f32,
-    /// Attempts per trajectory before generation gives up (see `rollout`).
+    /// Attempts per trajectory before generation gives up (see `episode`).
     pub max_attempts: u32,
 }
 

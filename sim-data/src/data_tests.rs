@@ -7,8 +7,8 @@ use ebm_msgs::recording::load;
 use ebm_msgs::{Encoding, RobotId};
 
 use crate::config::SimConfig;
+use crate::episode::trajectory;
 use crate::generate::{generate, split, GenerateOptions};
-use crate::rollout::trajectory;
 
 fn options(trajectories: u64, steps: u32, seed: u64, encoding: Encoding) -> GenerateOptions {
     GenerateOptions {

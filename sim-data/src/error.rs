@@ -16,16 +16,6 @@ pub enum SimError {
         "trajectory {trajectory}: all {attempts} attempts dropped the cube or went non-finite"
     )]
     GaveUp { trajectory: u64, attempts: u32 },
-    #[error("zenoh: {context}")]
-    Zenoh {
-        context: &'static str,
-        #[source]
-        source: zenoh::Error,
-    },
-    #[error("no subscriber matched `{key}` within {waited_ms} ms")]
-    NoSubscriber { key: String, waited_ms: u64 },
-    #[error("the recording reader thread failed")]
-    ReaderThread(#[source] tokio::task::JoinError),
     #[error("could not write {path}")]
     Io {
         path: std::path::PathBuf,

@@ -19,8 +19,8 @@ use rayon::prelude::*;
 use tracing::info;
 
 use crate::config::SimConfig;
+use crate::episode::{mix, trajectory, Rejections, Trajectory};
 use crate::policy::Behaviour;
-use crate::rollout::{mix, trajectory, Rejections, Trajectory};
 use crate::SimError;
 
 /// Name and version written into every recording.

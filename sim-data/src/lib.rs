@@ -6,8 +6,8 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod bench;
 pub mod config;
+pub mod episode;
 pub mod error;
 pub mod generate;
 pub mod hand;
@@ -15,12 +15,10 @@ pub mod inspect;
 pub mod layout;
 pub mod plot;
 pub mod policy;
-pub mod replay;
-pub mod rollout;
 pub mod ros2_import;
 pub mod sim;
+pub mod sim_speed;
 pub mod wrist;
-pub mod zenoh_config;
 
 pub use config::SimConfig;
 pub use error::SimError;

@@ -1,11 +1,11 @@
-//! Physics checks of the simulator and policy (fast: a few dozen rollouts).
+//! Physics checks of the simulator and policy (fast: a few dozen episodes).
 
 use crate::layout::{JOINT_DIM, STATE_DIM};
 
 use crate::config::SimConfig;
+use crate::episode::{simulate, Control, Seeds};
 use crate::hand;
 use crate::policy::Behaviour;
-use crate::rollout::{rollout, Control, Seeds};
 
 /// Angle (rad) between two unit quaternions `[x, y, z, w]`.
 pub fn quat_angle(a: &[f32], b: &[f32]) -> f32 {
@@ -42,7 +42,7 @@ fn explore_behaviours() {
         let mut drops = 0;
         let t0 = std::time::Instant::now();
         for seed in 0..8 {
-            match rollout(
+            match simulate(
                 &cfg,
                 100,
                 Seeds::attempt(seed),
@@ -64,7 +64,7 @@ fn explore_behaviours() {
                 .collect::<Vec<_>>()
         );
     }
-    let t = rollout(&cfg, 100, Seeds::attempt(3), &Control::Frozen).unwrap();
+    let t = simulate(&cfg, 100, Seeds::attempt(3), &Control::Frozen).unwrap();
     println!("frozen: {:?}", cube_motion(&t.states));
     let links = hand::links();
     let mut worst: f32 = 0.0;
@@ -87,7 +87,7 @@ const LIMIT_SLACK_RAD: f32 = 0.05;
 fn with_the_fingers_frozen_the_cube_stays_near_rest() {
     let cfg = SimConfig::default();
     for seed in 0..4 {
-        let t = rollout(&cfg, 100, Seeds::attempt(seed), &Control::Frozen).unwrap();
+        let t = simulate(&cfg, 100, Seeds::attempt(seed), &Control::Frozen).unwrap();
         let (angle, disp) = cube_motion(&t.states);
         assert!(
             angle.to_degrees() < FROZEN_MAX_ROTATION_DEG,
@@ -108,7 +108,7 @@ fn under_the_policy_the_cube_turns_and_states_stay_valid() {
     let n = 16;
     let mut rotated = 0;
     for id in 0..n {
-        let t = crate::rollout::trajectory(&cfg, 100, 1, id).0.unwrap();
+        let t = crate::episode::trajectory(&cfg, 100, 1, id).0.unwrap();
         let (angle, _) = cube_motion(&t.states);
         if angle.to_degrees() > ROTATED_DEG {
             rotated += 1;

@@ -41,7 +41,7 @@ fn every_config_file_parses_and_validates() -> anyhow::Result<()> {
                 );
                 // Every model it names is committed and loads.
                 for s in cfg.serving() {
-                    let b = ebm_runtime::ModelBundle::load(
+                    let b = ebm_runtime::RobotModel::load(
                         &s.model.checkpoint,
                         &candle_core::Device::Cpu,
                     )

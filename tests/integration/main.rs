@@ -6,6 +6,7 @@ mod harness;
 mod models;
 mod models_shadow;
 mod recordings;
+mod replay;
 mod ros2_bridge;
 mod ros2_import;
 mod runtime;

@@ -12,7 +12,7 @@ use ebm_core::checkpoint;
 use ebm_core::rollout::{rollout, RolloutConfig};
 use ebm_core::{EnergyFunction, EnergyModel, MlpEnergy, Rng};
 use ebm_sim_data::config::SimConfig;
-use ebm_sim_data::rollout::{rollout as simulate, Control, Seeds};
+use ebm_sim_data::episode::{simulate, Control, Seeds};
 use ebm_sim_data::{HAND_ACTION_DIM, HAND_STATE_DIM};
 
 fn model_dir(name: &str) -> PathBuf {
@@ -144,13 +144,13 @@ fn committed_unconditional_model_loads_with_its_settings() -> anyhow::Result<()>
 #[test]
 fn committed_residual_model_scores_perturbed_simulators_out_of_distribution() -> anyhow::Result<()>
 {
-    use ebm_runtime::ood_score::OodScorer;
+    use ebm_runtime::ood::OodScorer;
     use ebm_tools::ood_eval::{ood_eval, OodEvalOptions};
-    let bundle = ebm_runtime::ModelBundle::load(&model_dir("traj_residual"), &Device::Cpu)?;
-    assert_eq!(bundle.context_len(), 2);
-    assert!(bundle.model.config().prior.is_some());
+    let served = ebm_runtime::RobotModel::load(&model_dir("traj_residual"), &Device::Cpu)?;
+    assert_eq!(served.context_len(), 2);
+    assert!(served.model.config().prior.is_some());
     assert!(
-        bundle.stein_window.is_some(),
+        served.stein_window.is_some(),
         "the export stores the Stein window test"
     );
     let opts = OodEvalOptions {
@@ -158,7 +158,7 @@ fn committed_residual_model_scores_perturbed_simulators_out_of_distribution() ->
         steps: 60,
         ..Default::default()
     };
-    let report = ood_eval(&OodScorer::new(vec![bundle]), &opts)?;
+    let report = ood_eval(&OodScorer::new(vec![served]), &opts)?;
     eprintln!("{}", report.markdown());
     let row = |name: &str| {
         report

@@ -46,8 +46,8 @@ fn a_ros2_bag_imports_trains_and_serves_with_its_joint_names() -> anyhow::Result
     let s = train_trajectory(&cfg, dir.path(), &run, &Device::Cpu)?;
     assert_eq!(s.train_trajectories, 2);
 
-    let bundle = ebm_runtime::ModelBundle::load(&run.join("model"), &Device::Cpu)?;
-    let robot = &bundle.robot;
+    let served = ebm_runtime::RobotModel::load(&run.join("model"), &Device::Cpu)?;
+    let robot = &served.robot;
     assert_eq!(
         (robot.kind.as_str(), robot.state_dim, robot.action_dim),
         ("arm_demo", 12, 6)

@@ -10,7 +10,7 @@ use candle_core::Device;
 use ebm_core::Rng;
 use ebm_msgs::{Encoding, RobotState};
 use ebm_sim_data::config::SimConfig;
-use ebm_sim_data::rollout::{rollout, Control, Seeds};
+use ebm_sim_data::episode::{simulate, Control, Seeds};
 use ebm_sim_data::{HAND_ACTION_DIM, HAND_STATE_DIM};
 
 use crate::harness::{put, receive_until, Harness, Received};
@@ -25,7 +25,7 @@ fn nominal_episode() -> (Vec<f32>, Vec<f32>) {
         .find_map(|i| {
             let seeds = Seeds::attempt(77_000 + i);
             let control = Control::Scripted { force: None };
-            rollout(&SimConfig::default(), STEPS as u32, seeds, &control).ok()
+            simulate(&SimConfig::default(), STEPS as u32, seeds, &control).ok()
         })
         .map(|t| (t.states, t.actions))
         .expect("a simulated episode")
@@ -47,12 +47,12 @@ fn message(robot: &str, seq: usize, states: &[f32], actions: &[f32]) -> RobotSta
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runtime_window_test_flags_a_noisy_robot_and_not_a_nominal_one() -> Result<()> {
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/models/traj_residual");
-    let bundle = ebm_runtime::ModelBundle::load(&model, &Device::Cpu)?;
-    assert_eq!(bundle.stein_window.as_ref().map(|t| t.window), Some(WINDOW));
+    let served = ebm_runtime::RobotModel::load(&model, &Device::Cpu)?;
+    assert_eq!(served.stein_window.as_ref().map(|t| t.window), Some(WINDOW));
     let (states, actions) = nominal_episode();
     // Sensor noise of half of each dimension's spread (as `ood-eval`).
-    let spread = bundle.denormalize_state(&[1.0; HAND_STATE_DIM]);
-    let zero = bundle.denormalize_state(&[0.0; HAND_STATE_DIM]);
+    let spread = served.units.denormalize_state(&[1.0; HAND_STATE_DIM]);
+    let zero = served.units.denormalize_state(&[0.0; HAND_STATE_DIM]);
     let mut rng = Rng::new(5);
     let noisy: Vec<f32> = states
         .iter()

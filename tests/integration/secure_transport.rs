@@ -172,18 +172,51 @@ async fn tls_and_login_required_and_robots_cannot_forge_outputs() -> Result<()> 
         .await
         .map_err(|e| anyhow!("{e}"))?;
     let forged = matched_publisher(&h.session, "ebm/victim/state".into()).await?;
+    // Routing first: robot-2's subscription reaches robot-1 through the
+    // daemon a moment after it is declared, so states go out until one
+    // arrives (the publisher's matching status is already met by the
+    // daemon's own subscriber).
+    let routed = async {
+        loop {
+            forged
+                .put(b"not a state".to_vec())
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            if let Ok(Ok(s)) =
+                tokio::time::timeout(Duration::from_millis(200), seen.recv_async()).await
+            {
+                return Ok::<_, anyhow::Error>(s);
+            }
+        }
+    };
+    let first = within("robot-2 sees robot-1's state", routed).await??;
+    assert_eq!(first.key_expr().as_str(), "ebm/victim/state");
+    // Then the forgery, followed on the same link by a state: once that
+    // state is in, the forecast would have been too.
     h.session
         .put("ebm/victim/forecast", b"forged".to_vec())
         .await
         .map_err(|e| anyhow!("{e}"))?;
     forged
-        .put(b"not a state".to_vec())
+        .put(b"after the forgery".to_vec())
         .await
         .map_err(|e| anyhow!("{e}"))?;
-    let first = within("robot-2 sees robot-1's state", seen.recv_async())
+    loop {
+        let s = within(
+            "robot-2 sees the state after the forgery",
+            seen.recv_async(),
+        )
         .await?
         .map_err(|e| anyhow!("{e}"))?;
-    assert_eq!(first.key_expr().as_str(), "ebm/victim/state");
+        assert_ne!(
+            s.key_expr().as_str(),
+            "ebm/victim/forecast",
+            "a forged forecast was routed"
+        );
+        if s.payload().to_bytes().as_ref() == b"after the forgery" {
+            break;
+        }
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     while let Ok(Some(s)) = seen.try_recv() {
         assert_ne!(

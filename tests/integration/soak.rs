@@ -25,7 +25,7 @@ async fn soak_loses_no_valid_output_and_memory_stays_flat() -> Result<()> {
         ebm_runtime::transport::loopback(vec![], vec![]),
     );
     cfg.forecast.rate_hz = 20.0;
-    let bundle = ebm_runtime::ModelBundle::load(&ckpt, &candle_core::Device::Cpu)?;
+    let served = ebm_runtime::RobotModel::load(&ckpt, &candle_core::Device::Cpu)?;
     let plan = SoakPlan {
         duration: Duration::from_secs_f64(seconds),
         robots: 16,
@@ -34,7 +34,7 @@ async fn soak_loses_no_valid_output_and_memory_stays_flat() -> Result<()> {
         malformed_per_s: 50.0,
         restart_every: Duration::from_secs(2),
     };
-    let r = soak(cfg, bundle, &plan).await?;
+    let r = soak(cfg, served, &plan).await?;
     eprintln!("{}", serde_json::to_string_pretty(&r)?);
     let c = &r.counters;
     assert!(r.states_sent as f64 >= 0.8 * seconds * 16.0 * 10.0, "{r:?}");

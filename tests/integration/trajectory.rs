@@ -259,10 +259,10 @@ fn old_exports_load_and_migrate_to_typed_fields() -> anyhow::Result<()> {
     let loaded = checkpoint::load(&model, &Device::Cpu)?;
     assert_eq!(loaded.manifest.ood.as_ref(), Some(&ood));
     assert_eq!(loaded.manifest.robot, None);
-    let bundle = ebm_runtime::ModelBundle::load(&model, &Device::Cpu)?;
-    assert_eq!(bundle.percentiles.as_ref().map(Vec::len), Some(101));
+    let served = ebm_runtime::RobotModel::load(&model, &Device::Cpu)?;
+    assert_eq!(served.percentiles.as_ref().map(Vec::len), Some(101));
     assert_eq!(
-        bundle.robot,
+        served.robot,
         RobotSpec::unnamed("unknown", HAND_STATE_DIM, HAND_ACTION_DIM)
     );
     // The migration writes the current format with the recording's robot.

@@ -1,16 +1,20 @@
 //! Command-line interface of `ebm-tools`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use ebm_msgs::{Encoding, KeySpace};
 use ebm_runtime::cli_support::{shutdown_signal, tokio_runtime, Overrides};
+use ebm_runtime::config::ZenohConfig;
+use ebm_tools::replay::{replay, Pace, ReplayOptions};
 
 #[derive(Parser)]
 #[command(
     name = "ebm-tools",
     version,
-    about = "The runtime daemon's demo and evaluation tools: live demo, replay evaluation, OOD evaluation, latency benchmark"
+    about = "Around the runtime daemon: live demo, replay of recordings, replay evaluation, OOD evaluation, latency benchmark, soak"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -43,6 +47,36 @@ enum Command {
         /// The simulated hand alone, no replayed robot.
         #[arg(long)]
         hand_only: bool,
+    },
+    /// Publish a recording's states over Zenoh on `ebm/<robot>/state`, as
+    /// its robot would send them (`last_action` filled in), at the recorded
+    /// rate or as fast as possible.
+    Replay {
+        file: PathBuf,
+        /// Time scale of the recorded rate (2 = twice as fast).
+        #[arg(long, default_value_t = 1.0, conflicts_with = "as_fast_as_possible")]
+        rate: f64,
+        #[arg(long)]
+        as_fast_as_possible: bool,
+        /// Zenoh endpoints to listen on (repeatable), e.g. tcp/127.0.0.1:7448.
+        #[arg(long)]
+        listen: Vec<String>,
+        /// Zenoh endpoints to connect to (repeatable).
+        #[arg(long, default_value = "tcp/127.0.0.1:7447")]
+        connect: Vec<String>,
+        /// A zenoh JSON5 file as the session's base (TLS, login), as the
+        /// daemon's `zenoh.config`.
+        #[arg(long)]
+        zenoh_config: Option<PathBuf>,
+        /// Publish JSON instead of bincode.
+        #[arg(long)]
+        json: bool,
+        /// Only episodes in FIRST..END (end exclusive).
+        #[arg(long, value_parser = parse_range)]
+        episodes: Option<std::ops::Range<u64>>,
+        /// Wait this long for a subscriber before publishing (0: do not wait).
+        #[arg(long, default_value_t = 10_000)]
+        wait_for_subscriber_ms: u64,
     },
     /// Replay test episodes of a recording into the daemon and score its
     /// forecasts against the recording (per-step RMSE and Frechet distance).
@@ -147,6 +181,54 @@ pub fn run(cli: Cli) -> Result<()> {
             tokio_runtime()?.block_on(ebm_tools::demo::demo(cfg, opts, shutdown_signal()))?;
             Ok(())
         }
+        Command::Replay {
+            file,
+            rate,
+            as_fast_as_possible,
+            listen,
+            connect,
+            zenoh_config,
+            json,
+            episodes,
+            wait_for_subscriber_ms,
+        } => {
+            if !(rate.is_finite() && rate > 0.0) {
+                anyhow::bail!("--rate must be positive");
+            }
+            let opts = ReplayOptions {
+                pace: if as_fast_as_possible {
+                    Pace::AsFastAsPossible
+                } else {
+                    Pace::Recorded { rate }
+                },
+                encoding: if json {
+                    Encoding::Json
+                } else {
+                    Encoding::Bincode
+                },
+                keys: KeySpace::default(),
+                wait_for_subscriber: (wait_for_subscriber_ms > 0)
+                    .then(|| Duration::from_millis(wait_for_subscriber_ms)),
+                episodes,
+            };
+            let zenoh = ZenohConfig {
+                config: zenoh_config,
+                ..ebm_runtime::transport::loopback(listen, connect)
+            };
+            tokio_runtime()?.block_on(async {
+                let session = ebm_runtime::transport::open(&zenoh).await?;
+                let report = replay(&session, &file, &opts).await?;
+                session
+                    .close()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("closing the zenoh session: {e}"))?;
+                println!(
+                    "published {} states of {} robot(s)",
+                    report.published, report.robots
+                );
+                Ok::<(), anyhow::Error>(())
+            })
+        }
         Command::ReplayEval {
             overrides,
             recording,
@@ -183,8 +265,8 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let cfg = overrides.resolve()?;
             let device = ebm_core::device::select(&cfg.device)?;
-            let bundle =
-                ebm_runtime::ModelBundle::from_config(cfg.default_model()?, cfg.seed, &device)?;
+            let served =
+                ebm_runtime::RobotModel::from_config(cfg.default_model()?, cfg.seed, &device)?;
             let opts = ebm_tools::ood_eval::OodEvalOptions {
                 trajectories,
                 steps,
@@ -195,11 +277,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 flag_percentile: cfg.ood.flag_percentile,
                 ..Default::default()
             };
-            let scorer = ebm_runtime::model::load_ood_scorer(&cfg.ood.checkpoints, &bundle);
+            let scorer = ebm_runtime::ood::load_ood_scorer(&cfg.ood.checkpoints, &served);
             let report = ebm_tools::ood_eval::ood_eval(&scorer, &opts)?;
             let md = report.markdown();
             print!("{md}");
-            for w in scorer.experts().iter().flat_map(|e| &e.bundle.warnings) {
+            for w in scorer.experts().iter().flat_map(|e| &e.model.warnings) {
                 println!("warning: {w}");
             }
             if let Some(out) = out {
@@ -217,8 +299,9 @@ pub fn run(cli: Cli) -> Result<()> {
             target_hz,
         } => {
             let cfg = overrides.resolve()?;
-            let r = tokio_runtime()?
-                .block_on(ebm_tools::bench::bench(cfg, samples, &batches, target_hz))?;
+            let r = tokio_runtime()?.block_on(ebm_tools::latency_bench::bench(
+                cfg, samples, &batches, target_hz,
+            ))?;
             println!(
                 "model {}: {} particles x horizon {} x {} Langevin steps",
                 r.model_id, r.particles, r.horizon, r.langevin_steps
@@ -260,9 +343,9 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             let r = tokio_runtime()?.block_on(async {
                 let device = ebm_core::device::select(&cfg.device)?;
-                let bundle =
-                    ebm_runtime::ModelBundle::from_config(cfg.default_model()?, cfg.seed, &device)?;
-                ebm_tools::soak::soak(cfg, bundle, &plan).await
+                let served =
+                    ebm_runtime::RobotModel::from_config(cfg.default_model()?, cfg.seed, &device)?;
+                ebm_tools::soak::soak(cfg, served, &plan).await
             })?;
             let json = serde_json::to_string_pretty(&r)?;
             println!("{json}");
@@ -293,4 +376,9 @@ mod tests {
             }
         }
     }
+}
+
+fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
+    let (a, b) = s.split_once("..").ok_or("expected FIRST..END")?;
+    Ok(a.parse().map_err(|_| "bad FIRST")?..b.parse().map_err(|_| "bad END")?)
 }

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use ebm_msgs::ndarray;
 use ebm_msgs::recording::{self, Dataset};
 use ebm_msgs::{decode, encode, Encoding, Forecast, OodScore, RobotId, RobotState};
+use ebm_runtime::binding::Binding;
 use ebm_runtime::config::RuntimeConfig;
-use ebm_runtime::fleet::Binding;
 use ebm_runtime::local::LocalDaemon;
 use ebm_runtime::RuntimeError;
-use ebm_sim_data::rollout::{mix, trajectory};
+use ebm_sim_data::episode::{mix, trajectory};
 use ebm_sim_data::{SimConfig, HAND_ACTION_DIM, HAND_STATE_DIM};
 use tokio::sync::mpsc;
 use tracing::warn;
@@ -230,14 +230,14 @@ pub async fn demo(
         .map(|b| {
             (
                 b.robots.to_string(),
-                b.bundle.model_id.clone(),
-                b.bundle.robot.kind.clone(),
+                b.model.model_id.clone(),
+                b.model.robot.kind.clone(),
             )
         })
         .collect();
     let warnings: Vec<String> = bindings
         .iter()
-        .flat_map(|b| b.bundle.warnings.clone())
+        .flat_map(|b| b.model.warnings.clone())
         .collect();
     let horizon = cfg.forecast.horizon;
     let replay = match &opts.replay {

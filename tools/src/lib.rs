@@ -4,16 +4,19 @@
 //! - [`demo`]: the daemon serving two robots of different kinds at once, the
 //!   live simulated hand and a replayed recording of another robot, with a
 //!   live table of each one's forecast error and OOD score;
+//! - [`replay`]: a recording's states published over Zenoh as its robot
+//!   would send them;
 //! - [`replay_eval`]: test episodes of a recording replayed into the daemon,
 //!   its forecasts scored against the recording;
 //! - [`ood_eval`]: AUROC of the daemon's OOD scores on perturbed simulators;
-//! - [`bench`]: state-to-forecast latency and robots served per thread;
+//! - [`latency_bench`]: state-to-forecast latency and robots served per thread;
 //! - [`soak`]: the daemon under mixed traffic, every output accounted for.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod bench;
 pub mod demo;
+pub mod latency_bench;
 pub mod ood_eval;
+pub mod replay;
 pub mod replay_eval;
 pub mod soak;

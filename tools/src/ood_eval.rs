@@ -6,7 +6,7 @@
 //! cube, lower friction, a stuck joint (one actuator ignores its commands)
 //! and sensor noise (Gaussian noise on the observed states). Every observed
 //! transition is scored by the served model exactly as the daemon scores it
-//! (`infer::transition_scores`), and the AUROC of perturbed against nominal
+//! (`RobotModel::transition_scores`), and the AUROC of perturbed against nominal
 //! is reported per perturbation, per transition and per window (the
 //! daemon's window at each trajectory's last state, its last
 //! [`OodScorer::window_len`] transitions: the Stein discrepancy where the
@@ -15,12 +15,12 @@
 
 use ebm_core::stats::metrics::auroc;
 use ebm_core::Rng;
-use ebm_sim_data::rollout::{mix, rollout_with_stuck_actuator, Control, Seeds};
+use ebm_sim_data::episode::{mix, simulate_with_stuck_actuator, Control, Seeds};
 use ebm_sim_data::SimConfig;
 use serde::Serialize;
 
-use ebm_runtime::model::ModelBundle;
-use ebm_runtime::ood_score::{OodScorer, OodValue, OodWindow};
+use ebm_runtime::model::Transition;
+use ebm_runtime::ood::{OodScorer, TransitionScore, WindowScore};
 use ebm_runtime::RuntimeError;
 
 /// One trajectory: states (`T x 31`) and actions (`T x 20`), row-major.
@@ -96,7 +96,7 @@ fn simulate(cfg: &SimConfig, opts: &OodEvalOptions, stuck: Option<usize>) -> (Ve
     for i in 0..opts.trajectories as u64 {
         for attempt in 0..cfg.max_attempts {
             let seed = mix(mix(opts.seed, i), u64::from(attempt));
-            match rollout_with_stuck_actuator(
+            match simulate_with_stuck_actuator(
                 cfg,
                 opts.steps,
                 Seeds::attempt(seed),
@@ -115,41 +115,35 @@ fn simulate(cfg: &SimConfig, opts: &OodEvalOptions, stuck: Option<usize>) -> (Ve
 }
 
 /// Per-trajectory OOD scores (daemon scoring).
-fn scores(scorer: &OodScorer, trajs: &[Episode]) -> Result<Vec<Vec<OodValue>>, RuntimeError> {
+fn scores(
+    scorer: &OodScorer,
+    trajs: &[Episode],
+) -> Result<Vec<Vec<TransitionScore>>, RuntimeError> {
     let mut all = Vec::with_capacity(trajs.len());
-    let d = scorer.experts()[0].bundle.state_dim();
+    let d = scorer.experts()[0].model.state_dim();
     for (states, actions) in trajs {
         let t = states.len() / d;
         let a = actions.len() / t.max(1);
-        let row = |i: usize| &states[i * d..(i + 1) * d];
+        let rows: Vec<Vec<f32>> = states.chunks(d).map(<[f32]>::to_vec).collect();
         let first = scorer.context_len().min(t);
-        let per_model = |bundle: &ModelBundle| {
-            let k = bundle.context_len();
-            let mut conds = Vec::new();
-            let mut next = Vec::new();
-            for i in first..t {
-                let mut c: Vec<f32> = (i - k..i)
-                    .flat_map(|j| bundle.normalize_state(row(j)))
-                    .collect();
-                if bundle.conditional() {
-                    c.extend(bundle.normalize_action(Some(&actions[(i - 1) * a..i * a])));
-                }
-                conds.push(c);
-                next.push(bundle.normalize_state(row(i)));
-            }
-            (conds, next)
-        };
-        all.push(scorer.score(t - first, per_model)?);
+        let transitions: Vec<Transition> = (first..t)
+            .map(|i| Transition {
+                before: &rows[..i],
+                action: (a > 0).then(|| &actions[(i - 1) * a..i * a]),
+                next: &rows[i],
+            })
+            .collect();
+        all.push(scorer.score(&transitions)?);
     }
     Ok(all)
 }
 
 /// Runs the evaluation.
 pub fn ood_eval(scorer: &OodScorer, opts: &OodEvalOptions) -> Result<OodReport, RuntimeError> {
-    let bundle = &scorer.experts()[0].bundle;
+    let model = &scorer.experts()[0].model;
     // The perturbed simulators are the hand's: only its models can score them.
     for e in scorer.experts() {
-        let b = &e.bundle;
+        let b = &e.model;
         let actions_fit = !b.conditional() || b.action_dim() == ebm_sim_data::HAND_ACTION_DIM;
         if b.state_dim() != ebm_sim_data::HAND_STATE_DIM || !actions_fit {
             return Err(RuntimeError::Model(format!(
@@ -171,9 +165,9 @@ pub fn ood_eval(scorer: &OodScorer, opts: &OodEvalOptions) -> Result<OodReport, 
     slippery.actuators.hand_friction *= opts.friction_factor;
     // Sensor noise on the nominal trajectories, scaled per dimension.
     let mut rng = Rng::new(opts.seed ^ 0x5E05);
-    let d = bundle.state_dim();
-    let spread = bundle.denormalize_state(&vec![1.0; d]);
-    let zero = bundle.denormalize_state(&vec![0.0; d]);
+    let d = model.state_dim();
+    let spread = model.units.denormalize_state(&vec![1.0; d]);
+    let zero = model.units.denormalize_state(&vec![0.0; d]);
     let noisy: Vec<Episode> = nominal
         .iter()
         .map(|(s, a)| {
@@ -211,16 +205,17 @@ pub fn ood_eval(scorer: &OodScorer, opts: &OodEvalOptions) -> Result<OodReport, 
     for (name, trajs, dropped) in &variants {
         scored.push((name.clone(), scores(scorer, trajs)?, trajs.len(), *dropped));
     }
-    let flat = |e: &[Vec<OodValue>]| {
+    let flat = |e: &[Vec<TransitionScore>]| {
         e.iter()
             .flatten()
             .map(|v| f64::from(v.energy))
             .collect::<Vec<f64>>()
     };
-    let windows = |e: &[Vec<OodValue>]| e.iter().map(|t| scorer.window(t)).collect::<Vec<_>>();
+    let windows =
+        |e: &[Vec<TransitionScore>]| e.iter().map(|t| scorer.window(t)).collect::<Vec<_>>();
     let window_energies =
-        |w: &[OodWindow]| w.iter().map(|w| f64::from(w.energy)).collect::<Vec<f64>>();
-    let window_tests = |w: &[OodWindow]| {
+        |w: &[WindowScore]| w.iter().map(|w| f64::from(w.energy)).collect::<Vec<f64>>();
+    let window_tests = |w: &[WindowScore]| {
         w.iter()
             .map(|w| f64::from(w.discrepancy.unwrap_or(w.energy)))
             .collect::<Vec<f64>>()
@@ -323,13 +318,13 @@ mod tests {
     #[test]
     fn every_perturbation_is_scored_against_nominal() {
         let d = ebm_sim_data::HAND_STATE_DIM;
-        let bundle = ModelBundle::untrained(0, d, vec![8], &Device::Cpu).unwrap();
+        let model = ebm_runtime::RobotModel::untrained(0, d, vec![8], &Device::Cpu).unwrap();
         let opts = OodEvalOptions {
             trajectories: 2,
             steps: 6,
             ..Default::default()
         };
-        let r = ood_eval(&OodScorer::new(vec![bundle]), &opts).unwrap();
+        let r = ood_eval(&OodScorer::new(vec![model]), &opts).unwrap();
         assert_eq!(r.rows.len(), 5);
         assert!(r.rows[0].auroc_transitions.is_none());
         for row in &r.rows {

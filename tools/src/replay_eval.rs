@@ -13,14 +13,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use ebm_core::stats::frechet::{frechet_distance, GaussianFit};
-use ebm_msgs::recording::{RecordingEvent, RecordingHeader, RecordingReader, HEADER_RECORD};
+use ebm_msgs::recording::{
+    LastActions, RecordingEvent, RecordingHeader, RecordingReader, HEADER_RECORD,
+};
 use ebm_msgs::{decode, encode, Encoding, Forecast, RobotId, RobotState};
 use serde::Serialize;
 use tracing::info;
 
 use ebm_runtime::config::RuntimeConfig;
 use ebm_runtime::local::LocalDaemon;
-use ebm_runtime::model::ModelBundle;
+use ebm_runtime::model::RobotModel;
 use ebm_runtime::RuntimeError;
 
 #[derive(Debug, Clone, Serialize)]
@@ -47,7 +49,7 @@ fn test_episodes(
 ) -> Result<(RecordingHeader, Vec<Vec<RobotState>>), RuntimeError> {
     let mut header = None;
     let mut wanted: BTreeMap<u64, Vec<RobotState>> = BTreeMap::new();
-    let mut last_action: BTreeMap<u64, Vec<f32>> = BTreeMap::new();
+    let mut last_actions = LastActions::default();
     for event in RecordingReader::open(path)? {
         match event? {
             RecordingEvent::Metadata { name, entries } if name == HEADER_RECORD => {
@@ -59,7 +61,7 @@ fn test_episodes(
             }
             RecordingEvent::State(mut s) => {
                 if let Some(v) = wanted.get_mut(&s.episode) {
-                    s.last_action = last_action.get(&s.episode).cloned();
+                    last_actions.fill(&mut s);
                     v.push(s);
                 }
                 // Stop reading once every wanted episode is complete.
@@ -70,7 +72,7 @@ fn test_episodes(
             }
             RecordingEvent::Action(a) => {
                 if wanted.contains_key(&a.episode) {
-                    last_action.insert(a.episode, a.action);
+                    last_actions.record(a);
                 }
             }
             RecordingEvent::Metadata { .. } => {}
@@ -88,19 +90,19 @@ pub async fn replay_eval(
     out: Option<&Path>,
 ) -> Result<ReplayEvalReport, RuntimeError> {
     let device = ebm_core::device::select(&cfg.device)?;
-    let bundle = ModelBundle::from_config(cfg.default_model()?, cfg.seed, &device)?;
+    let served = RobotModel::from_config(cfg.default_model()?, cfg.seed, &device)?;
     // A second copy, to normalise for scoring as the offline evaluation does.
-    let scorer = ModelBundle::from_config(cfg.default_model()?, cfg.seed, &device)?;
-    let k = bundle.context_len();
+    let scorer = RobotModel::from_config(cfg.default_model()?, cfg.seed, &device)?;
+    let k = served.context_len();
     let (h, p) = (cfg.forecast.horizon, cfg.forecast.particles);
     let (header, eps) = test_episodes(recording, episodes)?;
     let found = eps.iter().flatten().next().map_or(0, |s| s.state.len());
-    if found != 0 && found != bundle.state_dim() {
+    if found != 0 && found != served.state_dim() {
         return Err(RuntimeError::Model(format!(
             "{} records {found}-float states; the model {} takes {}",
             recording.display(),
-            bundle.model_id,
-            bundle.state_dim()
+            served.model_id,
+            served.state_dim()
         )));
     }
     let eps: Vec<Vec<RobotState>> = eps.into_iter().filter(|e| e.len() >= k + h).collect();
@@ -117,8 +119,8 @@ pub async fn replay_eval(
         particles = p,
         "replaying test episodes into the daemon"
     );
-    let model_id = bundle.model_id.clone();
-    let daemon = LocalDaemon::start(cfg, bundle).await?;
+    let model_id = served.model_id.clone();
+    let daemon = LocalDaemon::start(cfg, served).await?;
     let robot = RobotId::new(header.robot_id.as_str())?;
     let publisher = daemon.state_publisher(&robot).await?;
     let (_sub, mut rx) = daemon.subscribe(daemon.keys.forecast(&robot)).await?;
@@ -168,12 +170,14 @@ pub async fn replay_eval(
         let mut truth: Vec<Vec<f32>> = Vec::new();
         let mut se = 0.0;
         for (f, ep) in forecasts.iter().zip(&eps) {
-            let t = scorer.normalize_state(&ep[k + step].state);
+            let t = scorer.units.normalize_state(&ep[k + step].state);
             for j in 0..p {
                 let o = (j * h + step) * d;
-                pred.push(scorer.normalize_state(&f.trajectories[o..o + d]));
+                pred.push(scorer.units.normalize_state(&f.trajectories[o..o + d]));
             }
-            let m = scorer.normalize_state(&f.mean[step * d..(step + 1) * d]);
+            let m = scorer
+                .units
+                .normalize_state(&f.mean[step * d..(step + 1) * d]);
             se += m
                 .iter()
                 .zip(&t)

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use ebm_runtime::config::RuntimeConfig;
 use ebm_runtime::local::LocalDaemon;
-use ebm_runtime::model::ModelBundle;
+use ebm_runtime::model::RobotModel;
 use ebm_runtime::RuntimeError;
 
 /// The traffic of a soak run.
@@ -95,14 +95,14 @@ fn put_err(e: zenoh::Error) -> RuntimeError {
     }
 }
 
-/// Runs `plan` against a local daemon serving `bundle` to every robot.
+/// Runs `plan` against a local daemon serving `served` to every robot.
 pub async fn soak(
     cfg: RuntimeConfig,
-    bundle: ModelBundle,
+    served: RobotModel,
     plan: &SoakPlan,
 ) -> Result<SoakReport, RuntimeError> {
-    let (state_dim, action_dim) = (bundle.state_dim(), bundle.action_dim());
-    let daemon = Arc::new(LocalDaemon::start(cfg.clone(), bundle).await?);
+    let (state_dim, action_dim) = (served.state_dim(), served.action_dim());
+    let daemon = Arc::new(LocalDaemon::start(cfg.clone(), served).await?);
     let keys = daemon.keys.clone();
     let (_outs, mut outs) = daemon.subscribe(format!("{}/*/*", keys.prefix())).await?;
     let (_status, mut status_rx) = daemon.subscribe(keys.status()).await?;

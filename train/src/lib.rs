@@ -4,7 +4,7 @@
 //! - [`figure`]: PNG canvases (image grids, heat maps, histograms).
 //! - [`plot`]: charts with axes, labels, legends and titles (plotters, SVG).
 
-pub mod bench;
+pub mod bench_workloads;
 pub mod config_file;
 pub mod figure;
 pub mod images;

@@ -18,11 +18,41 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const MANIFEST: &str = "manifest.json";
 pub const WEIGHTS: &str = "weights.safetensors";
 
-/// Per-dimension normalisation `z = (x - mean) / std`, fitted on training data.
+/// Per-dimension normalisation `z = (x - mean) / std`, fitted on training
+/// data: a trajectory model's states, then its actions, in one vector. The
+/// one owner of the std floor and of the state / action split, for training
+/// and serving alike.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Normalization {
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+}
+
+impl Normalization {
+    /// The smallest standard deviation divided by: a (near-)constant
+    /// dimension is scaled by this instead of blowing up.
+    pub const MIN_STD: f32 = 1e-3;
+
+    /// A fitted standard deviation as divided by: at least [`Self::MIN_STD`];
+    /// 1 (leave the dimension as it is) where it is not a finite number.
+    pub fn floored_std(s: f32) -> f32 {
+        if s.is_finite() {
+            s.max(Self::MIN_STD)
+        } else {
+            1.0
+        }
+    }
+
+    /// The first `state_dim` dimensions (the states) and the rest (the
+    /// actions, empty for a model without them).
+    pub fn split(&self, state_dim: usize) -> (Normalization, Normalization) {
+        let part = |r: std::ops::Range<usize>| Normalization {
+            mean: self.mean[r.clone()].to_vec(),
+            std: self.std[r].to_vec(),
+        };
+        let d = state_dim.min(self.mean.len());
+        (part(0..d), part(d..self.mean.len()))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

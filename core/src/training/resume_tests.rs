@@ -22,7 +22,7 @@ use crate::models::{
     LinearPrior, MlpEnergy, MlpEnergyConfig, ResNetEnergy, ResNetEnergyConfig, StageConfig,
 };
 use crate::sampling::langevin::LangevinConfig;
-use crate::training::replay::ReplayConfig;
+use crate::training::replay_buffer::ReplayConfig;
 use crate::training::trainer::{PositiveSource, Trainer, TrainerConfig};
 use crate::Rng;
 

@@ -22,7 +22,7 @@ use crate::error::{CoreError, Result};
 use crate::params::ParamStore;
 use crate::sampling::langevin::{LangevinConfig, LangevinSampler};
 use crate::training::adam::{Adam, AdamConfig};
-use crate::training::replay::{ReplayBuffer, ReplayConfig};
+use crate::training::replay_buffer::{ReplayBuffer, ReplayConfig};
 use crate::Rng;
 
 const STATE_FILE: &str = "trainer.safetensors";

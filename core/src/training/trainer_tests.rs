@@ -8,7 +8,7 @@ use crate::checkpoint::{self, WEIGHTS};
 use crate::energy::{EnergyFunction, EnergyModel};
 use crate::models::{MlpEnergy, MlpEnergyConfig, ResNetEnergy, ResNetEnergyConfig};
 use crate::sampling::langevin::LangevinConfig;
-use crate::training::replay::ReplayConfig;
+use crate::training::replay_buffer::ReplayConfig;
 use crate::training::trainer::{PositiveSource, Trainer, TrainerConfig};
 use crate::CoreError;
 use crate::Rng;

@@ -11,7 +11,7 @@
 //! - trajectories are episodes `0..N` of the robot, laid end to end in time,
 //!   each `steps` states and `steps` actions (`action[t]` is applied at
 //!   `state[t]`); states carry `last_action: None` in recordings (the action
-//!   channel has it; replay fills it back in);
+//!   channel has it; [`LastActions`] fills it back in for replay);
 //! - optionally a metadata record [`SUMMARY_RECORD`] at the end (generator
 //!   statistics, e.g. rejected attempts).
 //!
@@ -19,12 +19,14 @@
 
 mod convert;
 mod header;
+mod last_action;
 mod loader;
 mod reader;
 mod writer;
 
 pub use convert::{convert, Converted};
 pub use header::{format_ids, parse_ids, RecordingHeader, Split, HEADER_RECORD, SUMMARY_RECORD};
+pub use last_action::LastActions;
 pub use loader::{load, Dataset};
 pub use reader::{RecordingEvent, RecordingReader};
 pub use writer::RecordingWriter;

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use candle_core::Device;
 use clap::Args;
-use ebm_train::bench::{
+use ebm_train::bench_workloads::{
     build_workload, f1_flops, matmul_ceilings, peak_rss_kb, run_workload, WORKLOADS,
 };
 

@@ -16,7 +16,6 @@ use ndarray::Axis;
 use super::config::TrajectoryConfig;
 use super::data::{normalize, TransitionData};
 use super::ood_stats::OodStatistics;
-use super::run::split_norm;
 use super::split::splits;
 
 #[derive(Debug, Clone)]
@@ -54,7 +53,7 @@ pub fn calibrate_export(
         mc.state_dim,
         norm.mean.len()
     );
-    let (ns, na) = split_norm(&norm, d);
+    let (ns, na) = norm.split(d);
     let train_ids = splits(&ds, cfg).fit;
     let data = TransitionData {
         states: normalize(&ds.states, &ns),

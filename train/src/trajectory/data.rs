@@ -29,7 +29,7 @@ pub fn fit_normalization(arr: &Array3<f32>, ids: &[usize]) -> Normalization {
     let std = sq
         .iter()
         .zip(&mean)
-        .map(|(q, m)| ((q / n - m * m).max(0.0).sqrt().max(1e-3)) as f32)
+        .map(|(q, m)| Normalization::floored_std((q / n - m * m).max(0.0).sqrt() as f32))
         .collect();
     Normalization {
         mean: mean.into_iter().map(|m| m as f32).collect(),

@@ -18,7 +18,6 @@ use super::baseline::{load_baseline, rollout_baseline, FcRollout};
 use super::config::TrajectoryConfig;
 use super::data::normalize;
 use super::report::{fd_figure, markdown_table, rollout_figure, TrajEvalReport};
-use super::run::split_norm;
 use super::split::splits;
 
 /// The forecasts of the three predictors from the same starts, each
@@ -161,7 +160,7 @@ pub fn evaluate(
         ebm.config().state_dim
     );
     let conditional = ebm.config().action_dim > 0;
-    let (ns, na) = split_norm(&norm, d);
+    let (ns, na) = norm.split(d);
     let (states, actions) = (normalize(&ds.states, &ns), normalize(&ds.actions, &na));
     let test = splits(&ds, cfg).scored;
     anyhow::ensure!(!test.is_empty(), "no trajectories to score");

@@ -17,14 +17,6 @@ use super::data::{fit_delta_scale, fit_normalization, fit_prior, normalize, Tran
 use super::ood_stats::OodStatistics;
 use super::split::splits;
 
-pub(super) fn split_norm(n: &Normalization, d: usize) -> (Normalization, Normalization) {
-    let part = |r: std::ops::Range<usize>| Normalization {
-        mean: n.mean[r.clone()].to_vec(),
-        std: n.std[r].to_vec(),
-    };
-    (part(0..d), part(d..n.mean.len()))
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct TrajTrainSummary {
     pub train_trajectories: usize,

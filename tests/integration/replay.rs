@@ -9,22 +9,15 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use ebm_msgs::recording::load;
 use ebm_msgs::{decode, Encoding, KeySpace, RobotId, RobotState};
+use ebm_runtime::transport::{loopback, open};
 use ebm_sim_data::generate::{generate, GenerateOptions};
-use ebm_sim_data::replay::{replay, Pace, ReplayOptions};
-use ebm_sim_data::zenoh_config::{open, Endpoints};
 use ebm_sim_data::SimConfig;
+use ebm_tools::replay::{replay, Pace, ReplayOptions};
 use indicatif::ProgressBar;
 use tokio::time::timeout;
 
 const N: u64 = 3;
 const T: u32 = 12;
-
-fn free_port() -> Result<u16> {
-    // TOCTOU-prone but fine on loopback in one test binary.
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replay_delivers_every_state_in_order() -> Result<()> {
@@ -41,31 +34,19 @@ async fn replay_delivers_every_state_in_order() -> Result<()> {
     generate(&SimConfig::default(), &opts, &path, &ProgressBar::hidden())?;
     let expected = load(&path)?;
 
-    let endpoint = format!("tcp/127.0.0.1:{}", free_port()?);
+    let endpoint = ebm_runtime::transport::free_loopback_endpoint()?;
     let wait = Duration::from_secs(20);
-    let sub_session = timeout(
-        wait,
-        open(&Endpoints {
-            listen: vec![endpoint.clone()],
-            connect: vec![],
-        }),
-    )
-    .await
-    .context("subscriber session timed out")??;
+    let sub_session = timeout(wait, open(&loopback(vec![endpoint.clone()], vec![])))
+        .await
+        .context("subscriber session timed out")??;
     let keys = KeySpace::default();
     let subscriber = timeout(wait, sub_session.declare_subscriber(keys.all_states()))
         .await
         .context("declaring the subscriber timed out")?
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let pub_session = timeout(
-        wait,
-        open(&Endpoints {
-            listen: vec![],
-            connect: vec![endpoint],
-        }),
-    )
-    .await
-    .context("publisher session timed out")??;
+    let pub_session = timeout(wait, open(&loopback(vec![], vec![endpoint])))
+        .await
+        .context("publisher session timed out")??;
 
     for encoding in [Encoding::Bincode, Encoding::Json] {
         let replay_opts = ReplayOptions {

@@ -10,7 +10,7 @@ use anyhow::Result;
 use candle_core::{Device, Tensor};
 use ebm_core::rollout::{rollout, RolloutConfig};
 use ebm_core::sampling::langevin::LangevinSampler;
-use ebm_core::training::replay::ReplayConfig;
+use ebm_core::training::replay_buffer::ReplayConfig;
 use ebm_core::{
     Activation, EnergyModel, EnergyTerm, LangevinConfig, MlpEnergy, MlpEnergyConfig, ParamStore,
     PositiveSource, ResNetEnergy, ResNetEnergyConfig, Rng, Trainer, TrainerConfig,

@@ -5,7 +5,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::config::SimConfig;
-use crate::rollout::trajectory;
+use crate::episode::trajectory;
 
 /// Paper-scale dataset size: 200,000 trajectories x 100 frames.
 pub const PAPER_FRAMES: f64 = 200_000.0 * 100.0;

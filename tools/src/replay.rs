@@ -4,20 +4,21 @@
 //! A blocking thread streams the file (one chunk in memory) into a bounded
 //! channel; the async side paces and publishes with congestion control
 //! `Block`, since a replay must not lose data. States get back their
-//! `last_action` from the action channel, as a live robot would send them.
+//! `last_action` from the action channel ([`LastActions`]), as a live robot
+//! would send them.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ebm_msgs::recording::{RecordingEvent, RecordingReader};
+use ebm_msgs::recording::{LastActions, RecordingEvent, RecordingReader};
 use ebm_msgs::{encode, Encoding, KeySpace, RobotId, RobotState};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info};
 use zenoh::qos::CongestionControl;
 
-use crate::SimError;
+use ebm_runtime::RuntimeError;
 
 /// How fast to publish.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -56,23 +57,18 @@ fn read_states(
     path: &Path,
     episodes: Option<std::ops::Range<u64>>,
     tx: mpsc::Sender<RobotState>,
-) -> Result<(), SimError> {
-    let mut last_action: HashMap<String, (u64, Vec<f32>)> = HashMap::new();
+) -> Result<(), RuntimeError> {
+    let mut last_actions = LastActions::default();
     let wanted = |e: u64| episodes.as_ref().is_none_or(|r| r.contains(&e));
     for event in RecordingReader::open(path)? {
         match event? {
             RecordingEvent::State(mut s) if wanted(s.episode) => {
-                s.last_action = last_action
-                    .get(&s.robot_id)
-                    .filter(|(episode, _)| *episode == s.episode)
-                    .map(|(_, a)| a.clone());
+                last_actions.fill(&mut s);
                 if tx.blocking_send(s).is_err() {
                     return Ok(()); // the publisher stopped
                 }
             }
-            RecordingEvent::Action(a) if wanted(a.episode) => {
-                last_action.insert(a.robot_id.clone(), (a.episode, a.action));
-            }
+            RecordingEvent::Action(a) if wanted(a.episode) => last_actions.record(a),
             _ => {}
         }
     }
@@ -84,7 +80,7 @@ pub async fn replay(
     session: &zenoh::Session,
     path: &Path,
     opts: &ReplayOptions,
-) -> Result<ReplayReport, SimError> {
+) -> Result<ReplayReport, RuntimeError> {
     let (tx, mut rx) = mpsc::channel::<RobotState>(1024);
     let owned: PathBuf = path.to_owned();
     let episodes = opts.episodes.clone();
@@ -109,14 +105,13 @@ pub async fn replay(
         publisher
             .put(payload)
             .await
-            .map_err(|source| SimError::Zenoh {
-                context: "publishing a state",
-                source,
-            })?;
+            .map_err(RuntimeError::zenoh("publishing a state"))?;
         report.published += 1;
         debug!(robot = %state.robot_id, seq = state.seq, "published");
     }
-    reader.await.map_err(SimError::ReaderThread)??;
+    reader
+        .await
+        .map_err(|e| RuntimeError::Model(format!("the recording reader thread failed: {e}")))??;
     report.robots = publishers.len();
     info!(
         published = report.published,
@@ -130,35 +125,29 @@ async fn declare(
     session: &zenoh::Session,
     robot: &str,
     opts: &ReplayOptions,
-) -> Result<zenoh::pubsub::Publisher<'static>, SimError> {
+) -> Result<zenoh::pubsub::Publisher<'static>, RuntimeError> {
     let key = opts.keys.state(&RobotId::new(robot)?);
     let publisher = session
         .declare_publisher(key.clone())
         .congestion_control(CongestionControl::Block)
         .encoding(zenoh::bytes::Encoding::from(opts.encoding.mime()))
         .await
-        .map_err(|source| SimError::Zenoh {
-            context: "declaring a publisher",
-            source,
-        })?;
+        .map_err(RuntimeError::zenoh("declaring a publisher"))?;
     if let Some(wait) = opts.wait_for_subscriber {
         let deadline = Instant::now() + wait;
         loop {
             let status = publisher
                 .matching_status()
                 .await
-                .map_err(|source| SimError::Zenoh {
-                    context: "reading matching status",
-                    source,
-                })?;
+                .map_err(RuntimeError::zenoh("reading matching status"))?;
             if status.matching() {
                 break;
             }
             if Instant::now() >= deadline {
-                return Err(SimError::NoSubscriber {
-                    key,
-                    waited_ms: wait.as_millis() as u64,
-                });
+                return Err(RuntimeError::Model(format!(
+                    "no subscriber for {key} after {} ms: is the daemon running and connected?",
+                    wait.as_millis()
+                )));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -1,7 +1,7 @@
 //! One trajectory: random start, scripted policy with random actions, and the
 //! rule for trajectories that go wrong.
 //!
-//! **Rule.** A rollout ends early when its state is not finite or the cube
+//! **Rule.** An episode ends early when its state is not finite or the cube
 //! has left the hand ([`CubeStatus::Dropped`]); that attempt is discarded,
 //! counted by reason, and the trajectory is re-drawn from the next attempt
 //! seed, up to `max_attempts`. So every recorded trajectory is complete and
@@ -57,7 +57,7 @@ pub struct Trajectory {
     pub attempt: u32,
 }
 
-/// Seeds of one rollout: the start state and the policy (random actions,
+/// Seeds of one episode: the start state and the policy (random actions,
 /// behaviours) can be varied apart, e.g. many futures of one start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seeds {
@@ -76,19 +76,19 @@ impl Seeds {
 }
 
 /// Rolls out one attempt.
-pub fn rollout(
+pub fn simulate(
     cfg: &SimConfig,
     steps: u32,
     seeds: Seeds,
     control: &Control,
 ) -> Result<Trajectory, Failure> {
-    rollout_with_stuck_actuator(cfg, steps, seeds, control, None)
+    simulate_with_stuck_actuator(cfg, steps, seeds, control, None)
 }
 
-/// As [`rollout`], with actuator `stuck` (index into the action) held at its
+/// As [`simulate`], with actuator `stuck` (index into the action) held at its
 /// initial rest target whatever is commanded: a stuck joint, for
 /// out-of-distribution tests. The recorded actions are the commanded ones.
-pub fn rollout_with_stuck_actuator(
+pub fn simulate_with_stuck_actuator(
     cfg: &SimConfig,
     steps: u32,
     seeds: Seeds,
@@ -180,7 +180,7 @@ pub fn trajectory(
     let mut rej = Rejections::default();
     let control = Control::Scripted { force: None };
     for attempt in 0..cfg.max_attempts {
-        match rollout(
+        match simulate(
             cfg,
             steps,
             Seeds::attempt(mix(base, u64::from(attempt))),

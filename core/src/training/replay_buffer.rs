@@ -340,5 +340,5 @@ fn write_row<T: Copy>(v: &mut Vec<T>, slot: usize, width: usize, row: impl Itera
 }
 
 #[cfg(test)]
-#[path = "replay_tests.rs"]
+#[path = "replay_buffer_tests.rs"]
 mod tests;

@@ -1,10 +1,11 @@
-//! The three computations the daemon serves, batched over robots, in the
-//! model's normalised units:
+//! The three computations the daemon serves, batched over robots, in wire
+//! units in and out (the [`RobotModel`] converts on the way in and out):
 //!
 //! - **forecast**: a multistep Langevin rollout (`ebm_core::rollout`) of P
 //!   particles over H steps; future actions of a conditional model are held
 //!   at the last known action;
-//! - **OOD energy**: `E(s_t | s_{t-k..t-1} [, a_{t-1}])` of the observed transition;
+//! - **transition scores**: `E(s_t | s_{t-k..t-1} [, a_{t-1}])` of an
+//!   observed transition and its Stein features (for OOD scores);
 //! - **denoised state**: Langevin on `w E(x | prior [, a]) + |x - obs|^2 / (2 sigma^2)`,
 //!   the dynamics energy from the previous denoised state composed with a
 //!   Gaussian observation term (the paper's compositionality, used as a filter).
@@ -18,8 +19,8 @@ use ebm_core::sampling::langevin::{LangevinSampler, StepBudget};
 use ebm_core::stats::stein;
 use ebm_core::{MlpEnergy, Rng};
 
+use super::RobotModel;
 use crate::config::DenoiseConfig;
-use crate::model::ModelBundle;
 
 /// `|x - obs|^2 / (2 sigma^2)` with the observation passed as conditioning.
 pub struct ObservationEnergy {
@@ -35,7 +36,7 @@ impl EnergyFunction for ObservationEnergy {
     }
 }
 
-/// One robot's forecast, back in wire units.
+/// One robot's forecast, in wire units.
 #[derive(Debug, Clone)]
 pub struct ForecastOut {
     /// `P x H x D` (D the robot's state size).
@@ -48,68 +49,177 @@ pub struct ForecastOut {
     pub langevin_steps: u32,
 }
 
-/// Conditioning rows `[context (k x D), action (A)?]`, normalised, one per robot.
-pub fn cond_tensor(bundle: &ModelBundle, rows: &[Vec<f32>]) -> Result<Tensor> {
-    let c = bundle.cond_dim();
-    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-    Tensor::from_vec(flat, (rows.len(), c), &bundle.device)
+/// One observed transition, in wire units.
+#[derive(Debug, Clone, Copy)]
+pub struct Transition<'a> {
+    /// The states before it, oldest first: at least the model's context
+    /// (each model reads its own last `k`).
+    pub before: &'a [Vec<f32>],
+    /// The action taken (conditional models; `None`: unknown).
+    pub action: Option<&'a [f32]>,
+    /// The state reached.
+    pub next: &'a [f32],
 }
 
-/// Forecasts for a batch of robots. `contexts`: normalised `k x D` per robot;
-/// `actions`: normalised action per robot (conditional models), held over the
-/// horizon. The rollout shares one deadline.
-pub fn forecast(
-    bundle: &ModelBundle,
-    contexts: &[Vec<f32>],
-    actions: &[Vec<f32>],
-    cfg: &RolloutConfig,
-    rng: &mut Rng,
-    deadline: Option<Instant>,
-) -> Result<Vec<ForecastOut>> {
-    let (b, k, h, d) = (
-        contexts.len(),
-        bundle.context_len(),
-        cfg.horizon,
-        bundle.state_dim(),
-    );
-    let p = cfg.particles.max(1);
-    let flat: Vec<f32> = contexts.iter().flatten().copied().collect();
-    let ctx = Tensor::from_vec(flat, (b, k, d), &bundle.device)?;
-    let acts = if bundle.conditional() {
-        let a = actions.len();
-        if a != b {
-            candle_core::bail!("forecast: {a} actions for {b} robots");
-        }
-        let held: Vec<f32> = actions
-            .iter()
-            .flat_map(|a| std::iter::repeat_n(a.iter().copied(), h).flatten())
-            .collect();
-        let ad = bundle.model.config().action_dim;
-        Some(Tensor::from_vec(held, (b, h, ad), &bundle.device)?)
-    } else {
-        None
-    };
-    let r = rollout_until(&bundle.model, &ctx, acts.as_ref(), cfg, rng, deadline)?;
-    let states: Vec<f32> = r.states.flatten_all()?.to_vec1()?;
-    let energies: Vec<f32> = r.energies.flatten_all()?.to_vec1()?;
-    let per_robot = p * h * d;
-    let mut out = Vec::with_capacity(b);
-    for j in 0..b {
-        let raw = bundle.denormalize_state(&states[j * per_robot..(j + 1) * per_robot]);
-        let e: Vec<f32> = energies[j * p * h..(j + 1) * p * h]
-            .chunks(h)
-            .map(|c| c.iter().sum())
-            .collect();
-        let (mean, spread) = moments(&raw, p, h * d);
-        out.push(ForecastOut {
-            trajectories: raw,
-            energies: e,
-            mean,
-            spread,
-            langevin_steps: u32::try_from(r.langevin_steps).unwrap_or(u32::MAX),
-        });
+/// One robot's denoising problem, in wire units.
+#[derive(Debug, Clone, Copy)]
+pub struct DenoiseInput<'a> {
+    /// The prior's context, oldest first, ending in the best estimate of the
+    /// previous state (the previous denoised state where there is one).
+    pub before: &'a [Vec<f32>],
+    pub action: Option<&'a [f32]>,
+    /// The observed state.
+    pub observed: &'a [f32],
+}
+
+impl RobotModel {
+    /// Conditioning rows as a tensor `[n, C]`.
+    fn cond_tensor<'a>(
+        &self,
+        rows: impl Iterator<Item = (&'a [Vec<f32>], Option<&'a [f32]>)>,
+    ) -> Result<Tensor> {
+        let flat: Vec<f32> = rows.flat_map(|(b, a)| self.cond_row(b, a)).collect();
+        let n = flat.len() / self.cond_dim().max(1);
+        Tensor::from_vec(flat, (n, self.cond_dim()), &self.device)
     }
-    Ok(out)
+
+    /// States `[n, D]` in model units.
+    fn state_tensor<'a>(&self, states: impl Iterator<Item = &'a [f32]>) -> Result<Tensor> {
+        let flat: Vec<f32> = states.flat_map(|s| self.units.normalize_state(s)).collect();
+        let n = flat.len() / self.state_dim().max(1);
+        Tensor::from_vec(flat, (n, self.state_dim()), &self.device)
+    }
+
+    /// Forecasts for a batch of robots: `contexts` their recent states
+    /// (oldest first, at least `k`), `actions` their last actions, held over
+    /// the horizon (conditional models). The rollout shares one deadline.
+    pub fn forecast(
+        &self,
+        contexts: &[&[Vec<f32>]],
+        actions: &[Option<&[f32]>],
+        cfg: &RolloutConfig,
+        rng: &mut Rng,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<ForecastOut>> {
+        let (b, k, h, d) = (
+            contexts.len(),
+            self.context_len(),
+            cfg.horizon,
+            self.state_dim(),
+        );
+        let p = cfg.particles.max(1);
+        if let Some(short) = contexts.iter().find(|c| c.len() < k) {
+            candle_core::bail!(
+                "forecast: {} context states, the model takes {k}",
+                short.len()
+            );
+        }
+        let ctx = self.state_tensor(
+            contexts
+                .iter()
+                .flat_map(|c| c[c.len() - k..].iter().map(Vec::as_slice)),
+        )?;
+        let ctx = ctx.reshape((b, k, d))?;
+        let acts = if self.conditional() {
+            let a = actions.len();
+            if a != b {
+                candle_core::bail!("forecast: {a} actions for {b} robots");
+            }
+            let ad = self.action_dim();
+            let held: Vec<f32> = actions
+                .iter()
+                .flat_map(|a| {
+                    let a = self.units.normalize_action(*a, ad);
+                    std::iter::repeat_n(a, h).flatten()
+                })
+                .collect();
+            Some(Tensor::from_vec(held, (b, h, ad), &self.device)?)
+        } else {
+            None
+        };
+        let r = rollout_until(&self.model, &ctx, acts.as_ref(), cfg, rng, deadline)?;
+        let states: Vec<f32> = r.states.flatten_all()?.to_vec1()?;
+        let energies: Vec<f32> = r.energies.flatten_all()?.to_vec1()?;
+        let per_robot = p * h * d;
+        let mut out = Vec::with_capacity(b);
+        for j in 0..b {
+            let raw = self
+                .units
+                .denormalize_state(&states[j * per_robot..(j + 1) * per_robot]);
+            let e: Vec<f32> = energies[j * p * h..(j + 1) * p * h]
+                .chunks(h)
+                .map(|c| c.iter().sum())
+                .collect();
+            let (mean, spread) = moments(&raw, p, h * d);
+            out.push(ForecastOut {
+                trajectories: raw,
+                energies: e,
+                mean,
+                spread,
+                langevin_steps: u32::try_from(r.langevin_steps).unwrap_or(u32::MAX),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Conditioning rows and next states of `transitions` as tensors
+    /// `[n, C]`, `[n, D]`.
+    fn observed(&self, transitions: &[Transition]) -> Result<(Tensor, Tensor)> {
+        let c = self.cond_tensor(transitions.iter().map(|t| (t.before, t.action)))?;
+        let next = self.state_tensor(transitions.iter().map(|t| t.next))?;
+        Ok((c, next))
+    }
+
+    /// Energy of each observed transition (in the model's sample space:
+    /// change-space models score the scaled step, as their training did).
+    pub fn transition_energy(&self, transitions: &[Transition]) -> Result<Vec<f32>> {
+        let (c, next) = self.observed(transitions)?;
+        self.model.transition_energy(&next, Some(&c))?.to_vec1()
+    }
+
+    /// Energy and Stein features (`x_j dE/dx_j` in the model's sample space,
+    /// see [`ebm_core::stats::stein`]) of each observed transition: `n` and
+    /// `n x D`.
+    pub fn transition_scores(&self, transitions: &[Transition]) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (c, next) = self.observed(transitions)?;
+        let x = self.model.to_sample(&next, Some(&c))?;
+        let (e, g) = energy_and_grad(&[EnergyTerm::new(&self.model, Some(c))], &x)?;
+        let features = stein::features(&x.flatten_all()?.to_vec1()?, &g.flatten_all()?.to_vec1()?);
+        Ok((e.to_vec1()?, features))
+    }
+
+    /// Denoised states: Langevin from each observation on the sum of the
+    /// dynamics energy given its prior context and the Gaussian observation
+    /// term.
+    pub fn denoise(
+        &self,
+        inputs: &[DenoiseInput],
+        cfg: &DenoiseConfig,
+        rng: &mut Rng,
+    ) -> Result<Vec<Vec<f32>>> {
+        let c = self.cond_tensor(inputs.iter().map(|i| (i.before, i.action)))?;
+        let o = self.state_tensor(inputs.iter().map(|i| i.observed))?;
+        let gauss = ObservationEnergy { sigma: cfg.sigma };
+        // Langevin moves the state itself; a change-space model sees it as the
+        // scaled step from the previous state.
+        let in_state_space = InStateSpace(&self.model);
+        let dynamics: &dyn EnergyFunction = if self.model.config().delta_scale.is_empty() {
+            &self.model
+        } else {
+            &in_state_space
+        };
+        let terms = [
+            EnergyTerm::new(dynamics, Some(c)).weighted(cfg.dynamics_weight),
+            EnergyTerm::new(&gauss as &dyn EnergyFunction, Some(o.clone())),
+        ];
+        let sampler = LangevinSampler::new(cfg.langevin.clone())
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let chain = sampler.run(&terms, &o, None, rng, StepBudget::default())?;
+        let v: Vec<f32> = chain.x.flatten_all()?.to_vec1()?;
+        Ok(v.chunks(self.state_dim())
+            .map(|z| self.units.denormalize_state(z))
+            .collect())
+    }
 }
 
 /// Mean and standard deviation over `p` rows of width `w`.
@@ -133,46 +243,6 @@ fn moments(x: &[f32], p: usize, w: usize) -> (Vec<f32>, Vec<f32>) {
     )
 }
 
-/// Energy of each observed transition: `conds` are the conditioning rows
-/// (previous states and action), `next` the normalised new states.
-pub fn transition_energy(
-    bundle: &ModelBundle,
-    conds: &[Vec<f32>],
-    next: &[Vec<f32>],
-) -> Result<Vec<f32>> {
-    let (c, next) = observed(bundle, conds, next)?;
-    // Change-space models score the scaled step, as their training did.
-    bundle.model.transition_energy(&next, Some(&c))?.to_vec1()
-}
-
-/// Conditioning rows and next states as tensors `[n, C]`, `[n, D]`.
-fn observed(
-    bundle: &ModelBundle,
-    conds: &[Vec<f32>],
-    next: &[Vec<f32>],
-) -> Result<(Tensor, Tensor)> {
-    let c = cond_tensor(bundle, conds)?;
-    let flat: Vec<f32> = next.iter().flatten().copied().collect();
-    Ok((
-        c,
-        Tensor::from_vec(flat, (next.len(), bundle.state_dim()), &bundle.device)?,
-    ))
-}
-
-/// Energy and Stein features (`x_j dE/dx_j` in the model's sample space,
-/// see [`ebm_core::stats::stein`]) of each observed transition: `n` and `n x D`.
-pub fn transition_scores(
-    bundle: &ModelBundle,
-    conds: &[Vec<f32>],
-    next: &[Vec<f32>],
-) -> Result<(Vec<f32>, Vec<f32>)> {
-    let (c, next) = observed(bundle, conds, next)?;
-    let x = bundle.model.to_sample(&next, Some(&c))?;
-    let (e, g) = energy_and_grad(&[EnergyTerm::new(&bundle.model, Some(c))], &x)?;
-    let features = stein::features(&x.flatten_all()?.to_vec1()?, &g.flatten_all()?.to_vec1()?);
-    Ok((e.to_vec1()?, features))
-}
-
 /// A trajectory model's energy as a function of the next state.
 struct InStateSpace<'a>(&'a MlpEnergy);
 
@@ -180,40 +250,6 @@ impl EnergyFunction for InStateSpace<'_> {
     fn energy(&self, next: &Tensor, cond: Option<&Tensor>) -> Result<Tensor> {
         self.0.transition_energy(next, cond)
     }
-}
-
-/// Denoised states (normalised): Langevin from the observation on the sum of
-/// the dynamics energy given `priors` (conditioning rows ending in the
-/// previous denoised state) and the Gaussian observation term.
-pub fn denoise(
-    bundle: &ModelBundle,
-    priors: &[Vec<f32>],
-    obs: &[Vec<f32>],
-    cfg: &DenoiseConfig,
-    rng: &mut Rng,
-) -> Result<Vec<Vec<f32>>> {
-    let n = obs.len();
-    let c = cond_tensor(bundle, priors)?;
-    let flat: Vec<f32> = obs.iter().flatten().copied().collect();
-    let o = Tensor::from_vec(flat, (n, bundle.state_dim()), &bundle.device)?;
-    let gauss = ObservationEnergy { sigma: cfg.sigma };
-    // Langevin moves the state itself; a change-space model sees it as the
-    // scaled step from the previous state.
-    let in_state_space = InStateSpace(&bundle.model);
-    let dynamics: &dyn EnergyFunction = if bundle.model.config().delta_scale.is_empty() {
-        &bundle.model
-    } else {
-        &in_state_space
-    };
-    let terms = [
-        EnergyTerm::new(dynamics, Some(c)).weighted(cfg.dynamics_weight),
-        EnergyTerm::new(&gauss as &dyn EnergyFunction, Some(o.clone())),
-    ];
-    let sampler = LangevinSampler::new(cfg.langevin.clone())
-        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-    let chain = sampler.run(&terms, &o, None, rng, StepBudget::default())?;
-    let v: Vec<f32> = chain.x.flatten_all()?.to_vec1()?;
-    Ok(v.chunks(bundle.state_dim()).map(<[f32]>::to_vec).collect())
 }
 
 #[cfg(test)]
@@ -225,13 +261,13 @@ mod tests {
     /// Any robot: the daemon's computations know no fixed size.
     const DIM: usize = 9;
 
-    fn bundle() -> ModelBundle {
-        ModelBundle::untrained(3, DIM, vec![16], &Device::Cpu).unwrap()
+    fn model() -> RobotModel {
+        RobotModel::untrained(3, DIM, vec![16], &Device::Cpu).unwrap()
     }
 
     #[test]
     fn forecast_shapes_moments_and_units() {
-        let b = bundle();
+        let b = model();
         let cfg = RolloutConfig {
             horizon: 3,
             particles: 4,
@@ -244,8 +280,9 @@ mod tests {
                 clamp: None,
             },
         };
-        let ctx = vec![vec![0.5; DIM], vec![-1.0; DIM]];
-        let out = forecast(&b, &ctx, &[], &cfg, &mut Rng::new(0), None).unwrap();
+        let ctx = [vec![vec![0.5; DIM]], vec![vec![-1.0; DIM]]];
+        let ctx: Vec<&[Vec<f32>]> = ctx.iter().map(Vec::as_slice).collect();
+        let out = b.forecast(&ctx, &[], &cfg, &mut Rng::new(0), None).unwrap();
         assert_eq!(out.len(), 2);
         for (o, want) in out.iter().zip([0.5f32, -1.0]) {
             assert_eq!(o.trajectories.len(), 4 * 3 * DIM);
@@ -264,9 +301,9 @@ mod tests {
 
     /// An untrained change-space model (context 1, steps scaled by 1/2) with
     /// base weight `base`.
-    fn change_space_bundle(seed: u64, base: f32) -> ModelBundle {
+    fn change_space_model(seed: u64, base: f32) -> RobotModel {
         use ebm_core::{EnergyModel, MlpEnergy, MlpEnergyConfig, ParamStore};
-        let mut b = bundle();
+        let mut b = model();
         let mut cfg = MlpEnergyConfig::new(DIM);
         cfg.context_len = 1;
         cfg.hidden = vec![16];
@@ -283,13 +320,18 @@ mod tests {
     #[test]
     fn change_space_models_score_the_scaled_step() {
         use ebm_core::EnergyFunction;
-        let b = change_space_bundle(2, 0.0);
+        let b = change_space_model(2, 0.0);
         let prev = vec![vec![0.2; DIM]];
-        let next = vec![vec![0.7; DIM]];
-        let got = transition_energy(&b, &prev, &next).unwrap();
+        let next = vec![0.7; DIM];
+        let t = [Transition {
+            before: &prev,
+            action: None,
+            next: &next,
+        }];
+        let got = b.transition_energy(&t).unwrap();
         let energy_of = |v: f32| {
             let x = Tensor::from_vec(vec![v; DIM], (1, DIM), &Device::Cpu).unwrap();
-            let c = cond_tensor(&b, &prev).unwrap();
+            let c = Tensor::from_vec(prev[0].clone(), (1, DIM), &Device::Cpu).unwrap();
             b.model
                 .energy(&x, Some(&c))
                 .unwrap()
@@ -313,8 +355,18 @@ mod tests {
                 clamp: None,
             },
         };
-        let x = denoise(&b, &prev, &next, &cfg, &mut Rng::new(3)).unwrap();
-        let after = transition_energy(&b, &prev, &x).unwrap();
+        let input = [DenoiseInput {
+            before: &prev,
+            action: None,
+            observed: &next,
+        }];
+        let x = b.denoise(&input, &cfg, &mut Rng::new(3)).unwrap();
+        let t = [Transition {
+            before: &prev,
+            action: None,
+            next: &x[0],
+        }];
+        let after = b.transition_energy(&t).unwrap();
         assert!(after[0] < got[0] - 1e-3, "{} -> {}", got[0], after[0]);
     }
 
@@ -323,7 +375,7 @@ mod tests {
     #[test]
     fn transition_scores_give_the_energy_and_x_times_its_gradient() {
         use ebm_core::EnergyFunction;
-        let b = change_space_bundle(5, 1.0);
+        let b = change_space_model(5, 1.0);
         let prev = vec![vec![0.2; DIM], vec![-0.4; DIM]];
         let next: Vec<Vec<f32>> = (0..2)
             .map(|r| {
@@ -332,10 +384,17 @@ mod tests {
                     .collect()
             })
             .collect();
-        let (e, f) = transition_scores(&b, &prev, &next).unwrap();
-        let want_e = transition_energy(&b, &prev, &next).unwrap();
+        let t: Vec<Transition> = (0..2)
+            .map(|r| Transition {
+                before: &prev[r..r + 1],
+                action: None,
+                next: &next[r],
+            })
+            .collect();
+        let (e, f) = b.transition_scores(&t).unwrap();
+        let want_e = b.transition_energy(&t).unwrap();
         assert_eq!(f.len(), 2 * DIM);
-        let c = cond_tensor(&b, &prev).unwrap();
+        let c = Tensor::from_vec(prev.concat(), (2, DIM), &Device::Cpu).unwrap();
         let energy_at = |x: &[f32]| {
             let x = Tensor::from_vec(x.to_vec(), (2, DIM), &Device::Cpu).unwrap();
             b.model
@@ -441,9 +500,17 @@ mod tests {
         let priors = vec![vec![0.5, -1.0, 0.8], vec![-1.2, 0.3, -0.4]];
         let obs = vec![vec![1.0, 0.2, -0.3], vec![-0.6, -0.9, 0.7]];
         for scale in [vec![], vec![0.5f32, 1.0, 2.0]] {
-            let mut b = ModelBundle::untrained(0, 3, vec![6], &Device::Cpu).unwrap();
+            let mut b = RobotModel::untrained(0, 3, vec![6], &Device::Cpu).unwrap();
             b.model = quadratic_prior(&M, &B, &scale);
-            let got = denoise(&b, &priors, &obs, &cfg, &mut Rng::new(1)).unwrap();
+            let before: Vec<Vec<Vec<f32>>> = priors.iter().map(|p| vec![p.clone()]).collect();
+            let inputs: Vec<DenoiseInput> = (0..2)
+                .map(|r| DenoiseInput {
+                    before: &before[r],
+                    action: None,
+                    observed: &obs[r],
+                })
+                .collect();
+            let got = b.denoise(&inputs, &cfg, &mut Rng::new(1)).unwrap();
             let (mut from_obs, mut from_prior) = (0f64, 0f64);
             for r in 0..2 {
                 let s = &priors[r];

@@ -21,27 +21,26 @@
 
 use ebm_core::stats::stein;
 
-use crate::infer::transition_scores;
-use crate::model::ModelBundle;
+use crate::model::{RobotModel, Transition};
 use crate::RuntimeError;
 
 /// One model's contribution.
-pub struct OodExpert {
-    pub bundle: ModelBundle,
+pub struct Expert {
+    pub model: RobotModel,
     /// Median training energy (0 without stored percentiles).
     center: f32,
     /// Interquartile range of training energies (1 without).
     spread: f32,
 }
 
-impl OodExpert {
-    pub fn new(bundle: ModelBundle) -> Self {
-        let (center, spread) = match bundle.percentiles.as_deref() {
+impl Expert {
+    pub fn new(model: RobotModel) -> Self {
+        let (center, spread) = match model.percentiles.as_deref() {
             Some(p) if p.len() == 101 && p[75] > p[25] => (p[50], p[75] - p[25]),
             _ => (0.0, 1.0),
         };
         Self {
-            bundle,
+            model,
             center,
             spread,
         }
@@ -50,7 +49,7 @@ impl OodExpert {
 
 /// The score of one transition.
 #[derive(Debug, Clone, PartialEq)]
-pub struct OodValue {
+pub struct TransitionScore {
     /// The raw energy (one expert) or the sum of scaled energies.
     pub energy: f32,
     /// Percentile among training transitions: the expert's own, or with
@@ -65,8 +64,8 @@ pub struct OodValue {
 
 /// The score of a window of recent transitions.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct OodWindow {
-    /// Mean [`OodValue::energy`] over the window.
+pub struct WindowScore {
+    /// Mean [`TransitionScore::energy`] over the window.
     pub energy: f32,
     pub len: usize,
     /// Once the window is full: the highest over experts of its percentile
@@ -83,7 +82,7 @@ pub struct OodWindow {
 pub const DEFAULT_WINDOW: usize = 50;
 
 pub struct OodScorer {
-    experts: Vec<OodExpert>,
+    experts: Vec<Expert>,
     /// The experts' ids joined by `+`, put on every score message.
     model_id: String,
     /// Problems a user should see (OOD models that could not be used).
@@ -92,12 +91,12 @@ pub struct OodScorer {
 
 impl OodScorer {
     /// At least one model.
-    pub fn new(bundles: Vec<ModelBundle>) -> Self {
-        assert!(!bundles.is_empty(), "an OOD scorer needs a model");
-        let ids: Vec<&str> = bundles.iter().map(|b| b.model_id.as_str()).collect();
+    pub fn new(models: Vec<RobotModel>) -> Self {
+        assert!(!models.is_empty(), "an OOD scorer needs a model");
+        let ids: Vec<&str> = models.iter().map(|b| b.model_id.as_str()).collect();
         let model_id = ids.join("+");
         Self {
-            experts: bundles.into_iter().map(OodExpert::new).collect(),
+            experts: models.into_iter().map(Expert::new).collect(),
             model_id,
             warnings: Vec::new(),
         }
@@ -113,15 +112,15 @@ impl OodScorer {
     pub fn warnings(&self) -> Vec<String> {
         let own = self.warnings.iter().cloned();
         let experts = self.experts.iter().flat_map(|e| {
-            e.bundle
+            e.model
                 .warnings
                 .iter()
-                .map(move |w| format!("OOD model {}: {w}", e.bundle.model_id))
+                .map(move |w| format!("OOD model {}: {w}", e.model.model_id))
         });
         own.chain(experts).collect()
     }
 
-    pub fn experts(&self) -> &[OodExpert] {
+    pub fn experts(&self) -> &[Expert] {
         &self.experts
     }
 
@@ -135,7 +134,7 @@ impl OodScorer {
     pub fn context_len(&self) -> usize {
         self.experts
             .iter()
-            .map(|e| e.bundle.context_len())
+            .map(|e| e.model.context_len())
             .max()
             .unwrap_or(1)
     }
@@ -148,7 +147,7 @@ impl OodScorer {
 
     fn stored_window(&self) -> Option<usize> {
         let mut lens = self.experts.iter().map(|e| {
-            let b = &e.bundle;
+            let b = &e.model;
             match (&b.stein_window, &b.window_percentiles) {
                 (Some(t), _) => Some(t.window),
                 (None, Some(w)) => Some(w.window),
@@ -161,14 +160,14 @@ impl OodScorer {
 
     /// The window score of `recent` transitions (oldest first; the last
     /// [`Self::window_len`] count).
-    pub fn window(&self, recent: &[OodValue]) -> OodWindow {
+    pub fn window(&self, recent: &[TransitionScore]) -> WindowScore {
         let w = self.window_len();
         let recent = &recent[recent.len().saturating_sub(w)..];
         let len = recent.len();
         let energy = recent.iter().map(|v| v.energy).sum::<f32>() / len.max(1) as f32;
         let full = len == w && self.stored_window() == Some(w);
         let tests = self.experts.iter().enumerate().filter_map(|(i, ex)| {
-            let b = &ex.bundle;
+            let b = &ex.model;
             if let Some(test) = &b.stein_window {
                 let rows = recent.iter().map(|v| v.expert_features[i].as_slice());
                 let d = test.discrepancy(&stein::mean_of(rows, test.dim()));
@@ -186,7 +185,7 @@ impl OodScorer {
                     .reduce(|a, b| if b.0 > a.0 { b } else { a })
             })
             .flatten();
-        OodWindow {
+        WindowScore {
             energy,
             len,
             percentile: highest.map(|h| h.0),
@@ -196,20 +195,16 @@ impl OodScorer {
 
     /// True when every expert has stored training percentiles.
     pub fn calibrated(&self) -> bool {
-        self.experts.iter().all(|e| e.bundle.percentiles.is_some())
+        self.experts.iter().all(|e| e.model.percentiles.is_some())
     }
 
-    /// Scores of `n` transitions. `transitions(bundle)` gives each expert's
-    /// conditioning rows and next states, normalised its way (see
-    /// [`crate::model::conds_for`]).
-    pub fn score(
-        &self,
-        n: usize,
-        mut transitions: impl FnMut(&ModelBundle) -> (Vec<Vec<f32>>, Vec<Vec<f32>>),
-    ) -> Result<Vec<OodValue>, RuntimeError> {
+    /// Scores of observed `transitions` (wire units): every expert reads
+    /// its own context and units from them.
+    pub fn score(&self, transitions: &[Transition]) -> Result<Vec<TransitionScore>, RuntimeError> {
+        let n = transitions.len();
         let single = self.experts.len() == 1;
         let mut out = vec![
-            OodValue {
+            TransitionScore {
                 energy: 0.0,
                 percentile: Some(0.0),
                 expert_energies: Vec::with_capacity(self.experts.len()),
@@ -221,14 +216,12 @@ impl OodScorer {
             return Ok(out);
         }
         for ex in &self.experts {
-            let (conds, next) = transitions(&ex.bundle);
-            let d = ex.bundle.state_dim();
-            debug_assert!(next.iter().all(|s| s.len() == d));
-            let (energies, features) = transition_scores(&ex.bundle, &conds, &next)?;
+            let d = ex.model.state_dim();
+            let (energies, features) = ex.model.transition_scores(transitions)?;
             if energies.len() != n {
                 return Err(RuntimeError::Model(format!(
                     "OOD model {} scored {} of {n} transitions",
-                    ex.bundle.model_id,
+                    ex.model.model_id,
                     energies.len()
                 )));
             }
@@ -240,7 +233,7 @@ impl OodScorer {
                 } else {
                     (e - ex.center) / ex.spread
                 };
-                o.percentile = match (o.percentile, ex.bundle.percentile(e)) {
+                o.percentile = match (o.percentile, ex.model.percentile(e)) {
                     (Some(a), Some(b)) => Some(if b.is_nan() { 100.0 } else { a.max(b) }),
                     _ => None,
                 };
@@ -257,33 +250,43 @@ mod tests {
 
     const DIM: usize = 8;
 
-    /// An untrained bundle with percentiles `p_i = offset + i * step`.
-    fn expert(seed: u64, offset: f32, step: f32) -> ModelBundle {
-        let mut b = ModelBundle::untrained(seed, DIM, vec![16], &Device::Cpu).unwrap();
+    /// An untrained model with percentiles `p_i = offset + i * step`.
+    fn expert(seed: u64, offset: f32, step: f32) -> RobotModel {
+        let mut b = RobotModel::untrained(seed, DIM, vec![16], &Device::Cpu).unwrap();
         b.percentiles = Some((0..101).map(|i| offset + i as f32 * step).collect());
         b
     }
 
-    fn transitions(b: &ModelBundle) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
-        let conds = (0..3)
-            .map(|i| crate::model::conds_for(b, &[vec![0.1 * i as f32; DIM]], None))
-            .collect();
-        let next = (0..3)
-            .map(|i| b.normalize_state(&[0.2 - 0.3 * i as f32; DIM]))
-            .collect();
-        (conds, next)
+    /// Three transitions' states before and after, in wire units.
+    fn states() -> (Vec<Vec<Vec<f32>>>, Vec<Vec<f32>>) {
+        let before = (0..3).map(|i| vec![vec![0.1 * i as f32; DIM]]).collect();
+        let next = (0..3).map(|i| vec![0.2 - 0.3 * i as f32; DIM]).collect();
+        (before, next)
+    }
+
+    fn transitions<'a>(before: &'a [Vec<Vec<f32>>], next: &'a [Vec<f32>]) -> Vec<Transition<'a>> {
+        before
+            .iter()
+            .zip(next)
+            .map(|(b, n)| Transition {
+                before: b,
+                action: None,
+                next: n,
+            })
+            .collect()
     }
 
     #[test]
     fn one_expert_gives_its_energy_and_percentile() {
         let b = expert(1, -1.0, 0.02);
-        let (raw, features) =
-            transition_scores(&b, &transitions(&b).0, &transitions(&b).1).unwrap();
+        let (before, next) = states();
+        let ts = transitions(&before, &next);
+        let (raw, features) = b.transition_scores(&ts).unwrap();
         let scorer = OodScorer::new(vec![b]);
-        let s = scorer.score(3, transitions).unwrap();
+        let s = scorer.score(&ts).unwrap();
         for (i, (v, e)) in s.iter().zip(&raw).enumerate() {
             assert_eq!(v.energy, *e);
-            assert_eq!(v.percentile, scorer.experts()[0].bundle.percentile(*e));
+            assert_eq!(v.percentile, scorer.experts()[0].model.percentile(*e));
             assert_eq!(
                 v.expert_features,
                 [features[i * DIM..(i + 1) * DIM].to_vec()]
@@ -296,12 +299,10 @@ mod tests {
     fn several_experts_add_their_scaled_energies_and_report_the_highest_percentile() {
         // Medians 0 and 10; interquartile ranges 1 and 10.
         let (a, b) = (expert(1, -1.0, 0.02), expert(2, 0.0, 0.2));
-        let ea = transition_scores(&a, &transitions(&a).0, &transitions(&a).1)
-            .unwrap()
-            .0;
-        let eb = transition_scores(&b, &transitions(&b).0, &transitions(&b).1)
-            .unwrap()
-            .0;
+        let (before, next) = states();
+        let ts = transitions(&before, &next);
+        let ea = a.transition_scores(&ts).unwrap().0;
+        let eb = b.transition_scores(&ts).unwrap().0;
         let (pa, pb): (Vec<f32>, Vec<f32>) = ea
             .iter()
             .zip(&eb)
@@ -309,7 +310,7 @@ mod tests {
             .unzip();
         let scorer = OodScorer::new(vec![a, b]);
         assert_eq!(scorer.model_id(), "untrained-seed1+untrained-seed2");
-        let s = scorer.score(3, transitions).unwrap();
+        let s = scorer.score(&ts).unwrap();
         for i in 0..3 {
             let want = ea[i] / 1.0 + (eb[i] - 10.0) / 10.0;
             assert!(
@@ -325,7 +326,7 @@ mod tests {
         let scorer = OodScorer::new(vec![expert(1, -1.0, 0.02), c]);
         assert!(!scorer.calibrated());
         assert!(scorer
-            .score(3, transitions)
+            .score(&ts)
             .unwrap()
             .iter()
             .all(|v| v.percentile.is_none()));
@@ -344,7 +345,7 @@ mod tests {
         b.window_percentiles = Some(table(10.0));
         let scorer = OodScorer::new(vec![a, b]);
         assert_eq!(scorer.window_len(), 3);
-        let v = |energy: f32, ea: f32, eb: f32| OodValue {
+        let v = |energy: f32, ea: f32, eb: f32| TransitionScore {
             energy,
             percentile: Some(50.0),
             expert_energies: vec![ea, eb],
@@ -379,7 +380,7 @@ mod tests {
         a.window_percentiles = Some(table(0.0));
         let scorer = OodScorer::new(vec![a, c]);
         assert_eq!(scorer.window_len(), DEFAULT_WINDOW);
-        let full: Vec<OodValue> = (0..DEFAULT_WINDOW).map(|_| v(1.0, 0.5, 0.5)).collect();
+        let full: Vec<TransitionScore> = (0..DEFAULT_WINDOW).map(|_| v(1.0, 0.5, 0.5)).collect();
         assert_eq!(scorer.window(&full).percentile, None);
     }
 
@@ -407,7 +408,7 @@ mod tests {
         });
         let scorer = OodScorer::new(vec![a]);
         assert_eq!(scorer.window_len(), 2);
-        let v = |f: f32| OodValue {
+        let v = |f: f32| TransitionScore {
             energy: 0.0,
             percentile: Some(50.0),
             expert_energies: vec![0.0],

@@ -16,121 +16,29 @@
 //!   they are dropped and counted. Errors and panics in inference are counted
 //!   and the thread keeps serving.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub(crate) use crate::worker::Worker;
-use ebm_msgs::{
-    DenoisedState, Encoding, ErrorCode, ErrorReply, Forecast, ForecastRequest, OodScore, RobotId,
-    RobotState,
-};
+use ebm_msgs::{Encoding, ErrorCode, ErrorReply, ForecastRequest, OodScore, RobotId, RobotState};
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
+pub mod inbox;
+mod query_share;
+mod worker;
+
+use inbox::{padded, Inbox, QueryJob, Shared, Slot, StreamJob};
+pub use inbox::{QueryReply, StreamOutput};
+use worker::Worker;
+
+use crate::binding::Binding;
 use crate::config::RuntimeConfig;
 use crate::counters::Counters;
-use crate::fleet::Binding;
 use crate::model::StateRange;
+use crate::ood::OodMonitor;
 use crate::RuntimeError;
-
-/// What the engine produces for one processed state.
-#[derive(Debug, Clone)]
-pub struct StreamOutput {
-    pub robot: RobotId,
-    /// Encoding the robot's state came in; outputs go out in the same.
-    pub encoding: Encoding,
-    /// `None` for a state outside the model's range (fail closed: its OOD
-    /// score is flagged with the reason).
-    pub forecast: Option<Forecast>,
-    /// `None` for the first state of an episode or after a gap.
-    pub ood: Option<OodScore>,
-    pub denoised: Option<DenoisedState>,
-}
-
-pub type QueryReply = Result<Forecast, ErrorReply>;
-
-pub(crate) struct StreamJob {
-    pub(crate) robot: RobotId,
-    pub(crate) encoding: Encoding,
-    pub(crate) state: RobotState,
-    /// The `k` states ending at `state` (oldest first, padded at episode
-    /// start), `k` the longest context of the forecast and OOD models; each
-    /// model reads its own last rows ([`last_rows`]).
-    pub(crate) context: Vec<Vec<f32>>,
-    /// The `k` states before `state`, when its predecessor was received.
-    pub(crate) previous: Option<Vec<Vec<f32>>>,
-}
-
-pub(crate) struct QueryJob {
-    pub(crate) req: ForecastRequest,
-    pub(crate) robot: RobotId,
-    pub(crate) received: Instant,
-    pub(crate) reply: oneshot::Sender<QueryReply>,
-}
-
-pub(crate) struct Slot {
-    /// Last `k` states of the current episode, consecutive, newest last.
-    pub(crate) history: VecDeque<RobotState>,
-    pub(crate) pending: Option<StreamJob>,
-    pub(crate) next_due: Instant,
-    /// When the robot's last state arrived.
-    pub(crate) last_seen: Instant,
-}
-
-#[derive(Default)]
-pub(crate) struct Inbox {
-    pub(crate) robots: HashMap<RobotId, Slot>,
-    pub(crate) queries: VecDeque<QueryJob>,
-    pub(crate) pending: usize,
-    pub(crate) stop: bool,
-    /// Robots whose per-robot state the worker must drop (their slots were
-    /// freed, or a state outside the model's range restarts them).
-    pub(crate) forget: Vec<RobotId>,
-}
-
-impl Inbox {
-    /// Frees the slots of robots idle for `idle` or longer that have no
-    /// state waiting (longest idle first), at most `limit`; the ids go to
-    /// `forget`. Returns how many were freed.
-    pub(crate) fn evict_idle(&mut self, now: Instant, idle: Duration, limit: usize) -> usize {
-        if idle.is_zero() {
-            return 0;
-        }
-        let mut idle_robots: Vec<(Instant, RobotId)> = self
-            .robots
-            .iter()
-            .filter(|(_, s)| {
-                s.pending.is_none() && now.saturating_duration_since(s.last_seen) >= idle
-            })
-            .map(|(id, s)| (s.last_seen, id.clone()))
-            .collect();
-        idle_robots.sort();
-        idle_robots.truncate(limit);
-        for (_, id) in &idle_robots {
-            self.robots.remove(id);
-        }
-        let n = idle_robots.len();
-        self.forget
-            .extend(idle_robots.into_iter().map(|(_, id)| id));
-        n
-    }
-}
-
-pub(crate) struct Shared {
-    pub(crate) inbox: Mutex<Inbox>,
-    pub(crate) wake: Condvar,
-    pub(crate) counters: Arc<Counters>,
-}
-
-impl Shared {
-    /// The inbox, even if a thread panicked while holding it (its data stays
-    /// consistent: every update is a single insert or take).
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Inbox> {
-        self.inbox.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
 
 /// Limits the submitting side checks.
 #[derive(Debug, Clone)]
@@ -172,25 +80,6 @@ pub fn forecast_bytes(horizon: usize, particles: usize, state_dim: usize, enc: E
     floats.saturating_mul(per_float).saturating_add(1024)
 }
 
-/// The last `k` of `rows` (all when fewer).
-pub(crate) fn last_rows(rows: &[Vec<f32>], k: usize) -> &[Vec<f32>] {
-    &rows[rows.len().saturating_sub(k)..]
-}
-
-/// The last `k` states (oldest first), the oldest repeated when fewer exist.
-pub(crate) fn padded(states: &VecDeque<RobotState>, k: usize) -> Option<Vec<Vec<f32>>> {
-    let n = states.len();
-    if n == 0 {
-        return None;
-    }
-    let first = &states[0].state;
-    let mut rows: Vec<Vec<f32>> = states.iter().take(n).map(|s| s.state.clone()).collect();
-    while rows.len() < k {
-        rows.insert(0, first.clone());
-    }
-    Some(rows.split_off(rows.len() - k))
-}
-
 impl Engine {
     /// Starts the inference thread on `binding`'s model; results go to `outputs`.
     pub fn start(
@@ -205,7 +94,7 @@ impl Engine {
             counters,
         });
         let Binding {
-            bundle,
+            model,
             ood,
             denoise,
             ..
@@ -213,29 +102,29 @@ impl Engine {
         let ood_calibrated = ood.calibrated();
         let limits = Limits {
             robot_idle: Duration::from_secs_f64(cfg.engine.robot_idle_s),
-            state_dim: bundle.state_dim(),
+            state_dim: model.state_dim(),
             // The action size any of its models takes (they agree: see
             // `load_ood_scorer`); 0 when none is conditional.
             action_dim: ood
                 .experts()
                 .iter()
-                .map(|e| e.bundle.action_dim())
-                .chain([bundle.action_dim()])
+                .map(|e| e.model.action_dim())
+                .chain([model.action_dim()])
                 .max()
                 .unwrap_or(0),
             // Robots' histories serve the forecast model and every OOD model.
-            k: bundle.context_len().max(ood.context_len()),
+            k: model.context_len().max(ood.context_len()),
             max_robots: cfg.engine.max_robots,
             max_horizon: cfg.query.max_horizon,
             max_particles: cfg.query.max_particles,
             queue: cfg.query.queue,
         };
-        let range = bundle.state_range(cfg.ood.max_sigma);
+        let range = model.state_range(cfg.ood.max_sigma);
         let ood_model_id = ood.model_id().to_owned();
         let worker = Worker::new(
             Arc::clone(&shared),
-            ood,
-            bundle,
+            OodMonitor::new(ood, &cfg.ood),
+            model,
             denoise,
             cfg,
             outputs.clone(),

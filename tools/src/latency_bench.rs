@@ -1,4 +1,4 @@
-//! `ebm-runtime bench`: state-to-forecast latency through the daemon over
+//! `ebm-tools bench`: state-to-forecast latency through the daemon over
 //! Zenoh, and how many robots one machine serves at a given rate (batched
 //! forecasts timed on the inference path itself). A benchmark, not a test.
 
@@ -9,9 +9,8 @@ use ebm_msgs::{decode, encode, Encoding, Forecast, RobotId, RobotState};
 use serde::Serialize;
 
 use ebm_runtime::config::RuntimeConfig;
-use ebm_runtime::infer;
 use ebm_runtime::local::LocalDaemon;
-use ebm_runtime::model::ModelBundle;
+use ebm_runtime::model::RobotModel;
 use ebm_runtime::RuntimeError;
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,11 +48,11 @@ pub async fn bench(
 ) -> Result<BenchReport, RuntimeError> {
     let device = ebm_core::device::select(&cfg.device)?;
     cfg.forecast.rate_hz = 1000.0; // never rate-limited: each state is served at once
-    let bundle = ModelBundle::from_config(cfg.default_model()?, cfg.seed, &device)?;
-    let model_id = bundle.model_id.clone();
+    let served = RobotModel::from_config(cfg.default_model()?, cfg.seed, &device)?;
+    let model_id = served.model_id.clone();
     // The served robot's sizes: any robot.
-    let (state_dim, action_dim) = (bundle.state_dim(), bundle.robot.action_dim);
-    let daemon = LocalDaemon::start(cfg.clone(), bundle).await?;
+    let (state_dim, action_dim) = (served.state_dim(), served.robot.action_dim);
+    let daemon = LocalDaemon::start(cfg.clone(), served).await?;
     let robot = RobotId::new("bench")?;
     let publisher = daemon.state_publisher(&robot).await?;
     let (_sub, mut rx) = daemon.subscribe(daemon.keys.forecast(&robot)).await?;
@@ -94,24 +93,29 @@ pub async fn bench(
     lat.sort_by(f64::total_cmp);
 
     // Batched forecasts on the inference path (one thread, as the daemon).
-    let bundle = ModelBundle::from_config(cfg.default_model()?, cfg.seed, &device)?;
+    let model = RobotModel::from_config(cfg.default_model()?, cfg.seed, &device)?;
     let rc = cfg.forecast.rollout();
     let mut batch_seconds = Vec::new();
     let mut best: f64 = 0.0;
     for &b in batches {
-        let ctx: Vec<Vec<f32>> = (0..b)
+        // States near the training mean (0.1 sd), actions at it (unknown).
+        let ctx: Vec<Vec<Vec<f32>>> = (0..b)
             .map(|_| {
-                rng.normal_vec(state_dim * bundle.context_len())
-                    .iter()
-                    .map(|v| v * 0.1)
+                (0..model.context_len())
+                    .map(|_| {
+                        let z: Vec<f32> =
+                            rng.normal_vec(state_dim).iter().map(|v| v * 0.1).collect();
+                        model.units.denormalize_state(&z)
+                    })
                     .collect()
             })
             .collect();
-        let acts: Vec<Vec<f32>> = (0..b).map(|_| vec![0.0; bundle.action_dim()]).collect();
+        let ctx: Vec<&[Vec<f32>]> = ctx.iter().map(Vec::as_slice).collect();
+        let acts = vec![None; b];
         let reps = 2;
         let t0 = Instant::now();
         for _ in 0..reps {
-            infer::forecast(&bundle, &ctx, &acts, &rc, &mut rng, None)?;
+            model.forecast(&ctx, &acts, &rc, &mut rng, None)?;
         }
         let secs = t0.elapsed().as_secs_f64() / reps as f64;
         batch_seconds.push((b, secs));

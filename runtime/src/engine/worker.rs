@@ -1,25 +1,26 @@
 //! The engine's inference thread: takes work from the inbox (due robots,
 //! batched, and queries, sharing the thread by `query.max_share`), runs forecasts, OOD scores and denoising, and
 //! hands results to the publisher; errors and panics are counted and it keeps
-//! serving. See [`crate::engine`] for the inbox it drains.
+//! serving. See [`super::inbox`] for the inbox it drains. Robots' states go
+//! to the model in their own units and come back in them; the OOD side
+//! ([`OodMonitor`]) turns scores into messages.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ebm_core::Rng;
-use ebm_msgs::{DenoisedState, ErrorCode, ErrorReply, Forecast, OodScore, RobotId};
+use ebm_msgs::{DenoisedState, ErrorCode, ErrorReply, Forecast, RobotId};
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
+use super::inbox::{padded, QueryJob, Shared, StreamJob, StreamOutput};
+use super::query_share::QueryShare;
 use crate::config::{DenoiseConfig, RuntimeConfig};
 use crate::counters::Counters;
-use crate::engine::{last_rows, padded, QueryJob, Shared, StreamJob, StreamOutput};
-use crate::infer::{self, ForecastOut};
-use crate::model::ModelBundle;
-use crate::ood_score::{OodScorer, OodValue};
-use crate::query_share::QueryShare;
+use crate::model::{DenoiseInput, ForecastOut, RobotModel, Transition};
+use crate::ood::OodMonitor;
 use crate::RuntimeError;
 
 /// A robot's latest states when its query is taken up.
@@ -42,19 +43,16 @@ enum Work {
 
 pub(crate) struct Worker {
     shared: Arc<Shared>,
-    /// Scores observed transitions (the OOD models, or the forecast model).
-    ood: OodScorer,
-    bundle: ModelBundle,
+    /// Scores observed transitions (the OOD models, or the forecast model)
+    /// and keeps each robot's OOD window.
+    ood: OodMonitor,
+    model: RobotModel,
     denoise_cfg: DenoiseConfig,
     cfg: RuntimeConfig,
     rng: Rng,
     outputs: mpsc::Sender<StreamOutput>,
-    /// Last denoised state per robot: (episode, seq, normalised state).
+    /// Last denoised state per robot: (episode, seq, state).
     denoised: HashMap<RobotId, (u64, u64, Vec<f32>)>,
-    /// Energies seen, for online OOD percentiles when the checkpoint has none.
-    calibration: Vec<f32>,
-    /// Each robot's recent OOD scores in its episode (at most a window).
-    ood_windows: HashMap<RobotId, VecDeque<OodValue>>,
     /// Queries' share of the thread while streaming work waits.
     share: QueryShare,
 }
@@ -62,8 +60,8 @@ pub(crate) struct Worker {
 impl Worker {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        ood: OodScorer,
-        bundle: ModelBundle,
+        ood: OodMonitor,
+        model: RobotModel,
         denoise_cfg: DenoiseConfig,
         cfg: &RuntimeConfig,
         outputs: mpsc::Sender<StreamOutput>,
@@ -71,14 +69,12 @@ impl Worker {
         Self {
             shared,
             ood,
-            bundle,
+            model,
             denoise_cfg,
             cfg: cfg.clone(),
             rng: Rng::new(cfg.seed),
             outputs,
             denoised: HashMap::new(),
-            calibration: Vec::new(),
-            ood_windows: HashMap::new(),
             share: QueryShare::new(cfg.query.max_share),
         }
     }
@@ -89,7 +85,7 @@ impl Worker {
             // range) start afresh.
             for id in &forget {
                 self.denoised.remove(id);
-                self.ood_windows.remove(id);
+                self.ood.forget(id);
             }
             let c = Arc::clone(&self.shared.counters);
             let t0 = Instant::now();
@@ -155,7 +151,7 @@ impl Worker {
                     let ctx = inbox.robots.get(&job.robot).and_then(|s| {
                         let last = s.history.back()?;
                         Some(QueryContext {
-                            context: padded(&s.history, self.bundle.context_len())?,
+                            context: padded(&s.history, self.model.context_len())?,
                             action: last.last_action.clone(),
                             seq: last.seq,
                         })
@@ -196,10 +192,6 @@ impl Worker {
         }
     }
 
-    fn conds(&self, states: &[Vec<f32>], action: Option<&[f32]>) -> Vec<f32> {
-        crate::model::conds_for(&self.bundle, states, action)
-    }
-
     fn forecast_msg(
         &self,
         robot: &RobotId,
@@ -212,7 +204,7 @@ impl Worker {
         Forecast {
             robot_id: robot.to_string(),
             seq,
-            model_id: self.bundle.model_id.clone(),
+            model_id: self.model.model_id.clone(),
             horizon: h as u32,
             particles: p as u32,
             trajectories: f.trajectories,
@@ -248,12 +240,13 @@ impl Worker {
         let mut rc = self.cfg.forecast.rollout();
         rc.horizon = job.req.horizon as usize;
         rc.particles = job.req.particles as usize;
-        let row: Vec<f32> = context
-            .iter()
-            .flat_map(|s| self.bundle.normalize_state(s))
-            .collect();
-        let act = self.bundle.normalize_action(action.as_deref());
-        let result = infer::forecast(&self.bundle, &[row], &[act], &rc, &mut self.rng, deadline);
+        let result = self.model.forecast(
+            &[&context],
+            &[action.as_deref()],
+            &rc,
+            &mut self.rng,
+            deadline,
+        );
         let reply = match result {
             Ok(mut v) if !v.is_empty() => {
                 let f = v.swap_remove(0);
@@ -294,83 +287,83 @@ impl Worker {
         Counters::inc(&c.batches);
         Counters::add(&c.batched_robots, n as u64);
         Counters::max(&c.batch_max, n as u64);
-        let b = &self.bundle;
-        let contexts: Vec<Vec<f32>> = jobs
+        let m = &self.model;
+        let contexts: Vec<&[Vec<f32>]> = jobs.iter().map(|j| j.context.as_slice()).collect();
+        let actions: Vec<Option<&[f32]>> = jobs
             .iter()
-            .map(|j| {
-                last_rows(&j.context, b.context_len())
-                    .iter()
-                    .flat_map(|s| b.normalize_state(s))
-                    .collect()
-            })
-            .collect();
-        let actions: Vec<Vec<f32>> = jobs
-            .iter()
-            .map(|j| b.normalize_action(j.state.last_action.as_deref()))
+            .map(|j| j.state.last_action.as_deref())
             .collect();
         let rc = self.cfg.forecast.rollout();
         let deadline = (self.cfg.forecast.deadline_ms > 0)
             .then(|| Instant::now() + Duration::from_millis(self.cfg.forecast.deadline_ms));
         let t0 = Instant::now();
-        let forecasts = infer::forecast(b, &contexts, &actions, &rc, &mut self.rng, deadline)?;
+        let forecasts = m.forecast(&contexts, &actions, &rc, &mut self.rng, deadline)?;
         let forecast_us = t0.elapsed().as_micros() as u64;
 
         // OOD: observed transitions into each state.
-        let obs: Vec<Vec<f32>> = jobs
-            .iter()
-            .map(|j| b.normalize_state(&j.state.state))
-            .collect();
         let with_prev: Vec<usize> = (0..n).filter(|&i| jobs[i].previous.is_some()).collect();
-        let scores = self.ood.score(with_prev.len(), |ob| {
-            let conds = with_prev
-                .iter()
-                .filter_map(|&i| {
-                    let j = &jobs[i];
-                    Some(crate::model::conds_for(
-                        ob,
-                        last_rows(j.previous.as_ref()?, ob.context_len()),
-                        j.state.last_action.as_deref(),
-                    ))
+        let transitions: Vec<Transition> = with_prev
+            .iter()
+            .filter_map(|&i| {
+                let j = &jobs[i];
+                Some(Transition {
+                    before: j.previous.as_deref()?,
+                    action: j.state.last_action.as_deref(),
+                    next: &j.state.state,
                 })
-                .collect();
-            let next = with_prev
-                .iter()
-                .map(|&i| ob.normalize_state(&jobs[i].state.state))
-                .collect();
-            (conds, next)
-        })?;
+            })
+            .collect();
+        let scores = self.ood.score(&transitions)?;
 
         // Denoising: the prior is the previous denoised state when it is the
         // immediate predecessor, else the previous observation, else the
         // observation itself (first state of an episode).
-        let priors: Vec<Vec<f32>> = jobs
+        let priors: Vec<Vec<Vec<f32>>> = jobs
             .iter()
             .map(|j| {
-                let ctx = last_rows(j.previous.as_ref().unwrap_or(&j.context), b.context_len());
-                let mut row = self.conds(ctx, j.state.last_action.as_deref());
-                if let Some((ep, seq, x)) = self.denoised.get(&j.robot) {
+                let mut before = j.previous.clone().unwrap_or_else(|| j.context.clone());
+                if let (Some((ep, seq, x)), Some(last)) =
+                    (self.denoised.get(&j.robot), before.last_mut())
+                {
                     if *ep == j.state.episode && *seq + 1 == j.state.seq && j.previous.is_some() {
-                        let (k, d) = (b.context_len(), b.state_dim());
-                        row[(k - 1) * d..k * d].copy_from_slice(x);
+                        last.clone_from(x);
                     }
                 }
-                row
+                before
             })
             .collect();
-        let denoised = infer::denoise(b, &priors, &obs, &self.denoise_cfg, &mut self.rng)?;
+        let inputs: Vec<DenoiseInput> = jobs
+            .iter()
+            .zip(&priors)
+            .map(|(j, before)| DenoiseInput {
+                before,
+                action: j.state.last_action.as_deref(),
+                observed: &j.state.state,
+            })
+            .collect();
+        let denoised = m.denoise(&inputs, &self.denoise_cfg, &mut self.rng)?;
+        drop(inputs);
+        drop(transitions);
 
         let mut ood_iter = with_prev.iter().zip(scores);
         let mut next_ood = ood_iter.next();
         for (i, ((job, f), x)) in jobs.into_iter().zip(forecasts).zip(denoised).enumerate() {
             let ood = match next_ood {
-                Some((&idx, e)) if idx == i => {
+                Some((&idx, score)) if idx == i => {
                     next_ood = ood_iter.next();
-                    Some(self.ood_msg(&job, e))
+                    let msg = self.ood.judge(&job.robot, job.state.seq, score);
+                    if msg.flagged {
+                        Counters::inc(&c.ood_flagged);
+                    }
+                    if msg.window_flagged {
+                        Counters::inc(&c.ood_window_flagged);
+                    }
+                    Some(msg)
                 }
                 _ => {
                     // No transition into this state: a new episode (or a gap)
                     // starts a new window.
-                    self.ood_windows.remove(&job.robot);
+                    self.ood.forget(&job.robot);
                     Counters::inc(&c.ood_skipped);
                     None
                 }
@@ -381,8 +374,8 @@ impl Worker {
             let denoised_msg = DenoisedState {
                 robot_id: job.robot.to_string(),
                 seq,
-                model_id: self.bundle.model_id.clone(),
-                state: self.bundle.denormalize_state(&x),
+                model_id: self.model.model_id.clone(),
+                state: x.clone(),
             };
             // A non-finite estimate is never the next prior.
             if x.iter().all(|v| v.is_finite()) {
@@ -404,76 +397,5 @@ impl Worker {
             }
         }
         Ok(())
-    }
-
-    fn ood_msg(&mut self, job: &StreamJob, score: OodValue) -> OodScore {
-        let c = &self.shared.counters;
-        let energy = score.energy;
-        // Fail closed: an energy too large to represent is the most unusual
-        // transition there is, published as such with the reason.
-        let reason = (!energy.is_finite()).then(|| {
-            "the transition's energy is not finite: far outside the model's training data"
-                .to_owned()
-        });
-        let (percentile, trusted) = match score.percentile {
-            Some(p) => (p, true),
-            None => {
-                let cap = self.cfg.ood.online_calibration;
-                let cal = &mut self.calibration;
-                let p = if cal.is_empty() {
-                    50.0
-                } else {
-                    let below = cal.partition_point(|&v| v < energy);
-                    let upto = cal.partition_point(|&v| v <= energy);
-                    100.0 * (below + upto) as f32 / (2 * cal.len()) as f32
-                };
-                if cal.len() < cap && energy.is_finite() {
-                    let at = cal.partition_point(|&v| v < energy);
-                    cal.insert(at, energy);
-                }
-                (p, cal.len() >= cap)
-            }
-        };
-        let percentile = if percentile.is_finite() && reason.is_none() {
-            percentile
-        } else {
-            100.0
-        };
-        let flag_at = self.cfg.ood.flag_percentile;
-        let flagged = reason.is_some() || (trusted && f64::from(percentile) >= flag_at);
-        if flagged {
-            Counters::inc(&c.ood_flagged);
-        }
-        let w = self.ood.window_len();
-        let recent = self.ood_windows.entry(job.robot.clone()).or_default();
-        recent.push_back(score);
-        while recent.len() > w {
-            recent.pop_front();
-        }
-        let window = self.ood.window(recent.make_contiguous());
-        let window_flagged = window.percentile.is_some_and(|p| f64::from(p) >= flag_at);
-        if window_flagged {
-            Counters::inc(&c.ood_window_flagged);
-        }
-        OodScore {
-            robot_id: job.robot.to_string(),
-            seq: job.state.seq,
-            model_id: self.ood.model_id().to_owned(),
-            energy: if energy.is_finite() { energy } else { f32::MAX },
-            percentile,
-            flagged,
-            window_energy: if window.energy.is_finite() {
-                window.energy
-            } else {
-                f32::MAX
-            },
-            window_len: window.len as u32,
-            window_discrepancy: window
-                .discrepancy
-                .map(|d| if d.is_finite() { d } else { f32::MAX }),
-            window_percentile: window.percentile,
-            window_flagged,
-            reason,
-        }
     }
 }
