@@ -10,12 +10,14 @@
 #   scripts/traj-experiment.sh                 # both environments
 #   ENVS=traj scripts/traj-experiment.sh       # the rapier hand only
 #   ENVS=shadow SETTINGS=cond scripts/traj-experiment.sh
+#   ENVS=fetch scripts/traj-experiment.sh      # the MuJoCo Fetch arm
 #
 # Recordings: out/sim/hand.mcap (ebm-sim generate --trajectories 25000
 # --seed 0) and out/hand_mj/hand-bincode.mcap (sim-data/mujoco/hand_record.py
 # --trajectories 50000 --seed 0 --workers 2 --out out/hand_mj/hand.mcap, then
 # ebm-sim convert out/hand_mj/hand.mcap out/hand_mj/hand-bincode.mcap, which
-# loads about 5x faster); see docs/trajectories.md.
+# loads about 5x faster); out/fetch/fetch.mcap (sim-data/mujoco/fetch_record.py
+# --trajectories 6000 --seed 0 --out out/fetch/fetch.mcap); see docs/trajectories.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENVS=${ENVS:-"traj shadow"}
@@ -29,6 +31,7 @@ title() {
   case $env in
     traj) what="Rapier hand-cube" ;;
     shadow) what="Shadow hand with a block (MuJoCo)" ;;
+    fetch) what="Fetch arm (MuJoCo)" ;;
     *) what=$env ;;
   esac
   case $setting in

@@ -8,7 +8,7 @@ use ebm_msgs::{Encoding, RobotId};
 use ebm_sim_data::episode::{mix, simulate, Control, Seeds};
 use ebm_sim_data::generate::{generate, GenerateOptions};
 use ebm_sim_data::inspect::{inspect, DimStats};
-use ebm_sim_data::plot::{write_png, COLORS};
+use ebm_sim_data::plot::write_svg;
 use ebm_sim_data::policy::Behaviour;
 use ebm_sim_data::sim_speed::{sim_throughput, PAPER_FRAMES};
 use ebm_sim_data::SimConfig;
@@ -66,7 +66,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// PNG of several futures of one start state, coloured by behaviour.
+    /// SVG of several futures of one start state, coloured by behaviour.
     Plot {
         #[arg(long)]
         out: PathBuf,
@@ -329,17 +329,12 @@ fn plot(
             }
         }
     }
-    write_png(out, &trajectories)?;
+    write_svg(out, &trajectories, cfg.control_period_s)?;
     println!(
         "wrote {} ({} trajectories from one start state; {} dropped the cube and are not drawn)",
         out.display(),
         trajectories.len(),
         failed
     );
-    println!("panels: top cube rotation vector x, y, z relative to the start (+-1 rad, clipped); bottom cube position x, y, z relative to the start (+-3 cm, clipped); time left to right");
-    for b in Behaviour::ALL {
-        let c = COLORS[b.index()];
-        println!("  rgb({:>3},{:>3},{:>3}) {b:?}", c[0], c[1], c[2]);
-    }
     Ok(())
 }

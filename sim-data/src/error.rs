@@ -22,11 +22,10 @@ pub enum SimError {
         #[source]
         source: std::io::Error,
     },
-    #[error("could not write the PNG {path}")]
-    Png {
+    #[error("could not draw the figure {path}: {reason}")]
+    Figure {
         path: std::path::PathBuf,
-        #[source]
-        source: png::EncodingError,
+        reason: String,
     },
     #[error("invalid import option `{option}`: must be {rule}")]
     InvalidImport {

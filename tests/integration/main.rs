@@ -5,6 +5,7 @@ mod fleet;
 mod harness;
 mod models;
 mod models_shadow;
+mod module_graph;
 mod recordings;
 mod replay;
 mod ros2_bridge;

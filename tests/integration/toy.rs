@@ -45,8 +45,19 @@ fn toy_training_covers_every_mode_and_summed_energies_land_in_the_intersection(
     assert!(o.subset_b.fraction_in(&[4, 5]) > 0.2, "{:?}", o.subset_b);
 
     for f in &o.figures {
-        let bytes = std::fs::read(f)?;
-        assert_eq!(&bytes[1..4], b"PNG", "{} is not a PNG", f.display());
+        let svg = std::fs::read_to_string(f)?;
+        assert!(svg.starts_with("<svg"), "{} is not an SVG", f.display());
+        // Axes: both coordinates labelled.
+        let labels: Vec<&str> = svg
+            .split("</text>")
+            .filter_map(|t| t.rsplit('>').next())
+            .map(str::trim)
+            .collect();
+        assert!(
+            labels.contains(&"x") && labels.contains(&"y"),
+            "{}: {labels:?}",
+            f.display()
+        );
     }
     // Each model's run directory holds a loadable latest checkpoint.
     for run in ["ring", "subset_a", "subset_b"] {

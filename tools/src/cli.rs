@@ -246,8 +246,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 "model {}: {} test episodes, horizon {}, {} particles, {} Langevin steps per forecast, {:.1} ms per forecast",
                 r.model_id, r.episodes, r.horizon, r.particles, r.langevin_steps, r.mean_compute_ms
             );
-            println!("{:>5} {:>10} {:>10}", "step", "rmse", "frechet");
-            for (i, (e, f)) in r.rmse.iter().zip(&r.fd).enumerate() {
+            println!("{:>5} {:>10} {:>10}", "step", "mse", "frechet");
+            for (i, (e, f)) in r.mse.iter().zip(&r.fd).enumerate() {
                 println!("{:>5} {e:>10.4} {f:>10.4}", i + 1);
             }
             println!("average Frechet distance: {:.4}", r.avg_fd);

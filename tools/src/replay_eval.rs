@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use ebm_core::stats::frechet::{frechet_distance, GaussianFit};
+use ebm_core::stats::forecast_error::StepErrors;
 use ebm_msgs::recording::{
     LastActions, RecordingEvent, RecordingHeader, RecordingReader, HEADER_RECORD,
 };
@@ -31,8 +31,9 @@ pub struct ReplayEvalReport {
     pub episodes: usize,
     pub horizon: usize,
     pub particles: usize,
-    /// Per horizon step (1..=H): RMSE of the particle mean, normalised units.
-    pub rmse: Vec<f64>,
+    /// Per horizon step (1..=H): mean squared error of the particle mean,
+    /// normalised units (as `ebm-train traj eval`'s `mse_ebm`).
+    pub mse: Vec<f64>,
     /// Per horizon step: Frechet distance, predicted particles vs truth.
     pub fd: Vec<f64>,
     pub avg_fd: f64,
@@ -161,52 +162,36 @@ pub async fn replay_eval(
     drop(publisher);
     daemon.stop().await?;
 
-    // Score in normalised units: per step, B * P predicted rows vs B true rows.
+    // Score in normalised units, as the offline evaluation does: per step,
+    // B * P predicted rows vs B true rows.
     let d = scorer.state_dim();
-    let mut rmse = Vec::with_capacity(h);
-    let mut fd = Vec::with_capacity(h);
-    for step in 0..h {
-        let mut pred: Vec<Vec<f32>> = Vec::new();
-        let mut truth: Vec<Vec<f32>> = Vec::new();
-        let mut se = 0.0;
-        for (f, ep) in forecasts.iter().zip(&eps) {
-            let t = scorer.units.normalize_state(&ep[k + step].state);
+    let units = &scorer.units;
+    let mut pred: Vec<Vec<Vec<f32>>> = vec![Vec::new(); h];
+    let mut truth: Vec<Vec<Vec<f32>>> = vec![Vec::new(); h];
+    for (f, ep) in forecasts.iter().zip(&eps) {
+        for step in 0..h {
+            truth[step].push(units.normalize_state(&ep[k + step].state));
             for j in 0..p {
                 let o = (j * h + step) * d;
-                pred.push(scorer.units.normalize_state(&f.trajectories[o..o + d]));
+                pred[step].push(units.normalize_state(&f.trajectories[o..o + d]));
             }
-            let m = scorer
-                .units
-                .normalize_state(&f.mean[step * d..(step + 1) * d]);
-            se += m
-                .iter()
-                .zip(&t)
-                .map(|(a, b)| f64::from(a - b).powi(2))
-                .sum::<f64>()
-                / d as f64;
-            truth.push(t);
         }
-        rmse.push((se / forecasts.len() as f64).sqrt());
-        let fit = |rows: &[Vec<f32>]| GaussianFit::of_rows(rows.iter().map(Vec::as_slice), d);
-        fd.push(match (fit(&pred), fit(&truth)) {
-            (Some(a), Some(b)) => frechet_distance(&a, &b),
-            _ => f64::NAN,
-        });
     }
+    let errors = StepErrors::of(&pred, &truth, d);
     let report = ReplayEvalReport {
         model_id,
         episodes: forecasts.len(),
         horizon: h,
         particles: p,
-        avg_fd: fd.iter().sum::<f64>() / h as f64,
+        avg_fd: errors.average_fd(),
         mean_compute_ms: forecasts
             .iter()
             .map(|f| f.compute_us as f64 / 1e3)
             .sum::<f64>()
             / forecasts.len() as f64,
         langevin_steps: forecasts.first().map_or(0, |f| f.langevin_steps),
-        rmse,
-        fd,
+        mse: errors.mse,
+        fd: errors.fd,
     };
     if let Some(out) = out {
         std::fs::create_dir_all(out).map_err(|source| RuntimeError::Io {

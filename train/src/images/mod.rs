@@ -4,6 +4,7 @@
 pub mod config;
 pub mod dataset;
 pub mod eval;
+pub mod grid;
 pub mod loaders;
 pub mod ood;
 pub mod restore;

@@ -15,7 +15,8 @@ use super::dataset::ImageData;
 use super::eval::{class_energies, in_distribution_score, load_latest};
 use super::loaders::Split;
 use super::restore::argmin;
-use crate::figure::histograms;
+use crate::plot::{histogram_chart, Axes, Histogram, BLUE, GREEN, ORANGE, RED};
+use plotters::prelude::RGBColor;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct OodRow {
@@ -47,7 +48,8 @@ pub fn ood_sets(test: &Tensor, rng: &mut Rng) -> Result<Vec<(String, Tensor)>> {
     ])
 }
 
-/// AUROC per OOD set and a histogram PNG of energies (train, test, OOD).
+/// AUROC per OOD set and a histogram of energies (train, test, OOD sets;
+/// `energy_histogram.svg`).
 pub fn ood(
     cfg: &ImageConfig,
     base: &Path,
@@ -71,27 +73,42 @@ pub fn ood(
     let s_test = in_distribution_score(&m, &test)?;
     let s_train = in_distribution_score(&m, &train)?;
     let mut rows = Vec::new();
-    let mut hist: Vec<(Vec<f64>, [u8; 3])> = vec![
-        (s_train.iter().map(|s| -s).collect(), [31, 119, 180]),
-        (s_test.iter().map(|s| -s).collect(), [44, 160, 44]),
+    let mut hist: Vec<(String, Vec<f64>, RGBColor)> = vec![
+        (
+            "training digits".into(),
+            s_train.iter().map(|s| -s).collect(),
+            BLUE,
+        ),
+        (
+            "test digits".into(),
+            s_test.iter().map(|s| -s).collect(),
+            GREEN,
+        ),
     ];
-    let colours = [
-        [214, 39, 40],
-        [255, 127, 14],
-        [148, 103, 189],
-        [140, 86, 75],
-    ];
+    let colours = [RED, ORANGE, RGBColor(148, 103, 189), RGBColor(140, 86, 75)];
     for ((name, set), colour) in ood_sets(&test, &mut rng)?.into_iter().zip(colours) {
         let s = in_distribution_score(&m, &set)?;
+        hist.push((name.clone(), s.iter().map(|v| -v).collect(), colour));
         rows.push(OodRow {
             ood_set: name,
             images: s.len(),
             auroc: auroc(&s_test, &s).unwrap_or(f64::NAN),
         });
-        hist.push((s.iter().map(|v| -v).collect(), colour));
     }
-    let series: Vec<(&[f64], [u8; 3])> = hist.iter().map(|(v, c)| (v.as_slice(), *c)).collect();
-    histograms(&series, 60, 720, 360).save_png(&out.join("energy_histogram.png"))?;
+    let series: Vec<Histogram> = hist
+        .iter()
+        .map(|(name, values, color)| Histogram {
+            name,
+            color: *color,
+            values,
+        })
+        .collect();
+    let axes = Axes {
+        title: "Energies of training, test and out-of-distribution images",
+        x: "energy: E(x), or min over classes of E(x, y) (lower: more like training)",
+        y: "share of the set's images per bin",
+    };
+    histogram_chart(&out.join("energy_histogram.svg"), &series, 60, &axes)?;
     std::fs::write(out.join("ood.json"), serde_json::to_vec_pretty(&rows)?)?;
     Ok(rows)
 }

@@ -13,8 +13,8 @@ use serde::Serialize;
 use super::config::ImageConfig;
 use super::dataset::{ImageData, NUM_CLASSES};
 use super::eval::{class_energies, langevin_rounds, load_latest, mse};
+use super::grid::image_grid;
 use super::loaders::Split;
-use crate::figure::image_grid;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoreRow {

@@ -12,7 +12,7 @@ use ebm_core::{EnergyTerm, LangevinConfig, LangevinSampler, Rng};
 use super::config::ImageConfig;
 use super::dataset::{ImageData, NUM_CLASSES};
 use super::eval::{load_history, load_latest, TrainedImageModel};
-use crate::figure::image_grid;
+use super::grid::image_grid;
 
 const PER_ROW: usize = 10;
 

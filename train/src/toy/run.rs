@@ -9,10 +9,10 @@ use ebm_core::{EnergyFunction, EnergyModel, EnergyTerm, LangevinSampler, MlpEner
 use serde::Serialize;
 
 use super::{EvalConfig, ModeReport, RingMixture, ToyConfig};
-use crate::figure::Canvas;
+use crate::plot::{energy_maps, EnergyMap};
 
-const PANEL: usize = 320;
-const GRID: usize = 128;
+/// Energy grid cells per side of a landscape panel.
+const GRID: usize = 64;
 
 /// Trains one energy on `ring` with the toy's trainer settings (seed offset
 /// by `seed_offset`), checkpointing into `run_dir` when given.
@@ -89,44 +89,50 @@ pub fn energy_grid(terms: &[EnergyTerm], half: f64, n: usize, device: &Device) -
     Ok(e.to_vec1::<f32>()?.into_iter().map(f64::from).collect())
 }
 
-fn panel(
-    terms: &[EnergyTerm],
-    samples: &[[f64; 2]],
-    ring: &RingMixture,
-    half: f64,
-    device: &Device,
-) -> Result<Canvas> {
-    let mut c = Canvas::new(PANEL, PANEL, [0, 0, 0]);
-    c.heat_map(&energy_grid(terms, half, GRID, device)?, GRID, GRID);
-    let to_px = |p: [f64; 2]| {
-        (
-            (p[0] + half) / (2.0 * half) * PANEL as f64,
-            (half - p[1]) / (2.0 * half) * PANEL as f64,
-        )
-    };
-    for i in 0..ring.modes {
-        let (x, y) = to_px(ring.center(i));
-        c.circle(
-            x,
-            y,
-            3.0 * ring.sigma / (2.0 * half) * PANEL as f64,
-            [255, 255, 255],
-        );
-    }
-    for &p in samples {
-        let (x, y) = to_px(p);
-        c.dot(x, y, 1, [230, 40, 40]);
-    }
-    Ok(c)
+/// One landscape panel: the summed energy of `terms` on a grid, the ring's
+/// modes (3 sigma circles) and the samples.
+struct Panel {
+    title: String,
+    energy: Vec<f64>,
+    samples: Vec<[f64; 2]>,
 }
 
-fn strip(panels: &[Canvas]) -> Canvas {
-    let gap = 8;
-    let mut out = Canvas::new(panels.len() * (PANEL + gap) - gap, PANEL, [255, 255, 255]);
-    for (i, p) in panels.iter().enumerate() {
-        out.blit(p, i * (PANEL + gap), 0);
+impl Panel {
+    fn new(
+        title: &str,
+        terms: &[EnergyTerm],
+        samples: &[[f64; 2]],
+        half: f64,
+        device: &Device,
+    ) -> Result<Self> {
+        Ok(Self {
+            title: title.into(),
+            energy: energy_grid(terms, half, GRID, device)?,
+            samples: samples.to_vec(),
+        })
     }
-    out
+}
+
+/// `panels` side by side with the ring's modes, as an SVG at `path`.
+fn draw(path: &Path, title: &str, panels: &[Panel], ring: &RingMixture, half: f64) -> Result<()> {
+    let circles: Vec<(f64, f64, f64)> = (0..ring.modes)
+        .map(|i| {
+            let c = ring.center(i);
+            (c[0], c[1], 3.0 * ring.sigma)
+        })
+        .collect();
+    let maps: Vec<EnergyMap> = panels
+        .iter()
+        .map(|p| EnergyMap {
+            title: &p.title,
+            values: &p.energy,
+            n: GRID,
+            half,
+            circles: &circles,
+            points: &p.samples,
+        })
+        .collect();
+    energy_maps(path, title, &maps)
 }
 
 /// Figures of a whole toy run.
@@ -152,7 +158,7 @@ pub struct ToyRun {
 
 impl ToyRun {
     /// Trains the ring model and the two subset models under `out/`, samples
-    /// them, writes `landscape.png`, `composition.png` and `report.json`.
+    /// them, writes `landscape.svg`, `composition.svg` and `report.json`.
     pub fn run(&self, out: &Path) -> Result<ToyOutcome> {
         let cfg = &self.cfg;
         let d = &cfg.data;
@@ -198,15 +204,33 @@ impl ToyRun {
         let s_b = sample_terms(&t_b, &cfg.eval, half, seed + 2, &self.device)?;
         let s_sum = sample_terms(&t_sum, &cfg.eval, half, seed + 3, &self.device)?;
 
-        let landscape = out.join("landscape.png");
-        panel(&t_full, &s_full, &ring, half, &self.device)?.save_png(&landscape)?;
-        let composition = out.join("composition.png");
-        strip(&[
-            panel(&t_a, &s_a, &ring, half, &self.device)?,
-            panel(&t_b, &s_b, &ring, half, &self.device)?,
-            panel(&t_sum, &s_sum, &ring, half, &self.device)?,
-        ])
-        .save_png(&composition)?;
+        let dev = &self.device;
+        let landscape = out.join("landscape.svg");
+        draw(
+            &landscape,
+            "Learned energy of the ring (dark = low), its modes (3 sigma) and samples",
+            &[Panel::new(
+                "E, trained on every mode",
+                &t_full,
+                &s_full,
+                half,
+                dev,
+            )?],
+            &ring,
+            half,
+        )?;
+        let composition = out.join("composition.svg");
+        draw(
+            &composition,
+            "Composition: E_A + E_B samples where both subsets' modes meet",
+            &[
+                Panel::new("E_A (subset A)", &t_a, &s_a, half, dev)?,
+                Panel::new("E_B (subset B)", &t_b, &s_b, half, dev)?,
+                Panel::new("E_A + E_B", &t_sum, &s_sum, half, dev)?,
+            ],
+            &ring,
+            half,
+        )?;
 
         let intersection = cfg.intersection();
         let sum = ModeReport::of(&s_sum, &ring);

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use ebm_core::checkpoint;
 use ebm_core::rollout::rollout;
-use ebm_core::stats::frechet::{frechet_distance, GaussianFit};
+use ebm_core::stats::forecast_error::StepErrors;
 use ebm_core::{FcBaseline, MlpEnergy, Rng};
 use ebm_msgs::recording::{self, Dataset};
 use ndarray::{s, Array3, Axis};
@@ -86,31 +86,6 @@ fn window(
         v.extend(a.slice(s![i, from..from + len, ..]).iter());
     }
     Ok(Tensor::from_vec(v, (ids.len(), len, d), device)?)
-}
-
-fn per_step(pred: &[Vec<Vec<f32>>], truth: &[Vec<Vec<f32>>], d: usize) -> (Vec<f64>, Vec<f64>) {
-    // pred[h] = rows of predicted states at step h, truth[h] = true rows.
-    let mut fd = Vec::new();
-    let mut mse = Vec::new();
-    for (p, t) in pred.iter().zip(truth) {
-        let gp = GaussianFit::of_rows(p.iter().map(Vec::as_slice), d);
-        let gt = GaussianFit::of_rows(t.iter().map(Vec::as_slice), d);
-        fd.push(match (gp, gt) {
-            (Some(a), Some(b)) => frechet_distance(&a, &b),
-            _ => f64::NAN,
-        });
-        let per = p.len() / t.len().max(1);
-        let mut err = 0.0;
-        for (j, tr) in t.iter().enumerate() {
-            for k in 0..d {
-                let m: f64 =
-                    (0..per).map(|q| f64::from(p[j * per + q][k])).sum::<f64>() / per as f64;
-                err += (m - f64::from(tr[k])).powi(2);
-            }
-        }
-        mse.push(err / (t.len() * d).max(1) as f64);
-    }
-    (fd, mse)
 }
 
 /// State dimensions drawn in the rollout figure: the six that move most
@@ -197,9 +172,13 @@ pub fn evaluate(
             .collect())
     };
     let truth_rows = by_step(&truth.unsqueeze(1)?)?;
-    let (fd_ebm, mse_ebm) = per_step(&by_step(&f.ebm)?, &truth_rows, d);
-    let (fd_fc, mse_fc) = per_step(&by_step(&f.fc)?, &truth_rows, d);
-    let (fd_fc_noisy, mse_fc_noisy) = per_step(&by_step(&f.fc_noisy)?, &truth_rows, d);
+    let per_step = |pred: &Tensor| -> Result<(Vec<f64>, Vec<f64>)> {
+        let e = StepErrors::of(&by_step(pred)?, &truth_rows, d);
+        Ok((e.fd, e.mse))
+    };
+    let (fd_ebm, mse_ebm) = per_step(&f.ebm)?;
+    let (fd_fc, mse_fc) = per_step(&f.fc)?;
+    let (fd_fc_noisy, mse_fc_noisy) = per_step(&f.fc_noisy)?;
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let report = TrajEvalReport {
         test_trajectories: test.len(),

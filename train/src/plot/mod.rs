@@ -1,10 +1,19 @@
-//! Figures with plotters (SVG: axes with labels and units, ticks, legends
-//! and titles; nothing to install, any browser and GitHub show them).
+//! Every chart of `ebm-train`, with plotters (SVG: axes with labels and
+//! units, ticks, legends and titles; nothing to install, any browser and
+//! GitHub show them): lines with bands and panels of lines (this file),
+//! histograms ([`histogram`]) and energy landscapes ([`energy_map`]).
+//! Pictures (grids of generated images) are PNGs: `images/grid.rs`.
 
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
+
+pub mod energy_map;
+pub mod histogram;
+
+pub use energy_map::{energy_maps, EnergyMap};
+pub use histogram::{histogram_chart, Histogram};
 
 /// One line of a chart: its legend name, colour, points and an optional
 /// `(lo, hi)` band per point drawn under it; `thin` lines (particles) are
