@@ -20,7 +20,14 @@
 //!   that turns a recording into `[N, T, state_dim]` / `[N, T, action_dim]` arrays;
 //! - ROS 2 messages in CDR ([`ros2`]): `JointState`, `Float64MultiArray`,
 //!   `JointTrajectory`, `DiagnosticArray` and their parts, for the bag
-//!   importer and the ROS 2 bridge.
+//!   importer and the ROS 2 bridge;
+//! - JSON schemas of the recorded messages ([`schema`], for Foxglove), the
+//!   record-by-record MCAP reader both recordings and bags use
+//!   (`mcap_stream`), and payload mutations for robustness tests
+//!   ([`mutate`]).
+//!
+//! Where it sits: at the bottom of the workspace; every other crate speaks
+//! through these types.
 //!
 //! It does not depend on Zenoh: the runtime maps [`Encoding`] to a Zenoh
 //! encoding through [`Encoding::mime`].

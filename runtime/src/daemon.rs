@@ -40,6 +40,7 @@ use crate::engine::StreamOutput;
 use crate::error::StateError;
 use crate::fleet::Fleet;
 use crate::model::RobotModel;
+use crate::reply_encoding::ReplyEncodings;
 use crate::ros2::Ros2Bridge;
 use crate::{transport, RuntimeError};
 
@@ -95,14 +96,25 @@ pub async fn serve(
     let session = transport::open(&cfg.zenoh).await?;
     let listen = listening(&keys, &fleet, cfg.unknown_robots);
     let (err_tx, err_rx) = mpsc::channel::<StateError>(ERROR_BACKLOG);
+    let encodings = ReplyEncodings::default();
     let mut subscribers = Vec::new();
     for (state_key, _, owner) in &listen {
         let (fleet, keys, err_tx) = (Arc::clone(&fleet), keys.clone(), err_tx.clone());
-        let (counters, owner) = (Arc::clone(&counters), *owner);
+        let (counters, owner, encodings) = (Arc::clone(&counters), *owner, encodings.clone());
         subscribers.push(
             session
                 .declare_subscriber(state_key.clone())
-                .callback(move |sample| ingest(&fleet, &keys, &counters, &err_tx, owner, &sample))
+                .callback(move |sample| {
+                    let ctx = Ingest {
+                        fleet: &fleet,
+                        keys: &keys,
+                        c: &counters,
+                        errors: &err_tx,
+                        encodings: &encodings,
+                        owner,
+                    };
+                    ingest(&ctx, &sample)
+                })
                 .await
                 .map_err(RuntimeError::zenoh("declaring a state subscriber"))?,
         );
@@ -141,6 +153,7 @@ pub async fn serve(
     let publisher = tokio::spawn(publish_outputs(
         session.clone(),
         keys.clone(),
+        encodings,
         out_rx,
         Arc::clone(&counters),
         Arc::clone(&bridge),
@@ -271,14 +284,26 @@ fn route(fleet: &Fleet, robot: &RobotId, owner: Option<usize>) -> Option<Option<
 /// Decodes one state sample and hands it to the engine of the robot's
 /// model, or counts the drop; a state refused for its robot (unknown, wrong
 /// size) is answered on the robot's error key.
-fn ingest(
-    fleet: &Fleet,
-    keys: &KeySpace,
-    c: &Counters,
-    errors: &mpsc::Sender<StateError>,
+/// What a state subscriber needs.
+struct Ingest<'a> {
+    fleet: &'a Fleet,
+    keys: &'a KeySpace,
+    c: &'a Counters,
+    errors: &'a mpsc::Sender<StateError>,
+    encodings: &'a ReplyEncodings,
+    /// The binding this subscriber serves (`None`: every binding).
     owner: Option<usize>,
-    sample: &Sample,
-) {
+}
+
+fn ingest(ctx: &Ingest, sample: &Sample) {
+    let Ingest {
+        fleet,
+        keys,
+        c,
+        errors,
+        encodings,
+        owner,
+    } = *ctx;
     let Some(robot) = keys.robot_of(sample.key_expr().as_str(), "state") else {
         Counters::inc(&c.states_received);
         Counters::inc(&c.states_malformed);
@@ -307,7 +332,8 @@ fn ingest(
     };
     match decode::<RobotState>(&sample.payload().to_bytes(), encoding) {
         Ok(state) if state.robot_id == robot.as_str() => {
-            if let Err(e) = engine.submit_state(robot.clone(), state, encoding) {
+            encodings.remember(&robot, encoding);
+            if let Err(e) = engine.submit_state(robot.clone(), state) {
                 refuse(e);
             }
         }
@@ -494,6 +520,7 @@ async fn put<M: Message>(p: &Publisher<'static>, msg: &M, enc: Encoding, c: &Cou
 async fn publish_outputs(
     session: zenoh::Session,
     keys: KeySpace,
+    encodings: ReplyEncodings,
     mut rx: mpsc::Receiver<StreamOutput>,
     c: Arc<Counters>,
     ros2: Arc<Ros2Bridge>,
@@ -524,7 +551,7 @@ async fn publish_outputs(
         let Some(p) = publishers.get(&out.robot) else {
             continue;
         };
-        let enc = out.encoding;
+        let enc = encodings.of(&out.robot);
         if let Some(forecast) = &out.forecast {
             if put(&p.forecast, forecast, enc, &c).await {
                 Counters::inc(&c.forecasts_published);

@@ -6,7 +6,8 @@
 //! ([`daemon`], [`ros2`]) -> the robot's slot in its model's engine
 //! ([`engine::inbox`]) -> the model, in the robot's units in and out
 //! ([`model::RobotModel`]: normalisation, conditioning, calibration) and the
-//! OOD side ([`ood`]) -> messages -> encode -> wire.
+//! OOD side ([`ood`]) -> messages -> encode ([`reply_encoding`]: as the
+//! robot's state came) -> wire.
 //!
 //! - [`config`]: `configs/runtime.toml`, parsed strictly;
 //! - [`model`]: a served model of one robot in its units: loading, units,
@@ -23,6 +24,7 @@
 //! - [`ros2`]: ROS 2 robots over rmw_zenoh (joint states in; forecasts,
 //!   denoised states and OOD diagnostics out as ROS 2 topics);
 //! - [`transport`]: the one place Zenoh is configured;
+//! - [`reply_encoding`]: the encoding each robot's outputs go out in;
 //! - [`counters`]: every input, drop, error and output, published as status;
 //! - [`local`]: an in-process daemon with a connected client;
 //! - [`cli_support`]: the command-line overrides shared with `ebm-tools`.
@@ -44,6 +46,7 @@ pub mod fleet;
 pub mod local;
 pub mod model;
 pub mod ood;
+pub mod reply_encoding;
 pub mod ros2;
 pub mod transport;
 

@@ -1,6 +1,7 @@
 /// mimalloc keeps freed pages for reuse: candle allocates a fresh buffer per
-/// tensor op, and the system allocator's page faults and zeroing of those took
-/// a third of image sampling's time.
+/// tensor op (the tensor paths of forecasts and denoising), and the system
+/// allocator's page faults and zeroing of those cost a large share of
+/// inference time.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

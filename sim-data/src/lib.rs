@@ -1,8 +1,17 @@
-//! `ebm-sim-data`: the hand-cube simulator on rapier3d (a Shadow-hand-like
-//! hand with 24 joints and 20 actuators, a free cube on the upturned palm), a
-//! scripted multimodal manipulation policy, dataset generation into MCAP
-//! recordings (through `ebm-msgs`), replay of recordings over Zenoh, and the
-//! import of ROS 2 bags into recordings ([`ros2_import`]).
+//! `ebm-sim-data`: the hand-cube simulator and the recordings made from it,
+//! and the import of ROS 2 bags into recordings. On `ebm-msgs` (recordings)
+//! and rapier3d; no network: publishing a recording over Zenoh is
+//! `ebm-tools replay`.
+//!
+//! - The robot: [`layout`] (the state and action layout, the only place
+//!   that knows the hand's sizes), [`hand`] (its kinematic tree), [`sim`]
+//!   (the rapier3d world), [`wrist`] (the kinematic wrist), [`config`].
+//! - Its data: [`policy`] (scripted behaviours), [`episode`] (one simulated
+//!   trajectory and the rule for those that go wrong), [`generate`] (a
+//!   dataset written as a recording), [`inspect`] (a recording's statistics),
+//!   [`plot`] (futures of one start state, SVG), [`sim_speed`] (frames per
+//!   second).
+//! - Other robots' data: [`ros2_import`] (rosbag2 MCAP to a recording).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

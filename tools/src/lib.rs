@@ -1,5 +1,7 @@
 //! `ebm-tools`: what is built around the runtime daemon but is not the
-//! daemon (which a Jetson runs, and which links no simulator):
+//! daemon (which a Jetson runs, and which links no simulator). On
+//! `ebm-runtime` (an in-process daemon, its Zenoh configuration), the
+//! simulator and the recordings:
 //!
 //! - [`demo`]: the daemon serving two robots of different kinds at once, the
 //!   live simulated hand and a replayed recording of another robot, with a

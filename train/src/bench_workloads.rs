@@ -1,4 +1,5 @@
-//! `ebm-train bench`: the five workloads of `shared/bench/WORKLOADS.md` with
+//! `ebm-train bench`: the five workloads of the benchmark (`bench/compare.py`
+//! runs them against the PyTorch peer; docs/benchmarks.md) with
 //! the peer's exact shapes (F1, F2 forecasts; T1 a trajectory training
 //! iteration; I1 an image training iteration; I2 image sampling), timed as
 //! the peer times them: one warm-up unit, then the median of `reps` units.

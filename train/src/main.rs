@@ -56,7 +56,7 @@ enum Command {
         #[command(subcommand)]
         command: TrajCommand,
     },
-    /// The benchmark workloads of shared/bench/WORKLOADS.md (F1 F2 T1 I1 I2);
+    /// The benchmark workloads (F1 F2 T1 I1 I2; docs/benchmarks.md);
     /// `bench/compare.py` runs them beside the PyTorch peer.
     Bench(commands::bench::BenchArgs),
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ebm_msgs::{
-    DenoisedState, Encoding, ErrorReply, Forecast, ForecastRequest, OodScore, RobotId, RobotState,
+    DenoisedState, ErrorReply, Forecast, ForecastRequest, OodScore, RobotId, RobotState,
 };
 use tokio::sync::oneshot;
 
@@ -17,8 +17,6 @@ use crate::counters::Counters;
 #[derive(Debug, Clone)]
 pub struct StreamOutput {
     pub robot: RobotId,
-    /// Encoding the robot's state came in; outputs go out in the same.
-    pub encoding: Encoding,
     /// `None` for a state outside the model's range (fail closed: its OOD
     /// score is flagged with the reason).
     pub forecast: Option<Forecast>,
@@ -31,7 +29,6 @@ pub type QueryReply = Result<Forecast, ErrorReply>;
 
 pub(crate) struct StreamJob {
     pub(crate) robot: RobotId,
-    pub(crate) encoding: Encoding,
     pub(crate) state: RobotState,
     /// The `k` states ending at `state` (oldest first, padded at episode
     /// start), `k` the longest context of the forecast and OOD models; each

@@ -196,19 +196,14 @@ impl Engine {
 
     /// Takes a decoded, validated state (never blocks on inference); a state
     /// of the wrong size is refused, counted, and nothing else changes.
-    pub fn submit_state(
-        &self,
-        robot: RobotId,
-        state: RobotState,
-        encoding: Encoding,
-    ) -> Result<(), ErrorReply> {
+    pub fn submit_state(&self, robot: RobotId, state: RobotState) -> Result<(), ErrorReply> {
         let c = &self.shared.counters;
         if let Err(e) = self.check_dimensions(&state) {
             Counters::inc(&c.states_wrong_dimensions);
             return Err(e);
         }
         if let Some(reason) = self.range.check(&state.state) {
-            self.fail_closed(robot, state, encoding, reason);
+            self.fail_closed(robot, state, reason);
             return Ok(());
         }
         let k = self.limits.k;
@@ -254,7 +249,6 @@ impl Engine {
         let job_robot = robot.clone();
         let job = StreamJob {
             robot,
-            encoding,
             state,
             context,
             previous,
@@ -278,7 +272,7 @@ impl Engine {
     /// A state outside the model's range: a flagged OOD score at the 100th
     /// percentile with the reason, no forecast or denoised state; the robot's
     /// history, denoiser prior and OOD window restart from its next state.
-    fn fail_closed(&self, robot: RobotId, state: RobotState, encoding: Encoding, reason: String) {
+    fn fail_closed(&self, robot: RobotId, state: RobotState, reason: String) {
         let c = &self.shared.counters;
         Counters::inc(&c.states_out_of_range);
         {
@@ -308,7 +302,6 @@ impl Engine {
         Counters::inc(&c.ood_flagged);
         let out = StreamOutput {
             robot,
-            encoding,
             forecast: None,
             ood: Some(score),
             denoised: None,

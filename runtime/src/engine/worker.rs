@@ -387,7 +387,6 @@ impl Worker {
             Counters::inc(&c.states_processed);
             let out = StreamOutput {
                 robot: job.robot,
-                encoding: job.encoding,
                 forecast: Some(forecast),
                 ood,
                 denoised: Some(denoised_msg),

@@ -306,11 +306,7 @@ impl Input {
                 let Some(i) = self.fleet.route_index(&self.robot) else {
                     return;
                 };
-                if let Err(e) =
-                    self.fleet
-                        .engine(i)
-                        .submit_state(self.robot.clone(), state, Encoding::Bincode)
-                {
+                if let Err(e) = self.fleet.engine(i).submit_state(self.robot.clone(), state) {
                     self.refuse(e);
                 }
             }
