@@ -44,6 +44,7 @@ impl Rng {
         Self::new(seed ^ h.rotate_left(17))
     }
 
+    #[inline]
     pub fn next_u64(&mut self) -> u64 {
         let s = &mut self.state;
         let result = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
@@ -58,17 +59,20 @@ impl Rng {
     }
 
     /// Uniform in [0, 1).
+    #[inline]
     pub fn uniform(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
     /// Uniform integer in [0, n); `n` must be positive.
+    #[inline]
     pub fn below(&mut self, n: usize) -> usize {
         // Lemire's multiply-shift; the bias is below 2^-64 * n, negligible here.
         ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
     }
 
     /// Standard normal by Box-Muller.
+    #[inline]
     pub fn normal(&mut self) -> f64 {
         let u1 = 1.0 - self.uniform(); // (0, 1]
         let u2 = self.uniform();

@@ -44,6 +44,7 @@ impl<'a> MatRef<'a> {
     }
 
     /// Element `(i, j)`.
+    #[inline]
     pub fn get(&self, i: usize, j: usize) -> f32 {
         assert!(i < self.rows && j < self.cols, "matrix index out of range");
         self.data[i * self.row_stride + j * self.col_stride]
@@ -75,6 +76,7 @@ impl<'a> MatRef<'a> {
         m
     }
 
+    #[inline]
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -112,6 +114,7 @@ impl<'a> MatRef<'a> {
         out
     }
 
+    #[inline]
     pub fn cols(&self) -> usize {
         self.cols
     }
