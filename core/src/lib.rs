@@ -15,8 +15,8 @@
 //! - [`training`]: Algorithm 1 ([`training::trainer`]), the replay buffer,
 //!   Adam.
 //! - [`rollout`]: multi-step trajectory forecasts by Langevin dynamics.
-//! - [`stats`]: Frechet distance, AUROC and percentiles, the Stein window
-//!   test, small linear algebra.
+//! - [`stats`]: Frechet distance, forecast errors over a horizon, AUROC and
+//!   percentiles, the Stein window test, small linear algebra.
 //! - [`checkpoint`]: safetensors + manifest written atomically, runs of
 //!   checkpoints, what an export says about its robot and OOD calibration.
 //! - [`params`] (named parameters), [`device`] (CPU / CUDA), [`error`];

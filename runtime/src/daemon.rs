@@ -281,9 +281,6 @@ fn route(fleet: &Fleet, robot: &RobotId, owner: Option<usize>) -> Option<Option<
     (owner.is_none() || served == owner).then_some(served)
 }
 
-/// Decodes one state sample and hands it to the engine of the robot's
-/// model, or counts the drop; a state refused for its robot (unknown, wrong
-/// size) is answered on the robot's error key.
 /// What a state subscriber needs.
 struct Ingest<'a> {
     fleet: &'a Fleet,
@@ -295,6 +292,9 @@ struct Ingest<'a> {
     owner: Option<usize>,
 }
 
+/// Decodes one state sample and hands it to the engine of the robot's
+/// model, or counts the drop; a state refused for its robot (unknown, wrong
+/// size) is answered on the robot's error key.
 fn ingest(ctx: &Ingest, sample: &Sample) {
     let Ingest {
         fleet,

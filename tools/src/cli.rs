@@ -79,7 +79,8 @@ enum Command {
         wait_for_subscriber_ms: u64,
     },
     /// Replay test episodes of a recording into the daemon and score its
-    /// forecasts against the recording (per-step RMSE and Frechet distance).
+    /// forecasts against the recording (per-step Frechet distance and MSE of
+    /// the particle mean, as `ebm-train traj eval`).
     ReplayEval {
         #[command(flatten)]
         overrides: Overrides,

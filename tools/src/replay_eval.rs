@@ -1,10 +1,11 @@
-//! `ebm-runtime replay-eval`: the offline trajectory evaluation (`ebm-train
+//! `ebm-tools replay-eval`: the offline trajectory evaluation (`ebm-train
 //! traj eval`) reproduced through the daemon. Test episodes of a recording
 //! are replayed into an in-process daemon over Zenoh: for each episode its
 //! first `k` states are published (with their recorded last actions, as
-//! `ebm-sim replay` sends them), the daemon's forecast from them is
+//! `ebm-tools replay` sends them), the daemon's forecast from them is
 //! received, and the forecasts are scored against the recording: per
-//! horizon step, the RMSE of the particle mean and the Frechet distance
+//! horizon step, the mean squared error of the particle mean and the
+//! Frechet distance
 //! between all predicted particles and the true states (normalised units,
 //! as the offline evaluation).
 

@@ -116,7 +116,7 @@ pub fn run(command: ImagesCommand, device: candle_core::Device) -> Result<()> {
             for r in rows {
                 println!("| {} | {} | {:.3} |", r.ood_set, r.images, r.auroc);
             }
-            println!("histogram: {}", out.join("energy_histogram.png").display());
+            println!("histogram: {}", out.join("energy_histogram.svg").display());
             Ok(())
         }
         ImagesCommand::Classify { config, run } => {
