@@ -243,6 +243,7 @@ fn trainer_resume_falls_back_to_the_previous_step() -> Result<()> {
         noise_scale: 0.01,
         grad_clip: None,
         clamp: None,
+        tolerance: None,
     };
     let replay = ReplayConfig {
         capacity: 16,

@@ -244,7 +244,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 out.as_deref(),
             ))?;
             println!(
-                "model {}: {} test episodes, horizon {}, {} particles, {} Langevin steps per forecast, {:.1} ms per forecast",
+                "model {}: {} test episodes, horizon {}, {} particles, {:.0} Langevin steps per forecast (mean), {:.1} ms per forecast",
                 r.model_id, r.episodes, r.horizon, r.particles, r.langevin_steps, r.mean_compute_ms
             );
             println!("{:>5} {:>10} {:>10}", "step", "mse", "frechet");
@@ -361,6 +361,11 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
+    let (a, b) = s.split_once("..").ok_or("expected FIRST..END")?;
+    Ok(a.parse().map_err(|_| "bad FIRST")?..b.parse().map_err(|_| "bad END")?)
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -377,9 +382,4 @@ mod tests {
             }
         }
     }
-}
-
-fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
-    let (a, b) = s.split_once("..").ok_or("expected FIRST..END")?;
-    Ok(a.parse().map_err(|_| "bad FIRST")?..b.parse().map_err(|_| "bad END")?)
 }

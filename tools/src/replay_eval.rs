@@ -40,7 +40,9 @@ pub struct ReplayEvalReport {
     pub avg_fd: f64,
     /// Mean daemon compute time per forecast.
     pub mean_compute_ms: f64,
-    pub langevin_steps: u32,
+    /// Mean Langevin steps per forecast over the horizon (`H * K` unless
+    /// adaptive steps stop chains early).
+    pub langevin_steps: f64,
 }
 
 /// The first `n` test episodes of a recording, each as its ordered states
@@ -190,7 +192,11 @@ pub async fn replay_eval(
             .map(|f| f.compute_us as f64 / 1e3)
             .sum::<f64>()
             / forecasts.len() as f64,
-        langevin_steps: forecasts.first().map_or(0, |f| f.langevin_steps),
+        langevin_steps: forecasts
+            .iter()
+            .map(|f| f64::from(f.langevin_steps))
+            .sum::<f64>()
+            / forecasts.len().max(1) as f64,
         mse: errors.mse,
         fd: errors.fd,
     };

@@ -129,6 +129,7 @@ fn forecast(conditional: bool, device: &Device) -> Result<Box<dyn FnMut() -> Res
             noise_scale: 0.005,
             grad_clip: None,
             clamp: None,
+            tolerance: None,
         },
     };
     Ok(Box::new(move || {
@@ -198,6 +199,7 @@ fn traj_training(device: &Device) -> Result<Box<dyn FnMut() -> Result<()>>> {
         noise_scale: 0.005,
         grad_clip: None,
         clamp: None,
+        tolerance: None,
     };
     let cfg = trainer_config(128, lc, -1.0, 1.0);
     let mut trainer = Trainer::<MlpEnergy>::new(traj_net(0), cfg, STATE, STATE, device)?;
@@ -214,6 +216,7 @@ fn image_langevin(steps: usize) -> LangevinConfig {
         noise_scale: 0.005,
         grad_clip: None,
         clamp: Some([0.0, 1.0]),
+        tolerance: None,
     }
 }
 

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use super::config::{Rollout, RolloutConfig};
 use crate::energy::{EnergyFunction, FusedEnergy};
 use crate::models::MlpEnergy;
-use crate::sampling::langevin::LangevinSampler;
+use crate::sampling::langevin::{settled, LangevinSampler};
 use crate::Rng;
 
 /// The whole rollout on the fused path, or `None` when the model or the
@@ -54,11 +54,11 @@ pub(super) fn rollout(
     let mut energies = vec![0f32; n * h];
     let threads = rayon::current_num_threads().max(1);
     let chunk = f.rows_per_task().max(n.div_ceil(threads));
-    states
+    let langevin_steps = states
         .par_chunks_mut(chunk * h * d)
         .zip(energies.par_chunks_mut(chunk * h))
         .enumerate()
-        .for_each(|(i, (st, en))| {
+        .map(|(i, (st, en))| {
             let rows = i * chunk..i * chunk + en.len() / h.max(1);
             let job = Rows {
                 f,
@@ -69,13 +69,15 @@ pub(super) fn rollout(
                 a,
                 p,
             };
-            job.run(rows, &ctx0, acts.as_deref(), &seeds, st, en);
-        });
+            job.run(rows, &ctx0, acts.as_deref(), &seeds, st, en)
+        })
+        .max()
+        .unwrap_or(0);
     let dev = context.device();
     Ok(Some(Rollout {
         states: Tensor::from_vec(states, (b, p, h, d), dev)?,
         energies: Tensor::from_vec(energies, (b, p, h), dev)?,
-        langevin_steps: h * cfg.langevin.steps,
+        langevin_steps,
     }))
 }
 
@@ -92,7 +94,9 @@ struct Rows<'a> {
 
 impl Rows<'_> {
     /// Rolls particle rows `rows` (row `r` starts from context `r / p`) into
-    /// `states: [rows, H, D]` and `energies: [rows, H]`.
+    /// `states: [rows, H, D]` and `energies: [rows, H]`; returns the
+    /// Langevin steps run over the horizon (fewer than `H * K` when the
+    /// chains settle within `langevin.tolerance`).
     fn run(
         &self,
         rows: std::ops::Range<usize>,
@@ -101,7 +105,7 @@ impl Rows<'_> {
         seeds: &[u64],
         states: &mut [f32],
         energies: &mut [f32],
-    ) {
+    ) -> usize {
         let (k, d, a) = (self.k, self.d, self.a);
         let (h, steps) = (self.cfg.horizon, self.cfg.langevin.steps);
         let m = rows.len();
@@ -121,6 +125,8 @@ impl Rows<'_> {
         // Each row's Langevin noise for one predicted step, `[m, steps, d]`.
         let mut z = vec![0f32; m * steps * d];
         let (init, noise) = (self.cfg.init_noise, self.cfg.langevin.noise_scale as f32);
+        let tolerance = self.cfg.langevin.tolerance;
+        let mut ran = 0;
         for t in 0..h {
             for (j, r) in rows.clone().enumerate() {
                 let row = &mut cond[j * cd..(j + 1) * cd];
@@ -144,6 +150,7 @@ impl Rows<'_> {
             // The conditioning's share of the first layer, fixed for the
             // whole chain.
             self.f.cond_preactivation(Some(&cond), m, &mut pre);
+            let mut prev = Vec::new();
             for s in 0..steps {
                 if noise > 0.0 {
                     for (j, xr) in x.chunks_exact_mut(d).enumerate() {
@@ -153,6 +160,10 @@ impl Rows<'_> {
                 }
                 self.f.energy_and_grad_pre(&x, &pre, &mut e, &mut g);
                 self.sampler.descend(&mut x, &g, 1.0);
+                ran += 1;
+                if settled(tolerance, &mut prev, &e) {
+                    break;
+                }
             }
             self.f.energy_pre(&x, &pre, &mut e);
             for j in 0..m {
@@ -164,6 +175,7 @@ impl Rows<'_> {
                 c[(k - 1) * d..].copy_from_slice(xr);
             }
         }
+        ran
     }
 }
 
@@ -199,6 +211,7 @@ mod tests {
                 noise_scale: noise,
                 grad_clip: None,
                 clamp: None,
+                tolerance: None,
             },
         }
     }

@@ -105,6 +105,7 @@ mod tests {
                 noise_scale: 0.005,
                 grad_clip: None,
                 clamp: None,
+                tolerance: None,
             },
         };
         let ctx = Tensor::zeros((2, 2, 3), candle_core::DType::F32, &dev)?;
@@ -242,6 +243,7 @@ mod tests {
                 noise_scale: 0.0,
                 grad_clip: None,
                 clamp: None,
+                tolerance: None,
             },
         };
         let ctx = [[[0.3, -0.7], [1.0, 0.4]], [[-1.2, 0.5], [-0.6, 1.1]]];
@@ -271,6 +273,72 @@ mod tests {
                     assert!(
                         (f64::from(*g) - w).abs() < 1e-3 * (1.0 + w.abs()),
                         "{label}: start {b}, particle {particle}, step {t}, dim {j}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adaptive steps: on the quadratic well, chains that settle within the
+    /// tolerance stop early, on the fused and the tensor path alike, never
+    /// run more than `K` steps per prediction, and still land on the map.
+    #[test]
+    fn adaptive_rollouts_stop_early_and_still_follow_the_map() -> Result<()> {
+        let dev = Device::Cpu;
+        let mut cfg = MlpEnergyConfig::new(2);
+        cfg.context_len = 2;
+        cfg.action_dim = 1;
+        let (h, p, k) = (5, 3, 40);
+        let rc = |tolerance| RolloutConfig {
+            horizon: h,
+            particles: p,
+            init_noise: 0.5,
+            langevin: LangevinConfig {
+                steps: k,
+                step_size: 0.5,
+                noise_scale: 0.0,
+                grad_clip: None,
+                clamp: None,
+                tolerance,
+            },
+        };
+        let ctx = [[[0.3, -0.7], [1.0, 0.4]], [[-1.2, 0.5], [-0.6, 1.1]]];
+        let acts = [[0.5, -1.0, 0.0, 1.5, 0.2], [-0.3, 0.8, 1.0, -1.2, 0.4]];
+        let to_f32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        let ctx_t = Tensor::from_vec(to_f32(ctx.as_flattened().as_flattened()), (2, 2, 2), &dev)?;
+        let acts_t = Tensor::from_vec(to_f32(acts.as_flattened()), (2, h, 1), &dev)?;
+        let well = crate::test_util::quadratic_well(&cfg, &MAP, &OFFSET, 1.0);
+        let tensor_path = well.without_fused_path();
+        for (label, model) in [("fused", &well), ("tensor", &tensor_path)] {
+            let early = rollout(
+                model,
+                &ctx_t,
+                Some(&acts_t),
+                &rc(Some(1e-6)),
+                &mut Rng::new(7),
+            )?;
+            assert!(
+                (2 * h..h * k).contains(&early.langevin_steps),
+                "{label}: {} steps",
+                early.langevin_steps
+            );
+            let least = rollout(
+                model,
+                &ctx_t,
+                Some(&acts_t),
+                &rc(Some(1e9)),
+                &mut Rng::new(7),
+            )?;
+            assert_eq!(least.langevin_steps, 2 * h, "{label}");
+            let got: Vec<f32> = early.states.flatten_all()?.to_vec1()?;
+            for (b, (c, a)) in ctx.iter().zip(&acts).enumerate() {
+                let want = iterate(*c, a, None);
+                for (i, g) in got[b * p * h * 2..(b + 1) * p * h * 2].iter().enumerate() {
+                    let w = want[i / 2 % h][i % 2];
+                    assert!(
+                        (f64::from(*g) - w).abs() < 1e-2 * (1.0 + w.abs()),
+                        "{label}: start {b}, value {i}: {g} vs {w}"
                     );
                 }
             }

@@ -30,6 +30,11 @@ pub struct LangevinConfig {
     /// Clamp of every sample to `[lo, hi]` after each step.
     #[serde(default)]
     pub clamp: Option<[f64; 2]>,
+    /// Adaptive steps: a chain stops once no sample's energy changed by
+    /// more than this between two consecutive steps (at most `steps`
+    /// steps, at least two). `None` runs every step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<f64>,
 }
 
 impl LangevinConfig {
@@ -47,6 +52,11 @@ impl LangevinConfig {
         if matches!(self.grad_clip, Some(c) if !(c > 0.0)) {
             return Err(CoreError::config("langevin.grad_clip must be positive"));
         }
+        if matches!(self.tolerance, Some(t) if !(t.is_finite() && t >= 0.0)) {
+            return Err(CoreError::config(
+                "langevin.tolerance must be finite and >= 0",
+            ));
+        }
         if matches!(self.clamp, Some([lo, hi]) if !(lo < hi)) {
             return Err(CoreError::config(
                 "langevin.clamp must be [lo, hi] with lo < hi",
@@ -54,6 +64,20 @@ impl LangevinConfig {
         }
         Ok(())
     }
+}
+
+/// Whether a chain's energies `e` have settled within `tolerance` of the
+/// previous step's (`prev`, then replaced by `e`); never on the first step.
+pub(crate) fn settled(tolerance: Option<f64>, prev: &mut Vec<f32>, e: &[f32]) -> bool {
+    let Some(tol) = tolerance else { return false };
+    let done = prev.len() == e.len()
+        && prev
+            .iter()
+            .zip(e)
+            .all(|(p, q)| f64::from((q - p).abs()) <= tol);
+    prev.clear();
+    prev.extend_from_slice(e);
+    done
 }
 
 /// When to stop a chain early: the paper's adaptive computation time.
@@ -133,6 +157,7 @@ impl LangevinSampler {
         let mut x = fixed.clone();
         let mut energy = None;
         let mut steps_run = 0;
+        let mut prev = Vec::new();
         for _ in 0..c.steps {
             if budget.deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
@@ -156,8 +181,17 @@ impl LangevinSampler {
                 Some(k) => k.where_cond(&next, &fixed)?,
                 None => next,
             };
+            let stop = c.tolerance.is_some()
+                && settled(
+                    c.tolerance,
+                    &mut prev,
+                    &e.to_dtype(candle_core::DType::F32)?.to_vec1()?,
+                );
             energy = Some(e);
             steps_run += 1;
+            if stop {
+                break;
+            }
         }
         Ok(Chain {
             x,
@@ -201,7 +235,7 @@ impl LangevinSampler {
             // rows, with the noise drawn up front in the per-step order.
             let chunk = f.rows_per_task().max(n.div_ceil(threads));
             let cond = cond.as_deref();
-            NOISE.with(|buf| {
+            let steps_run = NOISE.with(|buf| {
                 // Reused across calls: a fresh buffer this size is fresh
                 // pages from the kernel on every training step.
                 let mut z = buf.borrow_mut();
@@ -216,7 +250,7 @@ impl LangevinSampler {
                 x.par_chunks_mut(chunk * d)
                     .zip(e.par_chunks_mut(chunk))
                     .enumerate()
-                    .for_each(|(i, (x, e))| {
+                    .map(|(i, (x, e))| {
                         let rows = i * chunk..i * chunk + e.len();
                         let cond =
                             cond.map(|cv| &cv[rows.start * f.cond_dim()..rows.end * f.cond_dim()]);
@@ -225,6 +259,8 @@ impl LangevinSampler {
                         // fixed for the whole chain.
                         let mut pre = Vec::new();
                         f.cond_preactivation(cond, e.len(), &mut pre);
+                        let mut prev = Vec::new();
+                        let mut ran = 0;
                         for s in 0..c.steps {
                             if c.noise_scale > 0.0 {
                                 let zs = &z[s * n * d + rows.start * d..s * n * d + rows.end * d];
@@ -234,13 +270,21 @@ impl LangevinSampler {
                             }
                             f.energy_and_grad_pre(x, &pre, e, &mut g);
                             self.descend(x, &g, w);
+                            ran += 1;
+                            if settled(c.tolerance, &mut prev, e) {
+                                break;
+                            }
                         }
-                    });
+                        ran
+                    })
+                    .max()
+                    .unwrap_or(0)
             });
-            return Ok(Some(self.chain(x, &e, w, c.steps, n, d, x0.device())?));
+            return Ok(Some(self.chain(x, &e, w, steps_run, n, d, x0.device())?));
         }
         let mut g = vec![0.0f32; n * d];
         let mut steps_run = 0;
+        let mut prev = Vec::new();
         for _ in 0..c.steps {
             if budget.deadline.is_some_and(|t| Instant::now() >= t) {
                 break;
@@ -253,6 +297,9 @@ impl LangevinSampler {
             f.energy_and_grad(&x, cond.as_deref(), &mut e, &mut g);
             self.descend(&mut x, &g, w);
             steps_run += 1;
+            if settled(c.tolerance, &mut prev, &e) {
+                break;
+            }
         }
         Ok(Some(self.chain(x, &e, w, steps_run, n, d, x0.device())?))
     }
@@ -353,6 +400,7 @@ mod tests {
             noise_scale: noise,
             grad_clip: None,
             clamp: None,
+            tolerance: None,
         })
         .expect("valid config");
         let n = 8000;
@@ -387,6 +435,7 @@ mod tests {
             noise_scale: 0.01,
             grad_clip: Some(1.0),
             clamp: Some([0.0, 1.0]),
+            tolerance: None,
         })
         .expect("valid config");
         let x0 = Tensor::new(&[[0.2f32, 0.3, 0.4], [0.9, 0.1, 0.5]], &dev)?;
@@ -406,6 +455,47 @@ mod tests {
         Ok(())
     }
 
+    /// `x <- x / 2` on `E = x^2 / 2` from 2: energies 2, 0.5, 0.125,
+    /// 0.031, 0.0078, 0.0020, ...; with tolerance 0.01 the chain settles at
+    /// the sixth evaluation (change 0.0059), never later than configured.
+    #[test]
+    fn adaptive_chains_stop_once_settled_and_never_exceed_the_steps() -> Result<()> {
+        let dev = Device::Cpu;
+        let e = Quadratic {
+            mu: Tensor::new(&[0f32], &dev)?,
+            s2: 1.0,
+        };
+        let run = |tolerance: Option<f64>, steps: usize| -> Result<usize> {
+            let sampler = LangevinSampler::new(LangevinConfig {
+                steps,
+                step_size: 0.5,
+                noise_scale: 0.0,
+                grad_clip: None,
+                clamp: None,
+                tolerance,
+            })
+            .expect("valid config");
+            let x0 = Tensor::new(&[[2f32]], &dev)?;
+            let terms = [EnergyTerm::new(&e, None)];
+            let chain = sampler.run(&terms, &x0, None, &mut Rng::new(0), StepBudget::default())?;
+            Ok(chain.steps_run)
+        };
+        assert_eq!(run(None, 10)?, 10);
+        assert_eq!(run(Some(0.01), 10)?, 6);
+        assert_eq!(run(Some(0.01), 4)?, 4, "never more than configured");
+        assert_eq!(run(Some(1e9), 10)?, 2, "at least two steps");
+        assert!(LangevinSampler::new(LangevinConfig {
+            steps: 1,
+            step_size: 0.1,
+            noise_scale: 0.0,
+            grad_clip: None,
+            clamp: None,
+            tolerance: Some(f64::NAN),
+        })
+        .is_err());
+        Ok(())
+    }
+
     #[test]
     fn a_past_deadline_runs_no_step() -> Result<()> {
         let dev = Device::Cpu;
@@ -419,6 +509,7 @@ mod tests {
             noise_scale: 0.0,
             grad_clip: None,
             clamp: None,
+            tolerance: None,
         })
         .expect("valid config");
         let x0 = Tensor::new(&[[2f32]], &dev)?;

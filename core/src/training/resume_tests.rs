@@ -112,6 +112,7 @@ fn trainer_config(
         noise_scale: 0.01,
         grad_clip: Some(0.5),
         clamp: None,
+        tolerance: None,
     };
     let mut t = TrainerConfig::quick(langevin, replay, 1e-3);
     t.batch_size = batch_size;

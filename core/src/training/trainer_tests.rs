@@ -55,6 +55,7 @@ fn config(seed: u64) -> (MlpEnergyConfig, TrainerConfig) {
             noise_scale: 0.01,
             grad_clip: Some(0.1),
             clamp: Some([-3.0, 3.0]),
+            tolerance: None,
         },
         ReplayConfig {
             capacity: 100,

@@ -278,6 +278,7 @@ mod tests {
                 noise_scale: 0.0,
                 grad_clip: None,
                 clamp: None,
+                tolerance: None,
             },
         };
         let ctx = [vec![vec![0.5; DIM]], vec![vec![-1.0; DIM]]];
@@ -353,6 +354,7 @@ mod tests {
                 noise_scale: 0.0,
                 grad_clip: None,
                 clamp: None,
+                tolerance: None,
             },
         };
         let input = [DenoiseInput {
@@ -376,7 +378,7 @@ mod tests {
     fn transition_scores_give_the_energy_and_x_times_its_gradient() {
         use ebm_core::EnergyFunction;
         let b = change_space_model(5, 1.0);
-        let prev = vec![vec![0.2; DIM], vec![-0.4; DIM]];
+        let prev = [vec![0.2; DIM], vec![-0.4; DIM]];
         let next: Vec<Vec<f32>> = (0..2)
             .map(|r| {
                 (0..DIM)
@@ -495,10 +497,11 @@ mod tests {
                 noise_scale: 0.0,
                 grad_clip: None,
                 clamp: None,
+                tolerance: None,
             },
         };
-        let priors = vec![vec![0.5, -1.0, 0.8], vec![-1.2, 0.3, -0.4]];
-        let obs = vec![vec![1.0, 0.2, -0.3], vec![-0.6, -0.9, 0.7]];
+        let priors = [vec![0.5, -1.0, 0.8], vec![-1.2, 0.3, -0.4]];
+        let obs = [vec![1.0, 0.2, -0.3], vec![-0.6, -0.9, 0.7]];
         for scale in [vec![], vec![0.5f32, 1.0, 2.0]] {
             let mut b = RobotModel::untrained(0, 3, vec![6], &Device::Cpu).unwrap();
             b.model = quadratic_prior(&M, &B, &scale);

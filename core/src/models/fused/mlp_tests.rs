@@ -146,6 +146,7 @@ fn fused_langevin_chain_matches_the_tensor_chain() -> Result<()> {
         noise_scale: 0.01,
         grad_clip: Some(0.5),
         clamp: Some([-2.0, 2.0]),
+        tolerance: None,
     })
     .expect("valid config");
     // 70 rows: each thread runs whole chains for its rows; 9: one thread.
