@@ -1,5 +1,5 @@
-//! What a rollout is asked for ([`RolloutConfig`]) and what it gives back
-//! ([`Rollout`]).
+//! What a rollout is asked for ([`RolloutConfig`], [`Starts`]) and what it
+//! gives back ([`Rollout`]).
 
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -28,4 +28,16 @@ pub struct Rollout {
     pub energies: Tensor,
     /// Langevin steps run over the whole horizon (`H * K` without a deadline).
     pub langevin_steps: usize,
+}
+
+/// Where a forecast's chains start.
+#[derive(Debug, Clone, Copy)]
+pub enum Starts<'a> {
+    /// Each predicted step from the last (predicted) state plus uniform
+    /// jitter of `init_noise`, run for `langevin.steps` steps.
+    Cold,
+    /// Each predicted step from given states, `[B, P, H, D]` in state space
+    /// (a robot's previous forecast shifted by a step: warm starts), run for
+    /// `steps` Langevin steps per prediction.
+    Warm { states: &'a Tensor, steps: usize },
 }

@@ -26,6 +26,7 @@ pub(super) fn rollout(
     context: &Tensor,
     actions: Option<&Tensor>,
     cfg: &RolloutConfig,
+    warm: Option<&Tensor>,
     sampler: &LangevinSampler,
     rng: &mut Rng,
 ) -> Result<Option<Rollout>> {
@@ -33,7 +34,10 @@ pub(super) fn rollout(
         return Ok(None);
     };
     let host_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
-    if !model.config().delta_scale.is_empty() || !host_f32(context) || !actions.is_none_or(host_f32)
+    if !model.config().delta_scale.is_empty()
+        || !host_f32(context)
+        || !actions.is_none_or(host_f32)
+        || !warm.is_none_or(host_f32)
     {
         return Ok(None);
     }
@@ -46,6 +50,10 @@ pub(super) fn rollout(
     let n = b * p;
     let ctx0 = context.flatten_all()?.to_vec1::<f32>()?;
     let acts = actions
+        .map(|t| t.flatten_all()?.to_vec1::<f32>())
+        .transpose()?;
+    // Warm starts, `[B * P, H, D]`: row `j * P + i` is particle `i` of start `j`.
+    let warm = warm
         .map(|t| t.flatten_all()?.to_vec1::<f32>())
         .transpose()?;
     let seeds: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
@@ -69,7 +77,15 @@ pub(super) fn rollout(
                 a,
                 p,
             };
-            job.run(rows, &ctx0, acts.as_deref(), &seeds, st, en)
+            job.run(
+                rows,
+                &ctx0,
+                acts.as_deref(),
+                warm.as_deref(),
+                &seeds,
+                st,
+                en,
+            )
         })
         .max()
         .unwrap_or(0);
@@ -93,21 +109,24 @@ struct Rows<'a> {
 }
 
 impl Rows<'_> {
-    /// Rolls particle rows `rows` (row `r` starts from context `r / p`) into
+    /// Rolls particle rows `rows` (row `r` starts from context `r / p`,
+    /// its chains from `warm` where given) into
     /// `states: [rows, H, D]` and `energies: [rows, H]`; returns the
     /// Langevin steps run over the horizon (fewer than `H * K` when the
     /// chains settle within `langevin.tolerance`).
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
         rows: std::ops::Range<usize>,
         ctx0: &[f32],
         acts: Option<&[f32]>,
+        warm: Option<&[f32]>,
         seeds: &[u64],
         states: &mut [f32],
         energies: &mut [f32],
     ) -> usize {
         let (k, d, a) = (self.k, self.d, self.a);
-        let (h, steps) = (self.cfg.horizon, self.cfg.langevin.steps);
+        let (h, steps) = (self.cfg.horizon, self.sampler.config().steps);
         let m = rows.len();
         let cd = k * d + a;
         let mut rngs: Vec<Rng> = seeds[rows.clone()].iter().map(|&s| Rng::new(s)).collect();
@@ -125,7 +144,7 @@ impl Rows<'_> {
         // Each row's Langevin noise for one predicted step, `[m, steps, d]`.
         let mut z = vec![0f32; m * steps * d];
         let (init, noise) = (self.cfg.init_noise, self.cfg.langevin.noise_scale as f32);
-        let tolerance = self.cfg.langevin.tolerance;
+        let tolerance = self.sampler.config().tolerance;
         let mut ran = 0;
         for t in 0..h {
             for (j, r) in rows.clone().enumerate() {
@@ -135,11 +154,17 @@ impl Rows<'_> {
                     let at = ((r / self.p) * h + t) * a;
                     row[k * d..].copy_from_slice(&av[at..at + a]);
                 }
-                // The start: the last state plus uniform jitter.
-                let last = &ctx[(j * k + k - 1) * d..(j * k + k) * d];
-                let jitter = rngs[j].uniform_vec(d, -init, init);
-                for ((xv, l), u) in x[j * d..(j + 1) * d].iter_mut().zip(last).zip(jitter) {
-                    *xv = l + u;
+                let xr = &mut x[j * d..(j + 1) * d];
+                if let Some(w) = warm {
+                    // The given start of this step.
+                    xr.copy_from_slice(&w[(r * h + t) * d..(r * h + t + 1) * d]);
+                } else {
+                    // The start: the last state plus uniform jitter.
+                    let last = &ctx[(j * k + k - 1) * d..(j * k + k) * d];
+                    let jitter = rngs[j].uniform_vec(d, -init, init);
+                    for ((xv, l), u) in xr.iter_mut().zip(last).zip(jitter) {
+                        *xv = l + u;
+                    }
                 }
             }
             if noise > 0.0 {

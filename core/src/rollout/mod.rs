@@ -23,7 +23,7 @@ pub mod config;
 mod fused_path;
 mod tensor_path;
 
-pub use config::{Rollout, RolloutConfig};
+pub use config::{Rollout, RolloutConfig, Starts};
 
 /// Rolls `model` forward from `context: [B, k, D]` (the last k observed
 /// states, oldest first), with `actions: [B, H, A]` for action-conditional
@@ -50,6 +50,20 @@ pub fn rollout_until(
     rng: &mut Rng,
     deadline: Option<Instant>,
 ) -> Result<Rollout> {
+    rollout_from(model, context, actions, cfg, Starts::Cold, rng, deadline)
+}
+
+/// As [`rollout_until`], the chains starting as `starts` says (warm starts
+/// from a previous forecast run their own, smaller, number of steps).
+pub fn rollout_from(
+    model: &MlpEnergy,
+    context: &Tensor,
+    actions: Option<&Tensor>,
+    cfg: &RolloutConfig,
+    starts: Starts,
+    rng: &mut Rng,
+    deadline: Option<Instant>,
+) -> Result<Rollout> {
     let mc = model.config();
     let (b, k, d) = context.dims3()?;
     if k != mc.context_len || d != mc.state_dim {
@@ -68,14 +82,29 @@ pub fn rollout_until(
             a.map(|a| a.dims().to_vec())
         ),
     }
-    let sampler = LangevinSampler::new(cfg.langevin.clone())
-        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let mut langevin = cfg.langevin.clone();
+    let warm = match starts {
+        Starts::Cold => None,
+        Starts::Warm { states, steps } => {
+            let want = [b, cfg.particles.max(1), h, d];
+            if states.dims() != want {
+                candle_core::bail!(
+                    "rollout: warm starts of shape {:?}, expected {want:?}",
+                    states.dims()
+                );
+            }
+            langevin.steps = steps;
+            Some(states)
+        }
+    };
+    let sampler =
+        LangevinSampler::new(langevin).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
     if deadline.is_none() {
-        if let Some(r) = fused_path::rollout(model, context, actions, cfg, &sampler, rng)? {
+        if let Some(r) = fused_path::rollout(model, context, actions, cfg, warm, &sampler, rng)? {
             return Ok(r);
         }
     }
-    tensor_path::rollout(model, context, actions, cfg, &sampler, rng, deadline)
+    tensor_path::rollout(model, context, actions, cfg, warm, &sampler, rng, deadline)
 }
 
 #[cfg(test)]
@@ -342,6 +371,102 @@ mod tests {
                     );
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Warm starts: for a robot standing still (the well's minimiser is its
+    /// last state), a forecast started from the previous one (the same
+    /// trajectory shifted by a step) with 5 steps per prediction matches a
+    /// cold 40-step one within sampling noise; and the given starts are
+    /// where the chains begin: one step from 3 above goes half way to the
+    /// well's centre, `x <- x - 0.5 (x - centre)`, the centre being the
+    /// previous prediction (the context at step 0), so step `t` lands at
+    /// `3 - 1.5 / 2^t` above the context. Fused and tensor paths.
+    #[test]
+    fn warm_starts_match_cold_ones_for_a_stationary_robot() -> Result<()> {
+        let dev = Device::Cpu;
+        let mut cfg = MlpEnergyConfig::new(2);
+        cfg.context_len = 1;
+        let (h, p) = (4, 64);
+        let rc = RolloutConfig {
+            horizon: h,
+            particles: p,
+            init_noise: 0.5,
+            langevin: LangevinConfig {
+                steps: 40,
+                step_size: 0.5,
+                noise_scale: 0.05,
+                grad_clip: None,
+                clamp: None,
+                tolerance: None,
+            },
+        };
+        let well = crate::test_util::quadratic_well(&cfg, &[1.0, 0.0, 0.0, 1.0], &[0.0, 0.0], 1.0);
+        let tensor_path = well.without_fused_path();
+        let c = [0.4f32, -0.8];
+        let ctx = Tensor::from_vec(c.to_vec(), (1, 1, 2), &dev)?;
+        let means = |r: &Rollout| -> Result<Vec<[f32; 2]>> {
+            let v: Vec<f32> = r.states.flatten_all()?.to_vec1()?;
+            Ok((0..h)
+                .map(|t| {
+                    let mut m = [0f32; 2];
+                    for i in 0..p {
+                        for (j, mj) in m.iter_mut().enumerate() {
+                            *mj += v[(i * h + t) * 2 + j] / p as f32;
+                        }
+                    }
+                    m
+                })
+                .collect())
+        };
+        for (label, model) in [("fused", &well), ("tensor", &tensor_path)] {
+            let cold = rollout(model, &ctx, None, &rc, &mut Rng::new(1))?;
+            // Shifted by a step; the last step repeated (a still robot).
+            let last = cold.states.narrow(2, h - 1, 1)?;
+            let shifted = Tensor::cat(&[cold.states.narrow(2, 1, h - 1)?, last], 2)?;
+            let warm = Starts::Warm {
+                states: &shifted,
+                steps: 5,
+            };
+            let w = rollout_from(model, &ctx, None, &rc, warm, &mut Rng::new(2), None)?;
+            assert_eq!(w.langevin_steps, 5 * h, "{label}");
+            for (t, (a, b)) in means(&cold)?.iter().zip(means(&w)?).enumerate() {
+                for j in 0..2 {
+                    assert!(
+                        (a[j] - b[j]).abs() < 0.03 && (a[j] - c[j]).abs() < 0.03,
+                        "{label}, step {t}: cold {a:?}, warm {b:?}"
+                    );
+                }
+            }
+            // From 3 above, one step per prediction.
+            let far = Tensor::from_vec(
+                (0..p * h)
+                    .flat_map(|_| [c[0] + 3.0, c[1] + 3.0])
+                    .collect::<Vec<f32>>(),
+                (1, p, h, 2),
+                &dev,
+            )?;
+            let one = Starts::Warm {
+                states: &far,
+                steps: 1,
+            };
+            let r = rollout_from(model, &ctx, None, &rc, one, &mut Rng::new(3), None)?;
+            for (t, m) in means(&r)?.iter().enumerate() {
+                let above = 3.0 - 1.5 / 2f32.powi(t as i32);
+                for j in 0..2 {
+                    assert!(
+                        (m[j] - (c[j] + above)).abs() < 0.05,
+                        "{label}, step {t}: {m:?}, want {above} above"
+                    );
+                }
+            }
+            let wrong = Tensor::zeros((1, p, h + 1, 2), candle_core::DType::F32, &dev)?;
+            let bad = Starts::Warm {
+                states: &wrong,
+                steps: 5,
+            };
+            assert!(rollout_from(model, &ctx, None, &rc, bad, &mut Rng::new(4), None).is_err());
         }
         Ok(())
     }

@@ -11,12 +11,14 @@ use crate::models::MlpEnergy;
 use crate::sampling::langevin::{LangevinSampler, StepBudget};
 use crate::Rng;
 
-/// The rollout of [`super::rollout_until`], shapes already checked.
+/// The rollout of [`super::rollout_from`], shapes already checked.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn rollout(
     model: &MlpEnergy,
     context: &Tensor,
     actions: Option<&Tensor>,
     cfg: &RolloutConfig,
+    warm: Option<&Tensor>,
     sampler: &LangevinSampler,
     rng: &mut Rng,
     deadline: Option<Instant>,
@@ -48,14 +50,20 @@ pub(super) fn rollout(
         }
         let cond = Tensor::cat(&parts, 1)?;
         let last = ctx.narrow(1, k - 1, 1)?.squeeze(1)?;
-        let jitter = Tensor::from_vec(
-            rng.uniform_vec(n * d, -cfg.init_noise, cfg.init_noise),
-            (n, d),
-            last.device(),
-        )?;
-        // The start is the last state (or the prior's prediction), in the
-        // model's sample space.
-        let x0 = (model.chain_start(&last, Some(&cond))? + jitter)?;
+        let x0 = match warm {
+            // The given start of this step, in the model's sample space.
+            Some(w) => model.to_sample(&w.narrow(2, t, 1)?.reshape((n, d))?, Some(&cond))?,
+            None => {
+                let jitter = Tensor::from_vec(
+                    rng.uniform_vec(n * d, -cfg.init_noise, cfg.init_noise),
+                    (n, d),
+                    last.device(),
+                )?;
+                // The start is the last state (or the prior's prediction),
+                // in the model's sample space.
+                (model.chain_start(&last, Some(&cond))? + jitter)?
+            }
+        };
         let terms = [EnergyTerm::new(
             model as &dyn EnergyFunction,
             Some(cond.clone()),
