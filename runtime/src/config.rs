@@ -100,6 +100,11 @@ pub struct ForecastConfig {
     /// 0: no deadline.
     pub deadline_ms: u64,
     pub langevin: LangevinConfig,
+    /// Warm starts: Langevin steps per prediction when a robot's forecast
+    /// starts from its previous one (shifted by a step, re-anchored on the
+    /// new state); 0 (the default): every forecast starts cold.
+    #[serde(default)]
+    pub warm_steps: usize,
 }
 
 impl ForecastConfig {
@@ -382,6 +387,9 @@ impl RuntimeConfig {
                 "forecast.langevin",
                 "step_size and noise_scale finite and >= 0",
             );
+        }
+        if f.warm_steps > f.langevin.steps {
+            return bad("forecast.warm_steps", "at most forecast.langevin.steps");
         }
         if self.query.queue == 0 {
             return bad("query.queue", "at least 1");

@@ -62,6 +62,9 @@ counters! {
     batched_robots,
     /// Largest batch so far (gauge).
     batch_max,
+    /// Forecasts started warm from the robot's previous one
+    /// (`forecast.warm_steps`).
+    forecasts_warm,
     /// Most states waiting for inference at once (gauge; at most one per robot).
     pending_max,
     /// Forecast queries received, answered with a forecast, and refused.

@@ -264,3 +264,50 @@ async fn runtime_malformed_messages_are_counted_and_a_valid_one_is_still_served(
     );
     h.stop().await
 }
+
+/// Warm starts through the daemon: a robot's consecutive states get
+/// forecasts started from the previous one (`forecast.warm_steps` per
+/// prediction), and a gap, a new episode or a restart starts cold again
+/// (`langevin.steps` per prediction); the status counts the warm ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn runtime_warm_starts_follow_consecutive_states_and_restart_cold() -> Result<()> {
+    let h = Harness::start(|c| {
+        c.forecast.warm_steps = 3;
+        // Only a non-finite energy flags: this test is about warm starts.
+        c.ood.flag_percentile = 100.0;
+    })
+    .await?;
+    let (hz, k) = (h.cfg.forecast.horizon, h.cfg.forecast.langevin.steps);
+    let robot = "warm-1";
+    let mut sub = h.outputs(robot).await?;
+    let publ = h.publisher(robot).await?;
+    let mut rec = Received::default();
+    let cases = [
+        (0, 0, false),
+        (0, 1, true),
+        (0, 2, true),
+        (0, 5, false), // a gap
+        (0, 6, true),
+        (1, 7, false), // a new episode
+        (1, 8, true),
+        (1, 0, false), // a restart
+    ];
+    for (episode, seq, warm) in cases {
+        let mut s = state(robot, seq, 0.1 + 0.01 * seq as f32);
+        s.episode = episode;
+        let seen = rec.forecasts.len();
+        put(&publ, &s, Encoding::Bincode).await?;
+        receive_until(&mut sub, &mut rec, |r| r.forecasts.len() > seen).await?;
+        let f = &rec.forecasts[seen];
+        assert_eq!(f.seq, seq);
+        let want = hz * if warm { 3 } else { k };
+        assert_eq!(
+            f.langevin_steps as usize, want,
+            "episode {episode}, seq {seq}: warm {warm}"
+        );
+        check_forecast(f, hz, h.cfg.forecast.particles);
+    }
+    h.status_where(|s| s.counters.get("forecasts_warm") == Some(&4))
+        .await?;
+    h.stop().await
+}

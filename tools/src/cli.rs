@@ -90,6 +90,10 @@ enum Command {
         /// Test episodes to replay.
         #[arg(long, default_value_t = 20)]
         episodes: usize,
+        /// States each episode goes on for after its first forecast, one at
+        /// a time, each forecast scored (warm starts need them).
+        #[arg(long, default_value_t = 0)]
+        follow: usize,
         /// Where report.json goes.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -234,6 +238,7 @@ pub fn run(cli: Cli) -> Result<()> {
             overrides,
             recording,
             episodes,
+            follow,
             out,
         } => {
             let cfg = overrides.resolve()?;
@@ -241,11 +246,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 cfg,
                 &recording,
                 episodes,
+                follow,
                 out.as_deref(),
             ))?;
             println!(
-                "model {}: {} test episodes, horizon {}, {} particles, {:.0} Langevin steps per forecast (mean), {:.1} ms per forecast",
-                r.model_id, r.episodes, r.horizon, r.particles, r.langevin_steps, r.mean_compute_ms
+                "model {}: {} test episodes, {} forecasts, horizon {}, {} particles, {:.0} Langevin steps per forecast (mean), {:.1} ms per forecast",
+                r.model_id, r.episodes, r.forecasts, r.horizon, r.particles, r.langevin_steps, r.mean_compute_ms
             );
             println!("{:>5} {:>10} {:>10}", "step", "mse", "frechet");
             for (i, (e, f)) in r.mse.iter().zip(&r.fd).enumerate() {

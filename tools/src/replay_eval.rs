@@ -30,6 +30,8 @@ use ebm_runtime::RuntimeError;
 pub struct ReplayEvalReport {
     pub model_id: String,
     pub episodes: usize,
+    /// Forecasts scored: one per episode, `1 + follow` with `--follow`.
+    pub forecasts: usize,
     pub horizon: usize,
     pub particles: usize,
     /// Per horizon step (1..=H): mean squared error of the particle mean,
@@ -87,10 +89,16 @@ fn test_episodes(
 }
 
 /// Replays, collects forecasts and scores them.
+///
+/// With `follow > 0`, each episode goes on for `follow` more states, one at
+/// a time (each published once the previous one's forecast is in, as a
+/// robot at its rate): the forecasts from them are scored too, and they are
+/// the ones that can start warm (`forecast.warm_steps`).
 pub async fn replay_eval(
     cfg: RuntimeConfig,
     recording: &Path,
     episodes: usize,
+    follow: usize,
     out: Option<&Path>,
 ) -> Result<ReplayEvalReport, RuntimeError> {
     let device = ebm_core::device::select(&cfg.device)?;
@@ -109,12 +117,12 @@ pub async fn replay_eval(
             served.state_dim()
         )));
     }
-    let eps: Vec<Vec<RobotState>> = eps.into_iter().filter(|e| e.len() >= k + h).collect();
+    let need = k + h + follow;
+    let eps: Vec<Vec<RobotState>> = eps.into_iter().filter(|e| e.len() >= need).collect();
     if eps.is_empty() {
         return Err(RuntimeError::Model(format!(
-            "no test episode of {} has {} states (context + horizon)",
+            "no test episode of {} has {need} states (context + horizon + follow)",
             recording.display(),
-            k + h
         )));
     }
     info!(
@@ -128,39 +136,42 @@ pub async fn replay_eval(
     let robot = RobotId::new(header.robot_id.as_str())?;
     let publisher = daemon.state_publisher(&robot).await?;
     let (_sub, mut rx) = daemon.subscribe(daemon.keys.forecast(&robot)).await?;
-    let mut forecasts = Vec::with_capacity(eps.len());
+    // Each forecast with its episode and the index of the state it is from.
+    let mut forecasts: Vec<(Forecast, usize, usize)> = Vec::with_capacity(eps.len() * (1 + follow));
     for (i, ep) in eps.iter().enumerate() {
-        for s in &ep[..k] {
-            publisher
-                .put(encode(s, Encoding::Bincode)?)
-                .encoding(zenoh::bytes::Encoding::from(Encoding::Bincode.mime()))
-                .await
-                .map_err(RuntimeError::zenoh("publishing a state"))?;
-        }
-        let want = ep[k - 1].seq;
-        let f = loop {
-            let sample = tokio::time::timeout(Duration::from_secs(120), rx.recv())
-                .await
-                .map_err(|_| {
-                    RuntimeError::Model(format!(
-                        "no forecast for episode {} within 120 s",
-                        ep[0].episode
-                    ))
-                })?
-                .ok_or(RuntimeError::EngineStopped)?;
-            let f: Forecast = decode(&sample.payload().to_bytes(), Encoding::Bincode)?;
-            if f.seq == want {
-                break f;
+        for (n, from) in (k - 1..k + follow).enumerate() {
+            let states = if n == 0 { &ep[..k] } else { &ep[from..=from] };
+            for s in states {
+                publisher
+                    .put(encode(s, Encoding::Bincode)?)
+                    .encoding(zenoh::bytes::Encoding::from(Encoding::Bincode.mime()))
+                    .await
+                    .map_err(RuntimeError::zenoh("publishing a state"))?;
             }
-        };
+            let want = ep[from].seq;
+            let f = loop {
+                let sample = tokio::time::timeout(Duration::from_secs(120), rx.recv())
+                    .await
+                    .map_err(|_| {
+                        RuntimeError::Model(format!(
+                            "no forecast for episode {} within 120 s",
+                            ep[0].episode
+                        ))
+                    })?
+                    .ok_or(RuntimeError::EngineStopped)?;
+                let f: Forecast = decode(&sample.payload().to_bytes(), Encoding::Bincode)?;
+                if f.seq == want {
+                    break f;
+                }
+            };
+            forecasts.push((f, i, from));
+        }
         info!(
             episode = ep[0].episode,
             done = i + 1,
             of = eps.len(),
-            compute_ms = f.compute_us / 1000,
-            "forecast"
+            "forecasts"
         );
-        forecasts.push(f);
     }
     drop(publisher);
     daemon.stop().await?;
@@ -171,9 +182,10 @@ pub async fn replay_eval(
     let units = &scorer.units;
     let mut pred: Vec<Vec<Vec<f32>>> = vec![Vec::new(); h];
     let mut truth: Vec<Vec<Vec<f32>>> = vec![Vec::new(); h];
-    for (f, ep) in forecasts.iter().zip(&eps) {
+    for (f, i, from) in &forecasts {
+        let ep = &eps[*i];
         for step in 0..h {
-            truth[step].push(units.normalize_state(&ep[k + step].state));
+            truth[step].push(units.normalize_state(&ep[from + 1 + step].state));
             for j in 0..p {
                 let o = (j * h + step) * d;
                 pred[step].push(units.normalize_state(&f.trajectories[o..o + d]));
@@ -183,18 +195,19 @@ pub async fn replay_eval(
     let errors = StepErrors::of(&pred, &truth, d);
     let report = ReplayEvalReport {
         model_id,
-        episodes: forecasts.len(),
+        episodes: eps.len(),
+        forecasts: forecasts.len(),
         horizon: h,
         particles: p,
         avg_fd: errors.average_fd(),
         mean_compute_ms: forecasts
             .iter()
-            .map(|f| f.compute_us as f64 / 1e3)
+            .map(|(f, _, _)| f.compute_us as f64 / 1e3)
             .sum::<f64>()
             / forecasts.len() as f64,
         langevin_steps: forecasts
             .iter()
-            .map(|f| f64::from(f.langevin_steps))
+            .map(|(f, _, _)| f64::from(f.langevin_steps))
             .sum::<f64>()
             / forecasts.len().max(1) as f64,
         mse: errors.mse,

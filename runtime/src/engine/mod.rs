@@ -27,6 +27,7 @@ use tracing::error;
 
 pub mod inbox;
 mod query_share;
+mod warm_start;
 mod worker;
 
 use inbox::{padded, Inbox, QueryJob, Shared, Slot, StreamJob};

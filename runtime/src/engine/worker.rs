@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ebm_core::Rng;
-use ebm_msgs::{DenoisedState, ErrorCode, ErrorReply, Forecast, RobotId};
+use ebm_msgs::{DenoisedState, ErrorCode, ErrorReply, Forecast, OodScore, RobotId};
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
 use super::inbox::{padded, QueryJob, Shared, StreamJob, StreamOutput};
 use super::query_share::QueryShare;
+use super::warm_start::PreviousForecast;
 use crate::config::{DenoiseConfig, RuntimeConfig};
 use crate::counters::Counters;
 use crate::model::{DenoiseInput, ForecastOut, RobotModel, Transition};
@@ -53,6 +54,8 @@ pub(crate) struct Worker {
     outputs: mpsc::Sender<StreamOutput>,
     /// Last denoised state per robot: (episode, seq, state).
     denoised: HashMap<RobotId, (u64, u64, Vec<f32>)>,
+    /// Each robot's latest forecast, for warm starts.
+    previous: HashMap<RobotId, PreviousForecast>,
     /// Queries' share of the thread while streaming work waits.
     share: QueryShare,
 }
@@ -75,6 +78,7 @@ impl Worker {
             rng: Rng::new(cfg.seed),
             outputs,
             denoised: HashMap::new(),
+            previous: HashMap::new(),
             share: QueryShare::new(cfg.query.max_share),
         }
     }
@@ -85,6 +89,7 @@ impl Worker {
             // range) start afresh.
             for id in &forget {
                 self.denoised.remove(id);
+                self.previous.remove(id);
                 self.ood.forget(id);
             }
             let c = Arc::clone(&self.shared.counters);
@@ -287,33 +292,82 @@ impl Worker {
         Counters::inc(&c.batches);
         Counters::add(&c.batched_robots, n as u64);
         Counters::max(&c.batch_max, n as u64);
+
+        // OOD first: a flagged transition starts its robot's forecast cold.
+        let ood = self.ood_messages(&jobs)?;
+
         let m = &self.model;
-        let contexts: Vec<&[Vec<f32>]> = jobs.iter().map(|j| j.context.as_slice()).collect();
-        let actions: Vec<Option<&[f32]>> = jobs
-            .iter()
-            .map(|j| j.state.last_action.as_deref())
-            .collect();
         let rc = self.cfg.forecast.rollout();
+        let (h, p) = (rc.horizon, rc.particles);
+        let warm_steps = self.cfg.forecast.warm_steps;
+        let warm: Vec<Option<Vec<f32>>> = jobs
+            .iter()
+            .zip(&ood)
+            .map(|(j, o)| {
+                let flagged = o.as_ref().is_some_and(|o| o.flagged || o.window_flagged);
+                (warm_steps > 0)
+                    .then(|| self.previous.get(&j.robot))
+                    .flatten()
+                    .and_then(|prev| prev.warm_starts(&j.state, flagged, p, h))
+            })
+            .collect();
         let deadline = (self.cfg.forecast.deadline_ms > 0)
             .then(|| Instant::now() + Duration::from_millis(self.cfg.forecast.deadline_ms));
         let t0 = Instant::now();
-        let forecasts = m.forecast(&contexts, &actions, &rc, &mut self.rng, deadline)?;
+        let forecasts = {
+            // Cold and warm robots go as two batches.
+            let (mut cold, mut hot): (Vec<usize>, Vec<usize>) = (Vec::new(), Vec::new());
+            for (i, w) in warm.iter().enumerate() {
+                if w.is_some() {
+                    hot.push(i)
+                } else {
+                    cold.push(i)
+                }
+            }
+            let contexts = |ids: &[usize]| -> Vec<&[Vec<f32>]> {
+                ids.iter().map(|&i| jobs[i].context.as_slice()).collect()
+            };
+            let actions = |ids: &[usize]| -> Vec<Option<&[f32]>> {
+                ids.iter()
+                    .map(|&i| jobs[i].state.last_action.as_deref())
+                    .collect()
+            };
+            let mut out: Vec<Option<ForecastOut>> = vec![None; n];
+            if !cold.is_empty() {
+                let f = m.forecast(
+                    &contexts(&cold),
+                    &actions(&cold),
+                    &rc,
+                    &mut self.rng,
+                    deadline,
+                )?;
+                for (i, f) in cold.iter().zip(f) {
+                    out[*i] = Some(f);
+                }
+            }
+            if !hot.is_empty() {
+                let starts: Vec<&[f32]> = hot.iter().filter_map(|&i| warm[i].as_deref()).collect();
+                let f = m.forecast_warm(
+                    &contexts(&hot),
+                    &actions(&hot),
+                    &rc,
+                    (&starts, warm_steps),
+                    &mut self.rng,
+                )?;
+                Counters::add(&c.forecasts_warm, hot.len() as u64);
+                for (i, f) in hot.iter().zip(f) {
+                    out[*i] = Some(f);
+                }
+            }
+            out.into_iter().flatten().collect::<Vec<_>>()
+        };
+        if forecasts.len() != n {
+            return Err(RuntimeError::Model(format!(
+                "{} forecasts for {n} robots",
+                forecasts.len()
+            )));
+        }
         let forecast_us = t0.elapsed().as_micros() as u64;
-
-        // OOD: observed transitions into each state.
-        let with_prev: Vec<usize> = (0..n).filter(|&i| jobs[i].previous.is_some()).collect();
-        let transitions: Vec<Transition> = with_prev
-            .iter()
-            .filter_map(|&i| {
-                let j = &jobs[i];
-                Some(Transition {
-                    before: j.previous.as_deref()?,
-                    action: j.state.last_action.as_deref(),
-                    next: &j.state.state,
-                })
-            })
-            .collect();
-        let scores = self.ood.score(&transitions)?;
 
         // Denoising: the prior is the previous denoised state when it is the
         // immediate predecessor, else the previous observation, else the
@@ -343,34 +397,14 @@ impl Worker {
             .collect();
         let denoised = m.denoise(&inputs, &self.denoise_cfg, &mut self.rng)?;
         drop(inputs);
-        drop(transitions);
 
-        let mut ood_iter = with_prev.iter().zip(scores);
-        let mut next_ood = ood_iter.next();
-        for (i, ((job, f), x)) in jobs.into_iter().zip(forecasts).zip(denoised).enumerate() {
-            let ood = match next_ood {
-                Some((&idx, score)) if idx == i => {
-                    next_ood = ood_iter.next();
-                    let msg = self.ood.judge(&job.robot, job.state.seq, score);
-                    if msg.flagged {
-                        Counters::inc(&c.ood_flagged);
-                    }
-                    if msg.window_flagged {
-                        Counters::inc(&c.ood_window_flagged);
-                    }
-                    Some(msg)
-                }
-                _ => {
-                    // No transition into this state: a new episode (or a gap)
-                    // starts a new window.
-                    self.ood.forget(&job.robot);
-                    Counters::inc(&c.ood_skipped);
-                    None
-                }
-            };
+        for (((job, f), x), ood) in jobs.into_iter().zip(forecasts).zip(denoised).zip(ood) {
             let seq = job.state.seq;
-            let forecast =
-                self.forecast_msg(&job.robot, seq, f, rc.horizon, rc.particles, forecast_us);
+            if warm_steps > 0 {
+                let prev = PreviousForecast::new(&job.state, &f, p, h);
+                self.previous.insert(job.robot.clone(), prev);
+            }
+            let forecast = self.forecast_msg(&job.robot, seq, f, h, p, forecast_us);
             let denoised_msg = DenoisedState {
                 robot_id: job.robot.to_string(),
                 seq,
@@ -396,5 +430,45 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Each job's OOD score (of the transition into its state), judged and
+    /// counted; `None` where no transition leads into it (a new episode or
+    /// a gap starts a new window).
+    fn ood_messages(&mut self, jobs: &[StreamJob]) -> Result<Vec<Option<OodScore>>, RuntimeError> {
+        let c = Arc::clone(&self.shared.counters);
+        let with_prev: Vec<usize> = (0..jobs.len())
+            .filter(|&i| jobs[i].previous.is_some())
+            .collect();
+        let transitions: Vec<Transition> = with_prev
+            .iter()
+            .filter_map(|&i| {
+                let j = &jobs[i];
+                Some(Transition {
+                    before: j.previous.as_deref()?,
+                    action: j.state.last_action.as_deref(),
+                    next: &j.state.state,
+                })
+            })
+            .collect();
+        let scores = self.ood.score(&transitions)?;
+        let mut out: Vec<Option<OodScore>> = vec![None; jobs.len()];
+        for (&i, score) in with_prev.iter().zip(scores) {
+            let msg = self.ood.judge(&jobs[i].robot, jobs[i].state.seq, score);
+            if msg.flagged {
+                Counters::inc(&c.ood_flagged);
+            }
+            if msg.window_flagged {
+                Counters::inc(&c.ood_window_flagged);
+            }
+            out[i] = Some(msg);
+        }
+        for (j, o) in jobs.iter().zip(&out) {
+            if o.is_none() {
+                self.ood.forget(&j.robot);
+                Counters::inc(&c.ood_skipped);
+            }
+        }
+        Ok(out)
     }
 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use candle_core::{Result, Tensor};
 use ebm_core::energy::{energy_and_grad, EnergyFunction, EnergyTerm};
-use ebm_core::rollout::{rollout_until, RolloutConfig};
+use ebm_core::rollout::{rollout_from, RolloutConfig, Starts};
 use ebm_core::sampling::langevin::{LangevinSampler, StepBudget};
 use ebm_core::stats::stein;
 use ebm_core::{MlpEnergy, Rng};
@@ -101,6 +101,32 @@ impl RobotModel {
         rng: &mut Rng,
         deadline: Option<Instant>,
     ) -> Result<Vec<ForecastOut>> {
+        self.forecast_from(contexts, actions, cfg, None, rng, deadline)
+    }
+
+    /// As [`Self::forecast`], every robot's chains starting from `warm`:
+    /// its start trajectories (`P x H x D`, wire units, see
+    /// `engine::warm_start`), run for `steps` Langevin steps per prediction.
+    pub fn forecast_warm(
+        &self,
+        contexts: &[&[Vec<f32>]],
+        actions: &[Option<&[f32]>],
+        cfg: &RolloutConfig,
+        warm: (&[&[f32]], usize),
+        rng: &mut Rng,
+    ) -> Result<Vec<ForecastOut>> {
+        self.forecast_from(contexts, actions, cfg, Some(warm), rng, None)
+    }
+
+    fn forecast_from(
+        &self,
+        contexts: &[&[Vec<f32>]],
+        actions: &[Option<&[f32]>],
+        cfg: &RolloutConfig,
+        warm: Option<(&[&[f32]], usize)>,
+        rng: &mut Rng,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<ForecastOut>> {
         let (b, k, h, d) = (
             contexts.len(),
             self.context_len(),
@@ -137,7 +163,24 @@ impl RobotModel {
         } else {
             None
         };
-        let r = rollout_until(&self.model, &ctx, acts.as_ref(), cfg, rng, deadline)?;
+        let warm_states = match warm {
+            Some((starts, _)) => {
+                if starts.len() != b || starts.iter().any(|s| s.len() != p * h * d) {
+                    candle_core::bail!("forecast: warm starts are not {b} x {p} x {h} x {d}");
+                }
+                let flat: Vec<f32> = starts
+                    .iter()
+                    .flat_map(|s| self.units.normalize_state_rows(s))
+                    .collect();
+                Some(Tensor::from_vec(flat, (b, p, h, d), &self.device)?)
+            }
+            None => None,
+        };
+        let starts = match (&warm_states, warm) {
+            (Some(states), Some((_, steps))) => Starts::Warm { states, steps },
+            _ => Starts::Cold,
+        };
+        let r = rollout_from(&self.model, &ctx, acts.as_ref(), cfg, starts, rng, deadline)?;
         let states: Vec<f32> = r.states.flatten_all()?.to_vec1()?;
         let energies: Vec<f32> = r.energies.flatten_all()?.to_vec1()?;
         let per_robot = p * h * d;

@@ -68,6 +68,15 @@ impl Units {
             .collect()
     }
 
+    /// [`Self::normalize_state`] of several states laid end to end.
+    pub fn normalize_state_rows(&self, x: &[f32]) -> Vec<f32> {
+        let n = &self.state;
+        x.iter()
+            .zip(n.mean.iter().zip(n.std.iter()).cycle())
+            .map(|(v, (m, s))| (v - m) / s)
+            .collect()
+    }
+
     /// Model units back to wire units; `z` may hold several states in a row.
     pub fn denormalize_state(&self, z: &[f32]) -> Vec<f32> {
         let n = &self.state;
