@@ -327,6 +327,19 @@ pub fn run(cli: Cli) -> Result<()> {
                 "robots served at {} Hz by one inference thread: {:.2}",
                 r.rate_hz, r.robots_at_rate
             );
+            if let Some(w) = &r.warm {
+                for (b, s) in &w.batch_seconds {
+                    println!(
+                        "warm ({} steps per prediction), batch of {b:>3} robots: {:.1} ms per batched forecast",
+                        w.langevin_steps,
+                        s * 1e3
+                    );
+                }
+                println!(
+                    "robots served at {} Hz by one inference thread, warm: {:.2}",
+                    r.rate_hz, w.robots_at_rate
+                );
+            }
             Ok(())
         }
         Command::Soak {

@@ -29,6 +29,18 @@ pub struct BenchReport {
     /// best batch size measured.
     pub rate_hz: f64,
     pub robots_at_rate: f64,
+    /// With `forecast.warm_steps` set: the same for forecasts started warm
+    /// from the previous forecast of the same robots (its steps per
+    /// prediction, then (robots, seconds) and robots served).
+    pub warm: Option<WarmBench>,
+}
+
+/// The batched forecasts of [`BenchReport`], started warm.
+#[derive(Debug, Clone, Serialize)]
+pub struct WarmBench {
+    pub langevin_steps: usize,
+    pub batch_seconds: Vec<(usize, f64)>,
+    pub robots_at_rate: f64,
 }
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -96,7 +108,10 @@ pub async fn bench(
     let model = RobotModel::from_config(cfg.default_model()?, cfg.seed, &device)?;
     let rc = cfg.forecast.rollout();
     let mut batch_seconds = Vec::new();
+    let mut warm_seconds = Vec::new();
     let mut best: f64 = 0.0;
+    let mut best_warm: f64 = 0.0;
+    let warm_steps = cfg.forecast.warm_steps;
     for &b in batches {
         // States near the training mean (0.1 sd), actions at it (unknown).
         let ctx: Vec<Vec<Vec<f32>>> = (0..b)
@@ -121,6 +136,19 @@ pub async fn bench(
         batch_seconds.push((b, secs));
         // Robots served at `rate_hz`: b robots every `secs` seconds.
         best = best.max(b as f64 / secs / rate_hz);
+        if warm_steps > 0 {
+            // Warm: from a cold forecast of the same robots, as a robot's
+            // next forecast starts from its last one.
+            let cold = model.forecast(&ctx, &acts, &rc, &mut rng, None)?;
+            let starts: Vec<&[f32]> = cold.iter().map(|f| f.trajectories.as_slice()).collect();
+            let t0 = Instant::now();
+            for _ in 0..reps {
+                model.forecast_warm(&ctx, &acts, &rc, (&starts, warm_steps), &mut rng)?;
+            }
+            let secs = t0.elapsed().as_secs_f64() / reps as f64;
+            warm_seconds.push((b, secs));
+            best_warm = best_warm.max(b as f64 / secs / rate_hz);
+        }
     }
     Ok(BenchReport {
         model_id,
@@ -134,5 +162,10 @@ pub async fn bench(
         batch_seconds,
         rate_hz,
         robots_at_rate: best,
+        warm: (warm_steps > 0).then_some(WarmBench {
+            langevin_steps: warm_steps,
+            batch_seconds: warm_seconds,
+            robots_at_rate: best_warm,
+        }),
     })
 }
