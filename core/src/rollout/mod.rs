@@ -229,6 +229,44 @@ mod tests {
     const MAP: [f64; 10] = [-0.5, 0.0, 1.2, -0.3, 0.5, 0.1, -0.3, 0.4, 0.9, -0.2];
     const OFFSET: [f64; 2] = [0.1, -0.2];
 
+    /// Two robots' contexts (two states of 2 floats) and actions over 5 steps.
+    const CTX: [[[f64; 2]; 2]; 2] = [[[0.3, -0.7], [1.0, 0.4]], [[-1.2, 0.5], [-0.6, 1.1]]];
+    const ACTS: [[f64; 5]; 2] = [[0.5, -1.0, 0.0, 1.5, 0.2], [-0.3, 0.8, 1.0, -1.2, 0.4]];
+
+    /// [`CTX`] and the first `h` of [`ACTS`] as tensors `[2, 2, 2]`, `[2, h, 1]`.
+    fn two_robots(h: usize) -> Result<(Tensor, Tensor)> {
+        let dev = Device::Cpu;
+        let to_f32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        let ctx = Tensor::from_vec(to_f32(CTX.as_flattened().as_flattened()), (2, 2, 2), &dev)?;
+        let acts: Vec<f32> = ACTS.iter().flat_map(|a| to_f32(&a[..h])).collect();
+        Ok((ctx, Tensor::from_vec(acts, (2, h, 1), &dev)?))
+    }
+
+    /// Every particle of `r` (two robots of [`two_robots`], `p` particles,
+    /// `h` steps) within `tol`, relative, of the iterated map.
+    fn assert_on_map(
+        label: &str,
+        r: &Rollout,
+        p: usize,
+        h: usize,
+        scale: Option<[f64; 2]>,
+        tol: f64,
+    ) -> Result<()> {
+        let got: Vec<f32> = r.states.flatten_all()?.to_vec1()?;
+        for (b, (c, a)) in CTX.iter().zip(&ACTS).enumerate() {
+            let want = iterate(*c, a, scale);
+            for (i, g) in got[b * p * h * 2..(b + 1) * p * h * 2].iter().enumerate() {
+                let (particle, t, j) = (i / (h * 2), i / 2 % h, i % 2);
+                let w = want[t][j];
+                assert!(
+                    (f64::from(*g) - w).abs() < tol * (1.0 + w.abs()),
+                    "{label}: start {b}, particle {particle}, step {t}, dim {j}: {g} vs {w}"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// The states [`MAP`] gives from the context `[s_{t-1}, s_t]` under one
     /// action per step, each fed back as the newest context state; with
     /// `scale`, the map gives the scaled change `(s_{t+1} - s_t) / scale`.
@@ -257,7 +295,6 @@ mod tests {
     /// change-space model (whose samples map back through the context).
     #[test]
     fn predictions_are_the_iterated_map_of_the_context() -> Result<()> {
-        let dev = Device::Cpu;
         let mut cfg = MlpEnergyConfig::new(2);
         cfg.context_len = 2;
         cfg.action_dim = 1;
@@ -275,11 +312,7 @@ mod tests {
                 tolerance: None,
             },
         };
-        let ctx = [[[0.3, -0.7], [1.0, 0.4]], [[-1.2, 0.5], [-0.6, 1.1]]];
-        let acts = [[0.5, -1.0, 0.0, 1.5, 0.2], [-0.3, 0.8, 1.0, -1.2, 0.4]];
-        let to_f32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-        let ctx_t = Tensor::from_vec(to_f32(ctx.as_flattened().as_flattened()), (2, 2, 2), &dev)?;
-        let acts_t = Tensor::from_vec(to_f32(acts.as_flattened()), (2, h, 1), &dev)?;
+        let (ctx_t, acts_t) = two_robots(h)?;
         let well = crate::test_util::quadratic_well(&cfg, &MAP, &OFFSET, 1.0);
         assert!(well.fused().is_some(), "the fused path is under test");
         let tensor_path = well.without_fused_path();
@@ -293,18 +326,7 @@ mod tests {
         for (label, model, scale) in cases {
             let r = rollout(model, &ctx_t, Some(&acts_t), &rc, &mut Rng::new(7))?;
             assert_eq!(r.langevin_steps, h * 40, "{label}");
-            let got: Vec<f32> = r.states.flatten_all()?.to_vec1()?;
-            for (b, (c, a)) in ctx.iter().zip(&acts).enumerate() {
-                let want = iterate(*c, a, scale);
-                for (i, g) in got[b * p * h * 2..(b + 1) * p * h * 2].iter().enumerate() {
-                    let (particle, t, j) = (i / (h * 2), i / 2 % h, i % 2);
-                    let w = want[t][j];
-                    assert!(
-                        (f64::from(*g) - w).abs() < 1e-3 * (1.0 + w.abs()),
-                        "{label}: start {b}, particle {particle}, step {t}, dim {j}: {g} vs {w}"
-                    );
-                }
-            }
+            assert_on_map(label, &r, p, h, scale, 1e-3)?;
         }
         Ok(())
     }
@@ -314,7 +336,6 @@ mod tests {
     /// run more than `K` steps per prediction, and still land on the map.
     #[test]
     fn adaptive_rollouts_stop_early_and_still_follow_the_map() -> Result<()> {
-        let dev = Device::Cpu;
         let mut cfg = MlpEnergyConfig::new(2);
         cfg.context_len = 2;
         cfg.action_dim = 1;
@@ -332,11 +353,7 @@ mod tests {
                 tolerance,
             },
         };
-        let ctx = [[[0.3, -0.7], [1.0, 0.4]], [[-1.2, 0.5], [-0.6, 1.1]]];
-        let acts = [[0.5, -1.0, 0.0, 1.5, 0.2], [-0.3, 0.8, 1.0, -1.2, 0.4]];
-        let to_f32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-        let ctx_t = Tensor::from_vec(to_f32(ctx.as_flattened().as_flattened()), (2, 2, 2), &dev)?;
-        let acts_t = Tensor::from_vec(to_f32(acts.as_flattened()), (2, h, 1), &dev)?;
+        let (ctx_t, acts_t) = two_robots(h)?;
         let well = crate::test_util::quadratic_well(&cfg, &MAP, &OFFSET, 1.0);
         let tensor_path = well.without_fused_path();
         for (label, model) in [("fused", &well), ("tensor", &tensor_path)] {
@@ -360,17 +377,7 @@ mod tests {
                 &mut Rng::new(7),
             )?;
             assert_eq!(least.langevin_steps, 2 * h, "{label}");
-            let got: Vec<f32> = early.states.flatten_all()?.to_vec1()?;
-            for (b, (c, a)) in ctx.iter().zip(&acts).enumerate() {
-                let want = iterate(*c, a, None);
-                for (i, g) in got[b * p * h * 2..(b + 1) * p * h * 2].iter().enumerate() {
-                    let w = want[i / 2 % h][i % 2];
-                    assert!(
-                        (f64::from(*g) - w).abs() < 1e-2 * (1.0 + w.abs()),
-                        "{label}: start {b}, value {i}: {g} vs {w}"
-                    );
-                }
-            }
+            assert_on_map(label, &early, p, h, None, 1e-2)?;
         }
         Ok(())
     }
