@@ -142,6 +142,7 @@ mod tests {
         assert_eq!(s["states_malformed"], 3);
         assert_eq!(s["batch_max"], 4);
         assert_eq!(s["states_received"], 0);
-        assert_eq!(s.len(), 40);
+        assert_eq!(s.len(), 41);
+        assert_eq!(s["forecasts_warm"], 0);
     }
 }
