@@ -170,7 +170,7 @@ impl RobotModel {
                 }
                 let flat: Vec<f32> = starts
                     .iter()
-                    .flat_map(|s| self.units.normalize_state_rows(s))
+                    .flat_map(|s| self.units.normalize_state(s))
                     .collect();
                 Some(Tensor::from_vec(flat, (b, p, h, d), &self.device)?)
             }

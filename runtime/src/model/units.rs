@@ -60,16 +60,8 @@ impl Units {
         Ok(Self { state, action })
     }
 
+    /// Wire units to model units; `x` may hold several states in a row.
     pub fn normalize_state(&self, x: &[f32]) -> Vec<f32> {
-        let n = &self.state;
-        x.iter()
-            .zip(n.mean.iter().zip(&n.std))
-            .map(|(v, (m, s))| (v - m) / s)
-            .collect()
-    }
-
-    /// [`Self::normalize_state`] of several states laid end to end.
-    pub fn normalize_state_rows(&self, x: &[f32]) -> Vec<f32> {
         let n = &self.state;
         x.iter()
             .zip(n.mean.iter().zip(n.std.iter()).cycle())
