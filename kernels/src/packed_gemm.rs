@@ -19,7 +19,8 @@ const LANES: usize = 16;
 pub struct PackedB {
     k: usize,
     n: usize,
-    /// `ceil(n / 16)` panels of `k x 16`.
+    /// `ceil(n / 16)` panels of `k x 16` (read by the AVX-512 kernel only).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     panels: Vec<f32>,
     /// Row-major `k x n` copy, for the fallback.
     plain: Vec<f32>,

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ebm_core::rollout::RolloutConfig;
+use ebm_core::rollout::{RolloutConfig, WarmSteps};
 use ebm_core::sampling::langevin::LangevinConfig;
 use serde::{Deserialize, Serialize};
 
@@ -105,9 +105,27 @@ pub struct ForecastConfig {
     /// new state); 0 (the default): every forecast starts cold.
     #[serde(default)]
     pub warm_steps: usize,
+    /// With warm starts: the last this many predictions start cold and run
+    /// `langevin.steps` steps (the previous forecast holds only an
+    /// extrapolation for the last one). Default 1.
+    #[serde(default = "one")]
+    pub warm_cold_tail: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl ForecastConfig {
+    /// How warm-started forecasts run; `None` where every forecast starts
+    /// cold (`warm_steps = 0`).
+    pub fn warm(&self) -> Option<WarmSteps> {
+        (self.warm_steps > 0).then_some(WarmSteps {
+            steps: self.warm_steps,
+            cold_tail: self.warm_cold_tail,
+        })
+    }
+
     pub fn rollout(&self) -> RolloutConfig {
         RolloutConfig {
             horizon: self.horizon,
@@ -390,6 +408,9 @@ impl RuntimeConfig {
         }
         if f.warm_steps > f.langevin.steps {
             return bad("forecast.warm_steps", "at most forecast.langevin.steps");
+        }
+        if f.warm_cold_tail > f.horizon {
+            return bad("forecast.warm_cold_tail", "at most forecast.horizon");
         }
         if self.query.queue == 0 {
             return bad("query.queue", "at least 1");

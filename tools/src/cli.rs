@@ -330,8 +330,9 @@ pub fn run(cli: Cli) -> Result<()> {
             if let Some(w) = &r.warm {
                 for (b, s) in &w.batch_seconds {
                     println!(
-                        "warm ({} steps per prediction), batch of {b:>3} robots: {:.1} ms per batched forecast",
+                        "warm ({} steps per prediction, the last {} cold), batch of {b:>3} robots: {:.1} ms per batched forecast",
                         w.langevin_steps,
+                        w.cold_tail,
                         s * 1e3
                     );
                 }

@@ -39,6 +39,8 @@ pub struct BenchReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct WarmBench {
     pub langevin_steps: usize,
+    /// The last this many predictions start cold (`forecast.warm_cold_tail`).
+    pub cold_tail: usize,
     pub batch_seconds: Vec<(usize, f64)>,
     pub robots_at_rate: f64,
 }
@@ -111,7 +113,7 @@ pub async fn bench(
     let mut warm_seconds = Vec::new();
     let mut best: f64 = 0.0;
     let mut best_warm: f64 = 0.0;
-    let warm_steps = cfg.forecast.warm_steps;
+    let warm_steps = cfg.forecast.warm();
     for &b in batches {
         // States near the training mean (0.1 sd), actions at it (unknown).
         let ctx: Vec<Vec<Vec<f32>>> = (0..b)
@@ -136,7 +138,7 @@ pub async fn bench(
         batch_seconds.push((b, secs));
         // Robots served at `rate_hz`: b robots every `secs` seconds.
         best = best.max(b as f64 / secs / rate_hz);
-        if warm_steps > 0 {
+        if let Some(warm_steps) = warm_steps {
             // Warm: from a cold forecast of the same robots, as a robot's
             // next forecast starts from its last one.
             let cold = model.forecast(&ctx, &acts, &rc, &mut rng, None)?;
@@ -162,8 +164,9 @@ pub async fn bench(
         batch_seconds,
         rate_hz,
         robots_at_rate: best,
-        warm: (warm_steps > 0).then_some(WarmBench {
-            langevin_steps: warm_steps,
+        warm: warm_steps.map(|w| WarmBench {
+            langevin_steps: w.steps,
+            cold_tail: w.cold_tail,
             batch_seconds: warm_seconds,
             robots_at_rate: best_warm,
         }),

@@ -13,10 +13,13 @@
 //!   ticks, legends, titles).
 //! - [`bench_workloads`]: the benchmark workloads timed against the
 //!   PyTorch peer (`ebm-train bench`).
+//! - [`device_check`]: a device's arithmetic against the CPU's fused
+//!   kernels (`ebm-train device-check`).
 //! - [`config_file`]: parsing and validating the TOML configs.
 
 pub mod bench_workloads;
 pub mod config_file;
+pub mod device_check;
 pub mod images;
 pub mod plot;
 pub mod toy;

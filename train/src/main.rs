@@ -59,6 +59,11 @@ enum Command {
     /// The benchmark workloads (F1 F2 T1 I1 I2; docs/benchmarks.md);
     /// `bench/compare.py` runs them beside the PyTorch peer.
     Bench(commands::bench::BenchArgs),
+    /// The device's arithmetic against the CPU's fused kernels: energies,
+    /// input gradients and a noise-free forecast of the same seeded models;
+    /// fails on a difference above the tolerance (`scripts/check-gpu.sh`
+    /// runs it with `--device cuda`).
+    DeviceCheck,
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -68,6 +73,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Images { command } => commands::images::run(command, device),
         Command::Traj { command } => commands::traj::run(command, device),
         Command::Bench(args) => commands::bench::run(args, device),
+        Command::DeviceCheck => commands::device_check::run(device),
     }
 }
 

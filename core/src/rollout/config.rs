@@ -36,8 +36,30 @@ pub enum Starts<'a> {
     /// Each predicted step from the last (predicted) state plus uniform
     /// jitter of `init_noise`, run for `langevin.steps` steps.
     Cold,
-    /// Each predicted step from given states, `[B, P, H, D]` in state space
-    /// (a robot's previous forecast shifted by a step: warm starts), run for
-    /// `steps` Langevin steps per prediction.
-    Warm { states: &'a Tensor, steps: usize },
+    /// Each predicted step from the last (predicted) state plus the change
+    /// a given trajectory makes at that step, run for `warm.steps` Langevin
+    /// steps per prediction (the last `warm.cold_tail` start cold): `states` is `[B, P, H, D]` in state space (a robot's
+    /// previous forecast shifted by a step: warm starts), its change at the
+    /// first step measured from the context's last state. The chains thus
+    /// start as cold ones do, from their own last prediction, displaced by
+    /// the previous forecast's motion instead of by jitter.
+    Warm { states: &'a Tensor, warm: WarmSteps },
+}
+
+/// How warm-started chains run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarmSteps {
+    /// Langevin steps per warm-started prediction.
+    pub steps: usize,
+    /// The last `cold_tail` predictions start cold instead and run
+    /// `langevin.steps` steps: a previous forecast holds nothing for its
+    /// last step but an extrapolation.
+    pub cold_tail: usize,
+}
+
+impl WarmSteps {
+    /// Whether prediction `t` of `horizon` starts warm.
+    pub fn is_warm(&self, t: usize, horizon: usize) -> bool {
+        t + self.cold_tail < horizon
+    }
 }

@@ -12,7 +12,7 @@
 use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
 
-use super::config::{Rollout, RolloutConfig};
+use super::config::{Rollout, RolloutConfig, WarmSteps};
 use crate::energy::{EnergyFunction, FusedEnergy};
 use crate::models::MlpEnergy;
 use crate::sampling::langevin::{settled, LangevinSampler};
@@ -26,7 +26,7 @@ pub(super) fn rollout(
     context: &Tensor,
     actions: Option<&Tensor>,
     cfg: &RolloutConfig,
-    warm: Option<&Tensor>,
+    warm: Option<(&Tensor, WarmSteps)>,
     sampler: &LangevinSampler,
     rng: &mut Rng,
 ) -> Result<Option<Rollout>> {
@@ -37,7 +37,7 @@ pub(super) fn rollout(
     if !model.config().delta_scale.is_empty()
         || !host_f32(context)
         || !actions.is_none_or(host_f32)
-        || !warm.is_none_or(host_f32)
+        || !warm.is_none_or(|(w, _)| host_f32(w))
     {
         return Ok(None);
     }
@@ -53,9 +53,10 @@ pub(super) fn rollout(
         .map(|t| t.flatten_all()?.to_vec1::<f32>())
         .transpose()?;
     // Warm starts, `[B * P, H, D]`: row `j * P + i` is particle `i` of start `j`.
-    let warm = warm
-        .map(|t| t.flatten_all()?.to_vec1::<f32>())
-        .transpose()?;
+    let warm = match warm {
+        Some((t, steps)) => Some((t.flatten_all()?.to_vec1::<f32>()?, steps)),
+        None => None,
+    };
     let seeds: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
 
     let mut states = vec![0f32; n * h * d];
@@ -81,7 +82,7 @@ pub(super) fn rollout(
                 rows,
                 &ctx0,
                 acts.as_deref(),
-                warm.as_deref(),
+                warm.as_ref().map(|(w, s)| (w.as_slice(), *s)),
                 &seeds,
                 st,
                 en,
@@ -110,7 +111,7 @@ struct Rows<'a> {
 
 impl Rows<'_> {
     /// Rolls particle rows `rows` (row `r` starts from context `r / p`,
-    /// its chains from `warm` where given) into
+    /// its chains from `warm` where given, as [`WarmSteps`] says) into
     /// `states: [rows, H, D]` and `energies: [rows, H]`; returns the
     /// Langevin steps run over the horizon (fewer than `H * K` when the
     /// chains settle within `langevin.tolerance`).
@@ -120,13 +121,13 @@ impl Rows<'_> {
         rows: std::ops::Range<usize>,
         ctx0: &[f32],
         acts: Option<&[f32]>,
-        warm: Option<&[f32]>,
+        warm: Option<(&[f32], WarmSteps)>,
         seeds: &[u64],
         states: &mut [f32],
         energies: &mut [f32],
     ) -> usize {
         let (k, d, a) = (self.k, self.d, self.a);
-        let (h, steps) = (self.cfg.horizon, self.sampler.config().steps);
+        let (h, cold_steps) = (self.cfg.horizon, self.sampler.config().steps);
         let m = rows.len();
         let cd = k * d + a;
         let mut rngs: Vec<Rng> = seeds[rows.clone()].iter().map(|&s| Rng::new(s)).collect();
@@ -142,11 +143,14 @@ impl Rows<'_> {
         let (mut cond, mut pre) = (vec![0f32; m * cd], Vec::new());
         let (mut x, mut g, mut e) = (vec![0f32; m * d], vec![0f32; m * d], vec![0f32; m]);
         // Each row's Langevin noise for one predicted step, `[m, steps, d]`.
-        let mut z = vec![0f32; m * steps * d];
+        let most = cold_steps.max(warm.map_or(0, |(_, w)| w.steps));
+        let mut z = vec![0f32; m * most * d];
         let (init, noise) = (self.cfg.init_noise, self.cfg.langevin.noise_scale as f32);
         let tolerance = self.sampler.config().tolerance;
         let mut ran = 0;
         for t in 0..h {
+            let warm_t = warm.filter(|(_, w)| w.is_warm(t, h));
+            let steps = warm_t.map_or(cold_steps, |(_, w)| w.steps);
             for (j, r) in rows.clone().enumerate() {
                 let row = &mut cond[j * cd..(j + 1) * cd];
                 row[..k * d].copy_from_slice(&ctx[j * k * d..(j + 1) * k * d]);
@@ -155,20 +159,29 @@ impl Rows<'_> {
                     row[k * d..].copy_from_slice(&av[at..at + a]);
                 }
                 let xr = &mut x[j * d..(j + 1) * d];
-                if let Some(w) = warm {
-                    // The given start of this step.
-                    xr.copy_from_slice(&w[(r * h + t) * d..(r * h + t + 1) * d]);
+                let last = &ctx[(j * k + k - 1) * d..(j * k + k) * d];
+                if let Some((w, _)) = warm_t {
+                    // The last state plus the change the given trajectory
+                    // makes at this step (from the context's last state at
+                    // the first step).
+                    let at = |t: usize| &w[(r * h + t) * d..(r * h + t + 1) * d];
+                    let before = if t == 0 { last } else { at(t - 1) };
+                    for (((xv, l), wt), wb) in xr.iter_mut().zip(last).zip(at(t)).zip(before) {
+                        *xv = l + (wt - wb);
+                    }
                 } else {
                     // The start: the last state plus uniform jitter.
-                    let last = &ctx[(j * k + k - 1) * d..(j * k + k) * d];
                     let jitter = rngs[j].uniform_vec(d, -init, init);
                     for ((xv, l), u) in xr.iter_mut().zip(last).zip(jitter) {
                         *xv = l + u;
                     }
                 }
             }
-            if noise > 0.0 {
-                for (zr, rng) in z.chunks_exact_mut(steps * d).zip(&mut rngs) {
+            if noise > 0.0 && steps > 0 {
+                for (zr, rng) in z[..m * steps * d]
+                    .chunks_exact_mut(steps * d)
+                    .zip(&mut rngs)
+                {
                     rng.fill_normal(zr);
                 }
             }

@@ -23,7 +23,7 @@ pub mod config;
 mod fused_path;
 mod tensor_path;
 
-pub use config::{Rollout, RolloutConfig, Starts};
+pub use config::{Rollout, RolloutConfig, Starts, WarmSteps};
 
 /// Rolls `model` forward from `context: [B, k, D]` (the last k observed
 /// states, oldest first), with `actions: [B, H, A]` for action-conditional
@@ -54,7 +54,8 @@ pub fn rollout_until(
 }
 
 /// As [`rollout_until`], the chains starting as `starts` says (warm starts
-/// from a previous forecast run their own, smaller, number of steps).
+/// from a previous forecast run their own, smaller, number of steps; see
+/// [`WarmSteps`]).
 pub fn rollout_from(
     model: &MlpEnergy,
     context: &Tensor,
@@ -82,10 +83,9 @@ pub fn rollout_from(
             a.map(|a| a.dims().to_vec())
         ),
     }
-    let mut langevin = cfg.langevin.clone();
     let warm = match starts {
         Starts::Cold => None,
-        Starts::Warm { states, steps } => {
+        Starts::Warm { states, warm } => {
             let want = [b, cfg.particles.max(1), h, d];
             if states.dims() != want {
                 candle_core::bail!(
@@ -93,12 +93,11 @@ pub fn rollout_from(
                     states.dims()
                 );
             }
-            langevin.steps = steps;
-            Some(states)
+            Some((states, warm))
         }
     };
-    let sampler =
-        LangevinSampler::new(langevin).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let sampler = LangevinSampler::new(cfg.langevin.clone())
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
     if deadline.is_none() {
         if let Some(r) = fused_path::rollout(model, context, actions, cfg, warm, &sampler, rng)? {
             return Ok(r);
@@ -386,10 +385,11 @@ mod tests {
     /// last state), a forecast started from the previous one (the same
     /// trajectory shifted by a step) with 5 steps per prediction matches a
     /// cold 40-step one within sampling noise; and the given starts are
-    /// where the chains begin: one step from 3 above goes half way to the
-    /// well's centre, `x <- x - 0.5 (x - centre)`, the centre being the
-    /// previous prediction (the context at step 0), so step `t` lands at
-    /// `3 - 1.5 / 2^t` above the context. Fused and tensor paths.
+    /// where the chains begin, relative to their own last prediction: with
+    /// given starts climbing by 3 a step, each chain starts 3 above its last
+    /// prediction (the context at step 0), and one step goes half way to the
+    /// well's centre, that last prediction, `x <- x - 0.5 (x - centre)`; so
+    /// step `t` lands `1.5 (t + 1)` above the context. Fused and tensor paths.
     #[test]
     fn warm_starts_match_cold_ones_for_a_stationary_robot() -> Result<()> {
         let dev = Device::Cpu;
@@ -434,7 +434,10 @@ mod tests {
             let shifted = Tensor::cat(&[cold.states.narrow(2, 1, h - 1)?, last], 2)?;
             let warm = Starts::Warm {
                 states: &shifted,
-                steps: 5,
+                warm: WarmSteps {
+                    steps: 5,
+                    cold_tail: 0,
+                },
             };
             let w = rollout_from(model, &ctx, None, &rc, warm, &mut Rng::new(2), None)?;
             assert_eq!(w.langevin_steps, 5 * h, "{label}");
@@ -446,32 +449,50 @@ mod tests {
                     );
                 }
             }
-            // From 3 above, one step per prediction.
+            // Starts climbing by 3 a step, one Langevin step per prediction.
             let far = Tensor::from_vec(
                 (0..p * h)
-                    .flat_map(|_| [c[0] + 3.0, c[1] + 3.0])
+                    .flat_map(|i| {
+                        let up = 3.0 * ((i % h) + 1) as f32;
+                        [c[0] + up, c[1] + up]
+                    })
                     .collect::<Vec<f32>>(),
                 (1, p, h, 2),
                 &dev,
             )?;
-            let one = Starts::Warm {
-                states: &far,
-                steps: 1,
-            };
-            let r = rollout_from(model, &ctx, None, &rc, one, &mut Rng::new(3), None)?;
-            for (t, m) in means(&r)?.iter().enumerate() {
-                let above = 3.0 - 1.5 / 2f32.powi(t as i32);
-                for j in 0..2 {
-                    assert!(
-                        (m[j] - (c[j] + above)).abs() < 0.05,
-                        "{label}, step {t}: {m:?}, want {above} above"
-                    );
+            // With a cold tail of 1 the last prediction starts cold instead
+            // and runs 40 steps: it settles on its well's centre, the
+            // prediction before it.
+            for cold_tail in [0, 1] {
+                let one = Starts::Warm {
+                    states: &far,
+                    warm: WarmSteps {
+                        steps: 1,
+                        cold_tail,
+                    },
+                };
+                let r = rollout_from(model, &ctx, None, &rc, one, &mut Rng::new(3), None)?;
+                assert_eq!(r.langevin_steps, (h - cold_tail) + 40 * cold_tail);
+                for (t, m) in means(&r)?.iter().enumerate() {
+                    let above = match t + cold_tail < h {
+                        true => 1.5 * (t + 1) as f32,
+                        false => 1.5 * t as f32,
+                    };
+                    for j in 0..2 {
+                        assert!(
+                            (m[j] - (c[j] + above)).abs() < 0.05,
+                            "{label}, tail {cold_tail}, step {t}: {m:?}, want {above} above"
+                        );
+                    }
                 }
             }
             let wrong = Tensor::zeros((1, p, h + 1, 2), candle_core::DType::F32, &dev)?;
             let bad = Starts::Warm {
                 states: &wrong,
-                steps: 5,
+                warm: WarmSteps {
+                    steps: 5,
+                    cold_tail: 0,
+                },
             };
             assert!(rollout_from(model, &ctx, None, &rc, bad, &mut Rng::new(4), None).is_err());
         }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use candle_core::{Result, Tensor};
 
-use super::config::{Rollout, RolloutConfig};
+use super::config::{Rollout, RolloutConfig, WarmSteps};
 use crate::energy::{EnergyFunction, EnergyTerm};
 use crate::models::MlpEnergy;
 use crate::sampling::langevin::{LangevinSampler, StepBudget};
@@ -18,7 +18,7 @@ pub(super) fn rollout(
     context: &Tensor,
     actions: Option<&Tensor>,
     cfg: &RolloutConfig,
-    warm: Option<&Tensor>,
+    warm: Option<(&Tensor, WarmSteps)>,
     sampler: &LangevinSampler,
     rng: &mut Rng,
     deadline: Option<Instant>,
@@ -40,6 +40,14 @@ pub(super) fn rollout(
         ),
         None => None,
     };
+    let warm_sampler = match warm {
+        Some((_, w)) => {
+            let mut c = sampler.config().clone();
+            c.steps = w.steps;
+            Some(LangevinSampler::new(c).map_err(|e| candle_core::Error::Msg(e.to_string()))?)
+        }
+        None => None,
+    };
     let mut states = Vec::with_capacity(h);
     let mut energies = Vec::with_capacity(h);
     let mut langevin_steps = 0;
@@ -50,9 +58,17 @@ pub(super) fn rollout(
         }
         let cond = Tensor::cat(&parts, 1)?;
         let last = ctx.narrow(1, k - 1, 1)?.squeeze(1)?;
-        let x0 = match warm {
-            // The given start of this step, in the model's sample space.
-            Some(w) => model.to_sample(&w.narrow(2, t, 1)?.reshape((n, d))?, Some(&cond))?,
+        let warm_t = warm.filter(|(_, w)| w.is_warm(t, h)).map(|(w, _)| w);
+        let x0 = match warm_t {
+            // The last state plus the change the given trajectory makes at
+            // this step (from the context's last state at the first step),
+            // in the model's sample space.
+            Some(w) => {
+                let at = |t: usize| w.narrow(2, t, 1)?.reshape((n, d));
+                let before = if t == 0 { last.clone() } else { at(t - 1)? };
+                let start = (&last + (at(t)? - before)?)?;
+                model.to_sample(&start, Some(&cond))?
+            }
             None => {
                 let jitter = Tensor::from_vec(
                     rng.uniform_vec(n * d, -cfg.init_noise, cfg.init_noise),
@@ -74,7 +90,10 @@ pub(super) fn rollout(
                 now + d.saturating_duration_since(now) / (h - t) as u32
             }),
         };
-        let chain = sampler.run(&terms, &x0, None, rng, budget)?;
+        let chain = match (&warm_sampler, warm_t) {
+            (Some(s), Some(_)) => s.run(&terms, &x0, None, rng, budget)?,
+            _ => sampler.run(&terms, &x0, None, rng, budget)?,
+        };
         langevin_steps += chain.steps_run;
         energies.push(model.energy(&chain.x, Some(&cond))?);
         let x = model.from_sample(&chain.x, Some(&cond))?;

@@ -154,6 +154,7 @@ impl PositiveSource for Transitions {
     }
     fn fresh_starts(
         &self,
+        _positives: &Tensor,
         cond: Option<&Tensor>,
         rng: &mut Rng,
     ) -> candle_core::Result<Option<Tensor>> {

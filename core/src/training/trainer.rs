@@ -107,11 +107,12 @@ pub trait PositiveSource {
     ) -> candle_core::Result<(Tensor, Option<Tensor>)>;
 
     /// Starts `[n, sample_dim]` for chains that do not come from the replay
-    /// buffer, given their conditioning. `None` (the default) means uniform
-    /// noise over the buffer's range; trajectory data starts near the last
-    /// context state instead, as rollouts do.
+    /// buffer, given the batch's positives and their conditioning. `None`
+    /// (the default) means uniform noise over the buffer's range; trajectory
+    /// data starts near the last context state instead, as rollouts do.
     fn fresh_starts(
         &self,
+        _positives: &Tensor,
         _cond: Option<&Tensor>,
         _rng: &mut Rng,
     ) -> candle_core::Result<Option<Tensor>> {
@@ -208,7 +209,7 @@ impl<M: EnergyModel> Trainer<M> {
     pub fn step(&mut self, data: &dyn PositiveSource) -> Result<StepStats> {
         let b = self.cfg.batch_size;
         let (x_pos, c_pos) = data.batch(b, &mut self.rng, &self.device)?;
-        let fresh = data.fresh_starts(c_pos.as_ref(), &mut self.rng)?;
+        let fresh = data.fresh_starts(&x_pos, c_pos.as_ref(), &mut self.rng)?;
         let starts = self.buffer.draw(
             b,
             c_pos.as_ref(),

@@ -299,15 +299,14 @@ impl Worker {
         let m = &self.model;
         let rc = self.cfg.forecast.rollout();
         let (h, p) = (rc.horizon, rc.particles);
-        let warm_steps = self.cfg.forecast.warm_steps;
+        let warm_steps = self.cfg.forecast.warm();
         let warm: Vec<Option<Vec<f32>>> = jobs
             .iter()
             .zip(&ood)
             .map(|(j, o)| {
                 let flagged = o.as_ref().is_some_and(|o| o.flagged || o.window_flagged);
-                (warm_steps > 0)
-                    .then(|| self.previous.get(&j.robot))
-                    .flatten()
+                warm_steps
+                    .and(self.previous.get(&j.robot))
                     .and_then(|prev| prev.warm_starts(&j.state, flagged, p, h))
             })
             .collect();
@@ -345,7 +344,7 @@ impl Worker {
                     out[*i] = Some(f);
                 }
             }
-            if !hot.is_empty() {
+            if let (false, Some(warm_steps)) = (hot.is_empty(), warm_steps) {
                 let starts: Vec<&[f32]> = hot.iter().filter_map(|&i| warm[i].as_deref()).collect();
                 let f = m.forecast_warm(
                     &contexts(&hot),
@@ -400,7 +399,7 @@ impl Worker {
 
         for (((job, f), x), ood) in jobs.into_iter().zip(forecasts).zip(denoised).zip(ood) {
             let seq = job.state.seq;
-            if warm_steps > 0 {
+            if warm_steps.is_some() {
                 let prev = PreviousForecast::new(&job.state, &f, p, h);
                 self.previous.insert(job.robot.clone(), prev);
             }

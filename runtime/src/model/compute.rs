@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use candle_core::{Result, Tensor};
 use ebm_core::energy::{energy_and_grad, EnergyFunction, EnergyTerm};
-use ebm_core::rollout::{rollout_from, RolloutConfig, Starts};
+use ebm_core::rollout::{rollout_from, RolloutConfig, Starts, WarmSteps};
 use ebm_core::sampling::langevin::{LangevinSampler, StepBudget};
 use ebm_core::stats::stein;
 use ebm_core::{MlpEnergy, Rng};
@@ -106,13 +106,13 @@ impl RobotModel {
 
     /// As [`Self::forecast`], every robot's chains starting from `warm`:
     /// its start trajectories (`P x H x D`, wire units, see
-    /// `engine::warm_start`), run for `steps` Langevin steps per prediction.
+    /// `engine::warm_start`), run as [`WarmSteps`] says.
     pub fn forecast_warm(
         &self,
         contexts: &[&[Vec<f32>]],
         actions: &[Option<&[f32]>],
         cfg: &RolloutConfig,
-        warm: (&[&[f32]], usize),
+        warm: (&[&[f32]], WarmSteps),
         rng: &mut Rng,
     ) -> Result<Vec<ForecastOut>> {
         self.forecast_from(contexts, actions, cfg, Some(warm), rng, None)
@@ -123,7 +123,7 @@ impl RobotModel {
         contexts: &[&[Vec<f32>]],
         actions: &[Option<&[f32]>],
         cfg: &RolloutConfig,
-        warm: Option<(&[&[f32]], usize)>,
+        warm: Option<(&[&[f32]], WarmSteps)>,
         rng: &mut Rng,
         deadline: Option<Instant>,
     ) -> Result<Vec<ForecastOut>> {
@@ -177,7 +177,7 @@ impl RobotModel {
             None => None,
         };
         let starts = match (&warm_states, warm) {
-            (Some(states), Some((_, steps))) => Starts::Warm { states, steps },
+            (Some(states), Some((_, warm))) => Starts::Warm { states, warm },
             _ => Starts::Cold,
         };
         let r = rollout_from(&self.model, &ctx, acts.as_ref(), cfg, starts, rng, deadline)?;

@@ -61,6 +61,8 @@ pub fn calibrate_export(
         ids: train_ids,
         context_len: mc.context_len,
         start_noise: cfg.start_noise,
+        data_start_share: cfg.data_start_share,
+        data_start_noise: cfg.data_start_noise,
         delta_scale: (!mc.delta_scale.is_empty()).then(|| mc.delta_scale.clone()),
         prior: mc.prior.clone(),
         context_noise: 0.0,

@@ -76,6 +76,14 @@ pub struct TrajectoryConfig {
     /// Half-width of the uniform noise around the last state where fresh
     /// training chains start (rollouts use `eval.rollout.init_noise`).
     pub start_noise: f64,
+    /// Share of the fresh training chains that start at the true next state
+    /// plus uniform noise of half-width `data_start_noise` instead of at the
+    /// last state: chains begun near the answer learn to stay there, as warm
+    /// starts in the daemon need (0: none; docs/runtime.md#warm-starts).
+    #[serde(default)]
+    pub data_start_share: f64,
+    #[serde(default)]
+    pub data_start_noise: f64,
     /// Sample the scaled change of state (`model.delta_scale` fitted on the
     /// training split) rather than the next state itself.
     #[serde(default)]
@@ -140,6 +148,13 @@ impl TrajectoryConfig {
                     "linear_prior_ridge needs predict_change = true and a finite ridge >= 0".into(),
                 ));
             }
+        }
+        if !(0.0..=1.0).contains(&self.data_start_share)
+            || !(self.data_start_noise.is_finite() && self.data_start_noise >= 0.0)
+        {
+            return Err(CoreError::InvalidConfig(
+                "data_start_share must be in [0, 1] and data_start_noise finite and >= 0".into(),
+            ));
         }
         if self.eval.rollout.horizon == 0 || self.eval.rollout.particles == 0 {
             return Err(CoreError::InvalidConfig(

@@ -141,6 +141,12 @@ pub struct TransitionData {
     /// Half-width of the uniform noise around the last context state where
     /// fresh chains start (the rollout's `init_noise`), in sample units.
     pub start_noise: f64,
+    /// Where warm-started forecasts begin: this share of the fresh chains
+    /// starts at its positive (the true next state) plus uniform noise of
+    /// half-width `data_start_noise`, so that chains begun near the answer
+    /// learn to stay there (0: every chain starts at the last state).
+    pub data_start_share: f64,
+    pub data_start_noise: f64,
     /// Change-space models: samples are `(s_{t+1} - s_t) / delta_scale`.
     pub delta_scale: Option<Vec<f32>>,
     /// With `delta_scale`: samples are `(s_{t+1} - s_t - prior(c)) /
@@ -243,6 +249,7 @@ impl PositiveSource for TransitionData {
 
     fn fresh_starts(
         &self,
+        positives: &Tensor,
         cond: Option<&Tensor>,
         rng: &mut Rng,
     ) -> candle_core::Result<Option<Tensor>> {
@@ -254,12 +261,24 @@ impl PositiveSource for TransitionData {
             (n, d),
             cond.device(),
         )?;
-        if self.delta_scale.is_some() {
+        let starts = if self.delta_scale.is_some() {
             // The last state is the zero change.
-            return Ok(Some(jitter));
+            jitter
+        } else {
+            (cond.narrow(1, (self.context_len - 1) * d, d)? + jitter)?
+        };
+        // Positives come in random order: the first rows are a random share.
+        let m = ((self.data_start_share * n as f64).round() as usize).min(n);
+        if m == 0 {
+            return Ok(Some(starts));
         }
-        let last = cond.narrow(1, (self.context_len - 1) * d, d)?;
-        Ok(Some((last + jitter)?))
+        let noise = self.data_start_noise;
+        let near = (positives.narrow(0, 0, m)?
+            + Tensor::from_vec(rng.uniform_vec(m * d, -noise, noise), (m, d), cond.device())?)?;
+        Ok(Some(Tensor::cat(
+            &[&near, &starts.narrow(0, m, n - m)?],
+            0,
+        )?))
     }
 }
 
@@ -280,6 +299,8 @@ mod tests {
             ids: vec![0],
             context_len: 2,
             start_noise: 0.0,
+            data_start_share: 0.0,
+            data_start_noise: 0.0,
             delta_scale: None,
             prior: None,
             context_noise: 0.0,
@@ -326,6 +347,8 @@ mod tests {
             ids: (0..n).collect(),
             context_len: 1,
             start_noise: 0.0,
+            data_start_share: 0.0,
+            data_start_noise: 0.0,
             delta_scale: None,
             prior: None,
             context_noise: 0.0,

@@ -57,6 +57,8 @@ pub fn train_trajectory(
         ids: train_ids.clone(),
         context_len: cfg.model.context_len,
         start_noise: cfg.start_noise,
+        data_start_share: cfg.data_start_share,
+        data_start_noise: cfg.data_start_noise,
         delta_scale: None,
         prior: None,
         context_noise: cfg.context_noise,
