@@ -105,9 +105,12 @@ pub struct ForecastConfig {
     /// new state); 0 (the default): every forecast starts cold.
     #[serde(default)]
     pub warm_steps: usize,
-    /// With warm starts: the last this many predictions start cold and run
-    /// `langevin.steps` steps (the previous forecast holds only an
-    /// extrapolation for the last one). Default 1.
+    /// With warm starts: the first this many predictions start cold and run
+    /// `langevin.steps` steps (they see the newly observed state). Default 0.
+    #[serde(default)]
+    pub warm_cold_head: usize,
+    /// With warm starts: so do the last this many (the previous forecast
+    /// holds only an extrapolation for the last one). Default 1.
     #[serde(default = "one")]
     pub warm_cold_tail: usize,
 }
@@ -122,6 +125,7 @@ impl ForecastConfig {
     pub fn warm(&self) -> Option<WarmSteps> {
         (self.warm_steps > 0).then_some(WarmSteps {
             steps: self.warm_steps,
+            cold_head: self.warm_cold_head,
             cold_tail: self.warm_cold_tail,
         })
     }
@@ -409,8 +413,11 @@ impl RuntimeConfig {
         if f.warm_steps > f.langevin.steps {
             return bad("forecast.warm_steps", "at most forecast.langevin.steps");
         }
-        if f.warm_cold_tail > f.horizon {
-            return bad("forecast.warm_cold_tail", "at most forecast.horizon");
+        if f.warm_cold_head + f.warm_cold_tail > f.horizon {
+            return bad(
+                "forecast.warm_cold_head + warm_cold_tail",
+                "at most forecast.horizon",
+            );
         }
         if self.query.queue == 0 {
             return bad("query.queue", "at least 1");

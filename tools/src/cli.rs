@@ -90,6 +90,10 @@ enum Command {
         /// Test episodes to replay.
         #[arg(long, default_value_t = 20)]
         episodes: usize,
+        /// Test episodes to pass over before them (settings chosen on the
+        /// first N episodes are then reported on others).
+        #[arg(long, default_value_t = 0)]
+        skip_episodes: usize,
         /// States each episode goes on for after its first forecast, one at
         /// a time, each forecast scored (warm starts need them).
         #[arg(long, default_value_t = 0)]
@@ -238,6 +242,7 @@ pub fn run(cli: Cli) -> Result<()> {
             overrides,
             recording,
             episodes,
+            skip_episodes,
             follow,
             out,
         } => {
@@ -245,7 +250,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let r = tokio_runtime()?.block_on(ebm_tools::replay_eval::replay_eval(
                 cfg,
                 &recording,
-                episodes,
+                skip_episodes..skip_episodes + episodes,
                 follow,
                 out.as_deref(),
             ))?;
@@ -330,8 +335,9 @@ pub fn run(cli: Cli) -> Result<()> {
             if let Some(w) = &r.warm {
                 for (b, s) in &w.batch_seconds {
                     println!(
-                        "warm ({} steps per prediction, the last {} cold), batch of {b:>3} robots: {:.1} ms per batched forecast",
+                        "warm ({} steps per prediction, the first {} and the last {} cold), batch of {b:>3} robots: {:.1} ms per batched forecast",
                         w.langevin_steps,
+                        w.cold_head,
                         w.cold_tail,
                         s * 1e3
                     );

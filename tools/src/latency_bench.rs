@@ -39,7 +39,9 @@ pub struct BenchReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct WarmBench {
     pub langevin_steps: usize,
-    /// The last this many predictions start cold (`forecast.warm_cold_tail`).
+    /// The first and the last this many predictions start cold
+    /// (`forecast.warm_cold_head`, `warm_cold_tail`).
+    pub cold_head: usize,
     pub cold_tail: usize,
     pub batch_seconds: Vec<(usize, f64)>,
     pub robots_at_rate: f64,
@@ -166,6 +168,7 @@ pub async fn bench(
         robots_at_rate: best,
         warm: warm_steps.map(|w| WarmBench {
             langevin_steps: w.steps,
+            cold_head: w.cold_head,
             cold_tail: w.cold_tail,
             batch_seconds: warm_seconds,
             robots_at_rate: best_warm,

@@ -10,6 +10,7 @@
 //! as the offline evaluation).
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
 
@@ -51,7 +52,7 @@ pub struct ReplayEvalReport {
 /// with `last_action` filled in.
 fn test_episodes(
     path: &Path,
-    n: usize,
+    episodes: &Range<usize>,
 ) -> Result<(RecordingHeader, Vec<Vec<RobotState>>), RuntimeError> {
     let mut header = None;
     let mut wanted: BTreeMap<u64, Vec<RobotState>> = BTreeMap::new();
@@ -60,7 +61,7 @@ fn test_episodes(
         match event? {
             RecordingEvent::Metadata { name, entries } if name == HEADER_RECORD => {
                 let h = RecordingHeader::from_metadata_entries(&entries)?;
-                for &id in h.split.test.iter().take(n) {
+                for &id in h.split.test.iter().take(episodes.end).skip(episodes.start) {
                     wanted.insert(id, Vec::new());
                 }
                 header = Some(h);
@@ -97,7 +98,7 @@ fn test_episodes(
 pub async fn replay_eval(
     cfg: RuntimeConfig,
     recording: &Path,
-    episodes: usize,
+    episodes: Range<usize>,
     follow: usize,
     out: Option<&Path>,
 ) -> Result<ReplayEvalReport, RuntimeError> {
@@ -107,7 +108,7 @@ pub async fn replay_eval(
     let scorer = RobotModel::from_config(cfg.default_model()?, cfg.seed, &device)?;
     let k = served.context_len();
     let (h, p) = (cfg.forecast.horizon, cfg.forecast.particles);
-    let (header, eps) = test_episodes(recording, episodes)?;
+    let (header, eps) = test_episodes(recording, &episodes)?;
     let found = eps.iter().flatten().next().map_or(0, |s| s.state.len());
     if found != 0 && found != served.state_dim() {
         return Err(RuntimeError::Model(format!(

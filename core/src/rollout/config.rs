@@ -38,7 +38,8 @@ pub enum Starts<'a> {
     Cold,
     /// Each predicted step from the last (predicted) state plus the change
     /// a given trajectory makes at that step, run for `warm.steps` Langevin
-    /// steps per prediction (the last `warm.cold_tail` start cold): `states` is `[B, P, H, D]` in state space (a robot's
+    /// steps per prediction (the first `warm.cold_head` and the last
+    /// `warm.cold_tail` start cold): `states` is `[B, P, H, D]` in state space (a robot's
     /// previous forecast shifted by a step: warm starts), its change at the
     /// first step measured from the context's last state. The chains thus
     /// start as cold ones do, from their own last prediction, displaced by
@@ -51,8 +52,11 @@ pub enum Starts<'a> {
 pub struct WarmSteps {
     /// Langevin steps per warm-started prediction.
     pub steps: usize,
-    /// The last `cold_tail` predictions start cold instead and run
-    /// `langevin.steps` steps: a previous forecast holds nothing for its
+    /// The first `cold_head` predictions start cold instead and run
+    /// `langevin.steps` steps: they are conditioned on the newly observed
+    /// state, and their particles have been refined over the most forecasts.
+    pub cold_head: usize,
+    /// So do the last `cold_tail`: a previous forecast holds nothing for its
     /// last step but an extrapolation.
     pub cold_tail: usize,
 }
@@ -60,6 +64,6 @@ pub struct WarmSteps {
 impl WarmSteps {
     /// Whether prediction `t` of `horizon` starts warm.
     pub fn is_warm(&self, t: usize, horizon: usize) -> bool {
-        t + self.cold_tail < horizon
+        t >= self.cold_head && t + self.cold_tail < horizon
     }
 }

@@ -436,6 +436,7 @@ mod tests {
                 states: &shifted,
                 warm: WarmSteps {
                     steps: 5,
+                    cold_head: 0,
                     cold_tail: 0,
                 },
             };
@@ -460,28 +461,28 @@ mod tests {
                 (1, p, h, 2),
                 &dev,
             )?;
-            // With a cold tail of 1 the last prediction starts cold instead
-            // and runs 40 steps: it settles on its well's centre, the
-            // prediction before it.
-            for cold_tail in [0, 1] {
-                let one = Starts::Warm {
-                    states: &far,
-                    warm: WarmSteps {
-                        steps: 1,
-                        cold_tail,
-                    },
+            // Predictions in the cold head or tail start cold instead and
+            // run 40 steps: they settle on their well's centre, the
+            // prediction before them, where warm ones climb by 1.5.
+            for (cold_head, cold_tail) in [(0, 0), (0, 1), (1, 0), (2, 1)] {
+                let warm = WarmSteps {
+                    steps: 1,
+                    cold_head,
+                    cold_tail,
                 };
+                let one = Starts::Warm { states: &far, warm };
                 let r = rollout_from(model, &ctx, None, &rc, one, &mut Rng::new(3), None)?;
-                assert_eq!(r.langevin_steps, (h - cold_tail) + 40 * cold_tail);
+                let cold = cold_head + cold_tail;
+                assert_eq!(r.langevin_steps, (h - cold) + 40 * cold);
+                let mut above = 0.0;
                 for (t, m) in means(&r)?.iter().enumerate() {
-                    let above = match t + cold_tail < h {
-                        true => 1.5 * (t + 1) as f32,
-                        false => 1.5 * t as f32,
-                    };
+                    if warm.is_warm(t, h) {
+                        above += 1.5;
+                    }
                     for j in 0..2 {
                         assert!(
                             (m[j] - (c[j] + above)).abs() < 0.05,
-                            "{label}, tail {cold_tail}, step {t}: {m:?}, want {above} above"
+                            "{label}, {warm:?}, step {t}: {m:?}, want {above} above"
                         );
                     }
                 }
@@ -491,6 +492,7 @@ mod tests {
                 states: &wrong,
                 warm: WarmSteps {
                     steps: 5,
+                    cold_head: 0,
                     cold_tail: 0,
                 },
             };
