@@ -148,6 +148,12 @@ impl LangevinSampler {
             }
             None => None,
         };
+        // Noise only on the free entries, as the official code masks noise
+        // and gradient alike: the energy sees the fixed ones exactly.
+        let free_noise = match &keep {
+            Some(k) => Some(k.to_dtype(x0.dtype())?),
+            None => None,
+        };
         if keep.is_none() && terms.len() == 1 {
             if let Some(chain) = self.run_fused(&terms[0], x0, rng, budget)? {
                 return Ok(chain);
@@ -163,8 +169,11 @@ impl LangevinSampler {
                 break;
             }
             let noisy = if c.noise_scale > 0.0 {
-                let noise =
+                let mut noise =
                     Tensor::from_vec(rng.normal_vec(x.elem_count()), x.shape(), x.device())?;
+                if let Some(f) = &free_noise {
+                    noise = (noise * f)?;
+                }
                 (&x + (noise * c.noise_scale)?)?
             } else {
                 x.clone()
@@ -354,7 +363,7 @@ impl LangevinSampler {
 mod tests {
     use super::*;
     use crate::energy::EnergyFunction;
-    use candle_core::Device;
+    use candle_core::{DType, Device};
 
     /// `E(x) = ||x - mu||^2 / (2 s2)`.
     struct Quadratic {
@@ -452,6 +461,56 @@ mod tests {
         // Free entries move 0.1 per step (clipped gradient) towards mu = 5 and
         // are clamped at 1.
         assert_eq!((x[0][0], x[0][2], x[1][1]), (1.0, 1.0, 1.0));
+        Ok(())
+    }
+
+    /// `E = (x_0 - x_1)^2 / 2`.
+    struct Coupled;
+
+    impl EnergyFunction for Coupled {
+        fn energy(&self, x: &Tensor, _cond: Option<&Tensor>) -> Result<Tensor> {
+            (x.narrow(1, 0, 1)? - x.narrow(1, 1, 1)?)?
+                .sqr()?
+                .squeeze(1)?
+                / 2.0
+        }
+    }
+
+    /// The noise of masked chains falls on the free entries only: with
+    /// `x_0` fixed at 0 and `x_1` free on `E = (x_0 - x_1)^2 / 2`, a step
+    /// of 0.5 makes `x_1 <- 0.5 (x_1 + n_1) + 0.5 (x_0 + n_0)`, whose
+    /// stationary variance is `sigma^2 / 3` when `n_0 = 0` (masked) and
+    /// `2 sigma^2 / 3` when the fixed entry is noised too.
+    #[test]
+    fn masked_chains_put_no_noise_on_the_fixed_entries() -> Result<()> {
+        let dev = Device::Cpu;
+        let sigma = 0.1;
+        let sampler = LangevinSampler::new(LangevinConfig {
+            steps: 100,
+            step_size: 0.5,
+            noise_scale: sigma,
+            grad_clip: None,
+            clamp: None,
+            tolerance: None,
+        })
+        .expect("valid config");
+        let n = 4000;
+        let x0 = Tensor::zeros((n, 2), DType::F32, &dev)?;
+        let free = Tensor::from_vec([0f32, 1.0].repeat(n), (n, 2), &dev)?;
+        let x = sampler.sample(
+            &[EnergyTerm::new(&Coupled, None)],
+            &x0,
+            Some(&free),
+            &mut Rng::new(5),
+        )?;
+        let (mean, var) = moments(&x)?;
+        assert_eq!((mean[0], var[0]), (0.0, 0.0));
+        let want = sigma * sigma / 3.0;
+        assert!(
+            (var[1] - want).abs() < 0.1 * want,
+            "variance {} against {want}",
+            var[1]
+        );
         Ok(())
     }
 
