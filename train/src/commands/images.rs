@@ -99,11 +99,20 @@ pub fn run(command: ImagesCommand, device: candle_core::Device) -> Result<()> {
         ImagesCommand::Restore { config, run, out } => {
             let (cfg, base) = load_image_config(&config)?;
             let rows = restore(&cfg, &base, &run, &out, &device)?;
-            println!("| task | images | MSE corrupted | MSE restored |\n|---|---|---|---|");
+            println!("| task | images | MSE corrupted | MSE restored | baselines (MSE) |\n|---|---|---|---|---|");
             for r in rows {
+                let b: Vec<String> = r
+                    .baselines
+                    .iter()
+                    .map(|b| format!("{} {:.4}", b.method, b.mse))
+                    .collect();
                 println!(
-                    "| {} | {} | {:.4} | {:.4} |",
-                    r.task, r.images, r.mse_corrupted, r.mse_restored
+                    "| {} | {} | {:.4} | {:.4} | {} |",
+                    r.task,
+                    r.images,
+                    r.mse_corrupted,
+                    r.mse_restored,
+                    b.join("; ")
                 );
             }
             println!("PNGs in {}", out.display());

@@ -1,6 +1,8 @@
 //! Image EBMs (the paper's Section 4) on MNIST-style and CIFAR-10 data:
-//! loaders, training, sampling, restoration, OOD detection, classification.
+//! loaders, training, sampling, restoration (and its trivial baselines),
+//! OOD detection, classification.
 
+pub mod baselines;
 pub mod config;
 pub mod dataset;
 pub mod eval;

@@ -10,6 +10,7 @@ use candle_core::{Device, Tensor};
 use ebm_core::Rng;
 use serde::Serialize;
 
+use super::baselines::{filled, mean_image, median_3x3, nearest_rows};
 use super::config::ImageConfig;
 use super::dataset::{ImageData, NUM_CLASSES};
 use super::eval::{class_energies, langevin_rounds, load_latest, mse};
@@ -24,6 +25,14 @@ pub struct RestoreRow {
     pub mse_corrupted: f64,
     /// MSE to the clean image after restoration.
     pub mse_restored: f64,
+    /// What trivial methods score on the same images and region.
+    pub baselines: Vec<BaselineScore>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BaselineScore {
+    pub method: String,
+    pub mse: f64,
 }
 
 fn save_triptych(
@@ -61,6 +70,21 @@ pub fn restore(
     };
     let clean = data.clean(&(0..n).collect::<Vec<_>>(), device)?;
     let d = clean.dim(1)?;
+    // The training images, for the mean-image and nearest-neighbour baselines.
+    let train: Vec<f32> = cfg
+        .load(base, Split::Train)?
+        .pixels
+        .iter()
+        .map(|&b| f32::from(b) / 255.0)
+        .collect();
+    let mean = mean_image(&train, d);
+    let score = |method: &str, v: Vec<f32>, region: Option<&Tensor>| -> Result<BaselineScore> {
+        let t = Tensor::from_vec(v, (n, d), device)?;
+        Ok(BaselineScore {
+            method: method.into(),
+            mse: mse(&t, &clean, region)?,
+        })
+    };
     let labels = if m.conditional {
         Some(ImageData::one_hot(&data.set.labels, device)?)
     } else {
@@ -102,11 +126,22 @@ pub fn restore(
         &mut rng,
     )?;
     save_triptych(&clean, &noisy, &fixed, size, &out.join("denoise.png"))?;
+    let noisy_v: Vec<f32> = noisy.flatten_all()?.to_vec1()?;
+    let all = vec![1f32; d];
     rows.push(RestoreRow {
         task: "salt-and-pepper denoising".into(),
         images: n,
         mse_corrupted: mse(&noisy, &clean, None)?,
         mse_restored: mse(&fixed, &clean, None)?,
+        baselines: vec![
+            score("3x3 median filter", median_3x3(&noisy_v, c, size), None)?,
+            score("mean training image", mean.repeat(n), None)?,
+            score(
+                "nearest training image",
+                nearest_rows(&train, &noisy_v, &all, d),
+                None,
+            )?,
+        ],
     });
 
     // Inpainting: the bottom half replaced by uniform noise, Langevin masked to it.
@@ -116,7 +151,8 @@ pub fn restore(
             mask[ch * plane + p] = 1.0;
         }
     }
-    let region = Tensor::from_vec(mask, (1, d), device)?.repeat((n, 1))?;
+    let mask_row = mask;
+    let region = Tensor::from_vec(mask_row.clone(), (1, d), device)?.repeat((n, 1))?;
     let fill = Tensor::from_vec(rng.uniform_vec(n * d, 0.0, 1.0), (n, d), device)?;
     let holed = ((&clean * (1.0 - &region)?)? + (&fill * &region)?)?;
     let inpainted = langevin_rounds(
@@ -129,11 +165,24 @@ pub fn restore(
         &mut rng,
     )?;
     save_triptych(&clean, &holed, &inpainted, size, &out.join("inpaint.png"))?;
+    let holed_v: Vec<f32> = holed.flatten_all()?.to_vec1()?;
+    let visible: Vec<f32> = mask_row.iter().map(|m| 1.0 - m).collect();
+    let neighbours = nearest_rows(&train, &holed_v, &visible, d);
+    let fill_with = |f: &[f32]| filled(&holed_v, &mask_row, f, d);
     rows.push(RestoreRow {
         task: "inpainting (bottom half)".into(),
         images: n,
         mse_corrupted: mse(&holed, &clean, Some(&region))?,
         mse_restored: mse(&inpainted, &clean, Some(&region))?,
+        baselines: vec![
+            score("zero fill", fill_with(&vec![0.0; d]), Some(&region))?,
+            score("mean training image", fill_with(&mean), Some(&region))?,
+            score(
+                "nearest training image (by the top half)",
+                fill_with(&neighbours),
+                Some(&region),
+            )?,
+        ],
     });
 
     // Cross-class: each digit relabelled to the next class and sampled from.
