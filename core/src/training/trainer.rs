@@ -22,6 +22,7 @@ use crate::error::{CoreError, Result};
 use crate::params::ParamStore;
 use crate::sampling::langevin::{LangevinConfig, LangevinSampler};
 use crate::training::adam::{Adam, AdamConfig};
+use crate::training::label_contrast::LabelContrast;
 use crate::training::replay_buffer::{ReplayBuffer, ReplayConfig};
 use crate::Rng;
 
@@ -48,6 +49,12 @@ pub struct TrainerConfig {
     /// The divergence guard: stop when a mean energy exceeds this magnitude.
     #[serde(default = "default_max_abs_energy")]
     pub max_abs_energy: f64,
+    /// Conditional models on one-hot labels: weight of a classification
+    /// term added to the loss, the cross-entropy of each positive's label
+    /// under `softmax_y(-E(x+, y))` over every label (0, the default: the
+    /// paper's objective alone). See [`crate::training::label_contrast`].
+    #[serde(default)]
+    pub label_contrast: f64,
 }
 
 fn one() -> f64 {
@@ -67,6 +74,11 @@ impl TrainerConfig {
         }
         if !(self.alpha >= 0.0) {
             return Err(CoreError::config("trainer.alpha must be >= 0"));
+        }
+        if !(self.label_contrast >= 0.0 && self.label_contrast.is_finite()) {
+            return Err(CoreError::config(
+                "trainer.label_contrast must be finite and >= 0",
+            ));
         }
         if !(self.max_abs_energy > 0.0) {
             return Err(CoreError::config("trainer.max_abs_energy must be positive"));
@@ -88,6 +100,7 @@ impl TrainerConfig {
             checkpoint_every: 0,
             keep_checkpoints: 10,
             max_abs_energy: default_max_abs_energy(),
+            label_contrast: 0.0,
         }
     }
 }
@@ -127,6 +140,8 @@ pub struct StepStats {
     pub loss: f64,
     pub e_pos: f64,
     pub e_neg: f64,
+    /// The classification term's cross-entropy (0 without one).
+    pub label_ce: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -229,15 +244,21 @@ impl<M: EnergyModel> Trainer<M> {
             .detach();
         self.buffer.push(&x_neg, starts.cond.as_ref())?;
 
+        let labels = match (&c_pos, self.cfg.label_contrast > 0.0) {
+            (Some(c), true) => Some(LabelContrast::new(&frozen, &x_pos, c)?),
+            _ => None,
+        };
         let (e_pos, e_neg, fused) =
             self.loss_energies(&x_pos, c_pos.as_ref(), &x_neg, starts.cond.as_ref())?;
         let reg = (e_pos.sqr()?.mean_all()? + e_neg.sqr()?.mean_all()?)?;
         let loss = ((reg * self.cfg.alpha)? + (e_pos.mean_all()? - e_neg.mean_all()?)?)?;
+        let label_ce = labels.as_ref().map_or(0.0, |l| l.cross_entropy);
         let stats = StepStats {
             step: self.step + 1,
-            loss: f64::from(loss.to_scalar::<f32>()?),
+            loss: f64::from(loss.to_scalar::<f32>()?) + self.cfg.label_contrast * label_ce,
             e_pos: f64::from(e_pos.mean_all()?.to_scalar::<f32>()?),
             e_neg: f64::from(e_neg.mean_all()?.to_scalar::<f32>()?),
+            label_ce,
         };
         let limit = self.cfg.max_abs_energy;
         let bad = |v: f64| !v.is_finite() || v.abs() > limit;
@@ -250,7 +271,11 @@ impl<M: EnergyModel> Trainer<M> {
                 limit,
             });
         }
-        let grads = fused.as_ref().unwrap_or(&loss).backward()?;
+        let mut objective = fused.unwrap_or(loss);
+        if let Some(l) = &labels {
+            objective = (objective + l.surrogate(&self.model, self.cfg.label_contrast)?)?;
+        }
+        let grads = objective.backward()?;
         self.adam.step(&self.params, &grads)?;
         self.model.refresh()?;
         self.step += 1;

@@ -83,6 +83,7 @@ pub fn train_images(
                 loss = s.loss,
                 e_pos = s.e_pos,
                 e_neg = s.e_neg,
+                label_ce = s.label_ce,
                 "image training"
             );
         }
