@@ -150,7 +150,10 @@ mod tests {
             let g: Vec<f32> = g.flatten_all()?.to_vec1()?;
             let scale = a.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
             for (x, y) in a.iter().zip(&g) {
-                assert!((x - y).abs() <= 1e-4 * scale + 1e-6, "{name}: {x} against {y}");
+                assert!(
+                    (x - y).abs() <= 1e-4 * scale + 1e-6,
+                    "{name}: {x} against {y}"
+                );
             }
         }
         Ok(())

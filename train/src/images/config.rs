@@ -70,14 +70,18 @@ impl ImageConfig {
                 self.model.num_classes, self.data.conditional
             )));
         }
+        // The channels follow from the format; the size is checked against
+        // the images when they are loaded (IDX files may hold any size).
         let (c, s) = match self.data.format {
-            ImageFormat::Mnist => (1, 28),
-            ImageFormat::Cifar10 => (3, 32),
+            ImageFormat::Mnist => (1, None),
+            ImageFormat::Cifar10 => (3, Some(32)),
         };
-        if self.model.in_channels != c || self.model.image_size != s {
+        if self.model.in_channels != c || s.is_some_and(|s| self.model.image_size != s) {
             return Err(CoreError::InvalidConfig(format!(
-                "model expects {}x{s}x{s} images for {:?}: set in_channels = {c}, image_size = {s}",
-                c, self.data.format
+                "{:?} images have {c} channel(s){}: set model.in_channels = {c}{}",
+                self.data.format,
+                s.map_or(String::new(), |s| format!(" of {s}x{s}")),
+                s.map_or(String::new(), |s| format!(", image_size = {s}")),
             )));
         }
         if self.trainer.replay.init_low != 0.0 || self.trainer.replay.init_high != 1.0 {
@@ -95,6 +99,16 @@ impl ImageConfig {
             ImageFormat::Mnist => load_mnist(&dir, split)?,
             ImageFormat::Cifar10 => load_cifar10(&dir, split)?,
         };
+        let s = self.model.image_size;
+        if (set.height, set.width) != (s, s) {
+            return Err(LoadError::Format {
+                path: dir,
+                problem: format!(
+                    "images are {}x{}, the model takes {s}x{s} (model.image_size)",
+                    set.height, set.width
+                ),
+            });
+        }
         Ok(match (split, self.data.limit) {
             (Split::Train, n) if n > 0 => set.truncated(n),
             _ => set,

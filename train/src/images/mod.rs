@@ -20,3 +20,6 @@ pub use ood::{classify, ood, OodRow};
 pub use restore::{restore, RestoreRow};
 pub use sample::sample_grid;
 pub use train::{train_images, TrainSummary};
+
+#[cfg(test)]
+mod pipeline_tests;
