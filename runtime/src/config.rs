@@ -113,10 +113,20 @@ pub struct ForecastConfig {
     /// holds only an extrapolation for the last one). Default 1.
     #[serde(default = "one")]
     pub warm_cold_tail: usize,
+    /// With warm starts: a robot's forecast still starts from its previous
+    /// one up to this many states later (shifted as many steps; under load
+    /// the daemon skips superseded states); a longer gap starts cold.
+    /// Default 3.
+    #[serde(default = "three")]
+    pub warm_max_gap: usize,
 }
 
 fn one() -> usize {
     1
+}
+
+fn three() -> usize {
+    3
 }
 
 impl ForecastConfig {

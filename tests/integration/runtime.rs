@@ -265,9 +265,10 @@ async fn runtime_malformed_messages_are_counted_and_a_valid_one_is_still_served(
     h.stop().await
 }
 
-/// Warm starts through the daemon: a robot's consecutive states get
-/// forecasts started from the previous one (`forecast.warm_steps` per
-/// prediction), and a gap, a new episode or a restart starts cold again
+/// Warm starts through the daemon: a robot's consecutive states (or states
+/// up to `forecast.warm_max_gap` apart) get forecasts started from the
+/// previous one (`forecast.warm_steps` per prediction but for the cold head
+/// and tail), and a longer gap, a new episode or a restart starts cold again
 /// (`langevin.steps` per prediction); the status counts the warm ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn runtime_warm_starts_follow_consecutive_states_and_restart_cold() -> Result<()> {
@@ -282,16 +283,19 @@ async fn runtime_warm_starts_follow_consecutive_states_and_restart_cold() -> Res
     let mut sub = h.outputs(robot).await?;
     let publ = h.publisher(robot).await?;
     let mut rec = Received::default();
+    let max_gap = h.cfg.forecast.warm_max_gap as u64;
     let cases = [
         (0, 0, false),
         (0, 1, true),
         (0, 2, true),
-        (0, 5, false), // a gap
-        (0, 6, true),
-        (1, 7, false), // a new episode
-        (1, 8, true),
+        (0, 3 + max_gap, false), // a gap longer than the bridge
+        (0, 4 + max_gap, true),
+        (0, 4 + 2 * max_gap, true),  // a gap the bridge spans
+        (1, 5 + 2 * max_gap, false), // a new episode
+        (1, 6 + 2 * max_gap, true),
         (1, 0, false), // a restart
     ];
+    let mut last = 0;
     for (episode, seq, warm) in cases {
         let mut s = state(robot, seq, 0.1 + 0.01 * seq as f32);
         s.episode = episode;
@@ -300,14 +304,23 @@ async fn runtime_warm_starts_follow_consecutive_states_and_restart_cold() -> Res
         receive_until(&mut sub, &mut rec, |r| r.forecasts.len() > seen).await?;
         let f = &rec.forecasts[seen];
         assert_eq!(f.seq, seq);
-        let want = hz * if warm { 3 } else { k };
+        // Warm: the cold head and tail (at least the steps moved) run
+        // `langevin.steps`, the rest 3.
+        let fc = &h.cfg.forecast;
+        let cold = fc.warm_cold_head + fc.warm_cold_tail.max((seq - last) as usize);
+        let want = if warm {
+            (hz - cold) * 3 + cold * k
+        } else {
+            hz * k
+        };
         assert_eq!(
             f.langevin_steps as usize, want,
             "episode {episode}, seq {seq}: warm {warm}"
         );
         check_forecast(f, hz, h.cfg.forecast.particles);
+        last = seq;
     }
-    h.status_where(|s| s.counters.get("forecasts_warm") == Some(&4))
+    h.status_where(|s| s.counters.get("forecasts_warm") == Some(&5))
         .await?;
     h.stop().await
 }

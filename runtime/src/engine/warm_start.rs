@@ -1,5 +1,6 @@
-//! Warm starts: a robot's previous forecast, shifted by one step and
-//! re-anchored on its newly observed state, as the starts of its next
+//! Warm starts: a robot's previous forecast, shifted by the steps since it
+//! (one, or a few where the daemon skipped superseded states under load)
+//! and re-anchored on its newly observed state, as the starts of its next
 //! forecast's chains (which then run `forecast.warm_steps` steps instead of
 //! `langevin.steps`); and when a forecast starts cold instead.
 
@@ -35,27 +36,30 @@ impl PreviousForecast {
         }
     }
 
-    /// The starts (`P x H x D`, wire units) of the forecast from `state`,
-    /// or `None` where it starts cold: `state` is not the immediate
-    /// successor of this forecast's state in the same episode (a gap, a new
-    /// episode, a restart), the transition into it was flagged OOD, or the
-    /// forecast size differs. Each particle's trajectory moves up a step
-    /// and by the difference between the observed state and its prediction
-    /// of it; its last step is extrapolated from the last two.
+    /// The starts (`P x H x D`, wire units) of the forecast from `state`
+    /// and the steps `g` they moved by, or `None` where it starts cold:
+    /// `state` is not a successor of this forecast's state in the same
+    /// episode within `max_gap` steps (a longer gap, a new episode, a
+    /// restart), the transition into it was flagged OOD, or the forecast
+    /// size differs. Each particle's trajectory moves up `g` steps and by
+    /// the difference between the observed state and its prediction of it;
+    /// its last `g` steps are extrapolated from its last two.
     pub(crate) fn warm_starts(
         &self,
         state: &RobotState,
         flagged: bool,
         particles: usize,
         horizon: usize,
-    ) -> Option<Vec<f32>> {
-        let successor = state.episode == self.episode && state.seq == self.seq + 1;
+        max_gap: usize,
+    ) -> Option<(Vec<f32>, usize)> {
+        let g = state.seq.checked_sub(self.seq).unwrap_or(0) as usize;
+        let successor = state.episode == self.episode && (1..=max_gap).contains(&g);
         let d = state.state.len();
         let (p, h) = (particles, horizon);
         if !successor
             || flagged
             || (p, h) != (self.particles, self.horizon)
-            || h == 0
+            || g >= h
             || self.trajectories.len() != p * h * d
         {
             return None;
@@ -66,17 +70,19 @@ impl PreviousForecast {
             let offset: Vec<f32> = state
                 .state
                 .iter()
-                .zip(step(0))
+                .zip(step(g - 1))
                 .map(|(o, x)| o - x)
                 .collect();
             for t in 0..h {
-                let start: Vec<f32> = if t + 1 < h {
-                    step(t + 1).to_vec()
+                let start: Vec<f32> = if t + g < h {
+                    step(t + g).to_vec()
                 } else if h >= 2 {
+                    // Beyond the horizon: on along the last step's motion.
+                    let beyond = (t + g + 1 - h) as f32;
                     step(h - 1)
                         .iter()
                         .zip(step(h - 2))
-                        .map(|(a, b)| 2.0 * a - b)
+                        .map(|(a, b)| a + beyond * (a - b))
                         .collect()
                 } else {
                     step(0).to_vec()
@@ -84,7 +90,7 @@ impl PreviousForecast {
                 out.extend(start.iter().zip(&offset).map(|(x, o)| x + o));
             }
         }
-        Some(out)
+        Some((out, g))
     }
 }
 
@@ -118,9 +124,14 @@ mod tests {
 
     #[test]
     fn starts_are_the_previous_forecast_shifted_and_reanchored() {
-        let starts = previous().warm_starts(&state(0, 5, [1.5, 0.5]), false, 1, 3);
+        let starts = previous().warm_starts(&state(0, 5, [1.5, 0.5]), false, 1, 3, 2);
         // Offset (0.5, -0.5); steps (2, 3), (3, 5), then (4, 7) extrapolated.
-        assert_eq!(starts, Some(vec![2.5, 2.5, 3.5, 4.5, 4.5, 6.5]));
+        assert_eq!(starts, Some((vec![2.5, 2.5, 3.5, 4.5, 4.5, 6.5], 1)));
+        // Two steps on (a state the daemon skipped): the prediction of the
+        // new state is (2, 3), offset (1, 0); then (3, 5), and (4, 7),
+        // (5, 9) extrapolated, each moved by the offset.
+        let starts = previous().warm_starts(&state(0, 6, [3.0, 3.0]), false, 1, 3, 2);
+        assert_eq!(starts, Some((vec![4.0, 5.0, 5.0, 7.0, 6.0, 9.0], 2)));
     }
 
     #[test]
@@ -128,35 +139,45 @@ mod tests {
         let p = previous();
         let next = [1.5, 0.5];
         assert_eq!(
-            p.warm_starts(&state(0, 6, next), false, 1, 3),
+            p.warm_starts(&state(0, 7, next), false, 1, 3, 2),
             None,
-            "a gap"
+            "a gap longer than the bridge"
         );
         assert_eq!(
-            p.warm_starts(&state(1, 5, next), false, 1, 3),
+            p.warm_starts(&state(0, 7, next), false, 1, 3, 3),
+            None,
+            "a gap as long as the horizon"
+        );
+        assert_eq!(
+            p.warm_starts(&state(0, 4, next), false, 1, 3, 2),
+            None,
+            "the same state again"
+        );
+        assert_eq!(
+            p.warm_starts(&state(1, 5, next), false, 1, 3, 2),
             None,
             "a new episode"
         );
         assert_eq!(
-            p.warm_starts(&state(0, 0, next), false, 1, 3),
+            p.warm_starts(&state(0, 0, next), false, 1, 3, 2),
             None,
             "a restart"
         );
         assert_eq!(
-            p.warm_starts(&state(0, 5, next), true, 1, 3),
+            p.warm_starts(&state(0, 5, next), true, 1, 3, 2),
             None,
             "flagged OOD"
         );
         assert_eq!(
-            p.warm_starts(&state(0, 5, next), false, 2, 3),
+            p.warm_starts(&state(0, 5, next), false, 2, 3, 2),
             None,
             "more particles"
         );
         assert_eq!(
-            p.warm_starts(&state(0, 5, next), false, 1, 4),
+            p.warm_starts(&state(0, 5, next), false, 1, 4, 2),
             None,
             "a longer horizon"
         );
-        assert!(p.warm_starts(&state(0, 5, next), false, 1, 3).is_some());
+        assert!(p.warm_starts(&state(0, 5, next), false, 1, 3, 2).is_some());
     }
 }

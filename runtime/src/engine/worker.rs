@@ -300,14 +300,15 @@ impl Worker {
         let rc = self.cfg.forecast.rollout();
         let (h, p) = (rc.horizon, rc.particles);
         let warm_steps = self.cfg.forecast.warm();
-        let warm: Vec<Option<Vec<f32>>> = jobs
+        let max_gap = self.cfg.forecast.warm_max_gap;
+        let warm: Vec<Option<(Vec<f32>, usize)>> = jobs
             .iter()
             .zip(&ood)
             .map(|(j, o)| {
                 let flagged = o.as_ref().is_some_and(|o| o.flagged || o.window_flagged);
                 warm_steps
                     .and(self.previous.get(&j.robot))
-                    .and_then(|prev| prev.warm_starts(&j.state, flagged, p, h))
+                    .and_then(|prev| prev.warm_starts(&j.state, flagged, p, h, max_gap))
             })
             .collect();
         let deadline = (self.cfg.forecast.deadline_ms > 0)
@@ -345,7 +346,21 @@ impl Worker {
                 }
             }
             if let (false, Some(warm_steps)) = (hot.is_empty(), warm_steps) {
-                let starts: Vec<&[f32]> = hot.iter().filter_map(|&i| warm[i].as_deref()).collect();
+                let starts: Vec<&[f32]> = hot
+                    .iter()
+                    .filter_map(|&i| warm[i].as_ref().map(|(s, _)| s.as_slice()))
+                    .collect();
+                // Steps past the previous forecast's horizon hold only
+                // extrapolations: at least that many run cold.
+                let gap = hot
+                    .iter()
+                    .filter_map(|&i| warm[i].as_ref().map(|w| w.1))
+                    .max();
+                let mut warm_steps = warm_steps;
+                warm_steps.cold_tail = warm_steps.cold_tail.max(gap.unwrap_or(1));
+                if warm_steps.cold_head + warm_steps.cold_tail > h {
+                    warm_steps.cold_head = h - warm_steps.cold_tail.min(h);
+                }
                 let f = m.forecast_warm(
                     &contexts(&hot),
                     &actions(&hot),

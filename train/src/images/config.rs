@@ -27,6 +27,10 @@ pub struct ImageDataConfig {
     /// Use at most this many training images (0: all).
     #[serde(default)]
     pub limit: usize,
+    /// The last this many training images are held out of training, for
+    /// the validation curve of conditional models (0: none).
+    #[serde(default)]
+    pub validation: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,6 +46,11 @@ pub struct ImageEvalConfig {
     pub test_images: usize,
     /// Test images restored by the restoration command.
     pub restore_images: usize,
+    /// Conditional models with `data.validation`: classification accuracy
+    /// on the held-out images every this many training steps, into
+    /// `<run>/validation.json` and `validation.svg` (0: never).
+    #[serde(default)]
+    pub validate_every: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,8 +101,32 @@ impl ImageConfig {
         Ok(())
     }
 
-    /// Loads a split of the configured data, resolving `dir` against `base`.
+    /// Loads a split of the configured data, resolving `dir` against `base`;
+    /// the training split without its last `data.validation` images.
     pub fn load(&self, base: &Path, split: Split) -> Result<ImageSet, LoadError> {
+        let set = self.load_whole(base, split)?;
+        Ok(match split {
+            Split::Train => {
+                let keep = set.len().saturating_sub(self.data.validation);
+                let limit = if self.data.limit > 0 {
+                    self.data.limit
+                } else {
+                    keep
+                };
+                set.truncated(keep.min(limit))
+            }
+            Split::Test => set,
+        })
+    }
+
+    /// The held-out last `data.validation` images of the training split.
+    pub fn load_validation(&self, base: &Path) -> Result<ImageSet, LoadError> {
+        let set = self.load_whole(base, Split::Train)?;
+        let from = set.len().saturating_sub(self.data.validation);
+        Ok(set.skipped(from))
+    }
+
+    fn load_whole(&self, base: &Path, split: Split) -> Result<ImageSet, LoadError> {
         let dir = base.join(&self.data.dir);
         let set = match self.data.format {
             ImageFormat::Mnist => load_mnist(&dir, split)?,
@@ -109,9 +142,6 @@ impl ImageConfig {
                 ),
             });
         }
-        Ok(match (split, self.data.limit) {
-            (Split::Train, n) if n > 0 => set.truncated(n),
-            _ => set,
-        })
+        Ok(set)
     }
 }

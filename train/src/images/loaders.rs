@@ -62,6 +62,14 @@ impl ImageSet {
         &self.pixels[i * d..(i + 1) * d]
     }
 
+    /// Without the first `n` images (none left if fewer).
+    pub fn skipped(mut self, n: usize) -> Self {
+        let n = n.min(self.len());
+        self.pixels.drain(..n * self.image_len());
+        self.labels.drain(..n);
+        self
+    }
+
     /// The first `n` images (all if fewer).
     pub fn truncated(mut self, n: usize) -> Self {
         let n = n.min(self.len());

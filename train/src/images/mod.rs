@@ -12,6 +12,7 @@ pub mod ood;
 pub mod restore;
 pub mod sample;
 pub mod train;
+pub mod validation;
 
 pub use config::{ImageConfig, ImageFormat};
 pub use dataset::ImageData;

@@ -53,6 +53,7 @@ steps = 150
 format = "mnist"
 dir = "data"
 conditional = true
+validation = 40
 [model]
 in_channels = 1
 image_size = 8
@@ -87,6 +88,7 @@ sample_rounds = 1
 restore_rounds = 1
 test_images = 60
 restore_images = 20
+validate_every = 50
 "#;
 
 #[test]
@@ -120,6 +122,13 @@ fn a_short_conditional_run_learns_tiny_bars() -> anyhow::Result<()> {
         mean(energies(&m.model, &noise, Some(&y))?),
     );
     assert!(e_data < e_noise, "data {e_data}, noise {e_noise}");
+
+    // The validation curve on the 40 held-out training bars.
+    let curve = super::validation::load_curve(&run)?;
+    let steps: Vec<u64> = curve.iter().map(|p| p.step).collect();
+    assert_eq!(steps, vec![50, 100, 150]);
+    assert!(curve[2].accuracy >= 0.9, "{curve:?}");
+    assert!(run.join("validation.svg").exists());
 
     // Classification by the lowest energy.
     let (count, accuracy) = classify(&cfg, base, &run, &dev)?;

@@ -6,12 +6,13 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use candle_core::Device;
-use ebm_core::{checkpoint, ResNetEnergy, Trainer};
+use ebm_core::{checkpoint, EnergyModel, ResNetEnergy, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::config::ImageConfig;
 use super::dataset::ImageData;
 use super::loaders::Split;
+use super::validation::{accuracy, record, ValidationPoint};
 
 /// Figures of a training run.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -69,25 +70,61 @@ pub fn train_images(
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    // The validation curve, where configured: training runs in chunks
+    // between its points.
+    let every = cfg.eval.validate_every;
+    let validation = if cfg.data.conditional && cfg.data.validation > 0 && every > 0 {
+        let set = cfg.load_validation(base)?;
+        let labels = set.labels.clone();
+        let v = ImageData {
+            set,
+            conditional: true,
+        };
+        Some((
+            v.clean(&(0..labels.len()).collect::<Vec<_>>(), device)?,
+            labels,
+        ))
+    } else {
+        None
+    };
     let t0 = Instant::now();
     let mut last = (0.0, 0.0);
-    trainer.train(&data, todo, Some(run_dir), |s| {
-        bar.inc(1);
-        last = (s.e_pos, s.e_neg);
-        if s.step % 10 == 0 {
-            bar.set_message(format!("E+ {:.4} E- {:.4}", s.e_pos, s.e_neg));
+    while trainer.step_count() < cfg.steps {
+        let left = cfg.steps - trainer.step_count();
+        let chunk = match validation {
+            Some(_) => left.min(every - trainer.step_count() % every),
+            None => left,
+        };
+        trainer.train(&data, chunk, Some(run_dir), |s| {
+            bar.inc(1);
+            last = (s.e_pos, s.e_neg);
+            if s.step % 10 == 0 {
+                bar.set_message(format!("E+ {:.4} E- {:.4}", s.e_pos, s.e_neg));
+            }
+            if s.step % 100 == 0 {
+                tracing::info!(
+                    step = s.step,
+                    loss = s.loss,
+                    e_pos = s.e_pos,
+                    e_neg = s.e_neg,
+                    label_ce = s.label_ce,
+                    "image training"
+                );
+            }
+        })?;
+        if let Some((x, labels)) = &validation {
+            let step = trainer.step_count();
+            let acc = accuracy(&trainer.model().frozen(), x, labels)?;
+            tracing::info!(step, accuracy = acc, "validation");
+            record(
+                run_dir,
+                ValidationPoint {
+                    step,
+                    accuracy: acc,
+                },
+            )?;
         }
-        if s.step % 100 == 0 {
-            tracing::info!(
-                step = s.step,
-                loss = s.loss,
-                e_pos = s.e_pos,
-                e_neg = s.e_neg,
-                label_ce = s.label_ce,
-                "image training"
-            );
-        }
-    })?;
+    }
     bar.finish();
     let seconds = t0.elapsed().as_secs_f64();
     Ok(TrainSummary {
