@@ -7,6 +7,7 @@ use ebm_msgs::RobotPattern;
 use tracing::info;
 
 use crate::config::{DenoiseConfig, RuntimeConfig, Serving};
+use crate::engine::WarmStartConfig;
 use crate::model::RobotModel;
 use crate::ood::{load_ood_scorer, OodScorer};
 use crate::RuntimeError;
@@ -17,6 +18,7 @@ pub struct Binding {
     pub model: RobotModel,
     pub ood: OodScorer,
     pub denoise: DenoiseConfig,
+    pub warm: WarmStartConfig,
 }
 
 impl Binding {
@@ -29,6 +31,7 @@ impl Binding {
         info!(robots = %s.robots, model = %model.model_id, robot = %model.robot.kind,
               state_dim = model.state_dim(), ood = %ood.model_id(), "bound");
         Ok(Self {
+            warm: s.warm,
             robots: s.robots.clone(),
             model,
             ood,
@@ -52,6 +55,7 @@ impl Binding {
             model,
             ood,
             denoise: cfg.denoise.clone(),
+            warm: cfg.forecast.warm,
         }
     }
 }

@@ -39,6 +39,10 @@ pub struct Overrides {
     /// Langevin steps per predicted step.
     #[arg(long)]
     langevin_steps: Option<usize>,
+    /// Warm starts of the default model (`[forecast.warm]`) as
+    /// `STEPS,COLD_HEAD,COLD_TAIL` (0: off; docs/runtime.md#warm-starts).
+    #[arg(long, value_name = "STEPS,COLD_HEAD,COLD_TAIL")]
+    warm: Option<String>,
 }
 
 impl Overrides {
@@ -86,6 +90,18 @@ impl Overrides {
         }
         if let Some(k) = self.langevin_steps {
             cfg.forecast.langevin.steps = k;
+        }
+        if let Some(w) = &self.warm {
+            let v: Vec<usize> = w
+                .split(',')
+                .map(|s| s.trim().parse())
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("--warm {w}: expected STEPS,COLD_HEAD,COLD_TAIL"))?;
+            let [steps, cold_head, cold_tail] = v[..] else {
+                anyhow::bail!("--warm {w}: expected STEPS,COLD_HEAD,COLD_TAIL");
+            };
+            let warm = &mut cfg.forecast.warm;
+            (warm.steps, warm.cold_head, warm.cold_tail) = (steps, cold_head, cold_tail);
         }
         cfg.validate()?;
         Ok(cfg)

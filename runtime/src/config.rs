@@ -3,10 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use ebm_core::rollout::{RolloutConfig, WarmSteps};
+use ebm_core::rollout::RolloutConfig;
 use ebm_core::sampling::langevin::LangevinConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::WarmStartConfig;
 use crate::RuntimeError;
 
 /// The reference config, also the built-in default.
@@ -78,6 +79,11 @@ pub struct ModelEntry {
     pub ood_checkpoints: Vec<PathBuf>,
     #[serde(default)]
     pub denoise: Option<DenoiseConfig>,
+    /// Warm starts of these robots' forecasts (unset: `[forecast.warm]`):
+    /// whether they keep the forecast error depends on the model, so each
+    /// model's are chosen on its own replayed episodes.
+    #[serde(default)]
+    pub warm: Option<WarmStartConfig>,
 }
 
 /// One served model as the daemon runs it: the pattern of its robots, its
@@ -88,6 +94,7 @@ pub struct Serving {
     pub model: ModelConfig,
     pub ood_checkpoints: Vec<PathBuf>,
     pub denoise: DenoiseConfig,
+    pub warm: WarmStartConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,46 +107,13 @@ pub struct ForecastConfig {
     /// 0: no deadline.
     pub deadline_ms: u64,
     pub langevin: LangevinConfig,
-    /// Warm starts: Langevin steps per prediction when a robot's forecast
-    /// starts from its previous one (shifted by a step, re-anchored on the
-    /// new state); 0 (the default): every forecast starts cold.
+    /// Warm starts of the default model and of `[[models]]` entries without
+    /// their own (off by default).
     #[serde(default)]
-    pub warm_steps: usize,
-    /// With warm starts: the first this many predictions start cold and run
-    /// `langevin.steps` steps (they see the newly observed state). Default 0.
-    #[serde(default)]
-    pub warm_cold_head: usize,
-    /// With warm starts: so do the last this many (the previous forecast
-    /// holds only an extrapolation for the last one). Default 1.
-    #[serde(default = "one")]
-    pub warm_cold_tail: usize,
-    /// With warm starts: a robot's forecast still starts from its previous
-    /// one up to this many states later (shifted as many steps; under load
-    /// the daemon skips superseded states); a longer gap starts cold.
-    /// Default 3.
-    #[serde(default = "three")]
-    pub warm_max_gap: usize,
-}
-
-fn one() -> usize {
-    1
-}
-
-fn three() -> usize {
-    3
+    pub warm: WarmStartConfig,
 }
 
 impl ForecastConfig {
-    /// How warm-started forecasts run; `None` where every forecast starts
-    /// cold (`warm_steps = 0`).
-    pub fn warm(&self) -> Option<WarmSteps> {
-        (self.warm_steps > 0).then_some(WarmSteps {
-            steps: self.warm_steps,
-            cold_head: self.warm_cold_head,
-            cold_tail: self.warm_cold_tail,
-        })
-    }
-
     pub fn rollout(&self) -> RolloutConfig {
         RolloutConfig {
             horizon: self.horizon,
@@ -336,6 +310,7 @@ impl RuntimeConfig {
                     },
                     ood_checkpoints: e.ood_checkpoints.clone(),
                     denoise: e.denoise.clone().unwrap_or_else(|| self.denoise.clone()),
+                    warm: e.warm.unwrap_or(self.forecast.warm),
                 })
             })
             .collect();
@@ -345,6 +320,7 @@ impl RuntimeConfig {
                 model: m.clone(),
                 ood_checkpoints: self.ood.checkpoints.clone(),
                 denoise: self.denoise.clone(),
+                warm: self.forecast.warm,
             });
         }
         out
@@ -420,14 +396,10 @@ impl RuntimeConfig {
                 "step_size and noise_scale finite and >= 0",
             );
         }
-        if f.warm_steps > f.langevin.steps {
-            return bad("forecast.warm_steps", "at most forecast.langevin.steps");
-        }
-        if f.warm_cold_head + f.warm_cold_tail > f.horizon {
-            return bad(
-                "forecast.warm_cold_head + warm_cold_tail",
-                "at most forecast.horizon",
-            );
+        for w in self.models.iter().filter_map(|m| m.warm).chain([f.warm]) {
+            if let Err(rule) = w.check(f.horizon, f.langevin.steps) {
+                return bad("forecast.warm (or a [[models]] entry's warm)", rule);
+            }
         }
         if self.query.queue == 0 {
             return bad("query.queue", "at least 1");
@@ -536,6 +508,19 @@ mod tests {
         assert_eq!(s[0].denoise, cfg.denoise);
         assert_eq!(s[1].model.checkpoint, Path::new("/abs/gripper"));
         assert_eq!(s[1].denoise.sigma, 0.5);
+        // Warm starts: the Fetch entry's own, the others `[forecast.warm]`'s
+        // (off); a setting that breaks a rule is refused by name.
+        let fetch = &cfg.serving()[0];
+        assert_eq!((fetch.warm.steps, fetch.warm.cold_head), (1, 3));
+        assert!(s
+            .iter()
+            .all(|m| m.warm == cfg.forecast.warm && m.warm.steps == 0));
+        let bad = text.replace(
+            "cold_head = 3, cold_tail = 1",
+            "cold_head = 50, cold_tail = 1",
+        );
+        let err = RuntimeConfig::parse(&bad).unwrap_err().to_string();
+        assert!(err.contains("warm") && err.contains("cold_head"), "{err}");
         let bad = text.replace("\"arm-*\"", "\"arm/*\"");
         let err = RuntimeConfig::parse(&bad).unwrap_err().to_string();
         assert!(err.contains("models.robots"), "{err}");

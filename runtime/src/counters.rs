@@ -63,7 +63,7 @@ counters! {
     /// Largest batch so far (gauge).
     batch_max,
     /// Forecasts started warm from the robot's previous one
-    /// (`forecast.warm_steps`).
+    /// (`[forecast.warm]`, a `[[models]]` entry's `warm`).
     forecasts_warm,
     /// Most states waiting for inference at once (gauge; at most one per robot).
     pending_max,

@@ -83,6 +83,7 @@ fn arm_entry(pattern: &str, checkpoint: PathBuf) -> ModelEntry {
         checkpoint,
         ood_checkpoints: Vec::new(),
         denoise: None,
+        warm: None,
     }
 }
 

@@ -266,14 +266,14 @@ async fn runtime_malformed_messages_are_counted_and_a_valid_one_is_still_served(
 }
 
 /// Warm starts through the daemon: a robot's consecutive states (or states
-/// up to `forecast.warm_max_gap` apart) get forecasts started from the
-/// previous one (`forecast.warm_steps` per prediction but for the cold head
+/// up to `forecast.warm.max_gap` apart) get forecasts started from the
+/// previous one (`forecast.warm.steps` per prediction but for the cold head
 /// and tail), and a longer gap, a new episode or a restart starts cold again
 /// (`langevin.steps` per prediction); the status counts the warm ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn runtime_warm_starts_follow_consecutive_states_and_restart_cold() -> Result<()> {
     let h = Harness::start(|c| {
-        c.forecast.warm_steps = 3;
+        c.forecast.warm.steps = 3;
         // Only a non-finite energy flags: this test is about warm starts.
         c.ood.flag_percentile = 100.0;
     })
@@ -283,7 +283,7 @@ async fn runtime_warm_starts_follow_consecutive_states_and_restart_cold() -> Res
     let mut sub = h.outputs(robot).await?;
     let publ = h.publisher(robot).await?;
     let mut rec = Received::default();
-    let max_gap = h.cfg.forecast.warm_max_gap as u64;
+    let max_gap = h.cfg.forecast.warm.max_gap as u64;
     let cases = [
         (0, 0, false),
         (0, 1, true),
@@ -306,8 +306,8 @@ async fn runtime_warm_starts_follow_consecutive_states_and_restart_cold() -> Res
         assert_eq!(f.seq, seq);
         // Warm: the cold head and tail (at least the steps moved) run
         // `langevin.steps`, the rest 3.
-        let fc = &h.cfg.forecast;
-        let cold = fc.warm_cold_head + fc.warm_cold_tail.max((seq - last) as usize);
+        let w = &h.cfg.forecast.warm;
+        let cold = w.cold_head + w.cold_tail.max((seq - last) as usize);
         let want = if warm {
             (hz - cold) * 3 + cold * k
         } else {

@@ -29,7 +29,7 @@ pub struct BenchReport {
     /// best batch size measured.
     pub rate_hz: f64,
     pub robots_at_rate: f64,
-    /// With `forecast.warm_steps` set: the same for forecasts started warm
+    /// With `[forecast.warm]` on: the same for forecasts started warm
     /// from the previous forecast of the same robots (its steps per
     /// prediction, then (robots, seconds) and robots served).
     pub warm: Option<WarmBench>,
@@ -40,7 +40,7 @@ pub struct BenchReport {
 pub struct WarmBench {
     pub langevin_steps: usize,
     /// The first and the last this many predictions start cold
-    /// (`forecast.warm_cold_head`, `warm_cold_tail`).
+    /// (`[forecast.warm]`'s `cold_head`, `cold_tail`).
     pub cold_head: usize,
     pub cold_tail: usize,
     pub batch_seconds: Vec<(usize, f64)>,
@@ -115,7 +115,7 @@ pub async fn bench(
     let mut warm_seconds = Vec::new();
     let mut best: f64 = 0.0;
     let mut best_warm: f64 = 0.0;
-    let warm_steps = cfg.forecast.warm();
+    let warm_steps = cfg.forecast.warm.warm_steps();
     for &b in batches {
         // States near the training mean (0.1 sd), actions at it (unknown).
         let ctx: Vec<Vec<Vec<f32>>> = (0..b)

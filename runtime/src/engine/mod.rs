@@ -32,6 +32,7 @@ mod worker;
 
 use inbox::{padded, Inbox, QueryJob, Shared, Slot, StreamJob};
 pub use inbox::{QueryReply, StreamOutput};
+pub use warm_start::WarmStartConfig;
 use worker::Worker;
 
 use crate::binding::Binding;
@@ -98,6 +99,7 @@ impl Engine {
             model,
             ood,
             denoise,
+            warm,
             ..
         } = binding;
         let ood_calibrated = ood.calibrated();
@@ -127,6 +129,7 @@ impl Engine {
             OodMonitor::new(ood, &cfg.ood),
             model,
             denoise,
+            warm,
             cfg,
             outputs.clone(),
         );

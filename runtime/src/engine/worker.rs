@@ -17,7 +17,7 @@ use tracing::{error, warn};
 
 use super::inbox::{padded, QueryJob, Shared, StreamJob, StreamOutput};
 use super::query_share::QueryShare;
-use super::warm_start::PreviousForecast;
+use super::warm_start::{PreviousForecast, WarmStartConfig};
 use crate::config::{DenoiseConfig, RuntimeConfig};
 use crate::counters::Counters;
 use crate::model::{DenoiseInput, ForecastOut, RobotModel, Transition};
@@ -49,6 +49,8 @@ pub(crate) struct Worker {
     ood: OodMonitor,
     model: RobotModel,
     denoise_cfg: DenoiseConfig,
+    /// This model's warm starts.
+    warm: WarmStartConfig,
     cfg: RuntimeConfig,
     rng: Rng,
     outputs: mpsc::Sender<StreamOutput>,
@@ -66,6 +68,7 @@ impl Worker {
         ood: OodMonitor,
         model: RobotModel,
         denoise_cfg: DenoiseConfig,
+        warm: WarmStartConfig,
         cfg: &RuntimeConfig,
         outputs: mpsc::Sender<StreamOutput>,
     ) -> Self {
@@ -74,6 +77,7 @@ impl Worker {
             ood,
             model,
             denoise_cfg,
+            warm,
             cfg: cfg.clone(),
             rng: Rng::new(cfg.seed),
             outputs,
@@ -299,8 +303,8 @@ impl Worker {
         let m = &self.model;
         let rc = self.cfg.forecast.rollout();
         let (h, p) = (rc.horizon, rc.particles);
-        let warm_steps = self.cfg.forecast.warm();
-        let max_gap = self.cfg.forecast.warm_max_gap;
+        let warm_steps = self.warm.warm_steps();
+        let max_gap = self.warm.max_gap;
         let warm: Vec<Option<(Vec<f32>, usize)>> = jobs
             .iter()
             .zip(&ood)
