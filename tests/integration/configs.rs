@@ -64,7 +64,7 @@ fn every_config_file_parses_and_validates() -> anyhow::Result<()> {
                 let cfg = ImageConfig::parse(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
                 assert_eq!(
                     cfg.data.conditional,
-                    n.contains("cond") && !n.contains("uncond"),
+                    (n.contains("cond") && !n.contains("uncond")) || n.contains("classify"),
                     "{name}"
                 );
             }

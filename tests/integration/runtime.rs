@@ -274,7 +274,8 @@ async fn runtime_malformed_messages_are_counted_and_a_valid_one_is_still_served(
 async fn runtime_warm_starts_follow_consecutive_states_and_restart_cold() -> Result<()> {
     let h = Harness::start(|c| {
         c.forecast.warm.steps = 3;
-        // Only a non-finite energy flags: this test is about warm starts.
+        c.forecast.warm.max_gap = 2; // the horizon is 5
+                                     // Only a non-finite energy flags: this test is about warm starts.
         c.ood.flag_percentile = 100.0;
     })
     .await?;

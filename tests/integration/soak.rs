@@ -33,6 +33,7 @@ async fn soak_loses_no_valid_output_and_memory_stays_flat() -> Result<()> {
         queries_per_s: 5.0,
         malformed_per_s: 50.0,
         restart_every: Duration::from_secs(2),
+        episodes: None,
     };
     let r = soak(cfg, served, &plan).await?;
     eprintln!("{}", serde_json::to_string_pretty(&r)?);

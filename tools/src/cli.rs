@@ -162,6 +162,13 @@ enum Command {
         /// One robot restarts (sequence back to 0) this often.
         #[arg(long, default_value_t = 2.0)]
         restart_every_s: f64,
+        /// The robots replay this recording's test episodes instead of
+        /// random walks (robot r plays episodes r, r + robots, ...).
+        #[arg(long)]
+        recording: Option<PathBuf>,
+        /// With --recording: how many test episodes to load.
+        #[arg(long, default_value_t = 200)]
+        episodes: usize,
         /// report.json written here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -357,9 +364,17 @@ pub fn run(cli: Cli) -> Result<()> {
             queries_per_s,
             malformed_per_s,
             restart_every_s,
+            recording,
+            episodes,
             out,
         } => {
             let cfg = overrides.resolve()?;
+            let episodes = match &recording {
+                Some(r) => Some(std::sync::Arc::new(
+                    ebm_tools::replay_eval::test_episodes(r, &(0..episodes))?.1,
+                )),
+                None => None,
+            };
             let plan = ebm_tools::soak::SoakPlan {
                 duration: std::time::Duration::from_secs_f64(seconds),
                 robots,
@@ -367,6 +382,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 queries_per_s,
                 malformed_per_s,
                 restart_every: std::time::Duration::from_secs_f64(restart_every_s),
+                episodes,
             };
             let r = tokio_runtime()?.block_on(async {
                 let device = ebm_core::device::select(&cfg.device)?;

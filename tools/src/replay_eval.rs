@@ -50,7 +50,9 @@ pub struct ReplayEvalReport {
 
 /// The first `n` test episodes of a recording, each as its ordered states
 /// with `last_action` filled in.
-fn test_episodes(
+/// The header and test episodes `episodes` (by position in the split) of
+/// a recording, `last_action` filled in.
+pub fn test_episodes(
     path: &Path,
     episodes: &Range<usize>,
 ) -> Result<(RecordingHeader, Vec<Vec<RobotState>>), RuntimeError> {

@@ -31,6 +31,9 @@ pub struct SoakPlan {
     pub malformed_per_s: f64,
     /// Every this long, one robot (in turn) restarts its sequence at 0.
     pub restart_every: Duration,
+    /// Recorded episodes the robots replay instead of random walks (robot
+    /// `r` plays episodes `r`, `r + robots`, ... in turn; no restarts).
+    pub episodes: Option<Arc<Vec<Vec<RobotState>>>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -122,23 +125,35 @@ pub async fn soak(
             let (mut seq, mut sent) = (0u64, 0u64);
             let mut next_restart = start + plan.restart_every * (r as u32 + 1);
             let mut tick = tokio::time::interval(period);
+            // Replaying: (episode index, position in it).
+            let mut at = (r, 0usize);
             while !stop.load(Ordering::Relaxed) {
                 tick.tick().await;
-                if plan.robots > 0 && Instant::now() >= next_restart {
-                    seq = 0; // restarted, same episode number
-                    next_restart += plan.restart_every * plan.robots as u32;
-                    tally.restarts.fetch_add(1, Ordering::Relaxed);
-                }
-                for (v, n) in x.iter_mut().zip(rng.normal_vec(state_dim)) {
-                    *v = 0.9 * *v + 0.1 * n;
-                }
-                let s = RobotState {
-                    robot_id: robot.to_string(),
-                    episode: 0,
-                    seq,
-                    stamp_ns: seq * 100_000_000,
-                    state: x.clone(),
-                    last_action: (action_dim > 0).then(|| vec![0.0; action_dim]),
+                let s = if let Some(eps) = plan.episodes.as_deref().filter(|e| !e.is_empty()) {
+                    if at.1 >= eps[at.0 % eps.len()].len() {
+                        at = (at.0 + plan.robots, 0);
+                    }
+                    let mut s = eps[at.0 % eps.len()][at.1].clone();
+                    s.robot_id = robot.to_string();
+                    at.1 += 1;
+                    s
+                } else {
+                    if plan.robots > 0 && Instant::now() >= next_restart {
+                        seq = 0; // restarted, same episode number
+                        next_restart += plan.restart_every * plan.robots as u32;
+                        tally.restarts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    for (v, n) in x.iter_mut().zip(rng.normal_vec(state_dim)) {
+                        *v = 0.9 * *v + 0.1 * n;
+                    }
+                    RobotState {
+                        robot_id: robot.to_string(),
+                        episode: 0,
+                        seq,
+                        stamp_ns: seq * 100_000_000,
+                        state: x.clone(),
+                        last_action: (action_dim > 0).then(|| vec![0.0; action_dim]),
+                    }
                 };
                 let enc = if sent % 5 == 0 {
                     Encoding::Json

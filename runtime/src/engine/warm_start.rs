@@ -29,8 +29,10 @@ pub struct WarmStartConfig {
     pub cold_tail: usize,
     /// A forecast still starts from the robot's previous one up to this many
     /// states later (shifted as many steps; under load the daemon skips
-    /// superseded states); a longer gap starts cold. Default 3.
-    #[serde(default = "three")]
+    /// superseded states: with several robots cold at first, gaps of a few
+    /// states are the rule until warm forecasts catch up); a longer gap
+    /// starts cold. Default 10.
+    #[serde(default = "ten")]
     pub max_gap: usize,
 }
 
@@ -38,8 +40,8 @@ fn one() -> usize {
     1
 }
 
-fn three() -> usize {
-    3
+fn ten() -> usize {
+    10
 }
 
 impl Default for WarmStartConfig {
@@ -48,7 +50,7 @@ impl Default for WarmStartConfig {
             steps: 0,
             cold_head: 0,
             cold_tail: one(),
-            max_gap: three(),
+            max_gap: ten(),
         }
     }
 }
