@@ -1,10 +1,10 @@
 //! The classification term of conditional training on one-hot labels
 //! (`TrainerConfig::label_contrast`): the cross-entropy of each positive's
-//! label under `softmax_y(-E(x, y))` over every label, as a conditional EBM
+//! label under `softmax_y(-E(x, y) / T)` over every label, as a conditional EBM
 //! read as a classifier (JEM's `p(y | x)`; the continual-learning EBMs of Li,
 //! Du and Mordatch contrast labels the same way). Its parameter gradient is
 //! that of the surrogate `sum_i w_i E(x_i, y_i)` with fixed weights
-//! `w = (onehot - p) / B`, so it joins any loss by addition.
+//! `w = (onehot - p) / (B T)`, so it joins any loss by addition.
 
 use candle_core::Tensor;
 
@@ -16,7 +16,7 @@ pub struct LabelContrast {
     /// Each positive once per label, `[B * C, D]`, and those labels `[B * C, C]`.
     x: Tensor,
     labels: Tensor,
-    /// `dCE / dE` of each row, over the batch size: `(onehot - p) / B`.
+    /// `dCE / dE` of each row, over the batch size: `(onehot - p) / (B T)`.
     weights: Vec<f32>,
     /// Mean cross-entropy of the batch's labels.
     pub cross_entropy: f64,
@@ -25,9 +25,15 @@ pub struct LabelContrast {
 }
 
 impl LabelContrast {
-    /// The term for positives `x: [B, D]` with one-hot labels `cond: [B, C]`,
-    /// energies by `model` (a frozen copy: no graph is kept here).
-    pub fn new(model: &dyn EnergyFunction, x: &Tensor, cond: &Tensor) -> Result<Self> {
+    /// The term for positives `x: [B, D]` with one-hot labels `cond: [B, C]`
+    /// at `temperature`, energies by `model` (a frozen copy: no graph is
+    /// kept here).
+    pub fn new(
+        model: &dyn EnergyFunction,
+        x: &Tensor,
+        cond: &Tensor,
+        temperature: f64,
+    ) -> Result<Self> {
         let (b, c) = cond.dims2()?;
         let d = x.dim(1)?;
         let x = x.unsqueeze(1)?.repeat((1, c, 1))?.reshape((b * c, d))?;
@@ -45,9 +51,12 @@ impl LabelContrast {
         for (i, t) in truth.iter().enumerate() {
             let y = argmax(t);
             let row = &e[i * c..(i + 1) * c];
-            // p = softmax(-E), stably.
+            // p = softmax(-E / t), stably.
             let lo = row.iter().copied().fold(f32::INFINITY, f32::min);
-            let z: Vec<f64> = row.iter().map(|&v| f64::from(lo - v).exp()).collect();
+            let z: Vec<f64> = row
+                .iter()
+                .map(|&v| (f64::from(lo - v) / temperature).exp())
+                .collect();
             let sum: f64 = z.iter().sum();
             ce -= (z[y] / sum).ln();
             if argmax(&row.iter().map(|v| -v).collect::<Vec<_>>()) == y {
@@ -55,7 +64,7 @@ impl LabelContrast {
             }
             for (k, zk) in z.iter().enumerate() {
                 let onehot = if k == y { 1.0 } else { 0.0 };
-                weights[i * c + k] = ((onehot - zk / sum) / b as f64) as f32;
+                weights[i * c + k] = ((onehot - zk / sum) / (b as f64 * temperature)) as f32;
             }
         }
         Ok(Self {
@@ -99,7 +108,7 @@ mod tests {
     use candle_core::Device;
 
     /// The surrogate's parameter gradient is the cross-entropy's, computed by
-    /// autograd through `log_softmax(-E)`; the reported cross-entropy and
+    /// autograd through `log_softmax(-E / T)`; the reported cross-entropy and
     /// accuracy are those of the same energies.
     #[test]
     fn the_surrogate_has_the_cross_entropy_gradient() -> Result<()> {
@@ -118,10 +127,11 @@ mod tests {
             .flat_map(|&y| (0..c).map(move |k| if k == y { 1.0 } else { 0.0 }))
             .collect();
         let cond = Tensor::from_vec(onehot, (b, c), &dev)?;
-        let term = LabelContrast::new(&model.frozen(), &x, &cond)?;
+        let t = 0.5;
+        let term = LabelContrast::new(&model.frozen(), &x, &cond, t)?;
 
         let e = model.energy(&term.x, Some(&term.labels))?.reshape((b, c))?;
-        let logp = candle_nn::ops::log_softmax(&e.neg()?, 1)?;
+        let logp = candle_nn::ops::log_softmax(&(e.neg()? / t)?, 1)?;
         let picked = logp.gather(
             &Tensor::from_vec(
                 ys.iter().map(|&y| y as u32).collect::<Vec<_>>(),

@@ -55,6 +55,11 @@ pub struct TrainerConfig {
     /// paper's objective alone). See [`crate::training::label_contrast`].
     #[serde(default)]
     pub label_contrast: f64,
+    /// The classification term's temperature: logits `-E(x, y) / T`.
+    /// Spectral norm keeps energies small (a few tenths), so a softmax over
+    /// them at `T = 1` is nearly flat and its gradient weak. Default 1.
+    #[serde(default = "one")]
+    pub label_temperature: f64,
 }
 
 fn one() -> f64 {
@@ -74,6 +79,11 @@ impl TrainerConfig {
         }
         if !(self.alpha >= 0.0) {
             return Err(CoreError::config("trainer.alpha must be >= 0"));
+        }
+        if !(self.label_temperature > 0.0 && self.label_temperature.is_finite()) {
+            return Err(CoreError::config(
+                "trainer.label_temperature must be finite and > 0",
+            ));
         }
         if !(self.label_contrast >= 0.0 && self.label_contrast.is_finite()) {
             return Err(CoreError::config(
@@ -101,6 +111,7 @@ impl TrainerConfig {
             keep_checkpoints: 10,
             max_abs_energy: default_max_abs_energy(),
             label_contrast: 0.0,
+            label_temperature: 1.0,
         }
     }
 }
@@ -245,7 +256,12 @@ impl<M: EnergyModel> Trainer<M> {
         self.buffer.push(&x_neg, starts.cond.as_ref())?;
 
         let labels = match (&c_pos, self.cfg.label_contrast > 0.0) {
-            (Some(c), true) => Some(LabelContrast::new(&frozen, &x_pos, c)?),
+            (Some(c), true) => Some(LabelContrast::new(
+                &frozen,
+                &x_pos,
+                c,
+                self.cfg.label_temperature,
+            )?),
             _ => None,
         };
         let (e_pos, e_neg, fused) =
