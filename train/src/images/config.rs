@@ -51,6 +51,12 @@ pub struct ImageEvalConfig {
     /// `<run>/validation.json` and `validation.svg` (0: never).
     #[serde(default)]
     pub validate_every: u64,
+    /// Real images for the OOD evaluation beside the synthetic sets: an IDX
+    /// file of grey images of the model's size, relative to the config
+    /// file's folder (`configs/data/photo-crops-idx3-ubyte.gz`: crops of
+    /// photographs, made by `train/fixtures/photo_crops.py`).
+    #[serde(default)]
+    pub ood_photos: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -162,6 +162,25 @@ fn find(dir: &Path, stems: &[&str], what: &str) -> Result<PathBuf, LoadError> {
     })
 }
 
+/// Unlabelled grey images from one IDX file (`[n, height, width]` bytes,
+/// gzipped or not), such as the photograph crops of the OOD evaluation.
+pub fn load_idx_images(path: &Path) -> Result<ImageSet, LoadError> {
+    let (dims, pixels) = parse_idx(path, &read_maybe_gz(path)?)?;
+    if dims.len() != 3 {
+        return Err(format_err(
+            path,
+            format!("images need 3 dimensions, found {dims:?}"),
+        ));
+    }
+    Ok(ImageSet {
+        pixels,
+        labels: vec![0; dims[0]],
+        channels: 1,
+        height: dims[1],
+        width: dims[2],
+    })
+}
+
 /// Loads MNIST or Fashion-MNIST (same file names) from `dir`.
 pub fn load_mnist(dir: &Path, split: Split) -> Result<ImageSet, LoadError> {
     let prefix = match split {

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::config::ImageConfig;
 use super::dataset::ImageData;
 use super::eval::{class_energies, in_distribution_score, load_latest};
-use super::loaders::Split;
+use super::loaders::{load_idx_images, Split};
 use super::restore::argmin;
 use crate::plot::{histogram_chart, Axes, Histogram, BLUE, GREEN, ORANGE, RED};
 use plotters::prelude::RGBColor;
@@ -85,8 +85,29 @@ pub fn ood(
             GREEN,
         ),
     ];
-    let colours = [RED, ORANGE, RGBColor(148, 103, 189), RGBColor(140, 86, 75)];
-    for ((name, set), colour) in ood_sets(&test, &mut rng)?.into_iter().zip(colours) {
+    let colours = [
+        RED,
+        ORANGE,
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(127, 127, 127),
+    ];
+    let mut sets = ood_sets(&test, &mut rng)?;
+    if let Some(p) = &cfg.eval.ood_photos {
+        let photos = load_idx_images(&base.join(p))?.truncated(test.dim(0)?);
+        let want = (cfg.model.in_channels, cfg.model.image_size);
+        anyhow::ensure!(
+            (1, photos.height, photos.width) == (want.0, want.1, want.1),
+            "{}: {}x{} grey images, the model takes {}x{s}x{s}",
+            p.display(),
+            photos.height,
+            photos.width,
+            want.0,
+            s = want.1
+        );
+        sets.push(("photograph crops (real)".into(), clean(photos)?));
+    }
+    for ((name, set), colour) in sets.into_iter().zip(colours) {
         let s = in_distribution_score(&m, &set)?;
         hist.push((name.clone(), s.iter().map(|v| -v).collect(), colour));
         rows.push(OodRow {

@@ -33,13 +33,18 @@ fn bars(n: usize, rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
     (px, labels)
 }
 
-fn write_idx(dir: &Path, prefix: &str, px: &[u8], labels: &[u8]) -> std::io::Result<()> {
-    let n = labels.len() as u32;
+fn idx_images(px: &[u8], n: usize) -> Vec<u8> {
     let mut img = vec![0, 0, 8, 3];
-    for d in [n, SIZE as u32, SIZE as u32] {
+    for d in [n as u32, SIZE as u32, SIZE as u32] {
         img.extend(d.to_be_bytes());
     }
     img.extend(px);
+    img
+}
+
+fn write_idx(dir: &Path, prefix: &str, px: &[u8], labels: &[u8]) -> std::io::Result<()> {
+    let n = labels.len() as u32;
+    let img = idx_images(px, labels.len());
     std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), img)?;
     let mut lab = vec![0, 0, 8, 1];
     lab.extend(n.to_be_bytes());
@@ -89,6 +94,7 @@ restore_rounds = 1
 test_images = 60
 restore_images = 20
 validate_every = 50
+ood_photos = "photos-idx3-ubyte"
 "#;
 
 #[test]
@@ -102,6 +108,11 @@ fn a_short_conditional_run_learns_tiny_bars() -> anyhow::Result<()> {
     write_idx(&base.join("data"), "train", &px, &labels)?;
     let (px, labels) = bars(60, &mut rng);
     write_idx(&base.join("data"), "t10k", &px, &labels)?;
+    // "Photographs": smooth gradients.
+    let photos: Vec<u8> = (0..30 * SIZE * SIZE)
+        .map(|i| ((i % SIZE) * 20 + (i / SIZE % SIZE) * 10) as u8)
+        .collect();
+    std::fs::write(base.join("photos-idx3-ubyte"), idx_images(&photos, 30))?;
     let cfg = ImageConfig::parse(CONFIG)?;
     let run = base.join("run");
     train_images(&cfg, base, &run, &dev)?;
@@ -144,6 +155,8 @@ fn a_short_conditional_run_learns_tiny_bars() -> anyhow::Result<()> {
         .find(|r| r.ood_set == "uniform noise")
         .expect("noise set");
     assert!(noise_row.auroc > 0.9, "{rows:?}");
+    let photo_row = rows.iter().find(|r| r.ood_set == "photograph crops (real)");
+    assert_eq!(photo_row.map(|r| r.images), Some(30), "{rows:?}");
 
     // Restoration runs and reports baselines; masked Langevin keeps the
     // pixels outside its region exactly.
@@ -167,5 +180,24 @@ fn a_short_conditional_run_learns_tiny_bars() -> anyhow::Result<()> {
     assert_eq!(kept(&moved)?, kept(&noise)?);
     let changed = (moved - &noise)?.abs()?.sum_all()?.to_scalar::<f32>()?;
     assert!(changed > 0.0, "the free half moved");
+    Ok(())
+}
+
+/// The committed real OOD images load: 1,000 grey 28 x 28 crops, not flat.
+#[test]
+fn committed_photo_crops_load() -> anyhow::Result<()> {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/data/photo-crops-idx3-ubyte.gz");
+    let set = super::loaders::load_idx_images(&path)?;
+    assert_eq!((set.len(), set.height, set.width), (1000, 28, 28));
+    let n = set.pixels.len() as f64;
+    let mean = set.pixels.iter().map(|&p| f64::from(p)).sum::<f64>() / n;
+    let var = set
+        .pixels
+        .iter()
+        .map(|&p| (f64::from(p) - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    assert!(var.sqrt() > 20.0, "pixel spread {}", var.sqrt());
     Ok(())
 }
