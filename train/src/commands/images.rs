@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use ebm_train::images::{classify, ood, restore, sample_grid, train_images, ImageConfig};
+use ebm_train::images::{
+    classify, ood, restore, sample_grid, train_images, train_softmax, ImageConfig,
+};
 
 #[derive(Subcommand)]
 pub enum ImagesCommand {
@@ -41,6 +43,21 @@ pub enum ImagesCommand {
         run: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// An independent classifier (an `images softmax` run) that grades
+        /// cross-class samples; unset: the model grades its own.
+        #[arg(long)]
+        judge: Option<PathBuf>,
+    },
+    /// The same conditional network trained as a plain classifier by
+    /// cross-entropy on `-E(x, y) / T` (the cross-class judge, the softmax
+    /// baseline); saves the model to `--run`.
+    Softmax {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        run: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        steps: u64,
     },
     /// AUROC of the energy score against OOD sets, and an energy histogram.
     Ood {
@@ -96,9 +113,28 @@ pub fn run(command: ImagesCommand, device: candle_core::Device) -> Result<()> {
             println!("wrote {}", path.display());
             Ok(())
         }
-        ImagesCommand::Restore { config, run, out } => {
+        ImagesCommand::Softmax { config, run, steps } => {
             let (cfg, base) = load_image_config(&config)?;
-            let rows = restore(&cfg, &base, &run, &out, &device)?;
+            let s = train_softmax(&cfg, &base, &run, steps, &device)?;
+            println!(
+                "softmax classifier: {} steps in {:.0} s; validation accuracy {}; saved to {}",
+                s.steps,
+                s.seconds,
+                s.validation_accuracy
+                    .map_or("-".into(), |a| format!("{:.1}%", 100.0 * a)),
+                run.display()
+            );
+            Ok(())
+        }
+        ImagesCommand::Restore {
+            config,
+            run,
+            out,
+            judge,
+        } => {
+            let (cfg, base) = load_image_config(&config)?;
+            let report = restore(&cfg, &base, &run, &out, judge.as_deref(), &device)?;
+            let rows = report.rows;
             println!("| task | images | MSE corrupted | MSE restored | baselines (MSE) |\n|---|---|---|---|---|");
             for r in rows {
                 let b: Vec<String> = r
@@ -113,6 +149,14 @@ pub fn run(command: ImagesCommand, device: candle_core::Device) -> Result<()> {
                     r.mse_corrupted,
                     r.mse_restored,
                     b.join("; ")
+                );
+            }
+            if let Some(c) = report.cross {
+                println!(
+                    "cross-class: {:.1}% of {} digits sampled under the next class are classified as it by {}",
+                    100.0 * c.share,
+                    c.images,
+                    c.graded_by
                 );
             }
             println!("PNGs in {}", out.display());

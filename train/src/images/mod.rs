@@ -11,6 +11,7 @@ pub mod loaders;
 pub mod ood;
 pub mod restore;
 pub mod sample;
+pub mod softmax;
 pub mod train;
 pub mod validation;
 
@@ -18,8 +19,9 @@ pub use config::{ImageConfig, ImageFormat};
 pub use dataset::ImageData;
 pub use loaders::{load_cifar10, load_mnist, ImageSet, Split};
 pub use ood::{classify, ood, OodRow};
-pub use restore::{restore, RestoreRow};
+pub use restore::{restore, CrossClass, RestoreReport, RestoreRow};
 pub use sample::sample_grid;
+pub use softmax::{train_softmax, SoftmaxSummary};
 pub use train::{train_images, TrainSummary};
 
 #[cfg(test)]

@@ -160,8 +160,10 @@ fn a_short_conditional_run_learns_tiny_bars() -> anyhow::Result<()> {
 
     // Restoration runs and reports baselines; masked Langevin keeps the
     // pixels outside its region exactly.
-    let restored = restore(&cfg, base, &run, &out, &dev)?;
-    assert!(restored.iter().all(|r| r.baselines.len() == 3));
+    let restored = restore(&cfg, base, &run, &out, Some(&run), &dev)?;
+    assert!(restored.rows.iter().all(|r| r.baselines.len() == 3));
+    assert_eq!(restored.rows.len(), 2, "denoising, inpainting");
+    assert!(restored.cross.is_some_and(|c| c.images == 20));
     let mut free = vec![0f32; SIZE * SIZE];
     free[SIZE * SIZE / 2..].fill(1.0);
     let free = Tensor::from_vec(free, (1, SIZE * SIZE), &dev)?.repeat((n, 1))?;

@@ -29,6 +29,24 @@ pub struct RestoreRow {
     pub baselines: Vec<BaselineScore>,
 }
 
+/// Every restoration task's figures, and the cross-class result of
+/// conditional models.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    pub rows: Vec<RestoreRow>,
+    pub cross: Option<CrossClass>,
+}
+
+/// Digits relabelled to the next class and sampled from under it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CrossClass {
+    pub images: usize,
+    /// Share of the results classified as their new class.
+    pub share: f64,
+    /// By the model itself or by an independent classifier.
+    pub graded_by: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct BaselineScore {
     pub method: String,
@@ -51,14 +69,17 @@ fn save_triptych(
     image_grid(&v, 3 * k, c, size, size, k, 3).save_png(path)
 }
 
-/// Runs every restoration task on the first `eval.restore_images` test images.
+/// Runs every restoration task on the first `eval.restore_images` test
+/// images; cross-class samples are graded by `judge` (an independent
+/// classifier's run) where given, else by the model itself.
 pub fn restore(
     cfg: &ImageConfig,
     base: &Path,
     run: &Path,
     out: &Path,
+    judge: Option<&Path>,
     device: &Device,
-) -> Result<Vec<RestoreRow>> {
+) -> Result<RestoreReport> {
     let m = load_latest(run, device)?;
     let test = cfg
         .load(base, Split::Test)?
@@ -186,6 +207,7 @@ pub fn restore(
     });
 
     // Cross-class: each digit relabelled to the next class and sampled from.
+    let mut cross = None;
     if m.conditional {
         let target: Vec<u8> = data
             .set
@@ -204,18 +226,32 @@ pub fn restore(
             &mut rng,
         )?;
         save_triptych(&clean, &clean, &moved, size, &out.join("crossclass.png"))?;
-        let hits = class_energies(&m.model, &moved)?
+        let (grader, by) = match judge {
+            Some(j) => (load_latest(j, device)?, "an independent classifier"),
+            None => (load_latest(run, device)?, "the model itself"),
+        };
+        let hits = class_energies(&grader.model, &moved)?
             .iter()
             .zip(&target)
             .filter(|(e, &t)| argmin(e.as_slice()) == usize::from(t))
             .count();
+        let share = hits as f64 / n.max(1) as f64;
         tracing::info!(
-            "cross-class: {:.1}% of results are classified as their new class",
-            100.0 * hits as f64 / n.max(1) as f64
+            "cross-class: {:.1}% of results are classified as their new class by {by}",
+            100.0 * share
         );
+        cross = Some(CrossClass {
+            images: n,
+            share,
+            graded_by: by.into(),
+        });
     }
-    std::fs::write(out.join("restore.json"), serde_json::to_vec_pretty(&rows)?)?;
-    Ok(rows)
+    let report = RestoreReport { rows, cross };
+    std::fs::write(
+        out.join("restore.json"),
+        serde_json::to_vec_pretty(&report)?,
+    )?;
+    Ok(report)
 }
 
 pub fn argmin(e: &[f64]) -> usize {
