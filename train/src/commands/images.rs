@@ -48,6 +48,14 @@ pub enum ImagesCommand {
         #[arg(long)]
         judge: Option<PathBuf>,
     },
+    /// The weights of a run's latest checkpoint without the trainer state
+    /// (about 160 KB): what `configs/models/mnist_*` hold.
+    Export {
+        #[arg(long)]
+        run: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The same conditional network trained as a plain classifier by
     /// cross-entropy on `-E(x, y) / T` (the cross-class judge, the softmax
     /// baseline); saves the model to `--run`.
@@ -111,6 +119,15 @@ pub fn run(command: ImagesCommand, device: candle_core::Device) -> Result<()> {
             let (cfg, _) = load_image_config(&config)?;
             let path = sample_grid(&cfg, &run, &out, ensemble, &device)?;
             println!("wrote {}", path.display());
+            Ok(())
+        }
+        ImagesCommand::Export { run, out } => {
+            let step = ebm_train::images::eval::export_model(&run, &out, &device)?;
+            println!(
+                "exported step {step} of {} to {}",
+                run.display(),
+                out.display()
+            );
             Ok(())
         }
         ImagesCommand::Softmax { config, run, steps } => {

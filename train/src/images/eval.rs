@@ -47,6 +47,22 @@ fn trained_model(loaded: &checkpoint::Loaded, device: &Device) -> Result<Trained
     })
 }
 
+/// Writes the weights of `run`'s latest checkpoint (or of the checkpoint
+/// `run`) to `out` without the trainer state (optimiser moments, replay
+/// buffer): the small export committed for evaluation without retraining.
+pub fn export_model(run: &Path, out: &Path, device: &Device) -> Result<u64> {
+    let loaded = match checkpoint::load_latest(run, device)? {
+        Some(l) => l,
+        None => checkpoint::load(run, device)?,
+    };
+    let mut manifest = loaded.manifest.clone();
+    manifest.trainer = None;
+    let mut files = std::collections::BTreeMap::new();
+    files.insert(checkpoint::WEIGHTS.to_string(), loaded.weights()?.clone());
+    checkpoint::save(out, manifest, &files)?;
+    Ok(loaded.manifest.step)
+}
+
 /// The last `n` step checkpoints of a run, oldest first (the historical ensemble).
 pub fn load_history(run: &Path, n: usize, device: &Device) -> Result<Vec<TrainedImageModel>> {
     let steps = checkpoint::list_steps(run)?;

@@ -141,6 +141,15 @@ fn a_short_conditional_run_learns_tiny_bars() -> anyhow::Result<()> {
     assert!(curve[2].accuracy >= 0.9, "{curve:?}");
     assert!(run.join("validation.svg").exists());
 
+    // The export (weights only) loads and classifies as the run does.
+    let export = base.join("export");
+    assert_eq!(super::eval::export_model(&run, &export, &dev)?, 150);
+    assert!(!export.join("trainer.safetensors").exists());
+    assert_eq!(
+        classify(&cfg, base, &export, &dev)?,
+        classify(&cfg, base, &run, &dev)?
+    );
+
     // Classification by the lowest energy.
     let (count, accuracy) = classify(&cfg, base, &run, &dev)?;
     assert_eq!(count, n);
