@@ -48,6 +48,35 @@ pub enum ImagesCommand {
         #[arg(long)]
         judge: Option<PathBuf>,
     },
+    /// Accuracy under PGD (L-inf and L2) for the EBM, the EBM with the
+    /// paper's defence (under the official attack and an adaptive one) and
+    /// the softmax classifier: robustness.json and robustness.svg.
+    Robustness {
+        #[arg(long)]
+        config: PathBuf,
+        /// The conditional EBM (a run or an export).
+        #[arg(long)]
+        run: PathBuf,
+        /// The softmax classifier (`images softmax`).
+        #[arg(long)]
+        softmax: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Test digits attacked.
+        #[arg(long, default_value_t = 100)]
+        images: usize,
+        #[arg(long, default_value_t = 20)]
+        pgd_steps: usize,
+        /// L-inf budgets.
+        #[arg(long, value_delimiter = ',', default_value = "0,0.05,0.1,0.2,0.3")]
+        linf: Vec<f64>,
+        /// L2 budgets.
+        #[arg(long, value_delimiter = ',', default_value = "0,1,2,3")]
+        l2: Vec<f64>,
+        /// Expectation over the defence's noise in the adaptive attack.
+        #[arg(long, default_value_t = 1)]
+        eot: usize,
+    },
     /// The weights of a run's latest checkpoint without the trainer state
     /// (about 160 KB): what `configs/models/mnist_*` hold.
     Export {
@@ -119,6 +148,43 @@ pub fn run(command: ImagesCommand, device: candle_core::Device) -> Result<()> {
             let (cfg, _) = load_image_config(&config)?;
             let path = sample_grid(&cfg, &run, &out, ensemble, &device)?;
             println!("wrote {}", path.display());
+            Ok(())
+        }
+        ImagesCommand::Robustness {
+            config,
+            run,
+            softmax,
+            out,
+            images,
+            pgd_steps,
+            linf,
+            l2,
+            eot,
+        } => {
+            let (cfg, base) = load_image_config(&config)?;
+            let plan = ebm_train::images::robustness::RobustnessPlan {
+                images,
+                pgd_steps,
+                linf,
+                l2,
+                defence_steps: 10,
+                max_change: 0.03,
+                eot_samples: eot,
+            };
+            let curves = ebm_train::images::robustness::robustness(
+                &cfg, &base, &run, &softmax, &out, &plan, &device,
+            )?;
+            println!("| model | budget | epsilon -> accuracy |\n|---|---|---|");
+            for c in curves {
+                let v: Vec<String> = c
+                    .eps
+                    .iter()
+                    .zip(&c.accuracy)
+                    .map(|(e, a)| format!("{e}: {:.1}%", 100.0 * a))
+                    .collect();
+                println!("| {} | {} | {} |", c.name, c.norm, v.join(", "));
+            }
+            println!("figure: {}", out.join("robustness.svg").display());
             Ok(())
         }
         ImagesCommand::Export { run, out } => {

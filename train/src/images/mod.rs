@@ -1,7 +1,8 @@
 //! Image EBMs (the paper's Section 4) on MNIST-style and CIFAR-10 data:
 //! loaders, training, sampling, restoration (and its trivial baselines),
-//! OOD detection, classification.
+//! OOD detection, classification, adversarial robustness.
 
+pub mod attack;
 pub mod baselines;
 pub mod config;
 pub mod dataset;
@@ -10,6 +11,7 @@ pub mod grid;
 pub mod loaders;
 pub mod ood;
 pub mod restore;
+pub mod robustness;
 pub mod sample;
 pub mod softmax;
 pub mod train;

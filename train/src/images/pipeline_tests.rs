@@ -150,6 +150,24 @@ fn a_short_conditional_run_learns_tiny_bars() -> anyhow::Result<()> {
         classify(&cfg, base, &run, &dev)?
     );
 
+    // PGD raises the loss it attacks and keeps to its budget.
+    let x_small = x.narrow(0, 0, 20)?;
+    let y_small = &test.set.labels[..20];
+    let t = cfg.trainer.label_temperature;
+    let (before, _) = super::attack::loss_and_grad(&m.model, &x_small, y_small, t)?;
+    let attack = super::attack::Pgd {
+        budget: super::attack::Budget::Linf { eps: 0.1 },
+        steps: 10,
+        alpha: 0.025,
+    };
+    let adv = super::attack::pgd(&x_small, &attack, &mut rng, |z, _| {
+        Ok(super::attack::loss_and_grad(&m.model, z, y_small, t)?.1)
+    })?;
+    let (after, _) = super::attack::loss_and_grad(&m.model, &adv, y_small, t)?;
+    assert!(after > before, "loss {before} -> {after}");
+    let moved = (&adv - &x_small)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    assert!(moved <= 0.1 + 1e-6, "moved {moved}");
+
     // Classification by the lowest energy.
     let (count, accuracy) = classify(&cfg, base, &run, &dev)?;
     assert_eq!(count, n);
