@@ -76,6 +76,9 @@ pub enum ImagesCommand {
         /// Expectation over the defence's noise in the adaptive attack.
         #[arg(long, default_value_t = 1)]
         eot: usize,
+        /// Only redraw the figure from `--out`'s robustness.json.
+        #[arg(long)]
+        redraw: bool,
     },
     /// The weights of a run's latest checkpoint without the trainer state
     /// (about 160 KB): what `configs/models/mnist_*` hold.
@@ -160,7 +163,13 @@ pub fn run(command: ImagesCommand, device: candle_core::Device) -> Result<()> {
             linf,
             l2,
             eot,
+            redraw,
         } => {
+            if redraw {
+                ebm_train::images::robustness::redraw(&out)?;
+                println!("figure: {}", out.join("robustness.svg").display());
+                return Ok(());
+            }
             let (cfg, base) = load_image_config(&config)?;
             let plan = ebm_train::images::robustness::RobustnessPlan {
                 images,

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Result;
 use candle_core::Device;
 use ebm_core::Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::attack::{
     accuracy_of, defended_grad, loss_and_grad, pgd, predict, Budget, Defence, Pgd,
@@ -23,7 +23,7 @@ use crate::plot::{panels, Axes, Line, BLUE, GREEN, ORANGE, RED};
 use plotters::prelude::RGBColor;
 
 /// One curve: accuracy at each budget.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Curve {
     pub name: String,
     pub norm: String,
@@ -128,9 +128,9 @@ pub fn robustness(
         }
         let names = [
             "EBM",
-            "EBM + defence (attack on the undefended energy)",
-            "EBM + defence (adaptive attack: BPDA + EOT)",
-            "softmax classifier, same network",
+            "EBM + defence",
+            "EBM + defence, adaptive attack",
+            "softmax, same network",
         ];
         for (name, a) in names.iter().zip(acc) {
             curves.push(Curve {
@@ -146,6 +146,14 @@ pub fn robustness(
         out.join("robustness.json"),
         serde_json::to_vec_pretty(&curves)?,
     )?;
+    draw(&curves, &out.join("robustness.svg"))?;
+    Ok(curves)
+}
+
+/// Redraws `out/robustness.svg` from the curves stored in
+/// `out/robustness.json` (no attack is run).
+pub fn redraw(out: &Path) -> Result<Vec<Curve>> {
+    let curves: Vec<Curve> = serde_json::from_slice(&std::fs::read(out.join("robustness.json"))?)?;
     draw(&curves, &out.join("robustness.svg"))?;
     Ok(curves)
 }
