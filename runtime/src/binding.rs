@@ -6,8 +6,7 @@ use candle_core::Device;
 use ebm_msgs::RobotPattern;
 use tracing::info;
 
-use crate::config::{DenoiseConfig, RuntimeConfig, Serving};
-use crate::engine::WarmStartConfig;
+use crate::config::{DenoiseConfig, RuntimeConfig, Serving, WarmStartConfig};
 use crate::model::RobotModel;
 use crate::ood::{load_ood_scorer, OodScorer};
 use crate::RuntimeError;

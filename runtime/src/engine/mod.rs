@@ -32,7 +32,6 @@ mod worker;
 
 use inbox::{padded, Inbox, QueryJob, Shared, Slot, StreamJob};
 pub use inbox::{QueryReply, StreamOutput};
-pub use warm_start::WarmStartConfig;
 use worker::Worker;
 
 use crate::binding::Binding;

@@ -17,8 +17,8 @@ use tracing::{error, warn};
 
 use super::inbox::{padded, QueryJob, Shared, StreamJob, StreamOutput};
 use super::query_share::QueryShare;
-use super::warm_start::{PreviousForecast, WarmStartConfig};
-use crate::config::{DenoiseConfig, RuntimeConfig};
+use super::warm_start::PreviousForecast;
+use crate::config::{DenoiseConfig, RuntimeConfig, WarmStartConfig};
 use crate::counters::Counters;
 use crate::model::{DenoiseInput, ForecastOut, RobotModel, Transition};
 use crate::ood::OodMonitor;
