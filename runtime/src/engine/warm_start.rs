@@ -52,7 +52,7 @@ impl PreviousForecast {
         horizon: usize,
         max_gap: usize,
     ) -> Option<(Vec<f32>, usize)> {
-        let g = state.seq.checked_sub(self.seq).unwrap_or(0) as usize;
+        let g = state.seq.saturating_sub(self.seq) as usize;
         let successor = state.episode == self.episode && (1..=max_gap).contains(&g);
         let d = state.state.len();
         let (p, h) = (particles, horizon);

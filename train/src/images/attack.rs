@@ -39,11 +39,14 @@ pub struct Defence {
     pub max_change: f64,
 }
 
+/// Each image's energy under each label, `[n][10]`.
+type ClassEnergies = Vec<[f32; NUM_CLASSES]>;
+
 /// Energies `[n][10]` and their input gradients `[10][n * d]` of `x`.
 fn class_energy_grads(
     model: &dyn EnergyFunction,
     x: &Tensor,
-) -> Result<(Vec<[f32; NUM_CLASSES]>, Vec<Vec<f32>>)> {
+) -> Result<(ClassEnergies, Vec<Vec<f32>>)> {
     let n = x.dim(0)?;
     let mut e = vec![[0f32; NUM_CLASSES]; n];
     let mut g = Vec::with_capacity(NUM_CLASSES);

@@ -149,9 +149,8 @@ impl TrajectoryConfig {
                 ));
             }
         }
-        if !(0.0..=1.0).contains(&self.data_start_share)
-            || !(self.data_start_noise.is_finite() && self.data_start_noise >= 0.0)
-        {
+        let noise_ok = self.data_start_noise.is_finite() && self.data_start_noise >= 0.0;
+        if !((0.0..=1.0).contains(&self.data_start_share) && noise_ok) {
             return Err(CoreError::InvalidConfig(
                 "data_start_share must be in [0, 1] and data_start_noise finite and >= 0".into(),
             ));
@@ -183,9 +182,8 @@ impl TrajectoryConfig {
                 ));
             }
         }
-        if !(self.context_noise.is_finite() && self.context_noise >= 0.0)
-            || !(self.baseline.context_noise.is_finite() && self.baseline.context_noise >= 0.0)
-        {
+        let level_ok = |v: f32| v.is_finite() && v >= 0.0;
+        if !(level_ok(self.context_noise) && level_ok(self.baseline.context_noise)) {
             return Err(CoreError::InvalidConfig(
                 "context_noise and baseline.context_noise must be finite and >= 0".into(),
             ));

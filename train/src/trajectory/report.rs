@@ -155,7 +155,9 @@ pub fn rollout_figure(
             .chain(v.iter().map(|s| f64::from(s[d])))
             .collect()
     };
-    let data: Vec<(Vec<Vec<f64>>, Vec<f64>, Vec<f64>)> = dims
+    // Per dimension: the particles' paths, the FC's path, the truth.
+    type Paths = (Vec<Vec<f64>>, Vec<f64>, Vec<f64>);
+    let data: Vec<Paths> = dims
         .iter()
         .map(|&d| {
             let ps = particles.iter().map(|p| col(p, d)).collect();
