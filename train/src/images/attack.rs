@@ -42,15 +42,17 @@ pub struct Defence {
 /// Each image's energy under each label, `[n][10]`.
 type ClassEnergies = Vec<[f32; NUM_CLASSES]>;
 
-/// Energies `[n][10]` and their input gradients `[10][n * d]` of `x`.
+/// Energies `[n][10]` and input gradients `[10][n * d]`, label `k` taken
+/// at `points[k]` (or at `points[0]` for every label when there is one).
 fn class_energy_grads(
     model: &dyn EnergyFunction,
-    x: &Tensor,
+    points: &[&Tensor],
 ) -> Result<(ClassEnergies, Vec<Vec<f32>>)> {
-    let n = x.dim(0)?;
+    let n = points[0].dim(0)?;
     let mut e = vec![[0f32; NUM_CLASSES]; n];
     let mut g = Vec::with_capacity(NUM_CLASSES);
     for class in 0..NUM_CLASSES {
+        let x = points[class.min(points.len() - 1)];
         let y = ImageData::one_hot(&vec![class as u8; n], x.device())?;
         let (ek, gk) = energy_and_grad(&[EnergyTerm::new(model, Some(y))], x)?;
         for (row, v) in e.iter_mut().zip(ek.to_vec1::<f32>()?) {
@@ -61,15 +63,35 @@ fn class_energy_grads(
     Ok((e, g))
 }
 
-fn softmax_neg(e: &[f32; NUM_CLASSES], t: f64) -> [f64; NUM_CLASSES] {
-    let lo = e.iter().copied().fold(f32::INFINITY, f32::min);
-    let mut p = [0f64; NUM_CLASSES];
-    for (pk, &ek) in p.iter_mut().zip(e) {
-        *pk = (f64::from(lo - ek) / t).exp();
+/// Adds each image's cross-entropy gradient, `(dE_y - sum_k p_k dE_k) / t`
+/// from energies `e` and gradients `g` (of [`class_energy_grads`]), to
+/// `grad`; returns the mean cross-entropy.
+fn add_cross_entropy_grad(
+    e: &ClassEnergies,
+    g: &[Vec<f32>],
+    labels: &[u8],
+    t: f64,
+    grad: &mut [f32],
+) -> f64 {
+    let d = grad.len() / labels.len().max(1);
+    let mut loss = 0.0;
+    for (i, (row, &y)) in e.iter().zip(labels).enumerate() {
+        // p = softmax(-E / t), stably.
+        let lo = row.iter().copied().fold(f32::INFINITY, f32::min);
+        let z: Vec<f64> = row.iter().map(|&v| (f64::from(lo - v) / t).exp()).collect();
+        let sum: f64 = z.iter().sum();
+        loss -= (z[usize::from(y)] / sum).ln();
+        for (k, zk) in z.iter().enumerate() {
+            let w = ((if k == usize::from(y) { 1.0 } else { 0.0 }) - zk / sum) / t;
+            for (gi, gk) in grad[i * d..(i + 1) * d]
+                .iter_mut()
+                .zip(&g[k][i * d..(i + 1) * d])
+            {
+                *gi += (w as f32) * gk;
+            }
+        }
     }
-    let s: f64 = p.iter().sum();
-    p.iter_mut().for_each(|v| *v /= s);
-    p
+    loss / labels.len().max(1) as f64
 }
 
 /// Mean cross-entropy of `labels` under `softmax(-E / t)` and its gradient
@@ -80,24 +102,10 @@ pub fn loss_and_grad(
     labels: &[u8],
     t: f64,
 ) -> Result<(f64, Vec<f32>)> {
-    let d = x.dim(1)?;
-    let (e, g) = class_energy_grads(model, x)?;
-    let mut loss = 0.0;
+    let (e, g) = class_energy_grads(model, &[x])?;
     let mut grad = vec![0f32; x.elem_count()];
-    for (i, (row, &y)) in e.iter().zip(labels).enumerate() {
-        let p = softmax_neg(row, t);
-        loss -= p[usize::from(y)].ln();
-        for (k, pk) in p.iter().enumerate() {
-            let w = ((if k == usize::from(y) { 1.0 } else { 0.0 }) - pk) / t;
-            for (gi, gk) in grad[i * d..(i + 1) * d]
-                .iter_mut()
-                .zip(&g[k][i * d..(i + 1) * d])
-            {
-                *gi += (w as f32) * gk;
-            }
-        }
-    }
-    Ok((loss / labels.len().max(1) as f64, grad))
+    let loss = add_cross_entropy_grad(&e, &g, labels, t, &mut grad);
+    Ok((loss, grad))
 }
 
 /// Projects `adv` onto the budget around `x` and onto [0, 1].
@@ -249,32 +257,12 @@ pub fn defended_grad(
     samples: usize,
     rng: &mut Rng,
 ) -> Result<Vec<f32>> {
-    let (n, d) = x.dims2()?;
-    let mut total = vec![0f32; n * d];
+    let mut total = vec![0f32; x.elem_count()];
     for _ in 0..samples.max(1) {
         let refined = refine(model, x, defence, rng)?;
-        let mut e = vec![[0f32; NUM_CLASSES]; n];
-        let mut g = Vec::with_capacity(NUM_CLASSES);
-        for (class, z) in refined.iter().enumerate() {
-            let y = ImageData::one_hot(&vec![class as u8; n], x.device())?;
-            let (ek, gk) = energy_and_grad(&[EnergyTerm::new(model, Some(y))], z)?;
-            for (row, v) in e.iter_mut().zip(ek.to_vec1::<f32>()?) {
-                row[class] = v;
-            }
-            g.push(gk.flatten_all()?.to_vec1::<f32>()?);
-        }
-        for (i, (row, &y)) in e.iter().zip(labels).enumerate() {
-            let p = softmax_neg(row, t);
-            for (k, pk) in p.iter().enumerate() {
-                let w = ((if k == usize::from(y) { 1.0 } else { 0.0 }) - pk) / t;
-                for (gi, gk) in total[i * d..(i + 1) * d]
-                    .iter_mut()
-                    .zip(&g[k][i * d..(i + 1) * d])
-                {
-                    *gi += (w as f32) * gk;
-                }
-            }
-        }
+        let points: Vec<&Tensor> = refined.iter().collect();
+        let (e, g) = class_energy_grads(model, &points)?;
+        add_cross_entropy_grad(&e, &g, labels, t, &mut total);
     }
     Ok(total)
 }

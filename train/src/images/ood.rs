@@ -12,9 +12,9 @@ use serde::Serialize;
 
 use super::config::ImageConfig;
 use super::dataset::ImageData;
-use super::eval::{class_energies, in_distribution_score, load_latest};
+use super::eval::{in_distribution_score, load_latest};
 use super::loaders::{load_idx_images, Split};
-use super::restore::argmin;
+use super::validation::accuracy;
 use crate::plot::{histogram_chart, Axes, Histogram, BLUE, GREEN, ORANGE, RED};
 use plotters::prelude::RGBColor;
 
@@ -153,10 +153,5 @@ pub fn classify(
         conditional: true,
     };
     let x = d.clean(&(0..labels.len()).collect::<Vec<_>>(), device)?;
-    let hits = class_energies(&m.model, &x)?
-        .iter()
-        .zip(&labels)
-        .filter(|(e, &l)| argmin(e.as_slice()) == usize::from(l))
-        .count();
-    Ok((labels.len(), hits as f64 / labels.len().max(1) as f64))
+    Ok((labels.len(), accuracy(&m.model, &x, &labels)?))
 }
