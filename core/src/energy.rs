@@ -102,6 +102,11 @@ pub trait EnergyModel: EnergyFunction + Sized {
     /// for Langevin sampling, so that sampling builds no parameter gradients.
     fn frozen(&self) -> Self;
 
+    /// Training copies of models with dropout draw their masks from `seed`
+    /// (set by the trainer for one step); `None` (the default, and what every
+    /// loaded model has) turns dropout off. Models without dropout ignore it.
+    fn set_dropout_seed(&mut self, _seed: Option<u64>) {}
+
     /// Energies `E` of `x: [B, ...]` and a scalar whose gradient with respect
     /// to the parameters is `sum_i w_i dE_i/dtheta`, `w_i = weight(i, E_i)`
     /// (for a loss whose terms are per sample, `w_i = dL/dE_i`), from a fused path with no autograd graph

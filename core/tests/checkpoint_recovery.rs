@@ -251,6 +251,7 @@ fn trainer_resume_falls_back_to_the_previous_step() -> Result<()> {
         init_low: -1.0,
         init_high: 1.0,
         quantize_u8: false,
+        labels: Default::default(),
     };
     let mut cfg = TrainerConfig::quick(langevin, replay, 1e-3);
     cfg.batch_size = 4;

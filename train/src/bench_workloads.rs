@@ -177,6 +177,7 @@ fn trainer_config(batch: usize, langevin: LangevinConfig, low: f64, high: f64) -
         init_low: low,
         init_high: high,
         quantize_u8: false,
+        labels: Default::default(),
     };
     let mut cfg = TrainerConfig::quick(langevin, replay, 1e-4);
     cfg.batch_size = batch;

@@ -3,9 +3,18 @@
 //! convolution's input, a per-class gain on each block's second convolution,
 //! average-pool downsampling, a sum over space and a linear head.
 //!
-//! Block `a -> b`: `h = conv1(act(x) + gb1[y])`, `h = conv2(act(h) + gb2[y]) * g2[y]`,
-//! `out = h + skip(x)` with `skip` a 1x1 convolution when `a != b`.
-//! An unconditional model is the one-class case.
+//! Two blocks `a -> b` ([`BlockKind`]), both `h = conv1(act(x) + gb1[y])`,
+//! `h = conv2(dropout(act(h)) + gb2[y]) * g2[y]`, then
+//! - `pre_activation` (the default): `out = h + skip(x)`, `skip` a 1x1
+//!   convolution when `a != b`;
+//! - `official` (the official code's block, written with its closing
+//!   activation moved to the start of the next block, which is the same
+//!   network): `out = h + skip(act(x))`, `skip` a 3x3 convolution when
+//!   `a != b`, the second convolution drawn near zero with its spectral norm
+//!   bounded by 1 instead of fixed to 1.
+//!
+//! An unconditional model is the one-class case. Dropout (the official
+//! unconditional recipe) acts only in training (see [`ResNetEnergy::training_copy`]).
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -15,7 +24,9 @@ use std::sync::Arc;
 use super::default_true;
 use crate::energy::{EnergyFunction, EnergyModel};
 use crate::error::CoreError;
-use crate::models::fused::resnet::{fused_energies, BlockTensors, FusedBlock, FusedResNet};
+use crate::models::fused::resnet::{
+    fused_energies, BlockTensors, Dropout, FusedBlock, FusedResNet,
+};
 use crate::models::fused::{energy_and_grad_tensors, host_rows, inputs_ok, on_cpu_f32};
 use crate::models::spectral::{SnConv2d, SnLinear, SnWeight};
 use crate::Activation;
@@ -28,6 +39,15 @@ pub struct StageConfig {
     /// Halve height and width (2x2 average pool) after the block.
     #[serde(default)]
     pub downsample: bool,
+}
+
+/// The residual block (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockKind {
+    #[default]
+    PreActivation,
+    Official,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,7 +68,21 @@ pub struct ResNetEnergyConfig {
     pub activation: Activation,
     #[serde(default = "default_true")]
     pub spectral_norm: bool,
+    /// The residual block.
+    #[serde(default)]
+    pub block: BlockKind,
+    /// Dropout rate after each block's first activation, in training only
+    /// (the official unconditional recipe: 0.5).
+    #[serde(default)]
+    pub dropout: f64,
+    /// The activation before the sum over space (default: `activation`; the
+    /// official unconditional network's is a ReLU).
+    #[serde(default)]
+    pub final_activation: Option<Activation>,
 }
+
+/// The dropout salt of the training loss's pass (see `build_fused`).
+const LOSS_MASKS: u64 = 0x5BD1_E995_0000_0001;
 
 fn one() -> usize {
     1
@@ -78,7 +112,15 @@ impl ResNetEnergyConfig {
             ],
             activation: Activation::Silu,
             spectral_norm: true,
+            block: BlockKind::PreActivation,
+            dropout: 0.0,
+            final_activation: None,
         }
+    }
+
+    /// The activation before the sum over space.
+    pub fn head_activation(&self) -> Activation {
+        self.final_activation.unwrap_or(self.activation)
     }
 
     pub fn validate(&self) -> std::result::Result<(), CoreError> {
@@ -96,6 +138,12 @@ impl ResNetEnergyConfig {
             return Err(CoreError::config(
                 "resnet.stages needs at least one stage of positive width",
             ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(CoreError::config(format!(
+                "resnet.dropout {} must be in [0, 1)",
+                self.dropout
+            )));
         }
         let downs = self.stages.iter().filter(|s| s.downsample).count();
         if self.image_size >> downs == 0 {
@@ -145,6 +193,7 @@ fn avg_pool2_nhwc(x: &Tensor) -> Result<Tensor> {
 
 #[derive(Clone, Debug)]
 struct ResBlock {
+    kind: BlockKind,
     conv1: SnConv2d,
     conv2: SnConv2d,
     skip: Option<SnConv2d>,
@@ -154,12 +203,24 @@ struct ResBlock {
 }
 
 impl ResBlock {
-    fn new(a: usize, b: usize, classes: usize, sn: bool, vb: VarBuilder) -> Result<Self> {
+    fn new(
+        kind: BlockKind,
+        [a, b, classes]: [usize; 3],
+        sn: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let official = kind == BlockKind::Official;
+        let conv2 = match official {
+            true => SnConv2d::near_zero_bounded(b, b, 3, sn, vb.pp("conv2"))?,
+            false => SnConv2d::new(b, b, 3, sn, vb.pp("conv2"))?,
+        };
+        let skip_kernel = if official { 3 } else { 1 };
         Ok(Self {
+            kind,
             conv1: SnConv2d::new(a, b, 3, sn, vb.pp("conv1"))?,
-            conv2: SnConv2d::new(b, b, 3, sn, vb.pp("conv2"))?,
+            conv2,
             skip: if a != b {
-                Some(SnConv2d::new(a, b, 1, sn, vb.pp("skip"))?)
+                Some(SnConv2d::new(a, b, skip_kernel, sn, vb.pp("skip"))?)
             } else {
                 None
             },
@@ -169,23 +230,34 @@ impl ResBlock {
         })
     }
 
-    fn forward(&self, x: &Tensor, y: Option<&Tensor>, act: Activation) -> Result<Tensor> {
+    /// `dropout`: the rate, in training only.
+    fn forward(
+        &self,
+        x: &Tensor,
+        y: Option<&Tensor>,
+        act: Activation,
+        dropout: Option<f32>,
+    ) -> Result<Tensor> {
         let b = x.dim(0)?;
-        let h = self.conv1.forward(&act.apply(x)?.broadcast_add(&per_class(
-            &self.bias1,
-            y,
-            b,
-        )?)?)?;
+        let ax = act.apply(x)?;
+        let h = self
+            .conv1
+            .forward(&ax.broadcast_add(&per_class(&self.bias1, y, b)?)?)?;
+        let mut h = act.apply(&h)?;
+        if let Some(rate) = dropout {
+            h = candle_nn::ops::dropout(&h, rate)?;
+        }
         let h = self
             .conv2
-            .forward(
-                &act.apply(&h)?
-                    .broadcast_add(&per_class(&self.bias2, y, b)?)?,
-            )?
+            .forward(&h.broadcast_add(&per_class(&self.bias2, y, b)?)?)?
             .broadcast_mul(&per_class(&self.gain2, y, b)?)?;
+        let skip_in = match self.kind {
+            BlockKind::PreActivation => x,
+            BlockKind::Official => &ax,
+        };
         let skip = match &self.skip {
-            Some(s) => s.forward(x)?,
-            None => x.clone(),
+            Some(s) => s.forward(skip_in)?,
+            None => skip_in.clone(),
         };
         h + skip
     }
@@ -200,6 +272,7 @@ impl ResBlock {
 
     fn frozen(&self) -> Self {
         Self {
+            kind: self.kind,
             conv1: self.conv1.frozen(),
             conv2: self.conv2.frozen(),
             skip: self.skip.as_ref().map(SnConv2d::frozen),
@@ -218,6 +291,9 @@ pub struct ResNetEnergy {
     head: SnLinear,
     /// The fused CPU path: set on frozen copies of CPU models.
     fused: Option<Arc<FusedResNet>>,
+    /// Set in training copies of models with dropout: the seed of their
+    /// dropout masks (none: no dropout, as at evaluation).
+    dropout_seed: Option<u64>,
 }
 
 impl ResNetEnergy {
@@ -239,6 +315,12 @@ impl ResNetEnergy {
         }
     }
 
+    /// The dropout rate in force: the configured rate in training copies.
+    fn active_dropout(&self) -> Option<f32> {
+        let rate = self.cfg.dropout as f32;
+        (rate > 0.0 && self.dropout_seed.is_some()).then_some(rate)
+    }
+
     /// See [`EnergyModel::fused_energy_vjp`]: the fused gradients with respect
     /// to the effective parameters, dotted with those parameters' tensors.
     fn vjp(
@@ -247,7 +329,8 @@ impl ResNetEnergy {
         cond: Option<&Tensor>,
         weight: &(dyn Fn(usize, f32) -> f32 + Sync),
     ) -> Result<(Tensor, Tensor)> {
-        let f = self.build_fused()?;
+        // Masks of their own, not those of the sampling chain's first step.
+        let f = self.build_fused(LOSS_MASKS)?;
         let (n, xv, cv) = host_rows(x, cond)?;
         let (e, g) = f.energy_vjp(&xv, cv.as_deref(), n, weight, x.device())?;
         let mut terms = vec![
@@ -274,7 +357,8 @@ impl ResNetEnergy {
         Ok((Tensor::from_vec(e, n, x.device())?, total))
     }
 
-    fn build_fused(&self) -> Result<FusedResNet> {
+    /// `salt` varies the dropout masks between uses of one seed.
+    fn build_fused(&self, salt: u64) -> Result<FusedResNet> {
         let c = &self.cfg;
         let blocks = self
             .blocks
@@ -282,6 +366,7 @@ impl ResNetEnergy {
             .zip(&c.stages)
             .map(|(b, s)| {
                 FusedBlock::new(BlockTensors {
+                    post_activation: b.kind == BlockKind::Official,
                     conv1: b.conv1.weight().effective(),
                     conv2: b.conv2.weight().effective(),
                     skip: b.skip.as_ref().map(|k| k.weight().effective()),
@@ -292,15 +377,20 @@ impl ResNetEnergy {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let dropout = self
+            .active_dropout()
+            .zip(self.dropout_seed)
+            .map(|(rate, seed)| Dropout::new(rate, seed ^ salt));
         FusedResNet::new(
             c.in_channels,
             c.image_size,
             c.num_classes,
-            c.activation,
+            [c.activation, c.head_activation()],
             self.stem.weight().effective(),
             blocks,
             self.head.weight().effective(),
             self.head.bias(),
+            dropout,
         )
     }
 }
@@ -320,9 +410,8 @@ impl EnergyModel for ResNetEnergy {
         let mut width = cfg.stem_channels;
         for (i, s) in cfg.stages.iter().enumerate() {
             blocks.push(ResBlock::new(
-                width,
-                s.channels,
-                cfg.num_classes,
+                cfg.block,
+                [width, s.channels, cfg.num_classes],
                 sn,
                 vb.pp(format!("block{i}")),
             )?);
@@ -335,6 +424,7 @@ impl EnergyModel for ResNetEnergy {
             blocks,
             head,
             fused: None,
+            dropout_seed: None,
         })
     }
 
@@ -360,6 +450,10 @@ impl EnergyModel for ResNetEnergy {
         v
     }
 
+    fn set_dropout_seed(&mut self, seed: Option<u64>) {
+        self.dropout_seed = seed;
+    }
+
     /// Frozen CPU models in f32 also get the fused energy-gradient path.
     fn frozen(&self) -> Self {
         let mut m = Self {
@@ -368,10 +462,11 @@ impl EnergyModel for ResNetEnergy {
             blocks: self.blocks.iter().map(ResBlock::frozen).collect(),
             head: self.head.frozen(),
             fused: None,
+            dropout_seed: self.dropout_seed,
         };
         let w = m.head.weight().effective();
         if on_cpu_f32(w) {
-            m.fused = m.build_fused().ok().map(Arc::new);
+            m.fused = m.build_fused(0).ok().map(Arc::new);
         }
         m
     }
@@ -405,13 +500,14 @@ impl EnergyFunction for ResNetEnergy {
             ),
         }
         let mut h = self.stem.forward(&x)?;
+        let dropout = self.active_dropout();
         for (block, stage) in self.blocks.iter().zip(&c.stages) {
-            h = block.forward(&h, cond, c.activation)?;
+            h = block.forward(&h, cond, c.activation, dropout)?;
             if stage.downsample {
                 h = avg_pool2_nhwc(&h)?;
             }
         }
-        let pooled = c.activation.apply(&h)?.sum(1)?.sum(1)?;
+        let pooled = c.head_activation().apply(&h)?.sum(1)?.sum(1)?;
         self.head.forward(&pooled)?.squeeze(1)
     }
 

@@ -34,6 +34,10 @@ pub struct SnWeight {
     u: Option<Tensor>,
     /// The weight used in forward passes: `raw / sigma`, or `raw`.
     effective: Tensor,
+    /// Bounded normalisation (the official code's second convolution of a
+    /// residual block): `raw / max(sigma, 1)`, the norm capped at 1 rather
+    /// than fixed to 1.
+    bounded: bool,
 }
 
 impl SnWeight {
@@ -52,6 +56,7 @@ impl SnWeight {
                 effective: raw.clone(),
                 raw,
                 u: None,
+                bounded: false,
             });
         }
         let u_name = format!("{name}_{BUFFER_SUFFIX}");
@@ -68,6 +73,7 @@ impl SnWeight {
             effective: raw.clone(),
             raw,
             u: Some(u),
+            bounded: false,
         };
         if fresh {
             for _ in 0..WARMUP_ITERATIONS {
@@ -77,6 +83,14 @@ impl SnWeight {
             w.refresh()?;
         }
         Ok(w)
+    }
+
+    /// The same weight with its spectral norm capped at 1 instead of fixed
+    /// to 1 (no effect without normalisation).
+    pub fn bounded(mut self) -> Result<Self> {
+        self.bounded = true;
+        self.refresh()?;
+        Ok(self)
     }
 
     fn matrix(&self) -> Result<Tensor> {
@@ -109,6 +123,11 @@ impl SnWeight {
             .matmul(&w)?
             .matmul(&v.unsqueeze(1)?)?
             .reshape(())?;
+        let sigma = if self.bounded {
+            sigma.maximum(1f32)?
+        } else {
+            sigma
+        };
         self.effective = self.raw.broadcast_div(&sigma)?;
         Ok(())
     }
@@ -131,6 +150,7 @@ impl SnWeight {
             raw: self.raw.detach(),
             u: self.u.as_ref().map(Tensor::detach),
             effective: self.effective.detach(),
+            bounded: self.bounded,
         }
     }
 }
@@ -220,19 +240,47 @@ impl SnConv2d {
         vb: VarBuilder,
     ) -> Result<Self> {
         let fan_in = in_channels * kernel * kernel;
+        Self::with_init(
+            [in_channels, out_channels, kernel],
+            (1.0 / fan_in as f64).sqrt(),
+            spectral_norm,
+            vb,
+        )
+    }
+
+    /// The official code's second convolution of a residual block: weights
+    /// drawn with standard deviation 1e-10 and a spectral norm bounded by 1
+    /// rather than fixed to 1, so that the block starts as its skip path.
+    pub fn near_zero_bounded(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        spectral_norm: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let conv = Self::with_init([in_channels, out_channels, kernel], 1e-10, spectral_norm, vb)?;
+        Ok(Self {
+            weight: conv.weight.bounded()?,
+            kernel,
+        })
+    }
+
+    fn with_init(
+        [in_channels, out_channels, kernel]: [usize; 3],
+        stdev: f64,
+        spectral_norm: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        if kernel.is_multiple_of(2) {
+            candle_core::bail!("conv kernel size {kernel} must be odd");
+        }
         let weight = SnWeight::new(
             &vb,
             "weight",
             &[out_channels, in_channels, kernel, kernel],
-            Init::Randn {
-                mean: 0.0,
-                stdev: (1.0 / fan_in as f64).sqrt(),
-            },
+            Init::Randn { mean: 0.0, stdev },
             spectral_norm,
         )?;
-        if kernel.is_multiple_of(2) {
-            candle_core::bail!("conv kernel size {kernel} must be odd");
-        }
         Ok(Self { weight, kernel })
     }
 
@@ -304,6 +352,7 @@ pub fn spectral_norm_estimate(w: &Tensor, iterations: usize) -> Result<f64> {
 mod tests {
     use super::*;
     use crate::params::ParamStore;
+    use crate::Rng;
     use candle_core::Device;
 
     fn assert_unit(w: &SnWeight, what: &str) -> Result<()> {
@@ -322,6 +371,29 @@ mod tests {
         assert_unit(conv.weight(), "conv at init")?;
         // The raw weights are far from unit norm, so this is not vacuous.
         assert!(spectral_norm_estimate(&lin.weight().raw, 2000)? > 1.5);
+        Ok(())
+    }
+
+    /// A bounded weight keeps a small norm as it is and scales a large one
+    /// down to 1, with the gradient of `raw / max(sigma, 1)` in both regimes.
+    #[test]
+    fn bounded_normalisation_caps_the_norm_at_one() -> Result<()> {
+        let store = ParamStore::new(13, &Device::Cpu);
+        let conv = SnConv2d::near_zero_bounded(4, 6, 3, true, store.var_builder())?;
+        let w = conv.weight();
+        let raw = spectral_norm_estimate(&w.raw, 2000)?;
+        assert!(raw < 1e-8, "near-zero init: raw norm {raw}");
+        let diff = (w.effective() - &w.raw)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert_eq!(diff, 0.0, "a norm below 1 is kept");
+        let (_, var) = store.trainable().into_iter().next().expect("one weight");
+        let big = Tensor::from_vec(Rng::new(3).normal_vec(216), (6, 4, 3, 3), &Device::Cpu)?;
+        var.set(&big)?;
+        let mut w = conv.weight().clone();
+        for _ in 0..30 {
+            w.power_iteration()?;
+        }
+        assert_unit(&w, "bounded weight with a raw norm above 1")?;
+        assert!(spectral_norm_estimate(&w.raw, 2000)? > 2.0);
         Ok(())
     }
 

@@ -27,6 +27,21 @@ pub struct ReplayConfig {
     pub init_high: f64,
     #[serde(default)]
     pub quantize_u8: bool,
+    /// The labels replayed chains run under: `kept` (the default), the ones
+    /// they were sampled under; `data`, the current batch's, as the official
+    /// code does (it stores images only), so a replayed image usually
+    /// restarts under another class.
+    #[serde(default)]
+    pub labels: ReplayLabels,
+}
+
+/// See [`ReplayConfig::labels`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayLabels {
+    #[default]
+    Kept,
+    Data,
 }
 
 fn default_replay_prob() -> f64 {
@@ -182,7 +197,12 @@ impl ReplayBuffer {
             if use_replay && rng.uniform() < self.cfg.replay_prob {
                 let i = rng.below(self.len);
                 self.read_row(i, rng, &mut xs);
-                cs.extend_from_slice(&self.conds[i * self.cond_dim..(i + 1) * self.cond_dim]);
+                match (&fresh_rows, self.cfg.labels) {
+                    (Some(rows), ReplayLabels::Data) => cs.extend_from_slice(&rows[row]),
+                    _ => cs.extend_from_slice(
+                        &self.conds[i * self.cond_dim..(i + 1) * self.cond_dim],
+                    ),
+                }
                 origin.push(Origin::Replay(i));
             } else {
                 match &fresh_x {

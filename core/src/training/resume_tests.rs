@@ -19,7 +19,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::energy::EnergyModel;
 use crate::models::{
-    LinearPrior, MlpEnergy, MlpEnergyConfig, ResNetEnergy, ResNetEnergyConfig, StageConfig,
+    BlockKind, LinearPrior, MlpEnergy, MlpEnergyConfig, ResNetEnergy, ResNetEnergyConfig, StageConfig,
 };
 use crate::sampling::langevin::LangevinConfig;
 use crate::training::replay_buffer::ReplayConfig;
@@ -187,6 +187,7 @@ fn trajectory_ebm_resumes_exactly_at_one_and_two_threads() -> anyhow::Result<()>
         init_low: -1.0,
         init_high: 1.0,
         quantize_u8: false,
+        labels: Default::default(),
     };
     let t = trainer_config(8, 48, replay, 11);
     for threads in [1, 2] {
@@ -241,6 +242,10 @@ fn image_ebm_resumes_exactly_at_one_and_two_threads() -> anyhow::Result<()> {
             channels: 16,
             downsample: true,
         }],
+        // The official block with dropout: masks that repeat on resume and
+        // do not depend on how a batch is split across threads.
+        block: BlockKind::Official,
+        dropout: 0.5,
         ..ResNetEnergyConfig::mnist_small(3)
     };
     let replay = ReplayConfig {
@@ -249,6 +254,7 @@ fn image_ebm_resumes_exactly_at_one_and_two_threads() -> anyhow::Result<()> {
         init_low: 0.0,
         init_high: 1.0,
         quantize_u8: true,
+        labels: Default::default(),
     };
     let mut t = trainer_config(4, 6, replay, 12);
     t.langevin.clamp = Some([0.0, 1.0]);

@@ -231,8 +231,18 @@ impl<M: EnergyModel> Trainer<M> {
         self.normalization = n;
     }
 
-    /// One step of Algorithm 1.
+    /// One step of Algorithm 1. Models with dropout train with masks drawn
+    /// from the seed and the step number (so a resumed run repeats them),
+    /// and are left without dropout between steps.
     pub fn step(&mut self, data: &dyn PositiveSource) -> Result<StepStats> {
+        let seed = self.cfg.seed ^ (self.step + 1).wrapping_mul(0xA076_1D64_78BD_642F);
+        self.model.set_dropout_seed(Some(seed));
+        let stats = self.step_with_dropout(data);
+        self.model.set_dropout_seed(None);
+        stats
+    }
+
+    fn step_with_dropout(&mut self, data: &dyn PositiveSource) -> Result<StepStats> {
         let b = self.cfg.batch_size;
         let (x_pos, c_pos) = data.batch(b, &mut self.rng, &self.device)?;
         let fresh = data.fresh_starts(&x_pos, c_pos.as_ref(), &mut self.rng)?;

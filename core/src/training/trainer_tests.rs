@@ -63,6 +63,7 @@ fn config(seed: u64) -> (MlpEnergyConfig, TrainerConfig) {
             init_low: -3.0,
             init_high: 3.0,
             quantize_u8: false,
+            labels: Default::default(),
         },
         1e-3,
     );

@@ -15,6 +15,8 @@
 use candle_core::{Device, Result, Tensor};
 use rayon::prelude::*;
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::Activation;
 use ebm_kernels::conv::{
@@ -29,9 +31,66 @@ thread_local! {
     static WORKSPACE: RefCell<Workspace> = RefCell::new(Workspace::default());
 }
 
+/// Dropout after each block's first activation, in training copies: every
+/// call (an energy gradient of a Langevin step, a loss gradient) draws fresh
+/// masks, each group of images its own, from the seed, the call's number and
+/// the group's first image, so a training step is reproducible.
+#[derive(Debug, Clone)]
+pub(crate) struct Dropout {
+    rate: f32,
+    seed: u64,
+    calls: Arc<AtomicU64>,
+}
+
+impl Dropout {
+    pub(crate) fn new(rate: f32, seed: u64) -> Self {
+        Self {
+            rate,
+            seed,
+            calls: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The mask seed of the next call.
+    fn next_call(&self) -> u64 {
+        let call = self.calls.fetch_add(1, Ordering::Relaxed);
+        self.seed ^ call.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// Zeroes each value of `t` and its slope (`[n, pixels, channels]`, the
+    /// images from `first` on) with probability `rate` and scales the rest by
+    /// `1 / (1 - rate)`; each image's mask depends on its index, not on how
+    /// a batch is split across threads.
+    fn apply(
+        &self,
+        (call_seed, first, n): (u64, usize, usize),
+        block: usize,
+        t: &mut [f32],
+        slope: &mut [f32],
+    ) {
+        let len = t.len() / n.max(1);
+        let keep = 1.0 / (1.0 - self.rate);
+        for (i, (ti, si)) in t.chunks_mut(len).zip(slope.chunks_mut(len)).enumerate() {
+            let key = ((first + i) as u64) << 8 | block as u64;
+            let mut rng = crate::Rng::new(call_seed ^ key.wrapping_mul(0xD1B5_4A32_D192_ED03));
+            for (v, s) in ti.iter_mut().zip(si.iter_mut()) {
+                let m = if rng.uniform() < f64::from(self.rate) {
+                    0.0
+                } else {
+                    keep
+                };
+                *v *= m;
+                *s *= m;
+            }
+        }
+    }
+}
+
 /// One residual block's frozen parameters.
 #[derive(Debug, Clone)]
 pub(crate) struct FusedBlock {
+    /// The official block: the skip path takes the activated input.
+    post_activation: bool,
     conv1: ConvMats,
     conv2: ConvMats,
     skip: Option<ConvMats>,
@@ -44,6 +103,7 @@ pub(crate) struct FusedBlock {
 
 /// The tensors of one block, as `ResNetEnergy` holds them.
 pub(crate) struct BlockTensors<'a> {
+    pub post_activation: bool,
     pub conv1: &'a Tensor,
     pub conv2: &'a Tensor,
     pub skip: Option<&'a Tensor>,
@@ -57,6 +117,7 @@ impl FusedBlock {
     pub(crate) fn new(t: BlockTensors) -> Result<Self> {
         let flat = |x: &Tensor| x.flatten_all()?.to_vec1::<f32>();
         Ok(Self {
+            post_activation: t.post_activation,
             conv1: ConvMats::new(t.conv1)?,
             conv2: ConvMats::new(t.conv2)?,
             skip: t.skip.map(ConvMats::new).transpose()?,
@@ -75,30 +136,37 @@ pub struct FusedResNet {
     size: usize,
     classes: usize,
     act: Activation,
+    /// The activation before the sum over space.
+    head_act: Activation,
     stem: ConvMats,
     blocks: Vec<FusedBlock>,
     head_w: Vec<f32>,
     head_b: f32,
+    dropout: Option<Dropout>,
 }
 
 impl FusedResNet {
-    /// `stem: [S, C, 3, 3]`, the head `[1, width]` and `[1]`.
+    /// `stem: [S, C, 3, 3]`, the head `[1, width]` and `[1]`; `[act, head_act]`
+    /// the blocks' activation and the one before the sum over space.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         in_channels: usize,
         size: usize,
         classes: usize,
-        act: Activation,
+        [act, head_act]: [Activation; 2],
         stem: &Tensor,
         blocks: Vec<FusedBlock>,
         head_w: &Tensor,
         head_b: Option<&Tensor>,
+        dropout: Option<Dropout>,
     ) -> Result<Self> {
         Ok(Self {
             in_channels,
             size,
             classes,
             act,
+            head_act,
+            dropout,
             stem: ConvMats::new(stem)?,
             blocks,
             head_w: head_w.flatten_all()?.to_vec1::<f32>()?,
@@ -186,6 +254,7 @@ impl FusedResNet {
         let (n, d) = (energy.len(), self.image_len());
         self.check(x, cond, n);
         assert_eq!(grad.len(), n * d, "fused resnet: grad is not [n, C, H, W]");
+        let call = self.call_seed();
         let parts = self.over_groups(
             x,
             cond,
@@ -193,7 +262,7 @@ impl FusedResNet {
             |x, labels, first, m, ws| {
                 let mut e = vec![0f32; m];
                 let mut g = vec![0f32; m * d];
-                self.forward(x, labels, &mut e, ws);
+                self.forward(x, labels, &mut e, (call, first), ws);
                 self.backward(labels, &vec![1.0; m], ws, None, Some(&mut g));
                 vec![(first, e, g)]
             },
@@ -212,13 +281,14 @@ impl FusedResNet {
     pub fn energies(&self, x: &[f32], cond: Option<&[f32]>, energy: &mut [f32]) {
         let n = energy.len();
         self.check(x, cond, n);
+        let call = self.call_seed();
         let parts = self.over_groups(
             x,
             cond,
             n,
             |x, labels, first, m, ws| {
                 let mut e = vec![0f32; m];
-                self.forward(x, labels, &mut e, ws);
+                self.forward(x, labels, &mut e, (call, first), ws);
                 vec![(first, e)]
             },
             |mut a, b| {
@@ -243,6 +313,7 @@ impl FusedResNet {
         device: &Device,
     ) -> Result<(Vec<f32>, ParamGrads)> {
         self.check(x, cond, n);
+        let call = self.call_seed();
         let parts = self.over_groups(
             x,
             cond,
@@ -250,7 +321,7 @@ impl FusedResNet {
             |x, labels, first, m, ws| {
                 let mut g = GradBufs::zeros(self);
                 let mut e = vec![0f32; m];
-                self.forward(x, labels, &mut e, ws);
+                self.forward(x, labels, &mut e, (call, first), ws);
                 let w: Vec<f32> = e
                     .iter()
                     .enumerate()
@@ -351,9 +422,22 @@ impl FusedResNet {
         }
     }
 
-    /// Energies of `n <= IMAGES_PER_GROUP` images; keeps in `ws` what the
+    /// The dropout mask seed of one call (0 without dropout).
+    fn call_seed(&self) -> u64 {
+        self.dropout.as_ref().map_or(0, Dropout::next_call)
+    }
+
+    /// Energies of `n <= IMAGES_PER_GROUP` images (the group from image
+    /// `first` of a call, for its dropout masks); keeps in `ws` what the
     /// backward pass needs.
-    fn forward(&self, x: &[f32], labels: Option<&[f32]>, energy: &mut [f32], ws: &mut Workspace) {
+    fn forward(
+        &self,
+        x: &[f32],
+        labels: Option<&[f32]>,
+        energy: &mut [f32],
+        (call, first): (u64, usize),
+        ws: &mut Workspace,
+    ) {
         let n = energy.len();
         let (cin, s) = (self.in_channels, self.size);
         ws.prepare(n, self);
@@ -362,17 +446,19 @@ impl FusedResNet {
         self.stem
             .forward(&ws.x_in, n, hh, ww, &mut ws.cols, &mut ws.h, false);
         let mut pi = std::mem::take(&mut ws.per_image);
-        for (b, st) in self.blocks.iter().zip(ws.blocks.iter_mut()) {
+        for (bi, (b, st)) in self.blocks.iter().zip(ws.blocks.iter_mut()).enumerate() {
             let px = n * hh * ww;
             let (a, o) = (b.conv1.cin, b.conv1.cout);
             st.size = (hh, ww);
-            st.h_in[..px * a].copy_from_slice(&ws.h[..px * a]);
             // t1 = act(h) + bias1[y]; the activation's slopes kept for backward.
             self.act.activate_with_slopes(
                 &ws.h[..px * a],
                 &mut st.t1[..px * a],
                 &mut st.slope_in[..px * a],
             );
+            // The skip path's input: h, or act(h) in the official block.
+            let skip_in = if b.post_activation { &st.t1 } else { &ws.h };
+            st.h_in[..px * a].copy_from_slice(&skip_in[..px * a]);
             self.per_image(&b.bias1, labels, n, &mut pi);
             apply_per_image(&mut st.t1[..px * a], &pi, n, |v, b| *v += b);
             b.conv1
@@ -380,6 +466,14 @@ impl FusedResNet {
             // t2 = act(c1) + bias2[y]
             self.act
                 .activate_in_place(&mut st.slope_mid[..px * o], &mut st.t2[..px * o]);
+            if let Some(d) = &self.dropout {
+                d.apply(
+                    (call, first, n),
+                    bi,
+                    &mut st.t2[..px * o],
+                    &mut st.slope_mid[..px * o],
+                );
+            }
             self.per_image(&b.bias2, labels, n, &mut pi);
             apply_per_image(&mut st.t2[..px * o], &pi, n, |v, b| *v += b);
             b.conv2
@@ -407,7 +501,7 @@ impl FusedResNet {
         let width = self.head_w.len();
         let px = n * hh * ww;
         ws.final_size = (hh, ww);
-        self.act.activate_with_slopes(
+        self.head_act.activate_with_slopes(
             &ws.h[..px * width],
             &mut ws.t_out[..px * width],
             &mut ws.slope_out[..px * width],
@@ -495,7 +589,11 @@ impl FusedResNet {
                 per_image_sums(&ws.t[..px * a], n, a, &mut pi);
                 self.table_grad(&pi, labels, n, b1);
             }
-            mul_in_place(&mut ws.t[..px * a], &st.slope_in[..px * a]);
+            // The skip path joins before the input activation's slopes in
+            // the official block (its skip takes act(h)), after them otherwise.
+            if !b.post_activation {
+                mul_in_place(&mut ws.t[..px * a], &st.slope_in[..px * a]);
+            }
             match &b.skip {
                 Some(sk) => {
                     if let Some([_, _, ws_skip, ..]) = gr {
@@ -507,6 +605,9 @@ impl FusedResNet {
                     .iter_mut()
                     .zip(&ws.g[..px * a])
                     .for_each(|(t, g)| *t += g),
+            }
+            if b.post_activation {
+                mul_in_place(&mut ws.t[..px * a], &st.slope_in[..px * a]);
             }
             std::mem::swap(&mut ws.g, &mut ws.t);
         }

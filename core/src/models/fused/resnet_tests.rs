@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::energy::{energy_and_grad, EnergyFunction, EnergyModel, EnergyTerm};
-use crate::models::{ResNetEnergy, ResNetEnergyConfig, StageConfig};
+use crate::models::{BlockKind, ResNetEnergy, ResNetEnergyConfig, StageConfig};
 use crate::params::ParamStore;
 use crate::test_util::{assert_param_grads_match, rel_err};
 use crate::Rng;
@@ -33,7 +33,33 @@ fn sized_config(
         stages: vec![stage(s1, true), stage(s2, true), stage(s3, false)],
         activation: act,
         spectral_norm: true,
+        block: BlockKind::PreActivation,
+        dropout: 0.0,
+        final_activation: None,
     }
+}
+
+/// The official block with a ReLU before the sum, as the official
+/// unconditional network.
+fn official(mut cfg: ResNetEnergyConfig) -> ResNetEnergyConfig {
+    cfg.block = BlockKind::Official;
+    cfg.final_activation = Some(Activation::Relu);
+    cfg
+}
+
+/// Moves class tables away from their initial values, and the official
+/// block's near-zero second convolutions to full size, so that every
+/// parameter shapes the energy.
+fn perturb(params: &ParamStore, rng: &mut Rng) -> Result<()> {
+    for (name, var) in params.vars() {
+        let noise = Tensor::from_vec(rng.normal_vec(var.elem_count()), var.shape(), var.device())?;
+        if name.contains("class_") {
+            var.set(&(var.as_tensor() + noise * 0.3)?)?;
+        } else if name.contains("conv2.weight") && !name.contains("_u") {
+            var.set(&(noise * 0.2)?)?;
+        }
+    }
+    Ok(())
 }
 
 /// Narrow (im2col) and wide (tap-wise, partial 16-lane panels) networks.
@@ -47,26 +73,24 @@ const WIDE: [usize; 4] = [16, 16, 24, 40];
 #[test]
 fn fused_path_matches_autograd() -> Result<()> {
     let dev = Device::Cpu;
-    for (act, classes, size, ch, n, widths) in [
+    for ((act, classes, size, ch, n, widths), is_official) in [
         (Activation::LeakyRelu, 10, 12, 1, 21, NARROW),
         (Activation::Silu, 1, 11, 3, 5, NARROW),
         (Activation::Relu, 3, 9, 1, 1, NARROW),
         (Activation::Silu, 10, 28, 1, 17, NARROW),
         (Activation::Silu, 10, 28, 1, 9, WIDE),
         (Activation::LeakyRelu, 1, 11, 3, 5, WIDE),
-    ] {
-        let cfg = sized_config(act, classes, size, ch, widths);
+    ]
+    .into_iter()
+    .flat_map(|c| [(c, false), (c, true)])
+    {
+        let plain_cfg = sized_config(act, classes, size, ch, widths);
+        let cfg = if is_official { official(plain_cfg) } else { plain_cfg };
         let params = ParamStore::new(7, &dev);
-        let model = ResNetEnergy::init(&cfg, &params)?;
+        let mut model = ResNetEnergy::init(&cfg, &params)?;
         let mut rng = Rng::new(11);
-        for (name, var) in params.vars() {
-            if name.contains("class_") {
-                let t = (var.as_tensor()
-                    + Tensor::from_vec(rng.normal_vec(var.elem_count()), var.shape(), &dev)?
-                        * 0.3)?;
-                var.set(&t)?;
-            }
-        }
+        perturb(&params, &mut rng)?;
+        model.refresh()?;
         let m = model.frozen();
         let plain = m.without_fused_path();
         let d = ch * size * size;
@@ -85,8 +109,8 @@ fn fused_path_matches_autograd() -> Result<()> {
             .expect("a frozen CPU model has the fused path")?;
         let (ea, ga) = energy_and_grad(&[EnergyTerm::new(&plain, y.clone())], &x)?;
         let (re, rg) = (rel_err(&ef, &ea), rel_err(&gf, &ga));
-        assert!(re < 1e-5, "{act:?} {size}x{size}: energy {re}");
-        assert!(rg < 1e-5, "{act:?} {size}x{size}: grad {rg}");
+        assert!(re < 1e-5, "{act:?} {size}x{size} {is_official}: energy {re}");
+        assert!(rg < 1e-5, "{act:?} {size}x{size} {is_official}: grad {rg}");
         assert_eq!(gf.dims(), x.dims());
         assert!(ga.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0);
     }
@@ -131,21 +155,21 @@ fn labels_matter_and_bad_shapes_fall_back() -> Result<()> {
 #[test]
 fn fused_parameter_gradients_match_autograd() -> Result<()> {
     let dev = Device::Cpu;
-    for (act, classes, size, n, widths) in [
+    for ((act, classes, size, n, widths), is_official) in [
         (Activation::LeakyRelu, 10, 12, 19, NARROW),
         (Activation::Silu, 1, 9, 4, NARROW),
         (Activation::Silu, 10, 12, 11, WIDE),
-    ] {
-        let cfg = sized_config(act, classes, size, 1, widths);
+    ]
+    .into_iter()
+    .flat_map(|c| [(c, false), (c, true)])
+    {
+        let plain_cfg = sized_config(act, classes, size, 1, widths);
+        let cfg = if is_official { official(plain_cfg) } else { plain_cfg };
         let params = ParamStore::new(5, &dev);
-        let model = ResNetEnergy::init(&cfg, &params)?;
+        let mut model = ResNetEnergy::init(&cfg, &params)?;
         let mut rng = Rng::new(2);
-        for (name, var) in params.vars() {
-            if name.contains("class_") {
-                let noise = Tensor::from_vec(rng.normal_vec(var.elem_count()), var.shape(), &dev)?;
-                var.set(&(var.as_tensor() + noise * 0.3)?)?;
-            }
-        }
+        perturb(&params, &mut rng)?;
+        model.refresh()?;
         let x = Tensor::from_vec(rng.normal_vec(n * size * size), (n, 1, size, size), &dev)?;
         let y = (classes > 1)
             .then(|| {
@@ -177,8 +201,55 @@ fn fused_parameter_gradients_match_autograd() -> Result<()> {
             .collect();
         let w = Tensor::from_vec(w, n, &dev)?;
         let ga = (ea * w)?.sum_all()?.backward()?;
-        let checked = assert_param_grads_match(&params, &gf, &ga, 1e-4, &format!("{act:?}"));
+        let label = format!("{act:?} official {is_official}");
+        let checked = assert_param_grads_match(&params, &gf, &ga, 1e-4, &label);
         assert!(checked >= 15, "only {checked} parameters");
+    }
+    Ok(())
+}
+
+/// Dropout acts only in training copies: a seeded copy's fused energies
+/// differ from the evaluation model's, repeat for the same seed and call, and
+/// its input gradient is the derivative of the energy under the same masks
+/// (central differences along a random direction, each on a fresh copy so
+/// the masks are those of the first call).
+#[test]
+fn dropout_masks_only_training_copies_and_keeps_gradients_exact() -> Result<()> {
+    let dev = Device::Cpu;
+    let mut cfg = official(sized_config(Activation::Silu, 1, 12, 1, NARROW));
+    cfg.dropout = 0.5;
+    let params = ParamStore::new(9, &dev);
+    let mut model = ResNetEnergy::init(&cfg, &params)?;
+    let mut rng = Rng::new(4);
+    perturb(&params, &mut rng)?;
+    model.refresh()?;
+    let n = 6;
+    let x = Tensor::from_vec(rng.uniform_vec(n * 144, 0.0, 1.0), (n, 1, 12, 12), &dev)?;
+    let copy = |seed: Option<u64>| {
+        let mut m = model.clone();
+        m.set_dropout_seed(seed);
+        m.frozen()
+    };
+    let energies = |m: &ResNetEnergy, x: &Tensor| -> Result<Vec<f32>> { m.energy(x, None)?.to_vec1() };
+    let eval = energies(&copy(None), &x)?;
+    let trained = energies(&copy(Some(3)), &x)?;
+    assert_eq!(trained, energies(&copy(Some(3)), &x)?, "same seed, same masks");
+    let moved = eval.iter().zip(&trained).filter(|(a, b)| (*a - *b).abs() > 1e-4).count();
+    assert_eq!(moved, n, "dropout changed {moved} of {n} energies: {eval:?} {trained:?}");
+    assert_eq!(eval, energies(&model.frozen(), &x)?, "no seed, no dropout");
+
+    let (_, g) = copy(Some(3))
+        .fast_energy_and_grad(&x, None)
+        .expect("fused")?;
+    let v = Tensor::from_vec(rng.normal_vec(n * 144), x.shape(), &dev)?;
+    let eps = 1e-2;
+    let plus = energies(&copy(Some(3)), &(&x + (&v * eps)?)?)?;
+    let minus = energies(&copy(Some(3)), &(&x - (&v * eps)?)?)?;
+    let along: Vec<f32> = (g * &v)?.sum(1)?.sum(1)?.sum(1)?.to_vec1()?;
+    for i in 0..n {
+        let fd = (plus[i] - minus[i]) / (2.0 * eps as f32);
+        let err = (fd - along[i]).abs() / along[i].abs().max(1e-3);
+        assert!(err < 2e-2, "image {i}: finite difference {fd}, gradient {}", along[i]);
     }
     Ok(())
 }
