@@ -87,6 +87,10 @@ pub enum ImagesCommand {
         run: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// Also export the last N step checkpoints (weights only), for
+        /// `sample --ensemble N` from the export.
+        #[arg(long, default_value_t = 1)]
+        ensemble: usize,
     },
     /// The same conditional network trained as a plain classifier by
     /// cross-entropy on `-E(x, y) / T` (the cross-class judge, the softmax
@@ -196,8 +200,8 @@ pub fn run(command: ImagesCommand, device: candle_core::Device) -> Result<()> {
             println!("figure: {}", out.join("robustness.svg").display());
             Ok(())
         }
-        ImagesCommand::Export { run, out } => {
-            let step = ebm_train::images::eval::export_model(&run, &out, &device)?;
+        ImagesCommand::Export { run, out, ensemble } => {
+            let step = ebm_train::images::eval::export_model(&run, &out, ensemble, &device)?;
             println!(
                 "exported step {step} of {} to {}",
                 run.display(),

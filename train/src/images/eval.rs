@@ -50,17 +50,34 @@ fn trained_model(loaded: &checkpoint::Loaded, device: &Device) -> Result<Trained
 /// Writes the weights of `run`'s latest checkpoint (or of the checkpoint
 /// `run`) to `out` without the trainer state (optimiser moments, replay
 /// buffer): the small export committed for evaluation without retraining.
-pub fn export_model(run: &Path, out: &Path, device: &Device) -> Result<u64> {
+///
+/// With `ensemble > 1` the last `ensemble` step checkpoints are exported too,
+/// weights only, as `<out>/step-*` folders, so that the historical ensemble
+/// ([`load_history`]) samples from the export as from the run.
+pub fn export_model(run: &Path, out: &Path, ensemble: usize, device: &Device) -> Result<u64> {
     let loaded = match checkpoint::load_latest(run, device)? {
         Some(l) => l,
         None => checkpoint::load(run, device)?,
     };
+    save_weights(&loaded, out)?;
+    if ensemble > 1 {
+        let steps = checkpoint::list_steps(run)?;
+        for dir in &steps[steps.len().saturating_sub(ensemble)..] {
+            let member = checkpoint::load(dir, device)?;
+            save_weights(&member, &checkpoint::step_dir(out, member.manifest.step))?;
+        }
+    }
+    Ok(loaded.manifest.step)
+}
+
+/// A checkpoint's manifest and weights, without the trainer state.
+fn save_weights(loaded: &checkpoint::Loaded, out: &Path) -> Result<()> {
     let mut manifest = loaded.manifest.clone();
     manifest.trainer = None;
     let mut files = std::collections::BTreeMap::new();
     files.insert(checkpoint::WEIGHTS.to_string(), loaded.weights()?.clone());
     checkpoint::save(out, manifest, &files)?;
-    Ok(loaded.manifest.step)
+    Ok(())
 }
 
 /// The last `n` step checkpoints of a run, oldest first (the historical ensemble).

@@ -66,6 +66,7 @@ num_classes = 10
 stem_channels = 8
 stages = [{ channels = 8, downsample = true }, { channels = 16, downsample = false }]
 activation = "leaky_relu"
+block = "official"
 [trainer]
 batch_size = 16
 seed = 3
@@ -83,6 +84,7 @@ capacity = 1000
 replay_prob = 0.95
 init_low = 0.0
 init_high = 1.0
+labels = "data"
 [trainer.adam]
 lr = 0.001
 beta1 = 0.0
@@ -141,10 +143,14 @@ fn a_short_conditional_run_learns_tiny_bars() -> anyhow::Result<()> {
     assert!(curve[2].accuracy >= 0.9, "{curve:?}");
     assert!(run.join("validation.svg").exists());
 
-    // The export (weights only) loads and classifies as the run does.
+    // The export (weights only) loads and classifies as the run does, and
+    // carries the last two checkpoints for the historical ensemble.
     let export = base.join("export");
-    assert_eq!(super::eval::export_model(&run, &export, &dev)?, 150);
+    assert_eq!(super::eval::export_model(&run, &export, 2, &dev)?, 150);
     assert!(!export.join("trainer.safetensors").exists());
+    let history = super::eval::load_history(&export, 10, &dev)?;
+    let steps: Vec<u64> = history.iter().map(|m| m.step).collect();
+    assert_eq!(steps, vec![100, 150]);
     assert_eq!(
         classify(&cfg, base, &export, &dev)?,
         classify(&cfg, base, &run, &dev)?
