@@ -68,6 +68,12 @@ fn every_config_file_parses_and_validates() -> anyhow::Result<()> {
                     "{name}"
                 );
             }
+            n if n.starts_with("continual_") => {
+                let cfg: ebm_train::continual::ContinualConfig =
+                    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                cfg.validate().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                assert_eq!(cfg.classes(), 10, "{name}");
+            }
             other => anyhow::bail!("configs/{other} has no parser in this test: add one"),
         }
         seen += 1;

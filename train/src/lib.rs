@@ -19,6 +19,7 @@
 
 pub mod bench_workloads;
 pub mod config_file;
+pub mod continual;
 pub mod device_check;
 pub mod images;
 pub mod plot;

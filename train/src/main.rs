@@ -51,6 +51,10 @@ enum Command {
         #[command(subcommand)]
         command: ImagesCommand,
     },
+    /// Continual class learning on split MNIST (the paper's Table 1): the
+    /// EBM, a softmax classifier and the softmax with task labels, every
+    /// seed; writes report.json, table.md and accuracy.svg.
+    Continual(commands::continual::ContinualArgs),
     /// Trajectory EBMs and the FC baseline on a hand-cube recording.
     Traj {
         #[command(subcommand)]
@@ -73,6 +77,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Images { command } => commands::images::run(command, device),
         Command::Traj { command } => commands::traj::run(command, device),
         Command::Bench(args) => commands::bench::run(args, device),
+        Command::Continual(args) => commands::continual::run(args, device),
         Command::DeviceCheck => commands::device_check::run(device),
     }
 }

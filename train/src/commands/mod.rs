@@ -1,6 +1,7 @@
 //! Command handlers of the `ebm-train` binary.
 
 pub mod bench;
+pub mod continual;
 pub mod device_check;
 pub mod images;
 pub mod toy;

@@ -1,0 +1,72 @@
+//! The continual-learning config (`configs/continual_mnist.toml`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Context, Result};
+use ebm_core::training::adam::AdamConfig;
+use ebm_core::Activation;
+use serde::{Deserialize, Serialize};
+
+use super::learner::Method;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContinualConfig {
+    /// MNIST IDX folder, relative to the config's folder.
+    pub data: PathBuf,
+    /// The tasks in order, each a set of classes (disjoint).
+    pub tasks: Vec<Vec<u8>>,
+    /// The last `validation` training digits are held out: settings are
+    /// chosen on them (`--split validation`), never on the test digits.
+    #[serde(default)]
+    pub validation: usize,
+    /// Hidden layer widths (the paper: two of 400).
+    pub hidden: Vec<usize>,
+    /// The hidden layers' activation.
+    pub activation: Activation,
+    /// Passes over each task's training digits.
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub adam: AdamConfig,
+    /// The learners compared.
+    pub methods: Vec<Method>,
+    /// Seeds of the repeated runs (initialisation and batch order).
+    pub seeds: Vec<u64>,
+}
+
+impl ContinualConfig {
+    /// Reads and checks a config; returns it with the folder its paths are
+    /// relative to.
+    pub fn load(path: &Path) -> Result<(Self, PathBuf)> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let cfg: Self =
+            toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
+        cfg.validate()
+            .with_context(|| format!("config {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        Ok((cfg, base))
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        ensure!(!self.tasks.is_empty(), "tasks: at least one task");
+        let mut seen = std::collections::BTreeSet::new();
+        for t in &self.tasks {
+            ensure!(t.len() >= 2, "tasks: each task needs two classes or more, got {t:?}");
+            for &c in t {
+                ensure!(seen.insert(c), "tasks: class {c} appears twice");
+            }
+        }
+        ensure!(!self.hidden.is_empty() && self.hidden.iter().all(|&h| h > 0), "hidden: positive widths");
+        ensure!(self.epochs > 0 && self.batch_size > 0, "epochs and batch_size must be positive");
+        ensure!(!self.methods.is_empty(), "methods: at least one");
+        ensure!(!self.seeds.is_empty(), "seeds: at least one");
+        self.adam.validate()?;
+        Ok(())
+    }
+
+    /// The number of classes: one more than the largest in any task.
+    pub fn classes(&self) -> usize {
+        self.tasks.iter().flatten().map(|&c| usize::from(c) + 1).max().unwrap_or(0)
+    }
+}

@@ -1,0 +1,183 @@
+//! The three learners of the continual-learning study, one network shape:
+//! hidden layers (two of 400 for the paper's MLP) and a head.
+
+use candle_core::{DType, Device, Result, Tensor, D};
+use candle_nn::{Init, VarBuilder};
+use ebm_core::training::adam::{Adam, AdamConfig};
+use ebm_core::{Activation, ParamStore};
+use serde::{Deserialize, Serialize};
+
+/// How a learner scores labels and which labels its training contrasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// `E(x, y)` with the label as an input (per-class biases on every
+    /// hidden layer, a scalar head); trained on the cross-entropy of
+    /// `softmax_{y in task}(-E(x, y))`; classifies by the lowest energy.
+    Ebm,
+    /// A softmax classifier (one logit per class) trained by cross-entropy
+    /// over all classes: the forgetting baseline.
+    Softmax,
+    /// The same classifier trained by cross-entropy over the current task's
+    /// classes only (the "labels trick"), the contrast the EBM's training has.
+    SoftmaxTaskLabels,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ebm => "EBM",
+            Self::Softmax => "softmax",
+            Self::SoftmaxTaskLabels => "softmax, task labels",
+        }
+    }
+
+    /// Whether training contrasts only the current task's labels.
+    fn task_labels_only(self) -> bool {
+        !matches!(self, Self::Softmax)
+    }
+}
+
+struct Layer {
+    w: Tensor,
+    b: Tensor,
+    /// `[classes, width]` each: the EBM's per-class biases (added before the
+    /// activation) and gains (multiplying after it), as the official image
+    /// network conditions its blocks.
+    class_bias: Option<Tensor>,
+    class_gain: Option<Tensor>,
+}
+
+/// One learner: its parameters, optimiser and method.
+pub struct Learner {
+    method: Method,
+    act: Activation,
+    layers: Vec<Layer>,
+    head_w: Tensor,
+    head_b: Tensor,
+    params: ParamStore,
+    adam: Adam,
+    classes: usize,
+}
+
+fn weight(vb: &VarBuilder, name: &str, out: usize, inp: usize) -> Result<Tensor> {
+    let stdev = (1.0 / inp as f64).sqrt();
+    vb.get_with_hints((out, inp), name, Init::Randn { mean: 0.0, stdev })
+}
+
+impl Learner {
+    /// A fresh learner for inputs of `dim` values and `classes` classes.
+    pub fn new(
+        method: Method,
+        [dim, classes]: [usize; 2],
+        hidden: &[usize],
+        act: Activation,
+        adam: AdamConfig,
+        seed: u64,
+        device: &Device,
+    ) -> anyhow::Result<Self> {
+        let params = ParamStore::new(seed, device);
+        let vb = params.var_builder();
+        let mut layers = Vec::new();
+        let mut width = dim;
+        for (i, &h) in hidden.iter().enumerate() {
+            let vb = vb.pp(format!("layer{i}"));
+            layers.push(Layer {
+                w: weight(&vb, "weight", h, width)?,
+                b: vb.get_with_hints(h, "bias", Init::Const(0.0))?,
+                class_bias: match method {
+                    Method::Ebm => Some(vb.get_with_hints((classes, h), "class_bias", Init::Const(0.0))?),
+                    _ => None,
+                },
+                class_gain: match method {
+                    Method::Ebm => Some(vb.get_with_hints((classes, h), "class_gain", Init::Const(1.0))?),
+                    _ => None,
+                },
+            });
+            width = h;
+        }
+        let outputs = if method == Method::Ebm { 1 } else { classes };
+        let head_w = weight(&vb.pp("head"), "weight", outputs, width)?;
+        let head_b = vb.pp("head").get_with_hints(outputs, "bias", Init::Const(0.0))?;
+        Ok(Self {
+            method,
+            act,
+            layers,
+            head_w,
+            head_b,
+            params,
+            adam: Adam::new(adam)?,
+            classes,
+        })
+    }
+
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
+    /// Logits `[B, classes.len()]` (higher: more likely) of `x: [B, d]` for
+    /// the labels `classes`: `-E(x, y)` for the EBM, the classifier's logits
+    /// otherwise.
+    pub fn logits(&self, x: &Tensor, classes: &[u8]) -> Result<Tensor> {
+        if self.method != Method::Ebm {
+            let all = self.head(&self.hidden(x, None)?)?;
+            let idx: Vec<u32> = classes.iter().map(|&c| u32::from(c)).collect();
+            let idx = Tensor::from_vec(idx, classes.len(), x.device())?;
+            return all.index_select(&idx, 1);
+        }
+        let energies = classes
+            .iter()
+            .map(|&c| self.head(&self.hidden(x, Some(usize::from(c)))?))
+            .collect::<Result<Vec<_>>>()?;
+        Tensor::cat(&energies, 1)?.neg()
+    }
+
+    fn hidden(&self, x: &Tensor, class: Option<usize>) -> Result<Tensor> {
+        let mut h = x.clone();
+        for l in &self.layers {
+            let mut z = h.matmul(&l.w.t()?)?.broadcast_add(&l.b)?;
+            if let (Some(cb), Some(c)) = (&l.class_bias, class) {
+                z = z.broadcast_add(&cb.narrow(0, c, 1)?)?;
+            }
+            h = self.act.apply(&z)?;
+            if let (Some(cg), Some(c)) = (&l.class_gain, class) {
+                h = h.broadcast_mul(&cg.narrow(0, c, 1)?)?;
+            }
+        }
+        Ok(h)
+    }
+
+    fn head(&self, h: &Tensor) -> Result<Tensor> {
+        h.matmul(&self.head_w.t()?)?.broadcast_add(&self.head_b)
+    }
+
+    /// One Adam step on a batch of one task (`task`: its classes): the
+    /// cross-entropy over the task's labels, or over all classes for the
+    /// plain softmax. Returns the loss.
+    pub fn step(&mut self, x: &Tensor, labels: &[u8], task: &[u8]) -> anyhow::Result<f64> {
+        let all: Vec<u8> = (0..self.classes as u8).collect();
+        let contrast = if self.method.task_labels_only() { task } else { &all };
+        let targets: Vec<u32> = labels
+            .iter()
+            .map(|l| {
+                contrast
+                    .iter()
+                    .position(|c| c == l)
+                    .map(|p| p as u32)
+                    .ok_or_else(|| anyhow::anyhow!("label {l} is not in the task {contrast:?}"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let targets = Tensor::from_vec(targets, labels.len(), x.device())?;
+        let logits = self.logits(x, contrast)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
+        let grads = loss.backward()?;
+        self.adam.step(&self.params, &grads)?;
+        Ok(f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?))
+    }
+
+    /// The predicted class of each row of `x` among `classes`.
+    pub fn predict(&self, x: &Tensor, classes: &[u8]) -> Result<Vec<u8>> {
+        let best: Vec<u32> = self.logits(x, classes)?.argmax(D::Minus1)?.to_vec1()?;
+        Ok(best.into_iter().map(|i| classes[i as usize]).collect())
+    }
+}
