@@ -21,6 +21,7 @@ pub mod bench_workloads;
 pub mod config_file;
 pub mod continual;
 pub mod device_check;
+pub mod dsprites;
 pub mod images;
 pub mod plot;
 pub mod toy;

@@ -203,12 +203,7 @@ struct ResBlock {
 }
 
 impl ResBlock {
-    fn new(
-        kind: BlockKind,
-        [a, b, classes]: [usize; 3],
-        sn: bool,
-        vb: VarBuilder,
-    ) -> Result<Self> {
+    fn new(kind: BlockKind, [a, b, classes]: [usize; 3], sn: bool, vb: VarBuilder) -> Result<Self> {
         let official = kind == BlockKind::Official;
         let conv2 = match official {
             true => SnConv2d::near_zero_bounded(b, b, 3, sn, vb.pp("conv2"))?,

@@ -258,7 +258,12 @@ impl SnConv2d {
         spectral_norm: bool,
         vb: VarBuilder,
     ) -> Result<Self> {
-        let conv = Self::with_init([in_channels, out_channels, kernel], 1e-10, spectral_norm, vb)?;
+        let conv = Self::with_init(
+            [in_channels, out_channels, kernel],
+            1e-10,
+            spectral_norm,
+            vb,
+        )?;
         Ok(Self {
             weight: conv.weight.bounded()?,
             kernel,
@@ -383,7 +388,10 @@ mod tests {
         let w = conv.weight();
         let raw = spectral_norm_estimate(&w.raw, 2000)?;
         assert!(raw < 1e-8, "near-zero init: raw norm {raw}");
-        let diff = (w.effective() - &w.raw)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        let diff = (w.effective() - &w.raw)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
         assert_eq!(diff, 0.0, "a norm below 1 is kept");
         let (_, var) = store.trainable().into_iter().next().expect("one weight");
         let big = Tensor::from_vec(Rng::new(3).normal_vec(216), (6, 4, 3, 3), &Device::Cpu)?;

@@ -199,9 +199,8 @@ impl ReplayBuffer {
                 self.read_row(i, rng, &mut xs);
                 match (&fresh_rows, self.cfg.labels) {
                     (Some(rows), ReplayLabels::Data) => cs.extend_from_slice(&rows[row]),
-                    _ => cs.extend_from_slice(
-                        &self.conds[i * self.cond_dim..(i + 1) * self.cond_dim],
-                    ),
+                    _ => cs
+                        .extend_from_slice(&self.conds[i * self.cond_dim..(i + 1) * self.cond_dim]),
                 }
                 origin.push(Origin::Replay(i));
             } else {

@@ -148,18 +148,33 @@ fn u8_storage_keeps_each_value_within_its_bin() {
 fn data_labels_replace_the_stored_labels_of_replayed_images() {
     let mut b = buffer(10, 1.0, false);
     b.cfg.labels = ReplayLabels::Data;
-    push(&mut b, &(0..10).map(|i| i as f32 / 20.0).collect::<Vec<_>>());
-    let labels = Tensor::from_vec((0..10).map(|i| 100.0 + i as f32).collect(), (10, 1), &Device::Cpu).unwrap();
+    push(
+        &mut b,
+        &(0..10).map(|i| i as f32 / 20.0).collect::<Vec<_>>(),
+    );
+    let labels = Tensor::from_vec(
+        (0..10).map(|i| 100.0 + i as f32).collect(),
+        (10, 1),
+        &Device::Cpu,
+    )
+    .unwrap();
     let s = b
         .draw(10, Some(&labels), None, &mut Rng::new(1), &Device::Cpu)
         .unwrap();
-    let (x, c) = (s.x.to_vec2::<f32>().unwrap(), s.cond.unwrap().to_vec2::<f32>().unwrap());
+    let (x, c) = (
+        s.x.to_vec2::<f32>().unwrap(),
+        s.cond.unwrap().to_vec2::<f32>().unwrap(),
+    );
     for (row, ((o, xr), cr)) in s.origin.iter().zip(&x).zip(&c).enumerate() {
         let Origin::Replay(i) = o else {
             panic!("row {row} is fresh at replay_prob 1")
         };
         let v = *i as f32 / 20.0;
-        assert_eq!(xr.as_slice(), [v, -v].as_slice(), "row {row}: the stored image");
+        assert_eq!(
+            xr.as_slice(),
+            [v, -v].as_slice(),
+            "row {row}: the stored image"
+        );
         assert_eq!(cr[0], 100.0 + row as f32, "row {row}: the batch's label");
     }
 }

@@ -19,7 +19,8 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::energy::EnergyModel;
 use crate::models::{
-    BlockKind, LinearPrior, MlpEnergy, MlpEnergyConfig, ResNetEnergy, ResNetEnergyConfig, StageConfig,
+    BlockKind, LinearPrior, MlpEnergy, MlpEnergyConfig, ResNetEnergy, ResNetEnergyConfig,
+    StageConfig,
 };
 use crate::sampling::langevin::LangevinConfig;
 use crate::training::replay_buffer::ReplayConfig;

@@ -36,7 +36,10 @@ pub fn run(args: ContinualArgs, device: Device) -> Result<()> {
     let report = run_continual(&cfg, &base, on_validation, &device)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    std::fs::write(args.out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(
+        args.out.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
     let table = report.table();
     std::fs::write(args.out.join("table.md"), &table)?;
     report.figure(&args.out.join("accuracy.svg"))?;

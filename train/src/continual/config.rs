@@ -38,8 +38,8 @@ impl ContinualConfig {
     /// Reads and checks a config; returns it with the folder its paths are
     /// relative to.
     pub fn load(path: &Path) -> Result<(Self, PathBuf)> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let cfg: Self =
             toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
         cfg.validate()
@@ -52,13 +52,22 @@ impl ContinualConfig {
         ensure!(!self.tasks.is_empty(), "tasks: at least one task");
         let mut seen = std::collections::BTreeSet::new();
         for t in &self.tasks {
-            ensure!(t.len() >= 2, "tasks: each task needs two classes or more, got {t:?}");
+            ensure!(
+                t.len() >= 2,
+                "tasks: each task needs two classes or more, got {t:?}"
+            );
             for &c in t {
                 ensure!(seen.insert(c), "tasks: class {c} appears twice");
             }
         }
-        ensure!(!self.hidden.is_empty() && self.hidden.iter().all(|&h| h > 0), "hidden: positive widths");
-        ensure!(self.epochs > 0 && self.batch_size > 0, "epochs and batch_size must be positive");
+        ensure!(
+            !self.hidden.is_empty() && self.hidden.iter().all(|&h| h > 0),
+            "hidden: positive widths"
+        );
+        ensure!(
+            self.epochs > 0 && self.batch_size > 0,
+            "epochs and batch_size must be positive"
+        );
         ensure!(!self.methods.is_empty(), "methods: at least one");
         ensure!(!self.seeds.is_empty(), "seeds: at least one");
         self.adam.validate()?;
@@ -67,6 +76,11 @@ impl ContinualConfig {
 
     /// The number of classes: one more than the largest in any task.
     pub fn classes(&self) -> usize {
-        self.tasks.iter().flatten().map(|&c| usize::from(c) + 1).max().unwrap_or(0)
+        self.tasks
+            .iter()
+            .flatten()
+            .map(|&c| usize::from(c) + 1)
+            .max()
+            .unwrap_or(0)
     }
 }

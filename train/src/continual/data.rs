@@ -45,7 +45,10 @@ impl Digits {
     pub fn rows(&self, idx: &[usize]) -> Self {
         let d = self.dim;
         Self {
-            x: idx.iter().flat_map(|&i| self.x[i * d..(i + 1) * d].iter().copied()).collect(),
+            x: idx
+                .iter()
+                .flat_map(|&i| self.x[i * d..(i + 1) * d].iter().copied())
+                .collect(),
             labels: idx.iter().map(|&i| self.labels[i]).collect(),
             dim: d,
         }
@@ -59,14 +62,24 @@ impl Digits {
 /// The training digits (without the last `validation`) and the evaluation
 /// digits: the held-out last `validation` training digits when
 /// `on_validation`, else the test digits.
-pub fn load_split_mnist(dir: &Path, validation: usize, on_validation: bool) -> Result<(Digits, Digits)> {
+pub fn load_split_mnist(
+    dir: &Path,
+    validation: usize,
+    on_validation: bool,
+) -> Result<(Digits, Digits)> {
     let train = load_mnist(dir, Split::Train)
         .with_context(|| format!("loading MNIST training digits from {}", dir.display()))?;
     let n = train.len();
-    anyhow::ensure!(validation < n, "validation {validation} of {n} training digits");
+    anyhow::ensure!(
+        validation < n,
+        "validation {validation} of {n} training digits"
+    );
     let fit = Digits::from_set(&train.clone().truncated(n - validation));
     let eval = if on_validation {
-        anyhow::ensure!(validation > 0, "--split validation needs `validation` > 0 in the config");
+        anyhow::ensure!(
+            validation > 0,
+            "--split validation needs `validation` > 0 in the config"
+        );
         Digits::from_set(&train.skipped(n - validation))
     } else {
         let test = load_mnist(dir, Split::Test)

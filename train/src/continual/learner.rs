@@ -86,11 +86,15 @@ impl Learner {
                 w: weight(&vb, "weight", h, width)?,
                 b: vb.get_with_hints(h, "bias", Init::Const(0.0))?,
                 class_bias: match method {
-                    Method::Ebm => Some(vb.get_with_hints((classes, h), "class_bias", Init::Const(0.0))?),
+                    Method::Ebm => {
+                        Some(vb.get_with_hints((classes, h), "class_bias", Init::Const(0.0))?)
+                    }
                     _ => None,
                 },
                 class_gain: match method {
-                    Method::Ebm => Some(vb.get_with_hints((classes, h), "class_gain", Init::Const(1.0))?),
+                    Method::Ebm => {
+                        Some(vb.get_with_hints((classes, h), "class_gain", Init::Const(1.0))?)
+                    }
                     _ => None,
                 },
             });
@@ -98,7 +102,9 @@ impl Learner {
         }
         let outputs = if method == Method::Ebm { 1 } else { classes };
         let head_w = weight(&vb.pp("head"), "weight", outputs, width)?;
-        let head_b = vb.pp("head").get_with_hints(outputs, "bias", Init::Const(0.0))?;
+        let head_b = vb
+            .pp("head")
+            .get_with_hints(outputs, "bias", Init::Const(0.0))?;
         Ok(Self {
             method,
             act,
@@ -156,7 +162,11 @@ impl Learner {
     /// plain softmax. Returns the loss.
     pub fn step(&mut self, x: &Tensor, labels: &[u8], task: &[u8]) -> anyhow::Result<f64> {
         let all: Vec<u8> = (0..self.classes as u8).collect();
-        let contrast = if self.method.task_labels_only() { task } else { &all };
+        let contrast = if self.method.task_labels_only() {
+            task
+        } else {
+            &all
+        };
         let targets: Vec<u32> = labels
             .iter()
             .map(|l| {

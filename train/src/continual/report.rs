@@ -26,7 +26,11 @@ pub fn mean_sd(v: &[f64]) -> (f64, f64) {
 
 impl ContinualReport {
     /// Per method, mean and sd over seeds of an accuracy after each task.
-    pub fn curve(&self, method: usize, pick: impl Fn(&super::run::AfterTask) -> f64) -> Vec<(f64, f64)> {
+    pub fn curve(
+        &self,
+        method: usize,
+        pick: impl Fn(&super::run::AfterTask) -> f64,
+    ) -> Vec<(f64, f64)> {
         let runs = &self.methods[method].runs;
         (0..self.tasks.len())
             .map(|t| mean_sd(&runs.iter().map(|r| pick(&r[t])).collect::<Vec<_>>()))
@@ -51,7 +55,12 @@ impl ContinualReport {
                     .iter()
                     .map(|(mu, sd)| format!("{:.2} +- {:.2}", 100.0 * mu, 100.0 * sd))
                     .collect();
-                let _ = writeln!(s, "| {}, {what} | {} |", runs.method.name(), cells.join(" | "));
+                let _ = writeln!(
+                    s,
+                    "| {}, {what} | {} |",
+                    runs.method.name(),
+                    cells.join(" | ")
+                );
             }
         }
         s

@@ -94,7 +94,10 @@ pub fn train_sequence(
     let mut out = Vec::new();
     for (t, task) in cfg.tasks.iter().enumerate() {
         let data = fit.of_classes(task);
-        anyhow::ensure!(!data.is_empty(), "task {t} ({task:?}) has no training digits");
+        anyhow::ensure!(
+            !data.is_empty(),
+            "task {t} ({task:?}) has no training digits"
+        );
         for epoch in 0..cfg.epochs {
             let mut order: Vec<usize> = (0..data.len()).collect();
             for i in (1..order.len()).rev() {
@@ -103,12 +106,30 @@ pub fn train_sequence(
             for idx in order.chunks(cfg.batch_size) {
                 let b = data.rows(idx);
                 let loss = learner.step(&b.tensor(device)?, &b.labels, task)?;
-                anyhow::ensure!(loss.is_finite(), "{} diverged in task {t}, epoch {epoch}", method.name());
+                anyhow::ensure!(
+                    loss.is_finite(),
+                    "{} diverged in task {t}, epoch {epoch}",
+                    method.name()
+                );
             }
         }
         seen.extend(task);
-        out.push(measure(&learner, cfg, &seen, &cfg.tasks[..=t], eval, device)?);
-        tracing::info!(method = method.name(), seed, task = t, seen = out[t].seen, all = out[t].all, "task learned");
+        out.push(measure(
+            &learner,
+            cfg,
+            &seen,
+            &cfg.tasks[..=t],
+            eval,
+            device,
+        )?);
+        tracing::info!(
+            method = method.name(),
+            seed,
+            task = t,
+            seen = out[t].seen,
+            all = out[t].all,
+            "task learned"
+        );
     }
     Ok(out)
 }
@@ -118,7 +139,11 @@ fn accuracy(learner: &Learner, digits: &Digits, among: &[u8], device: &Device) -
         return Ok(0.0);
     }
     let predicted = learner.predict(&digits.tensor(device)?, among)?;
-    let hits = predicted.iter().zip(&digits.labels).filter(|(p, l)| p == l).count();
+    let hits = predicted
+        .iter()
+        .zip(&digits.labels)
+        .filter(|(p, l)| p == l)
+        .count();
     Ok(hits as f64 / digits.len() as f64)
 }
 

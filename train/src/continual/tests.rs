@@ -26,7 +26,11 @@ fn blobs(per_class: usize, seed: u64) -> Digits {
         x.extend(prototypes[c].iter().zip(noise).map(|(p, n)| p + 0.15 * n));
         labels.push(c as u8);
     }
-    Digits { x, labels, dim: DIM }
+    Digits {
+        x,
+        labels,
+        dim: DIM,
+    }
 }
 
 fn config(methods: Vec<Method>) -> ContinualConfig {
@@ -61,8 +65,14 @@ fn the_ebm_keeps_the_first_task_where_softmax_forgets_it() -> anyhow::Result<()>
         let mut runs = Vec::new();
         for seed in 0..3 {
             let after = train_sequence(&cfg, method, seed, &fit, &eval, &dev)?;
-            assert!(after[0].per_task[0] > 0.95, "{method:?} learns task 1: {after:?}");
-            assert!(after[1].per_task[1] > 0.95, "{method:?} learns task 2: {after:?}");
+            assert!(
+                after[0].per_task[0] > 0.95,
+                "{method:?} learns task 1: {after:?}"
+            );
+            assert!(
+                after[1].per_task[1] > 0.95,
+                "{method:?} learns task 2: {after:?}"
+            );
             runs.push(after[1].per_task[0]);
         }
         first_task.push(mean_sd(&runs).0);
@@ -88,5 +98,9 @@ fn bad_task_lists_are_refused_by_name() {
     let err = cfg.validate().unwrap_err().to_string();
     assert!(err.contains("class 1 appears twice"), "{err}");
     cfg.tasks = vec![vec![0]];
-    assert!(cfg.validate().unwrap_err().to_string().contains("two classes"));
+    assert!(cfg
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("two classes"));
 }

@@ -85,7 +85,11 @@ fn fused_path_matches_autograd() -> Result<()> {
     .flat_map(|c| [(c, false), (c, true)])
     {
         let plain_cfg = sized_config(act, classes, size, ch, widths);
-        let cfg = if is_official { official(plain_cfg) } else { plain_cfg };
+        let cfg = if is_official {
+            official(plain_cfg)
+        } else {
+            plain_cfg
+        };
         let params = ParamStore::new(7, &dev);
         let mut model = ResNetEnergy::init(&cfg, &params)?;
         let mut rng = Rng::new(11);
@@ -109,7 +113,10 @@ fn fused_path_matches_autograd() -> Result<()> {
             .expect("a frozen CPU model has the fused path")?;
         let (ea, ga) = energy_and_grad(&[EnergyTerm::new(&plain, y.clone())], &x)?;
         let (re, rg) = (rel_err(&ef, &ea), rel_err(&gf, &ga));
-        assert!(re < 1e-5, "{act:?} {size}x{size} {is_official}: energy {re}");
+        assert!(
+            re < 1e-5,
+            "{act:?} {size}x{size} {is_official}: energy {re}"
+        );
         assert!(rg < 1e-5, "{act:?} {size}x{size} {is_official}: grad {rg}");
         assert_eq!(gf.dims(), x.dims());
         assert!(ga.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0);
@@ -164,7 +171,11 @@ fn fused_parameter_gradients_match_autograd() -> Result<()> {
     .flat_map(|c| [(c, false), (c, true)])
     {
         let plain_cfg = sized_config(act, classes, size, 1, widths);
-        let cfg = if is_official { official(plain_cfg) } else { plain_cfg };
+        let cfg = if is_official {
+            official(plain_cfg)
+        } else {
+            plain_cfg
+        };
         let params = ParamStore::new(5, &dev);
         let mut model = ResNetEnergy::init(&cfg, &params)?;
         let mut rng = Rng::new(2);
@@ -230,12 +241,24 @@ fn dropout_masks_only_training_copies_and_keeps_gradients_exact() -> Result<()> 
         m.set_dropout_seed(seed);
         m.frozen()
     };
-    let energies = |m: &ResNetEnergy, x: &Tensor| -> Result<Vec<f32>> { m.energy(x, None)?.to_vec1() };
+    let energies =
+        |m: &ResNetEnergy, x: &Tensor| -> Result<Vec<f32>> { m.energy(x, None)?.to_vec1() };
     let eval = energies(&copy(None), &x)?;
     let trained = energies(&copy(Some(3)), &x)?;
-    assert_eq!(trained, energies(&copy(Some(3)), &x)?, "same seed, same masks");
-    let moved = eval.iter().zip(&trained).filter(|(a, b)| (*a - *b).abs() > 1e-4).count();
-    assert_eq!(moved, n, "dropout changed {moved} of {n} energies: {eval:?} {trained:?}");
+    assert_eq!(
+        trained,
+        energies(&copy(Some(3)), &x)?,
+        "same seed, same masks"
+    );
+    let moved = eval
+        .iter()
+        .zip(&trained)
+        .filter(|(a, b)| (*a - *b).abs() > 1e-4)
+        .count();
+    assert_eq!(
+        moved, n,
+        "dropout changed {moved} of {n} energies: {eval:?} {trained:?}"
+    );
     assert_eq!(eval, energies(&model.frozen(), &x)?, "no seed, no dropout");
 
     let (_, g) = copy(Some(3))
@@ -249,7 +272,11 @@ fn dropout_masks_only_training_copies_and_keeps_gradients_exact() -> Result<()> 
     for i in 0..n {
         let fd = (plus[i] - minus[i]) / (2.0 * eps as f32);
         let err = (fd - along[i]).abs() / along[i].abs().max(1e-3);
-        assert!(err < 2e-2, "image {i}: finite difference {fd}, gradient {}", along[i]);
+        assert!(
+            err < 2e-2,
+            "image {i}: finite difference {fd}, gradient {}",
+            along[i]
+        );
     }
     Ok(())
 }

@@ -1,0 +1,6 @@
+//! dSprites, rendered procedurally (`render`), for the paper's compositional
+//! generation experiments (Section 7, Figures 15 and 16).
+
+pub mod render;
+
+pub use render::{render, Latents, Shape};
