@@ -7,7 +7,7 @@ use ebm_core::training::adam::AdamConfig;
 use ebm_core::Activation;
 use serde::{Deserialize, Serialize};
 
-use super::learner::Method;
+use super::learner::MethodSettings;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,12 +24,10 @@ pub struct ContinualConfig {
     pub hidden: Vec<usize>,
     /// The hidden layers' activation.
     pub activation: Activation,
-    /// Passes over each task's training digits.
-    pub epochs: usize,
-    pub batch_size: usize,
+    /// Adam's settings but the learning rate (each method's own).
     pub adam: AdamConfig,
-    /// The learners compared.
-    pub methods: Vec<Method>,
+    /// The learners compared, each with its settings.
+    pub methods: Vec<MethodSettings>,
     /// Seeds of the repeated runs (initialisation and batch order).
     pub seeds: Vec<u64>,
 }
@@ -64,11 +62,14 @@ impl ContinualConfig {
             !self.hidden.is_empty() && self.hidden.iter().all(|&h| h > 0),
             "hidden: positive widths"
         );
-        ensure!(
-            self.epochs > 0 && self.batch_size > 0,
-            "epochs and batch_size must be positive"
-        );
         ensure!(!self.methods.is_empty(), "methods: at least one");
+        for m in &self.methods {
+            ensure!(
+                m.epochs > 0 && m.batch_size > 0 && m.lr > 0.0 && m.alpha >= 0.0,
+                "methods: {:?} needs positive epochs, batch_size and lr, and alpha >= 0",
+                m.method
+            );
+        }
         ensure!(!self.seeds.is_empty(), "seeds: at least one");
         self.adam.validate()?;
         Ok(())

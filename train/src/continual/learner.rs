@@ -38,6 +38,22 @@ impl Method {
     }
 }
 
+/// One learner's settings (each chosen on the validation digits).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodSettings {
+    pub method: Method,
+    /// Passes over each task's training digits.
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Adam's learning rate.
+    pub lr: f64,
+    /// The EBM's energy regulariser `alpha * mean E^2` over the energies of
+    /// each step (the paper's L2 term; ignored by the softmax learners).
+    #[serde(default)]
+    pub alpha: f64,
+}
+
 struct Layer {
     w: Tensor,
     b: Tensor,
@@ -58,6 +74,8 @@ pub struct Learner {
     params: ParamStore,
     adam: Adam,
     classes: usize,
+    /// Weight of the energy regulariser `alpha * mean E^2` (EBM only).
+    alpha: f64,
 }
 
 fn weight(vb: &VarBuilder, name: &str, out: usize, inp: usize) -> Result<Tensor> {
@@ -68,7 +86,7 @@ fn weight(vb: &VarBuilder, name: &str, out: usize, inp: usize) -> Result<Tensor>
 impl Learner {
     /// A fresh learner for inputs of `dim` values and `classes` classes.
     pub fn new(
-        method: Method,
+        settings: &MethodSettings,
         [dim, classes]: [usize; 2],
         hidden: &[usize],
         act: Activation,
@@ -76,6 +94,11 @@ impl Learner {
         seed: u64,
         device: &Device,
     ) -> anyhow::Result<Self> {
+        let method = settings.method;
+        let adam = AdamConfig {
+            lr: settings.lr,
+            ..adam
+        };
         let params = ParamStore::new(seed, device);
         let vb = params.var_builder();
         let mut layers = Vec::new();
@@ -114,6 +137,7 @@ impl Learner {
             params,
             adam: Adam::new(adam)?,
             classes,
+            alpha: if method == Method::Ebm { settings.alpha } else { 0.0 },
         })
     }
 
@@ -179,7 +203,11 @@ impl Learner {
             .collect::<anyhow::Result<_>>()?;
         let targets = Tensor::from_vec(targets, labels.len(), x.device())?;
         let logits = self.logits(x, contrast)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
+        let mut loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
+        if self.alpha > 0.0 {
+            // The paper's energy regulariser on every energy the step sees.
+            loss = (loss + (logits.sqr()?.mean_all()? * self.alpha)?)?;
+        }
         let grads = loss.backward()?;
         self.adam.step(&self.params, &grads)?;
         Ok(f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?))

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::ContinualConfig;
 use super::data::{load_split_mnist, Digits};
-use super::learner::{Learner, Method};
+use super::learner::{Learner, Method, MethodSettings};
 
 /// Accuracy after one task.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,6 +28,7 @@ pub struct AfterTask {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MethodRuns {
     pub method: Method,
+    pub settings: MethodSettings,
     /// `runs[seed][task]`.
     pub runs: Vec<Vec<AfterTask>>,
 }
@@ -53,13 +54,17 @@ pub fn run_continual(
     let methods = cfg
         .methods
         .iter()
-        .map(|&method| {
+        .map(|settings| {
             let runs = cfg
                 .seeds
                 .iter()
-                .map(|&seed| train_sequence(cfg, method, seed, &fit, &eval, device))
+                .map(|&seed| train_sequence(cfg, settings, seed, &fit, &eval, device))
                 .collect::<Result<Vec<_>>>()?;
-            Ok(MethodRuns { method, runs })
+            Ok(MethodRuns {
+                method: settings.method,
+                settings: settings.clone(),
+                runs,
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(ContinualReport {
@@ -73,15 +78,16 @@ pub fn run_continual(
 /// One learner through every task; accuracy after each.
 pub fn train_sequence(
     cfg: &ContinualConfig,
-    method: Method,
+    settings: &MethodSettings,
     seed: u64,
     fit: &Digits,
     eval: &Digits,
     device: &Device,
 ) -> Result<Vec<AfterTask>> {
     let classes = cfg.classes();
+    let method = settings.method;
     let mut learner = Learner::new(
-        method,
+        settings,
         [fit.dim, classes],
         &cfg.hidden,
         cfg.activation,
@@ -98,12 +104,12 @@ pub fn train_sequence(
             !data.is_empty(),
             "task {t} ({task:?}) has no training digits"
         );
-        for epoch in 0..cfg.epochs {
+        for epoch in 0..settings.epochs {
             let mut order: Vec<usize> = (0..data.len()).collect();
             for i in (1..order.len()).rev() {
                 order.swap(i, rng.below(i + 1));
             }
-            for idx in order.chunks(cfg.batch_size) {
+            for idx in order.chunks(settings.batch_size) {
                 let b = data.rows(idx);
                 let loss = learner.step(&b.tensor(device)?, &b.labels, task)?;
                 anyhow::ensure!(

@@ -7,7 +7,7 @@ use ebm_core::{Activation, Rng};
 
 use super::config::ContinualConfig;
 use super::data::Digits;
-use super::learner::Method;
+use super::learner::{Method, MethodSettings};
 use super::report::mean_sd;
 use super::run::train_sequence;
 
@@ -33,6 +33,16 @@ fn blobs(per_class: usize, seed: u64) -> Digits {
     }
 }
 
+fn settings(method: Method) -> MethodSettings {
+    MethodSettings {
+        method,
+        epochs: 5,
+        batch_size: 16,
+        lr: 1e-3,
+        alpha: 0.0,
+    }
+}
+
 fn config(methods: Vec<Method>) -> ContinualConfig {
     ContinualConfig {
         data: "unused".into(),
@@ -40,14 +50,12 @@ fn config(methods: Vec<Method>) -> ContinualConfig {
         validation: 0,
         hidden: vec![32, 32],
         activation: Activation::Relu,
-        epochs: 5,
-        batch_size: 16,
         adam: AdamConfig {
             beta1: 0.9,
             clip_to_second_moment: false,
             ..AdamConfig::with_lr(1e-3)
         },
-        methods,
+        methods: methods.into_iter().map(settings).collect(),
         seeds: vec![0],
     }
 }
@@ -64,7 +72,7 @@ fn the_ebm_keeps_the_first_task_where_softmax_forgets_it() -> anyhow::Result<()>
     for method in [Method::Ebm, Method::Softmax] {
         let mut runs = Vec::new();
         for seed in 0..3 {
-            let after = train_sequence(&cfg, method, seed, &fit, &eval, &dev)?;
+            let after = train_sequence(&cfg, &settings(method), seed, &fit, &eval, &dev)?;
             assert!(
                 after[0].per_task[0] > 0.95,
                 "{method:?} learns task 1: {after:?}"
