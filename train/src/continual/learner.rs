@@ -137,7 +137,11 @@ impl Learner {
             params,
             adam: Adam::new(adam)?,
             classes,
-            alpha: if method == Method::Ebm { settings.alpha } else { 0.0 },
+            alpha: if method == Method::Ebm {
+                settings.alpha
+            } else {
+                0.0
+            },
         })
     }
 
