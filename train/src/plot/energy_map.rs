@@ -60,6 +60,7 @@ fn color_range(values: &[f64]) -> (f64, f64) {
 /// `maps` side by side under one title, written to `path` as SVG.
 pub fn energy_maps(path: &Path, title: &str, maps: &[EnergyMap]) -> Result<()> {
     let (w, h) = (380u32, 400u32);
+    super::ensure_parent(path)?;
     let root = SVGBackend::new(path, (w * maps.len().max(1) as u32, h + 40)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let (head, body) = root.split_vertically(40);

@@ -94,4 +94,27 @@ mod tests {
         // NaN is not counted but is part of the series' size.
         assert_eq!(o[1].1, vec![0.0, 0.0, 2.0 / 3.0, 2.0 / 3.0]);
     }
+
+    /// A chart can go into a folder that does not exist yet (`images ood
+    /// --out` into a fresh folder failed before).
+    #[test]
+    fn charts_create_their_folder() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("ebm-plot-{}", std::process::id()));
+        let path = dir.join("fresh").join("h.svg");
+        let values = [0.0, 1.0, 1.0, 2.0];
+        let series = [Histogram {
+            name: "v",
+            color: RGBColor(0, 0, 0),
+            values: &values,
+        }];
+        let axes = Axes {
+            title: "t",
+            x: "x",
+            y: "y",
+        };
+        histogram_chart(&path, &series, 4, &axes)?;
+        assert!(std::fs::read_to_string(&path)?.contains("<svg"));
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
 }

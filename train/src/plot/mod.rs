@@ -40,6 +40,15 @@ pub const ORANGE: RGBColor = RGBColor(255, 127, 14);
 pub const GREEN: RGBColor = RGBColor(44, 160, 44);
 pub const LIGHT_BLUE: RGBColor = RGBColor(150, 190, 230);
 
+/// Creates the folder a figure goes into, so that any chart can be written
+/// to a fresh output folder.
+pub(crate) fn ensure_parent(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| anyhow!("creating {}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
 fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing a figure: {e:?}")
 }
@@ -173,6 +182,7 @@ where
 
 /// One chart with a legend, written to `path` as SVG.
 pub fn line_chart(path: &Path, lines: &[Line], axes: &Axes) -> Result<()> {
+    ensure_parent(path)?;
     let root = SVGBackend::new(path, (760, 440)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     draw(&root, lines, axes, 17, true)?;
@@ -192,6 +202,7 @@ pub fn panels(
     let cols = cols.max(1);
     let rows = charts.len().div_ceil(cols).max(1);
     let (w, h) = (340u32, 250u32);
+    ensure_parent(path)?;
     let root = SVGBackend::new(path, (w * cols as u32, h * rows as u32 + 60)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let (head, body) = root.split_vertically(60);
