@@ -2,8 +2,11 @@
 //! held out for zero-shot tests), rendered on demand, each model
 //! conditioned on one latent (or all of them, the baseline), encoded as the
 //! official code encodes dSprites latents for its linear FiLM conditioning:
-//! position as `(x, y)` in `[0, 1]`, scale as one value in `[0, 1]`,
-//! orientation as `(cos, sin)`, shape one-hot.
+//! position as `(x, y)` in `[0, 1]`, scale `s` in `[0, 1]` as `(s, 1 - s)`
+//! (the network's per-class tables need two columns to tell a conditioned
+//! model from an unconditional one; the second is the first's complement, so
+//! the FiLM is still linear in `s`), orientation as `(cos, sin)`, shape
+//! one-hot.
 
 use candle_core::{Device, Tensor};
 use ebm_core::{PositiveSource, Rng};
@@ -34,10 +37,9 @@ impl Concept {
     /// Width of the conditioning.
     pub fn dim(self) -> usize {
         match self {
-            Concept::Position | Concept::Orientation => 2,
-            Concept::Scale => 1,
+            Concept::Position | Concept::Orientation | Concept::Scale => 2,
             Concept::Shape => 3,
-            Concept::All => 8,
+            Concept::All => 9,
         }
     }
 
@@ -48,7 +50,10 @@ impl Concept {
                 let (x, y) = l.position();
                 out.extend([x as f32, y as f32]);
             }
-            Concept::Scale => out.push(l.scale as f32 / (SCALES - 1) as f32),
+            Concept::Scale => {
+                let s = l.scale as f32 / (SCALES - 1) as f32;
+                out.extend([s, 1.0 - s]);
+            }
             Concept::Orientation => {
                 let (s, c) = l.angle().sin_cos();
                 out.extend([c as f32, s as f32]);
@@ -151,7 +156,7 @@ mod tests {
         let mut v = Vec::new();
         Concept::All.encode(&l, &mut v);
         // Position (1, 0), scale 1, a quarter turn (cos 0, sin 1), heart.
-        let want = [1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0];
+        let want = [1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0];
         assert_eq!(v.len(), Concept::All.dim());
         for (a, b) in v.iter().zip(want) {
             assert!((a - b).abs() < 1e-6, "{v:?}");

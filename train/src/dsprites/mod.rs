@@ -3,5 +3,6 @@
 
 pub mod data;
 pub mod render;
+pub mod train;
 
 pub use render::{render, Latents, Shape};
