@@ -2,6 +2,7 @@
 //! generation experiments (Section 7, Figures 15 and 16).
 
 pub mod data;
+pub mod reader;
 pub mod render;
 pub mod train;
 
