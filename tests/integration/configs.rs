@@ -68,6 +68,11 @@ fn every_config_file_parses_and_validates() -> anyhow::Result<()> {
                     "{name}"
                 );
             }
+            "dsprites.toml" => {
+                let cfg: ebm_train::dsprites::train::DspritesConfig =
+                    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                cfg.validate().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            }
             n if n.starts_with("continual_") => {
                 let cfg: ebm_train::continual::ContinualConfig =
                     toml::from_str(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;

@@ -55,6 +55,12 @@ enum Command {
     /// EBM, a softmax classifier and the softmax with task labels, every
     /// seed; writes report.json, table.md and accuracy.svg.
     Continual(commands::continual::ContinualArgs),
+    /// Compositional generation on dSprites (the paper's Section 7): one
+    /// EBM per latent, sampled jointly by summing energies (in progress).
+    Dsprites {
+        #[command(subcommand)]
+        command: commands::dsprites::DspritesCommand,
+    },
     /// Trajectory EBMs and the FC baseline on a hand-cube recording.
     Traj {
         #[command(subcommand)]
@@ -78,6 +84,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Traj { command } => commands::traj::run(command, device),
         Command::Bench(args) => commands::bench::run(args, device),
         Command::Continual(args) => commands::continual::run(args, device),
+        Command::Dsprites { command } => commands::dsprites::run(command, device),
         Command::DeviceCheck => commands::device_check::run(device),
     }
 }

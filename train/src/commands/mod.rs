@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod continual;
 pub mod device_check;
+pub mod dsprites;
 pub mod images;
 pub mod toy;
 pub mod traj;

@@ -1,6 +1,7 @@
 //! dSprites, rendered procedurally (`render`), for the paper's compositional
 //! generation experiments (Section 7, Figures 15 and 16).
 
+pub mod compose;
 pub mod data;
 pub mod reader;
 pub mod render;

@@ -91,7 +91,7 @@ impl LatentReader {
             ));
             width = h;
         }
-        let mut reader = Self { layers, params };
+        let reader = Self { layers, params };
         let mut adam = Adam::new(AdamConfig {
             beta1: 0.9,
             clip_to_second_moment: false,

@@ -1,0 +1,158 @@
+//! `ebm-train dsprites compose`: sampling sprites of given latents by
+//! summing the concept models' energies (the paper's Section 7, Figure 15),
+//! against the single model conditioned on every latent, on seen and
+//! held-out combinations (Figure 16), measured by the latent reader.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use candle_core::{Device, Tensor};
+use ebm_core::{EnergyFunction, EnergyTerm, LangevinConfig, LangevinSampler, Rng};
+use serde::Serialize;
+
+use super::data::{draw_latents, Concept, Holdout};
+use super::reader::{images, LatentErrors, LatentReader};
+use super::render::{Latents, SIZE};
+use crate::images::eval::load_latest;
+use crate::images::grid::image_grid;
+
+/// The concept models to sum (or the one baseline model), loaded.
+pub struct Models {
+    pub models: Vec<(Concept, ebm_core::ResNetEnergy)>,
+}
+
+impl Models {
+    /// The latest checkpoint of each concept's run under `out`.
+    pub fn load(out: &Path, concepts: &[Concept], device: &Device) -> Result<Self> {
+        let models = concepts
+            .iter()
+            .map(|&c| {
+                let dir = super::train::run_dir(out, c);
+                let m = load_latest(&dir, device)
+                    .with_context(|| format!("the {c:?} model in {}", dir.display()))?;
+                Ok((c, m.model))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { models })
+    }
+
+    /// Samples of `latents` from `0.5 + 0.5 N(0, 1)` (the official dSprites
+    /// start), every model's energy under its own conditioning summed.
+    pub fn sample(
+        &self,
+        latents: &[Latents],
+        langevin: &LangevinConfig,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let n = latents.len();
+        let conds = self
+            .models
+            .iter()
+            .map(|(c, _)| {
+                let mut v = Vec::new();
+                for l in latents {
+                    c.encode(l, &mut v);
+                }
+                Tensor::from_vec(v, (n, c.dim()), device)
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let terms: Vec<EnergyTerm> = self
+            .models
+            .iter()
+            .zip(&conds)
+            .map(|((_, m), c)| EnergyTerm::new(m as &dyn EnergyFunction, Some(c.clone())))
+            .collect();
+        let start: Vec<f32> = rng
+            .normal_vec(n * SIZE * SIZE)
+            .into_iter()
+            .map(|z| (0.5 + 0.5 * z).clamp(0.0, 1.0))
+            .collect();
+        let x0 = Tensor::from_vec(start, (n, SIZE * SIZE), device)?;
+        Ok(LangevinSampler::new(langevin.clone())?.sample(&terms, &x0, None, rng)?)
+    }
+}
+
+/// The latent errors of one sampler on one set of combinations.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComposeRow {
+    pub sampler: String,
+    pub combinations: String,
+    pub errors: LatentErrors,
+}
+
+/// Draws `n` latents: seen combinations, or only held-out ones.
+pub fn combinations(n: usize, holdout: Holdout, held_out: bool, rng: &mut Rng) -> Vec<Latents> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let l = draw_latents(rng, None);
+        if holdout.holds_out(&l) == held_out {
+            out.push(l);
+        }
+    }
+    out
+}
+
+/// A picture of rows of `[truth, samples...]` images, 64 x 64 each.
+pub fn comparison_grid(rows: &[&Tensor], path: &Path) -> Result<()> {
+    let n = rows[0].dim(0)?;
+    let mut values = Vec::with_capacity(rows.len() * n * SIZE * SIZE);
+    for r in rows {
+        values.extend(r.flatten_all()?.to_vec1::<f32>()?);
+    }
+    image_grid(&values, rows.len() * n, 1, SIZE, SIZE, n, 2).save_png(path)
+}
+
+/// How samples are drawn and how many.
+pub struct ComposeSettings {
+    pub holdout: Holdout,
+    pub langevin: LangevinConfig,
+    /// Combinations per set (seen, held out).
+    pub n: usize,
+}
+
+/// Samples `n` seen and `n` held-out combinations with the summed concept
+/// models and with the baseline, reads them back, and writes
+/// `compose.json` and `compose_{seen,held-out}.png` (rows: truth, composed,
+/// baseline) into `out`.
+pub fn evaluate(
+    composed: &Models,
+    baseline: &Models,
+    reader: &LatentReader,
+    settings: &ComposeSettings,
+    out: &Path,
+    device: &Device,
+) -> Result<Vec<ComposeRow>> {
+    let (holdout, langevin, n) = (settings.holdout, &settings.langevin, settings.n);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut rng = Rng::derived(0, "dsprites compose");
+    let mut rows = Vec::new();
+    for held_out in [false, true] {
+        let want = combinations(n, holdout, held_out, &mut rng);
+        let truth = images(&want, device)?;
+        let which = if held_out { "held-out" } else { "seen" };
+        let mut pictures = vec![truth.clone()];
+        for (name, models) in [
+            ("composed concept EBMs", composed),
+            ("one EBM on all latents", baseline),
+        ] {
+            let x = models.sample(&want, langevin, &mut rng, device)?;
+            rows.push(ComposeRow {
+                sampler: name.into(),
+                combinations: which.into(),
+                errors: reader.errors(&x, &want)?,
+            });
+            pictures.push(x);
+        }
+        let firsts: Vec<Tensor> = pictures
+            .iter()
+            .map(|p| p.narrow(0, 0, n.min(10)))
+            .collect::<candle_core::Result<_>>()?;
+        comparison_grid(
+            &firsts.iter().collect::<Vec<_>>(),
+            &out.join(format!("compose_{which}.png")),
+        )?;
+    }
+    std::fs::write(out.join("compose.json"), serde_json::to_vec_pretty(&rows)?)?;
+    Ok(rows)
+}
