@@ -8,3 +8,6 @@ pub mod render;
 pub mod train;
 
 pub use render::{render, Latents, Shape};
+
+#[cfg(test)]
+mod compose_tests;
