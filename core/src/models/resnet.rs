@@ -79,6 +79,10 @@ pub struct ResNetEnergyConfig {
     /// official unconditional network's is a ReLU).
     #[serde(default)]
     pub final_activation: Option<Activation>,
+    /// Spectral norm on the linear head too (default: as `spectral_norm`;
+    /// the official head `fc5` has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_spectral_norm: Option<bool>,
 }
 
 /// The dropout salt of the training loss's pass (see `build_fused`).
@@ -115,6 +119,7 @@ impl ResNetEnergyConfig {
             block: BlockKind::PreActivation,
             dropout: 0.0,
             final_activation: None,
+            head_spectral_norm: None,
         }
     }
 
@@ -412,7 +417,8 @@ impl EnergyModel for ResNetEnergy {
             )?);
             width = s.channels;
         }
-        let head = SnLinear::new(width, 1, true, sn, vb.pp("head"))?;
+        let head_sn = cfg.head_spectral_norm.unwrap_or(sn);
+        let head = SnLinear::new(width, 1, true, head_sn, vb.pp("head"))?;
         Ok(Self {
             cfg: cfg.clone(),
             stem,
