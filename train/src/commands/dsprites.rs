@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use candle_core::Device;
 use clap::Subcommand;
-use ebm_train::dsprites::compose::{evaluate, ComposeSettings, Models};
+use ebm_train::dsprites::compose::{evaluate, progressive, ComposeSettings, Models};
 use ebm_train::dsprites::data::{Concept, Holdout};
 use ebm_train::dsprites::reader::LatentReader;
 use ebm_train::dsprites::train::{train_concepts, DspritesConfig};
@@ -22,7 +22,9 @@ pub enum DspritesCommand {
     },
     /// Sample seen and held-out combinations by summing the concept models'
     /// energies and with the all-latent model; read the latents back with an
-    /// independent reader; write compose.json and pictures.
+    /// independent reader; sample seen combinations by the sum of the
+    /// first 1, 2, ... concept models; write `<out>/figures/compose.json`
+    /// and pictures.
     Compose {
         #[arg(long, default_value = "configs/dsprites.toml")]
         config: PathBuf,
@@ -34,6 +36,9 @@ pub enum DspritesCommand {
         /// Training steps of the latent reader.
         #[arg(long, default_value_t = 4000)]
         reader_steps: usize,
+        /// Langevin steps per sample, instead of the config's.
+        #[arg(long)]
+        langevin_steps: Option<usize>,
     },
 }
 
@@ -48,6 +53,7 @@ pub fn run(command: DspritesCommand, device: Device) -> Result<()> {
             out,
             n,
             reader_steps,
+            langevin_steps,
         } => {
             let cfg = DspritesConfig::load(&config)?;
             let parts: Vec<Concept> = Concept::PARTS
@@ -55,27 +61,40 @@ pub fn run(command: DspritesCommand, device: Device) -> Result<()> {
                 .filter(|c| cfg.concepts.contains(c))
                 .collect();
             anyhow::ensure!(
-                !parts.is_empty() && cfg.concepts.contains(&Concept::All),
-                "compose needs concept models and the `all` model in {}",
+                !parts.is_empty(),
+                "compose needs at least one concept model (not only `all`) in {}",
                 config.display()
             );
             let composed = Models::load(&out, &parts, &device)?;
-            let baseline = Models::load(&out, &[Concept::All], &device)?;
+            let baseline = if cfg.concepts.contains(&Concept::All) {
+                Some(Models::load(&out, &[Concept::All], &device)?)
+            } else {
+                None
+            };
             let reader = LatentReader::train(&[512, 256], reader_steps, 0, &device)
                 .context("training the latent reader")?;
+            let mut langevin = cfg.compose_langevin();
+            langevin.steps = langevin_steps.unwrap_or(langevin.steps);
             let settings = ComposeSettings {
                 holdout: cfg.holdout.unwrap_or(Holdout { large_scales: 0 }),
-                langevin: cfg.trainer.langevin.clone(),
+                langevin,
                 n,
             };
-            let rows = evaluate(
+            let figures = out.join("figures");
+            let mut rows = evaluate(
                 &composed,
-                &baseline,
+                baseline.as_ref(),
                 &reader,
                 &settings,
-                &out.join("figures"),
+                &figures,
                 &device,
             )?;
+            rows.extend(progressive(
+                &out, &parts, &reader, &settings, &figures, &device,
+            )?);
+            let report = figures.join("compose.json");
+            std::fs::write(&report, serde_json::to_vec_pretty(&rows)?)
+                .with_context(|| format!("writing {}", report.display()))?;
             println!("| sampler | combinations | shape wrong | position (px) | scale | orientation (deg) |");
             println!("| --- | --- | --- | --- | --- | --- |");
             for r in rows {

@@ -36,8 +36,9 @@ impl Models {
         Ok(Self { models })
     }
 
-    /// Samples of `latents` from `0.5 + 0.5 N(0, 1)` (the official dSprites
-    /// start), every model's energy under its own conditioning summed.
+    /// Samples of `latents` from uniform noise in `[0, 1]` (where training's
+    /// short-run chains start), every model's energy under its own
+    /// conditioning summed.
     pub fn sample(
         &self,
         latents: &[Latents],
@@ -63,11 +64,7 @@ impl Models {
             .zip(&conds)
             .map(|((_, m), c)| EnergyTerm::new(m as &dyn EnergyFunction, Some(c.clone())))
             .collect();
-        let start: Vec<f32> = rng
-            .normal_vec(n * SIZE * SIZE)
-            .into_iter()
-            .map(|z| (0.5 + 0.5 * z).clamp(0.0, 1.0))
-            .collect();
+        let start = rng.uniform_vec(n * SIZE * SIZE, 0.0, 1.0);
         let x0 = Tensor::from_vec(start, (n, SIZE * SIZE), device)?;
         Ok(LangevinSampler::new(langevin.clone())?.sample(&terms, &x0, None, rng)?)
     }
@@ -112,12 +109,12 @@ pub struct ComposeSettings {
 }
 
 /// Samples `n` seen and `n` held-out combinations with the summed concept
-/// models and with the baseline, reads them back, and writes
-/// `compose.json` and `compose_{seen,held-out}.png` (rows: truth, composed,
-/// baseline) into `out`.
+/// models and with the baseline (if any), reads them back, and draws
+/// `compose_{seen,held-out}.png` (rows: truth, composed, baseline) into
+/// `out`.
 pub fn evaluate(
     composed: &Models,
-    baseline: &Models,
+    baseline: Option<&Models>,
     reader: &LatentReader,
     settings: &ComposeSettings,
     out: &Path,
@@ -131,11 +128,17 @@ pub fn evaluate(
         let want = combinations(n, holdout, held_out, &mut rng);
         let truth = images(&want, device)?;
         let which = if held_out { "held-out" } else { "seen" };
+        rows.push(ComposeRow {
+            sampler: "true renderings (the reader's own error)".into(),
+            combinations: which.into(),
+            errors: reader.errors(&truth, &want)?,
+        });
         let mut pictures = vec![truth.clone()];
-        for (name, models) in [
-            ("composed concept EBMs", composed),
-            ("one EBM on all latents", baseline),
-        ] {
+        let samplers = [
+            Some(("composed concept EBMs", composed)),
+            baseline.map(|b| ("one EBM on all latents", b)),
+        ];
+        for (name, models) in samplers.into_iter().flatten() {
             let x = models.sample(&want, langevin, &mut rng, device)?;
             rows.push(ComposeRow {
                 sampler: name.into(),
@@ -153,6 +156,45 @@ pub fn evaluate(
             &out.join(format!("compose_{which}.png")),
         )?;
     }
-    std::fs::write(out.join("compose.json"), serde_json::to_vec_pretty(&rows)?)?;
+    Ok(rows)
+}
+
+/// The paper's Figure 15: the same seen combinations sampled by the sum of
+/// the first 1, 2, ... of `concepts`' models (loaded from `run`), each
+/// read back; `compose_progressive.png` has rows truth, then one row per
+/// sum.
+pub fn progressive(
+    run: &Path,
+    concepts: &[Concept],
+    reader: &LatentReader,
+    settings: &ComposeSettings,
+    out: &Path,
+    device: &Device,
+) -> Result<Vec<ComposeRow>> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut rng = Rng::derived(0, "dsprites progressive");
+    let n = settings.n;
+    let want = combinations(n, settings.holdout, false, &mut rng);
+    let shown = n.min(10);
+    let mut pictures = vec![images(&want, device)?.narrow(0, 0, shown)?];
+    let mut rows = Vec::new();
+    for k in 1..=concepts.len() {
+        let models = Models::load(run, &concepts[..k], device)?;
+        let x = models.sample(&want, &settings.langevin, &mut rng, device)?;
+        let names: Vec<String> = concepts[..k]
+            .iter()
+            .map(|c| format!("{c:?}").to_lowercase())
+            .collect();
+        rows.push(ComposeRow {
+            sampler: format!("composed: {}", names.join(" + ")),
+            combinations: "seen".into(),
+            errors: reader.errors(&x, &want)?,
+        });
+        pictures.push(x.narrow(0, 0, shown)?);
+    }
+    comparison_grid(
+        &pictures.iter().collect::<Vec<_>>(),
+        &out.join("compose_progressive.png"),
+    )?;
     Ok(rows)
 }

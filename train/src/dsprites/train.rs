@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
 use candle_core::Device;
-use ebm_core::{checkpoint, ResNetEnergy, ResNetEnergyConfig, Trainer, TrainerConfig};
+use ebm_core::{
+    checkpoint, LangevinConfig, ResNetEnergy, ResNetEnergyConfig, Trainer, TrainerConfig,
+};
 use serde::{Deserialize, Serialize};
 
 use super::data::{Concept, Holdout, SpriteData};
@@ -26,6 +28,18 @@ pub struct DspritesConfig {
     /// The network; `num_classes` is set per concept (its conditioning width).
     pub model: ResNetEnergyConfig,
     pub trainer: TrainerConfig,
+    /// How `dsprites compose` samples; the training chain's settings if
+    /// absent.
+    #[serde(default)]
+    pub compose: Option<ComposeConfig>,
+}
+
+/// Sampling for `dsprites compose`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComposeConfig {
+    /// Langevin from uniform noise in `[0, 1]`, on the summed energy.
+    pub langevin: LangevinConfig,
 }
 
 impl DspritesConfig {
@@ -49,7 +63,15 @@ impl DspritesConfig {
             self.model_for(*c).validate()?;
         }
         self.trainer.validate()?;
+        self.compose_langevin().validate()?;
         Ok(())
+    }
+
+    /// The Langevin settings of `dsprites compose`.
+    pub fn compose_langevin(&self) -> LangevinConfig {
+        self.compose
+            .as_ref()
+            .map_or_else(|| self.trainer.langevin.clone(), |c| c.langevin.clone())
     }
 
     /// The network of one concept's model.
