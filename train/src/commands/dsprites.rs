@@ -8,7 +8,8 @@ use clap::Subcommand;
 use ebm_train::dsprites::compose::{evaluate, progressive, ComposeSettings, Models};
 use ebm_train::dsprites::data::{Concept, Holdout};
 use ebm_train::dsprites::reader::LatentReader;
-use ebm_train::dsprites::train::{train_concepts, DspritesConfig};
+use ebm_train::dsprites::train::{run_dir, train_concepts, DspritesConfig};
+use ebm_train::images::eval::export_model;
 
 #[derive(Subcommand, Debug)]
 pub enum DspritesCommand {
@@ -20,16 +21,29 @@ pub enum DspritesCommand {
         #[arg(long, default_value = "out/dsprites")]
         out: PathBuf,
     },
+    /// Copy each concept model's latest weights (no trainer state) from a
+    /// run to `--to`, which `compose --out` then reads.
+    Export {
+        #[arg(long, default_value = "configs/dsprites.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = "out/dsprites")]
+        out: PathBuf,
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Sample seen and held-out combinations by summing the concept models'
-    /// energies and with the all-latent model; read the latents back with an
-    /// independent reader; sample seen combinations by the sum of the
-    /// first 1, 2, ... concept models; write `<out>/figures/compose.json`
-    /// and pictures.
+    /// energies and with the all-latent model (if the config has one); read
+    /// the latents back with an independent reader; sample seen
+    /// combinations by the sum of the first 1, 2, ... concept models; write
+    /// `compose.json` and pictures.
     Compose {
         #[arg(long, default_value = "configs/dsprites.toml")]
         config: PathBuf,
         #[arg(long, default_value = "out/dsprites")]
         out: PathBuf,
+        /// Where the tables and pictures go (default `<out>/figures`).
+        #[arg(long)]
+        figures: Option<PathBuf>,
         /// Combinations per set.
         #[arg(long, default_value_t = 200)]
         n: usize,
@@ -48,9 +62,23 @@ pub fn run(command: DspritesCommand, device: Device) -> Result<()> {
             let cfg = DspritesConfig::load(&config)?;
             train_concepts(&cfg, &out, &device)
         }
+        DspritesCommand::Export { config, out, to } => {
+            let cfg = DspritesConfig::load(&config)?;
+            for &c in &cfg.concepts {
+                let (from, dest) = (run_dir(&out, c), run_dir(&to, c));
+                let step = export_model(&from, &dest, 1, &device)?;
+                println!(
+                    "{c:?}: step {step} of {} to {}",
+                    from.display(),
+                    dest.display()
+                );
+            }
+            Ok(())
+        }
         DspritesCommand::Compose {
             config,
             out,
+            figures,
             n,
             reader_steps,
             langevin_steps,
@@ -80,7 +108,7 @@ pub fn run(command: DspritesCommand, device: Device) -> Result<()> {
                 langevin,
                 n,
             };
-            let figures = out.join("figures");
+            let figures = figures.unwrap_or_else(|| out.join("figures"));
             let mut rows = evaluate(
                 &composed,
                 baseline.as_ref(),
