@@ -106,6 +106,7 @@ pub fn run(command: DspritesCommand, device: Device) -> Result<()> {
             let settings = ComposeSettings {
                 holdout: cfg.holdout.unwrap_or(Holdout { large_scales: 0 }),
                 langevin,
+                start: [cfg.trainer.replay.init_low, cfg.trainer.replay.init_high],
                 n,
             };
             let figures = figures.unwrap_or_else(|| out.join("figures"));

@@ -36,13 +36,13 @@ impl Models {
         Ok(Self { models })
     }
 
-    /// Samples of `latents` from uniform noise in `[0, 1]` (where training's
-    /// short-run chains start), every model's energy under its own
+    /// Samples of `latents` from uniform noise in `settings.start` (where
+    /// training's chains start), every model's energy under its own
     /// conditioning summed.
     pub fn sample(
         &self,
         latents: &[Latents],
-        langevin: &LangevinConfig,
+        settings: &ComposeSettings,
         rng: &mut Rng,
         device: &Device,
     ) -> Result<Tensor> {
@@ -64,9 +64,10 @@ impl Models {
             .zip(&conds)
             .map(|((_, m), c)| EnergyTerm::new(m as &dyn EnergyFunction, Some(c.clone())))
             .collect();
-        let start = rng.uniform_vec(n * SIZE * SIZE, 0.0, 1.0);
+        let [lo, hi] = settings.start;
+        let start = rng.uniform_vec(n * SIZE * SIZE, lo, hi);
         let x0 = Tensor::from_vec(start, (n, SIZE * SIZE), device)?;
-        Ok(LangevinSampler::new(langevin.clone())?.sample(&terms, &x0, None, rng)?)
+        Ok(LangevinSampler::new(settings.langevin.clone())?.sample(&terms, &x0, None, rng)?)
     }
 }
 
@@ -104,6 +105,8 @@ pub fn comparison_grid(rows: &[&Tensor], path: &Path) -> Result<()> {
 pub struct ComposeSettings {
     pub holdout: Holdout,
     pub langevin: LangevinConfig,
+    /// The uniform noise chains start from, `[lo, hi]`.
+    pub start: [f64; 2],
     /// Combinations per set (seen, held out).
     pub n: usize,
 }
@@ -120,7 +123,7 @@ pub fn evaluate(
     out: &Path,
     device: &Device,
 ) -> Result<Vec<ComposeRow>> {
-    let (holdout, langevin, n) = (settings.holdout, &settings.langevin, settings.n);
+    let (holdout, n) = (settings.holdout, settings.n);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut rng = Rng::derived(0, "dsprites compose");
     let mut rows = Vec::new();
@@ -139,7 +142,7 @@ pub fn evaluate(
             baseline.map(|b| ("one EBM on all latents", b)),
         ];
         for (name, models) in samplers.into_iter().flatten() {
-            let x = models.sample(&want, langevin, &mut rng, device)?;
+            let x = models.sample(&want, settings, &mut rng, device)?;
             rows.push(ComposeRow {
                 sampler: name.into(),
                 combinations: which.into(),
@@ -180,7 +183,7 @@ pub fn progressive(
     let mut rows = Vec::new();
     for k in 1..=concepts.len() {
         let models = Models::load(run, &concepts[..k], device)?;
-        let x = models.sample(&want, &settings.langevin, &mut rng, device)?;
+        let x = models.sample(&want, settings, &mut rng, device)?;
         let names: Vec<String> = concepts[..k]
             .iter()
             .map(|c| format!("{c:?}").to_lowercase())
