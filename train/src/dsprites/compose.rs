@@ -136,6 +136,11 @@ pub fn evaluate(
             combinations: which.into(),
             errors: reader.errors(&truth, &want)?,
         });
+        rows.push(ComposeRow {
+            sampler: "blank images (nothing drawn)".into(),
+            combinations: which.into(),
+            errors: reader.errors(&truth.zeros_like()?, &want)?,
+        });
         let mut pictures = vec![truth.clone()];
         let samplers = [
             Some(("composed concept EBMs", composed)),
