@@ -38,7 +38,8 @@ pub struct DspritesConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ComposeConfig {
-    /// Langevin from uniform noise in `[0, 1]`, on the summed energy.
+    /// Langevin on the summed energy, from uniform noise in the range
+    /// training chains start from (`[trainer.replay] init_low..init_high`).
     pub langevin: LangevinConfig,
 }
 
