@@ -1,10 +1,11 @@
 //! The three learners of the continual-learning study, one network shape:
 //! hidden layers (two of 400 for the paper's MLP) and a head.
 
+use candle_core::Var;
 use candle_core::{DType, Device, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 use ebm_core::training::adam::{Adam, AdamConfig};
-use ebm_core::{Activation, ParamStore};
+use ebm_core::{Activation, LangevinConfig, ParamStore, Rng};
 use serde::{Deserialize, Serialize};
 
 /// How a learner scores labels and which labels its training contrasts.
@@ -52,6 +53,32 @@ pub struct MethodSettings {
     /// each step (the paper's L2 term; ignored by the softmax learners).
     #[serde(default)]
     pub alpha: f64,
+    /// The EBM's contrast of each digit's label against the current task's
+    /// other labels (Li et al.'s recipe); on unless set false.
+    #[serde(default = "default_true")]
+    pub label_contrast: bool,
+    /// The paper's generative training of the EBM (Algorithm 1 on the joint
+    /// of image and label): each digit's negative drawn by this Langevin
+    /// chain from uniform noise in `[0, 1]` under the digit's own label, so
+    /// a task's training pushes energies up only under its own labels; the
+    /// step adds `E(x+, y) - E(x-, y)` and `alpha * E(x-, y)^2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub langevin: Option<LangevinConfig>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl MethodSettings {
+    /// The learner's name in tables and figures, naming the EBM's variant.
+    pub fn name(&self) -> &'static str {
+        match (self.method, self.label_contrast, self.langevin.is_some()) {
+            (Method::Ebm, false, _) => "EBM, generative (Langevin negatives)",
+            (Method::Ebm, true, true) => "EBM, label contrast + Langevin negatives",
+            (m, _, _) => m.name(),
+        }
+    }
 }
 
 struct Layer {
@@ -76,6 +103,10 @@ pub struct Learner {
     classes: usize,
     /// Weight of the energy regulariser `alpha * mean E^2` (EBM only).
     alpha: f64,
+    label_contrast: bool,
+    langevin: Option<LangevinConfig>,
+    /// Starts and noise of the Langevin negatives.
+    rng: Rng,
 }
 
 fn weight(vb: &VarBuilder, name: &str, out: usize, inp: usize) -> Result<Tensor> {
@@ -95,6 +126,17 @@ impl Learner {
         device: &Device,
     ) -> anyhow::Result<Self> {
         let method = settings.method;
+        if let Some(l) = &settings.langevin {
+            anyhow::ensure!(
+                method == Method::Ebm,
+                "methods: langevin negatives are for the EBM, not {method:?}"
+            );
+            l.validate()?;
+        }
+        anyhow::ensure!(
+            settings.label_contrast || settings.langevin.is_some() || method != Method::Ebm,
+            "methods: an EBM without label_contrast needs langevin negatives to learn anything"
+        );
         let adam = AdamConfig {
             lr: settings.lr,
             ..adam
@@ -142,6 +184,9 @@ impl Learner {
             } else {
                 0.0
             },
+            label_contrast: settings.label_contrast || method != Method::Ebm,
+            langevin: settings.langevin.clone(),
+            rng: Rng::derived(seed, "continual negatives"),
         })
     }
 
@@ -181,13 +226,59 @@ impl Learner {
         Ok(h)
     }
 
+    /// `E(x, y)` of each row under its own label: `[B]`.
+    fn energy_labelled(&self, x: &Tensor, labels: &Tensor) -> Result<Tensor> {
+        let mut h = x.clone();
+        for l in &self.layers {
+            let mut z = h.matmul(&l.w.t()?)?.broadcast_add(&l.b)?;
+            if let Some(cb) = &l.class_bias {
+                z = (z + cb.index_select(labels, 0)?)?;
+            }
+            h = self.act.apply(&z)?;
+            if let Some(cg) = &l.class_gain {
+                h = (h * cg.index_select(labels, 0)?)?;
+            }
+        }
+        self.head(&h)?.squeeze(1)
+    }
+
+    /// Negatives of each row's label: the Langevin chain from uniform
+    /// noise, no gradient kept through it.
+    fn negatives(&mut self, labels: &Tensor, rows: usize, dim: usize) -> Result<Tensor> {
+        let Some(cfg) = self.langevin.clone() else {
+            candle_core::bail!("no langevin settings");
+        };
+        let device = labels.device();
+        let start = self.rng.uniform_vec(rows * dim, 0.0, 1.0);
+        let mut x = Tensor::from_vec(start, (rows, dim), device)?;
+        for _ in 0..cfg.steps {
+            let v = Var::from_tensor(&x)?;
+            let grads = self
+                .energy_labelled(v.as_tensor(), labels)?
+                .sum_all()?
+                .backward()?;
+            let mut g = grads.get(v.as_tensor()).cloned().unwrap_or(x.zeros_like()?);
+            if let Some(c) = cfg.grad_clip {
+                g = g.clamp(-c, c)?;
+            }
+            let noise = self.rng.normal_vec(rows * dim);
+            let noise = Tensor::from_vec(noise, (rows, dim), device)?;
+            x = ((x - (g * cfg.step_size)?)? + (noise * cfg.noise_scale)?)?;
+            if let Some([lo, hi]) = cfg.clamp {
+                x = x.clamp(lo, hi)?;
+            }
+        }
+        Ok(x.detach())
+    }
+
     fn head(&self, h: &Tensor) -> Result<Tensor> {
         h.matmul(&self.head_w.t()?)?.broadcast_add(&self.head_b)
     }
 
     /// One Adam step on a batch of one task (`task`: its classes): the
     /// cross-entropy over the task's labels, or over all classes for the
-    /// plain softmax. Returns the loss.
+    /// plain softmax; for an EBM with Langevin negatives, the paper's
+    /// contrastive term too. Returns the loss.
     pub fn step(&mut self, x: &Tensor, labels: &[u8], task: &[u8]) -> anyhow::Result<f64> {
         let all: Vec<u8> = (0..self.classes as u8).collect();
         let contrast = if self.method.task_labels_only() {
@@ -206,11 +297,28 @@ impl Learner {
             })
             .collect::<anyhow::Result<_>>()?;
         let targets = Tensor::from_vec(targets, labels.len(), x.device())?;
-        let logits = self.logits(x, contrast)?;
-        let mut loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
-        if self.alpha > 0.0 {
-            // The paper's energy regulariser on every energy the step sees.
-            loss = (loss + (logits.sqr()?.mean_all()? * self.alpha)?)?;
+        let mut loss = Tensor::zeros((), DType::F32, x.device())?;
+        if self.label_contrast {
+            let logits = self.logits(x, contrast)?;
+            loss = (loss + candle_nn::loss::cross_entropy(&logits, &targets)?)?;
+            if self.alpha > 0.0 {
+                // The paper's energy regulariser on every energy the step sees.
+                loss = (loss + (logits.sqr()?.mean_all()? * self.alpha)?)?;
+            }
+        }
+        if self.langevin.is_some() {
+            let ids: Vec<u32> = labels.iter().map(|&l| u32::from(l)).collect();
+            let ids = Tensor::from_vec(ids, labels.len(), x.device())?;
+            let (rows, dim) = x.dims2()?;
+            let negatives = self.negatives(&ids, rows, dim)?;
+            let pos = self.energy_labelled(x, &ids)?;
+            let neg = self.energy_labelled(&negatives, &ids)?;
+            let mut term = (pos.mean_all()? - neg.mean_all()?)?;
+            if self.alpha > 0.0 {
+                let squares = (pos.sqr()?.mean_all()? + neg.sqr()?.mean_all()?)?;
+                term = (term + (squares * self.alpha)?)?;
+            }
+            loss = (loss + term)?;
         }
         let grads = loss.backward()?;
         self.adam.step(&self.params, &grads)?;

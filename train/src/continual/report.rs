@@ -58,7 +58,7 @@ impl ContinualReport {
                 let _ = writeln!(
                     s,
                     "| {}, {what} | {} |",
-                    runs.method.name(),
+                    runs.settings.name(),
                     cells.join(" | ")
                 );
             }
@@ -81,7 +81,7 @@ impl ContinualReport {
                 )
             })
             .collect();
-        let names: Vec<&str> = self.methods.iter().map(|m| m.method.name()).collect();
+        let names: Vec<&str> = self.methods.iter().map(|m| m.settings.name()).collect();
         let lines: Vec<Line> = curves
             .iter()
             .enumerate()

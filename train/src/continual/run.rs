@@ -85,7 +85,6 @@ pub fn train_sequence(
     device: &Device,
 ) -> Result<Vec<AfterTask>> {
     let classes = cfg.classes();
-    let method = settings.method;
     let mut learner = Learner::new(
         settings,
         [fit.dim, classes],
@@ -115,7 +114,7 @@ pub fn train_sequence(
                 anyhow::ensure!(
                     loss.is_finite(),
                     "{} diverged in task {t}, epoch {epoch}",
-                    method.name()
+                    settings.name()
                 );
             }
         }
@@ -129,7 +128,7 @@ pub fn train_sequence(
             device,
         )?);
         tracing::info!(
-            method = method.name(),
+            method = settings.name(),
             seed,
             task = t,
             seen = out[t].seen,

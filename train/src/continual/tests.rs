@@ -40,6 +40,8 @@ fn settings(method: Method) -> MethodSettings {
         batch_size: 16,
         lr: 1e-3,
         alpha: 0.0,
+        label_contrast: true,
+        langevin: None,
     }
 }
 
@@ -111,4 +113,55 @@ fn bad_task_lists_are_refused_by_name() {
         .unwrap_err()
         .to_string()
         .contains("two classes"));
+}
+
+/// The paper's generative training (Langevin negatives under each point's
+/// own label, no label contrast) learns energies that are lower on the
+/// data than on the uniform noise its chains start from.
+#[test]
+fn langevin_negatives_lower_the_data_energy_below_noise() -> anyhow::Result<()> {
+    let fit = blobs(100, 1).of_classes(&[0, 1]);
+    let dev = Device::Cpu;
+    let mut s = settings(Method::Ebm);
+    s.label_contrast = false;
+    s.alpha = 0.1;
+    s.langevin = Some(ebm_core::LangevinConfig {
+        steps: 10,
+        step_size: 1.0,
+        noise_scale: 0.005,
+        grad_clip: None,
+        clamp: Some([0.0, 1.0]),
+        tolerance: None,
+    });
+    let cfg = config(vec![Method::Ebm]);
+    let mut learner = super::learner::Learner::new(
+        &s,
+        [DIM, 4],
+        &cfg.hidden,
+        cfg.activation,
+        cfg.adam.clone(),
+        0,
+        &dev,
+    )?;
+    let all: Vec<usize> = (0..fit.len()).collect();
+    for _ in 0..20 {
+        for idx in all.chunks(16) {
+            let b = fit.rows(idx);
+            learner.step(&b.tensor(&dev)?, &b.labels, &[0, 1])?;
+        }
+    }
+    let mean_energy = |x: &candle_core::Tensor, labels: &[u8]| -> anyhow::Result<f32> {
+        let e: Vec<Vec<f32>> = learner.logits(x, &[0, 1])?.neg()?.to_vec2()?;
+        let own: f32 = e.iter().zip(labels).map(|(r, &l)| r[usize::from(l)]).sum();
+        Ok(own / labels.len() as f32)
+    };
+    let data = mean_energy(&fit.tensor(&dev)?, &fit.labels)?;
+    let noise = Rng::new(5).uniform_vec(fit.len() * DIM, 0.0, 1.0);
+    let noise = candle_core::Tensor::from_vec(noise, (fit.len(), DIM), &dev)?;
+    let noise = mean_energy(&noise, &fit.labels)?;
+    assert!(
+        noise - data > 0.2,
+        "energy on data {data}, on noise {noise}"
+    );
+    Ok(())
 }
