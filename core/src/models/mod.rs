@@ -12,7 +12,7 @@ pub mod spectral;
 pub use fc_baseline::{FcBaseline, FcBaselineConfig};
 pub use linear_prior::{LinearPrior, RidgeFit};
 pub use mlp::{MlpEnergy, MlpEnergyConfig};
-pub use resnet::{BlockKind, ResNetEnergy, ResNetEnergyConfig, StageConfig};
+pub use resnet::{BlockKind, HeadKind, ResNetEnergy, ResNetEnergyConfig, StageConfig};
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;

@@ -50,6 +50,20 @@ pub enum BlockKind {
     Official,
 }
 
+/// How the final feature map becomes one energy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadKind {
+    /// Summed over space, then a linear map of the channels (the official
+    /// image networks): the energy cannot tell where a feature is.
+    #[default]
+    Sum,
+    /// A weight for every pixel and channel of the final map (the official
+    /// dSprites network flattens its map into its head): the energy can
+    /// depend on where things are, as a position latent needs.
+    Spatial,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResNetEnergyConfig {
@@ -83,6 +97,9 @@ pub struct ResNetEnergyConfig {
     /// the official head `fc5` has none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head_spectral_norm: Option<bool>,
+    /// The head: sum over space (default) or spatial.
+    #[serde(default)]
+    pub head: HeadKind,
 }
 
 /// The dropout salt of the training loss's pass (see `build_fused`).
@@ -120,6 +137,25 @@ impl ResNetEnergyConfig {
             dropout: 0.0,
             final_activation: None,
             head_spectral_norm: None,
+            head: HeadKind::Sum,
+        }
+    }
+
+    /// Height and width of the final feature map.
+    pub fn final_size(&self) -> usize {
+        self.image_size >> self.stages.iter().filter(|s| s.downsample).count()
+    }
+
+    /// Inputs of the linear head: the final channels, times the final
+    /// map's pixels for a spatial head.
+    pub fn head_inputs(&self) -> usize {
+        let width = self
+            .stages
+            .last()
+            .map_or(self.stem_channels, |s| s.channels);
+        match self.head {
+            HeadKind::Sum => width,
+            HeadKind::Spatial => width * self.final_size() * self.final_size(),
         }
     }
 
@@ -418,7 +454,8 @@ impl EnergyModel for ResNetEnergy {
             width = s.channels;
         }
         let head_sn = cfg.head_spectral_norm.unwrap_or(sn);
-        let head = SnLinear::new(width, 1, true, head_sn, vb.pp("head"))?;
+        debug_assert_eq!(cfg.head_inputs() % width, 0);
+        let head = SnLinear::new(cfg.head_inputs(), 1, true, head_sn, vb.pp("head"))?;
         Ok(Self {
             cfg: cfg.clone(),
             stem,
@@ -508,8 +545,13 @@ impl EnergyFunction for ResNetEnergy {
                 h = avg_pool2_nhwc(&h)?;
             }
         }
-        let pooled = c.head_activation().apply(&h)?.sum(1)?.sum(1)?;
-        self.head.forward(&pooled)?.squeeze(1)
+        let h = c.head_activation().apply(&h)?;
+        let features = match c.head {
+            HeadKind::Sum => h.sum(1)?.sum(1)?,
+            // [B, H, W, C] flattened in the fused path's order.
+            HeadKind::Spatial => h.flatten_from(1)?,
+        };
+        self.head.forward(&features)?.squeeze(1)
     }
 
     fn fast_energy_and_grad(

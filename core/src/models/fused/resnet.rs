@@ -140,13 +140,17 @@ pub struct FusedResNet {
     head_act: Activation,
     stem: ConvMats,
     blocks: Vec<FusedBlock>,
+    /// Channels of the final map.
+    width: usize,
+    /// `[width]` (summed over space) or `[H, W, width]` (a spatial head).
     head_w: Vec<f32>,
     head_b: f32,
     dropout: Option<Dropout>,
 }
 
 impl FusedResNet {
-    /// `stem: [S, C, 3, 3]`, the head `[1, width]` and `[1]`; `[act, head_act]`
+    /// `stem: [S, C, 3, 3]`, the head `[1, width]` or `[1, H * W * width]`
+    /// (spatial) and `[1]`; `[act, head_act]`
     /// the blocks' activation and the one before the sum over space.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
@@ -160,6 +164,8 @@ impl FusedResNet {
         head_b: Option<&Tensor>,
         dropout: Option<Dropout>,
     ) -> Result<Self> {
+        let stem = ConvMats::new(stem)?;
+        let width = blocks.last().map_or(stem.cout, |b| b.conv1.cout);
         Ok(Self {
             in_channels,
             size,
@@ -167,8 +173,9 @@ impl FusedResNet {
             act,
             head_act,
             dropout,
-            stem: ConvMats::new(stem)?,
+            stem,
             blocks,
+            width,
             head_w: head_w.flatten_all()?.to_vec1::<f32>()?,
             head_b: match head_b {
                 Some(b) => b.flatten_all()?.to_vec1::<f32>()?[0],
@@ -497,8 +504,9 @@ impl FusedResNet {
             }
         }
         ws.per_image = pi;
-        // Energy: act(h) summed over space, then the head.
-        let width = self.head_w.len();
+        // Energy: act(h) summed over space, then the head; or weighted per
+        // pixel and channel by a spatial head.
+        let width = self.width;
         let px = n * hh * ww;
         ws.final_size = (hh, ww);
         self.head_act.activate_with_slopes(
@@ -509,7 +517,7 @@ impl FusedResNet {
         let img = hh * ww * width;
         for (i, e) in energy.iter_mut().enumerate() {
             let sum: f32 = ws.t_out[i * img..(i + 1) * img]
-                .chunks(width)
+                .chunks(self.head_w.len())
                 .map(|p| p.iter().zip(&self.head_w).map(|(a, w)| a * w).sum::<f32>())
                 .sum();
             *e = sum + self.head_b;
@@ -527,20 +535,20 @@ impl FusedResNet {
         dx: Option<&mut [f32]>,
     ) {
         let n = up.len();
-        let width = self.head_w.len();
+        let head = self.head_w.len();
         let (mut hh, mut ww) = ws.final_size;
-        let img = hh * ww * width;
+        let img = hh * ww * self.width;
         for (i, &u) in up.iter().enumerate() {
             let range = i * img..(i + 1) * img;
             if let Some(gr) = grads.as_deref_mut() {
-                for p in ws.t_out[range.clone()].chunks(width) {
+                for p in ws.t_out[range.clone()].chunks(head) {
                     gr.head_w.iter_mut().zip(p).for_each(|(g, a)| *g += u * a);
                 }
                 gr.head_b += u;
             }
             for (g, s) in ws.g[range.clone()]
-                .chunks_mut(width)
-                .zip(ws.slope_out[range].chunks(width))
+                .chunks_mut(head)
+                .zip(ws.slope_out[range].chunks(head))
             {
                 for ((g, s), w) in g.iter_mut().zip(s).zip(&self.head_w) {
                     *g = u * w * s;

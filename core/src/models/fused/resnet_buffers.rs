@@ -137,7 +137,7 @@ impl Workspace {
         }
         self.cols
             .resize(px.min(TILE_ROWS.max(WEIGHT_TILE_ROWS)) * cols, 0.0);
-        let last = n * hh * ww * net.head_w.len();
+        let last = n * hh * ww * net.width;
         self.t_out.resize(last, 0.0);
         self.slope_out.resize(last, 0.0);
     }

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::energy::{energy_and_grad, EnergyFunction, EnergyModel, EnergyTerm};
-use crate::models::{BlockKind, ResNetEnergy, ResNetEnergyConfig, StageConfig};
+use crate::models::{BlockKind, HeadKind, ResNetEnergy, ResNetEnergyConfig, StageConfig};
 use crate::params::ParamStore;
 use crate::test_util::{assert_param_grads_match, rel_err};
 use crate::Rng;
@@ -37,6 +37,7 @@ fn sized_config(
         dropout: 0.0,
         final_activation: None,
         head_spectral_norm: None,
+        head: Default::default(),
     }
 }
 
@@ -47,6 +48,28 @@ fn official(mut cfg: ResNetEnergyConfig) -> ResNetEnergyConfig {
     cfg.final_activation = Some(Activation::Relu);
     cfg.head_spectral_norm = Some(false);
     cfg
+}
+
+/// The networks the fused path is checked on.
+#[derive(Debug, Clone, Copy)]
+enum Variant {
+    Plain,
+    Official,
+    /// The plain network with a spatial head (a weight per pixel).
+    Spatial,
+}
+
+impl Variant {
+    fn apply(self, cfg: ResNetEnergyConfig) -> ResNetEnergyConfig {
+        match self {
+            Self::Plain => cfg,
+            Self::Official => official(cfg),
+            Self::Spatial => ResNetEnergyConfig {
+                head: HeadKind::Spatial,
+                ..cfg
+            },
+        }
+    }
 }
 
 /// Moves class tables away from their initial values, and the official
@@ -75,7 +98,7 @@ const WIDE: [usize; 4] = [16, 16, 24, 40];
 #[test]
 fn fused_path_matches_autograd() -> Result<()> {
     let dev = Device::Cpu;
-    for ((act, classes, size, ch, n, widths), is_official) in [
+    for ((act, classes, size, ch, n, widths), variant) in [
         (Activation::LeakyRelu, 10, 12, 1, 21, NARROW),
         (Activation::Silu, 1, 11, 3, 5, NARROW),
         (Activation::Relu, 3, 9, 1, 1, NARROW),
@@ -84,14 +107,14 @@ fn fused_path_matches_autograd() -> Result<()> {
         (Activation::LeakyRelu, 1, 11, 3, 5, WIDE),
     ]
     .into_iter()
-    .flat_map(|c| [(c, false), (c, true)])
-    {
-        let plain_cfg = sized_config(act, classes, size, ch, widths);
-        let cfg = if is_official {
-            official(plain_cfg)
-        } else {
-            plain_cfg
-        };
+    .flat_map(|c| {
+        [
+            (c, Variant::Plain),
+            (c, Variant::Official),
+            (c, Variant::Spatial),
+        ]
+    }) {
+        let cfg = variant.apply(sized_config(act, classes, size, ch, widths));
         let params = ParamStore::new(7, &dev);
         let mut model = ResNetEnergy::init(&cfg, &params)?;
         let mut rng = Rng::new(11);
@@ -115,11 +138,8 @@ fn fused_path_matches_autograd() -> Result<()> {
             .expect("a frozen CPU model has the fused path")?;
         let (ea, ga) = energy_and_grad(&[EnergyTerm::new(&plain, y.clone())], &x)?;
         let (re, rg) = (rel_err(&ef, &ea), rel_err(&gf, &ga));
-        assert!(
-            re < 1e-5,
-            "{act:?} {size}x{size} {is_official}: energy {re}"
-        );
-        assert!(rg < 1e-5, "{act:?} {size}x{size} {is_official}: grad {rg}");
+        assert!(re < 1e-5, "{act:?} {size}x{size} {variant:?}: energy {re}");
+        assert!(rg < 1e-5, "{act:?} {size}x{size} {variant:?}: grad {rg}");
         assert_eq!(gf.dims(), x.dims());
         assert!(ga.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0);
     }
@@ -164,20 +184,20 @@ fn labels_matter_and_bad_shapes_fall_back() -> Result<()> {
 #[test]
 fn fused_parameter_gradients_match_autograd() -> Result<()> {
     let dev = Device::Cpu;
-    for ((act, classes, size, n, widths), is_official) in [
+    for ((act, classes, size, n, widths), variant) in [
         (Activation::LeakyRelu, 10, 12, 19, NARROW),
         (Activation::Silu, 1, 9, 4, NARROW),
         (Activation::Silu, 10, 12, 11, WIDE),
     ]
     .into_iter()
-    .flat_map(|c| [(c, false), (c, true)])
-    {
-        let plain_cfg = sized_config(act, classes, size, 1, widths);
-        let cfg = if is_official {
-            official(plain_cfg)
-        } else {
-            plain_cfg
-        };
+    .flat_map(|c| {
+        [
+            (c, Variant::Plain),
+            (c, Variant::Official),
+            (c, Variant::Spatial),
+        ]
+    }) {
+        let cfg = variant.apply(sized_config(act, classes, size, 1, widths));
         let params = ParamStore::new(5, &dev);
         let mut model = ResNetEnergy::init(&cfg, &params)?;
         let mut rng = Rng::new(2);
@@ -214,7 +234,7 @@ fn fused_parameter_gradients_match_autograd() -> Result<()> {
             .collect();
         let w = Tensor::from_vec(w, n, &dev)?;
         let ga = (ea * w)?.sum_all()?.backward()?;
-        let label = format!("{act:?} official {is_official}");
+        let label = format!("{act:?} {variant:?}");
         let checked = assert_param_grads_match(&params, &gf, &ga, 1e-4, &label);
         assert!(checked >= 15, "only {checked} parameters");
     }
