@@ -15,8 +15,6 @@
 use candle_core::{Device, Result, Tensor};
 use rayon::prelude::*;
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use crate::Activation;
 use ebm_kernels::conv::{
@@ -29,104 +27,6 @@ const IMAGES_PER_GROUP: usize = 8;
 
 thread_local! {
     static WORKSPACE: RefCell<Workspace> = RefCell::new(Workspace::default());
-}
-
-/// Dropout after each block's first activation, in training copies: every
-/// call (an energy gradient of a Langevin step, a loss gradient) draws fresh
-/// masks, each group of images its own, from the seed, the call's number and
-/// the group's first image, so a training step is reproducible.
-#[derive(Debug, Clone)]
-pub(crate) struct Dropout {
-    rate: f32,
-    seed: u64,
-    calls: Arc<AtomicU64>,
-}
-
-impl Dropout {
-    pub(crate) fn new(rate: f32, seed: u64) -> Self {
-        Self {
-            rate,
-            seed,
-            calls: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    /// The mask seed of the next call.
-    fn next_call(&self) -> u64 {
-        let call = self.calls.fetch_add(1, Ordering::Relaxed);
-        self.seed ^ call.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-    }
-
-    /// Zeroes each value of `t` and its slope (`[n, pixels, channels]`, the
-    /// images from `first` on) with probability `rate` and scales the rest by
-    /// `1 / (1 - rate)`; each image's mask depends on its index, not on how
-    /// a batch is split across threads.
-    fn apply(
-        &self,
-        (call_seed, first, n): (u64, usize, usize),
-        block: usize,
-        t: &mut [f32],
-        slope: &mut [f32],
-    ) {
-        let len = t.len() / n.max(1);
-        let keep = 1.0 / (1.0 - self.rate);
-        for (i, (ti, si)) in t.chunks_mut(len).zip(slope.chunks_mut(len)).enumerate() {
-            let key = ((first + i) as u64) << 8 | block as u64;
-            let mut rng = crate::Rng::new(call_seed ^ key.wrapping_mul(0xD1B5_4A32_D192_ED03));
-            for (v, s) in ti.iter_mut().zip(si.iter_mut()) {
-                let m = if rng.uniform() < f64::from(self.rate) {
-                    0.0
-                } else {
-                    keep
-                };
-                *v *= m;
-                *s *= m;
-            }
-        }
-    }
-}
-
-/// One residual block's frozen parameters.
-#[derive(Debug, Clone)]
-pub(crate) struct FusedBlock {
-    /// The official block: the skip path takes the activated input.
-    post_activation: bool,
-    conv1: ConvMats,
-    conv2: ConvMats,
-    skip: Option<ConvMats>,
-    /// `[classes, in]`, `[classes, out]`, `[classes, out]`.
-    bias1: Vec<f32>,
-    bias2: Vec<f32>,
-    gain2: Vec<f32>,
-    downsample: bool,
-}
-
-/// The tensors of one block, as `ResNetEnergy` holds them.
-pub(crate) struct BlockTensors<'a> {
-    pub post_activation: bool,
-    pub conv1: &'a Tensor,
-    pub conv2: &'a Tensor,
-    pub skip: Option<&'a Tensor>,
-    pub bias1: &'a Tensor,
-    pub bias2: &'a Tensor,
-    pub gain2: &'a Tensor,
-    pub downsample: bool,
-}
-
-impl FusedBlock {
-    pub(crate) fn new(t: BlockTensors) -> Result<Self> {
-        let flat = |x: &Tensor| x.flatten_all()?.to_vec1::<f32>();
-        Ok(Self {
-            post_activation: t.post_activation,
-            conv1: ConvMats::new(t.conv1)?,
-            conv2: ConvMats::new(t.conv2)?,
-            skip: t.skip.map(ConvMats::new).transpose()?,
-            bias1: flat(t.bias1)?,
-            bias2: flat(t.bias2)?,
-            gain2: flat(t.gain2)?,
-            downsample: t.downsample,
-        })
-    }
 }
 
 /// The frozen weights of a `ResNetEnergy`, ready for the fused path.
@@ -647,10 +547,16 @@ pub fn fused_energies(f: &FusedResNet, x: &Tensor, cond: Option<&Tensor>) -> Res
     Tensor::from_vec(e, n, x.device())
 }
 
+#[path = "resnet_block.rs"]
+mod block;
 #[path = "resnet_buffers.rs"]
 mod buffers;
+pub(crate) use block::{BlockTensors, FusedBlock};
+#[path = "resnet_dropout.rs"]
+mod dropout;
 pub(crate) use buffers::{BlockGrads, ParamGrads};
 use buffers::{GradBufs, Workspace};
+pub(crate) use dropout::Dropout;
 
 #[cfg(test)]
 #[path = "resnet_tests.rs"]

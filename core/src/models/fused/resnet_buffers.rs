@@ -20,7 +20,8 @@ pub(crate) struct BlockGrads {
 pub(crate) struct ParamGrads {
     pub stem: Tensor,
     pub blocks: Vec<BlockGrads>,
-    /// `[1, width]` and `[1]`, as the head's weight and bias.
+    /// `[1, width]` (or `[1, H * W * width]`, spatial) and `[1]`, as the
+    /// head's weight and bias.
     pub head_w: Tensor,
     pub head_b: Tensor,
 }
