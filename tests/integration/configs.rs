@@ -73,6 +73,11 @@ fn every_config_file_parses_and_validates() -> anyhow::Result<()> {
                     toml::from_str(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
                 cfg.validate().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
             }
+            "dsprites_cross.toml" => {
+                let cfg: ebm_train::dsprites::cross::CrossConfig =
+                    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                cfg.validate().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            }
             n if n.starts_with("continual_") => {
                 let cfg: ebm_train::continual::ContinualConfig =
                     toml::from_str(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;

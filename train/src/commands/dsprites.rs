@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use candle_core::Device;
 use clap::Subcommand;
-use ebm_train::dsprites::compose::{evaluate, progressive, ComposeSettings, Models};
+use ebm_train::dsprites::compose::{evaluate, progressive, ComposeRow, ComposeSettings, Models};
+use ebm_train::dsprites::cross::{self, CrossConfig};
 use ebm_train::dsprites::data::{Concept, Holdout};
 use ebm_train::dsprites::reader::LatentReader;
 use ebm_train::dsprites::train::{run_dir, train_concepts, DspritesConfig};
@@ -53,6 +54,41 @@ pub enum DspritesCommand {
         /// Langevin steps per sample, instead of the config's.
         #[arg(long)]
         langevin_steps: Option<usize>,
+    },
+    /// The paper's zero-shot cross product (Figure 16): train (or resume)
+    /// every model of a cross config on its small training sets.
+    CrossTrain {
+        #[arg(long, default_value = "configs/dsprites_cross.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = "out/dsprites_cross")]
+        out: PathBuf,
+    },
+    /// Copy each cross model's latest weights (no trainer state) to `--to`.
+    CrossExport {
+        #[arg(long, default_value = "configs/dsprites_cross.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = "out/dsprites_cross")]
+        out: PathBuf,
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Ask every panel's composed models and baselines for the combinations
+    /// no composed model saw; read them back; write `cross.json` and
+    /// pictures.
+    CrossCompose {
+        #[arg(long, default_value = "configs/dsprites_cross.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = "out/dsprites_cross")]
+        out: PathBuf,
+        /// Where the tables and pictures go (default `<out>/figures`).
+        #[arg(long)]
+        figures: Option<PathBuf>,
+        /// Combinations per panel.
+        #[arg(long, default_value_t = 200)]
+        n: usize,
+        /// Training steps of the latent reader.
+        #[arg(long, default_value_t = 4000)]
+        reader_steps: usize,
     },
 }
 
@@ -121,24 +157,78 @@ pub fn run(command: DspritesCommand, device: Device) -> Result<()> {
             rows.extend(progressive(
                 &out, &parts, &reader, &settings, &figures, &device,
             )?);
-            let report = figures.join("compose.json");
+            write_rows(&rows, &figures.join("compose.json"))
+        }
+        DspritesCommand::CrossTrain { config, out } => {
+            cross::train_all(&CrossConfig::load(&config)?, &out, &device)
+        }
+        DspritesCommand::CrossExport { config, out, to } => {
+            let cfg = CrossConfig::load(&config)?;
+            for m in &cfg.models {
+                let (from, dest) = (out.join(&m.name), to.join(&m.name));
+                let step = export_model(&from, &dest, 1, &device)?;
+                println!(
+                    "{}: step {step} of {} to {}",
+                    m.name,
+                    from.display(),
+                    dest.display()
+                );
+            }
+            Ok(())
+        }
+        DspritesCommand::CrossCompose {
+            config,
+            out,
+            figures,
+            n,
+            reader_steps,
+        } => {
+            let cfg = CrossConfig::load(&config)?;
+            let reader = LatentReader::train(&[512, 256], reader_steps, 0, &device)
+                .context("training the latent reader")?;
+            let figures = figures.unwrap_or_else(|| out.join("figures"));
+            let rows = cross::evaluate(&cfg, &out, &reader, n, &figures, &device)?;
+            let report = figures.join("cross.json");
             std::fs::write(&report, serde_json::to_vec_pretty(&rows)?)
                 .with_context(|| format!("writing {}", report.display()))?;
-            println!("| sampler | combinations | shape wrong | position (px) | scale | orientation (deg) |");
+            println!("| sampler | panel | hits | shape wrong | position (px) | scale |");
             println!("| --- | --- | --- | --- | --- | --- |");
             for r in rows {
-                let e = r.errors;
+                let e = r.row.errors;
                 println!(
-                    "| {} | {} | {:.1}% | {:.2} | {:.3} | {:.1} |",
-                    r.sampler,
-                    r.combinations,
+                    "| {} | {} | {:.1}% | {:.1}% | {:.2} | {:.3} |",
+                    r.row.sampler,
+                    r.row.combinations,
+                    100.0 * r.hits,
                     100.0 * e.shape_error,
                     e.position_px,
                     e.scale,
-                    e.orientation_deg
                 );
             }
             Ok(())
         }
     }
+}
+
+/// Writes `rows` as JSON to `report` and prints them as a table.
+fn write_rows(rows: &[ComposeRow], report: &std::path::Path) -> Result<()> {
+    std::fs::write(report, serde_json::to_vec_pretty(rows)?)
+        .with_context(|| format!("writing {}", report.display()))?;
+    println!(
+        "| sampler | combinations | shape wrong | position (px) | scale | orientation (deg) |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for r in rows {
+        let e = r.errors;
+        println!(
+            "| {} | {} | {:.1}% | {:.2} | {:.3} | {:.1} |",
+            r.sampler,
+            r.combinations,
+            100.0 * e.shape_error,
+            e.position_px,
+            e.scale,
+            e.orientation_deg
+        );
+    }
+    Ok(())
 }

@@ -3,7 +3,7 @@
 //! against the single model conditioned on every latent, on seen and
 //! held-out combinations (Figure 16), measured by the latent reader.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
@@ -24,13 +24,21 @@ pub struct Models {
 impl Models {
     /// The latest checkpoint of each concept's run under `out`.
     pub fn load(out: &Path, concepts: &[Concept], device: &Device) -> Result<Self> {
-        let models = concepts
+        let dirs: Vec<_> = concepts
             .iter()
-            .map(|&c| {
-                let dir = super::train::run_dir(out, c);
-                let m = load_latest(&dir, device)
+            .map(|&c| (c, super::train::run_dir(out, c)))
+            .collect();
+        Self::load_dirs(&dirs, device)
+    }
+
+    /// The latest checkpoint in each directory, conditioned on its concept.
+    pub fn load_dirs(dirs: &[(Concept, PathBuf)], device: &Device) -> Result<Self> {
+        let models = dirs
+            .iter()
+            .map(|(c, dir)| {
+                let m = load_latest(dir, device)
                     .with_context(|| format!("the {c:?} model in {}", dir.display()))?;
-                Ok((c, m.model))
+                Ok((*c, m.model))
             })
             .collect::<Result<_>>()?;
         Ok(Self { models })

@@ -24,6 +24,34 @@ pub enum Concept {
     Shape,
     /// Every latent at once: the single-model baseline.
     All,
+    /// Position on a grid of bumps (`GRID` x `GRID` Gaussian bumps one cell
+    /// wide, normalised to sum to 1): a linear FiLM of `(x, y)` can only
+    /// tilt the energy across the image, one of the bumps can single out
+    /// a place.
+    PositionGrid,
+    /// Position on the grid and scale: the baseline of the size-position
+    /// cross product (`cross`).
+    PositionScale,
+    /// Position on the grid and shape: the baseline of the shape-position
+    /// cross product.
+    PositionShape,
+}
+
+/// Bumps per side of the `PositionGrid` encoding.
+pub const GRID: usize = 8;
+
+/// The `PositionGrid` encoding of a position in `[0, 1]^2`.
+fn position_grid((x, y): (f64, f64), out: &mut Vec<f32>) {
+    let centre = |i: usize| (i as f64 + 0.5) / GRID as f64;
+    let width = 1.0 / GRID as f64;
+    let bump = |d: f64| (-0.5 * (d / width).powi(2)).exp();
+    let (bx, by): (Vec<f64>, Vec<f64>) = (0..GRID)
+        .map(|i| (bump(x - centre(i)), bump(y - centre(i))))
+        .unzip();
+    let total: f64 = bx.iter().sum::<f64>() * by.iter().sum::<f64>();
+    for b in &by {
+        out.extend(bx.iter().map(|a| (a * b / total) as f32));
+    }
 }
 
 impl Concept {
@@ -40,6 +68,9 @@ impl Concept {
             Concept::Position | Concept::Orientation | Concept::Scale => 2,
             Concept::Shape => 3,
             Concept::All => 9,
+            Concept::PositionGrid => GRID * GRID,
+            Concept::PositionScale => GRID * GRID + 2,
+            Concept::PositionShape => GRID * GRID + 3,
         }
     }
 
@@ -69,6 +100,15 @@ impl Concept {
                 for c in Concept::PARTS {
                     c.encode(l, out);
                 }
+            }
+            Concept::PositionGrid => position_grid(l.position(), out),
+            Concept::PositionScale => {
+                Concept::PositionGrid.encode(l, out);
+                Concept::Scale.encode(l, out);
+            }
+            Concept::PositionShape => {
+                Concept::PositionGrid.encode(l, out);
+                Concept::Shape.encode(l, out);
             }
         }
     }
@@ -163,6 +203,29 @@ mod tests {
         }
     }
 
+    /// The grid encoding sums to 1 and peaks at the bump nearest the
+    /// position (row by row from the top left).
+    #[test]
+    fn the_position_grid_peaks_where_the_sprite_is() {
+        for (x, y) in [(0, 0), (31, 0), (10, 25), (31, 31)] {
+            let l = Latents {
+                shape: Shape::Square,
+                scale: 0,
+                orientation: 0,
+                x,
+                y,
+            };
+            let mut v = Vec::new();
+            Concept::PositionGrid.encode(&l, &mut v);
+            assert_eq!(v.len(), GRID * GRID);
+            assert!((v.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+            let peak = (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+            let (px, py) = l.position();
+            let cell = |p: f64| ((p * GRID as f64) as usize).min(GRID - 1);
+            assert_eq!(peak, cell(py) * GRID + cell(px), "({x}, {y}): {v:?}");
+        }
+    }
+
     #[test]
     fn held_out_combinations_never_reach_training() {
         let h = Holdout { large_scales: 2 };
@@ -181,7 +244,13 @@ mod tests {
 
     #[test]
     fn batches_have_the_concepts_shapes() -> candle_core::Result<()> {
-        for c in [Concept::Position, Concept::Shape, Concept::All] {
+        for c in [
+            Concept::Position,
+            Concept::Shape,
+            Concept::All,
+            Concept::PositionScale,
+            Concept::PositionShape,
+        ] {
             let data = SpriteData {
                 concept: c,
                 holdout: None,

@@ -2,6 +2,8 @@
 //! generation experiments (Section 7, Figures 15 and 16).
 
 pub mod compose;
+pub mod cross;
+pub mod cross_data;
 pub mod data;
 pub mod reader;
 pub mod render;

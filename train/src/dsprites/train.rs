@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{ensure, Context, Result};
 use candle_core::Device;
 use ebm_core::{
-    checkpoint, LangevinConfig, ResNetEnergy, ResNetEnergyConfig, Trainer, TrainerConfig,
+    checkpoint, LangevinConfig, PositiveSource, ResNetEnergy, ResNetEnergyConfig, Trainer,
+    TrainerConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -92,43 +93,72 @@ pub fn run_dir(out: &Path, c: Concept) -> PathBuf {
 /// Trains (or resumes) every configured concept's model to `cfg.steps`.
 pub fn train_concepts(cfg: &DspritesConfig, out: &Path, device: &Device) -> Result<()> {
     for &c in &cfg.concepts {
-        let dir = run_dir(out, c);
         let data = SpriteData {
             concept: c,
             holdout: cfg.holdout,
         };
-        let mut trainer = if checkpoint::latest(&dir)?.is_some() {
-            Trainer::<ResNetEnergy>::resume(&dir, device)
-                .with_context(|| format!("resuming {}", dir.display()))?
-        } else {
-            Trainer::<ResNetEnergy>::new(
-                cfg.model_for(c),
-                cfg.trainer.clone(),
-                SIZE * SIZE,
-                c.dim(),
-                device,
-            )?
-        };
-        let left = cfg.steps.saturating_sub(trainer.step_count());
-        trainer.train(&data, left, Some(&dir), |s| {
-            if s.step % 50 == 0 {
-                tracing::info!(concept = ?c, step = s.step, e_pos = s.e_pos, e_neg = s.e_neg, "dsprites training");
-            }
-        })?;
-        checkpoint::latest(&dir)?.with_context(|| {
-            format!(
-                "{}: no checkpoint written (checkpoint_every 0?)",
-                dir.display()
-            )
-        })?;
+        let name = format!("{c:?}");
+        let model = cfg.model_for(c);
+        train_model(
+            &run_dir(out, c),
+            &name,
+            &model,
+            &cfg.trainer,
+            &data,
+            cfg.steps,
+            device,
+        )?;
     }
+    Ok(())
+}
+
+/// Trains (or resumes) one conditional sprite model in `dir` to `steps`.
+pub fn train_model(
+    dir: &Path,
+    name: &str,
+    model: &ResNetEnergyConfig,
+    trainer: &TrainerConfig,
+    data: &dyn PositiveSource,
+    steps: u64,
+    device: &Device,
+) -> Result<()> {
+    let mut run = if checkpoint::latest(dir)?.is_some() {
+        Trainer::<ResNetEnergy>::resume(dir, device)
+            .with_context(|| format!("resuming {}", dir.display()))?
+    } else {
+        Trainer::<ResNetEnergy>::new(
+            model.clone(),
+            trainer.clone(),
+            SIZE * SIZE,
+            data.cond_dim(),
+            device,
+        )?
+    };
+    let left = steps.saturating_sub(run.step_count());
+    run.train(data, left, Some(dir), |s| {
+        if s.step % 50 == 0 {
+            tracing::info!(
+                model = name,
+                step = s.step,
+                e_pos = s.e_pos,
+                e_neg = s.e_neg,
+                "dsprites training"
+            );
+        }
+    })?;
+    checkpoint::latest(dir)?.with_context(|| {
+        format!(
+            "{}: no checkpoint written (checkpoint_every 0?)",
+            dir.display()
+        )
+    })?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ebm_core::{EnergyFunction, EnergyModel, PositiveSource, Rng};
+    use ebm_core::{EnergyFunction, EnergyModel, Rng};
 
     const CONFIG: &str = r#"
 steps = 60
