@@ -89,6 +89,9 @@ pub enum DspritesCommand {
         /// Training steps of the latent reader.
         #[arg(long, default_value_t = 4000)]
         reader_steps: usize,
+        /// Which draw of combinations: choose settings on `validation`.
+        #[arg(long, value_enum, default_value = "test")]
+        split: cross::Split,
     },
 }
 
@@ -182,12 +185,13 @@ pub fn run(command: DspritesCommand, device: Device) -> Result<()> {
             figures,
             n,
             reader_steps,
+            split,
         } => {
             let cfg = CrossConfig::load(&config)?;
             let reader = LatentReader::train(&[512, 256], reader_steps, 0, &device)
                 .context("training the latent reader")?;
             let figures = figures.unwrap_or_else(|| out.join("figures"));
-            let rows = cross::evaluate(&cfg, &out, &reader, n, &figures, &device)?;
+            let rows = cross::evaluate(&cfg, &out, &reader, n, split, &figures, &device)?;
             let report = figures.join("cross.json");
             std::fs::write(&report, serde_json::to_vec_pretty(&rows)?)
                 .with_context(|| format!("writing {}", report.display()))?;

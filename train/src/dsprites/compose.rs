@@ -19,6 +19,8 @@ use crate::images::grid::image_grid;
 /// The concept models to sum (or the one baseline model), loaded.
 pub struct Models {
     pub models: Vec<(Concept, ebm_core::ResNetEnergy)>,
+    /// Each model's weight in the sum (1 for all if empty).
+    pub weights: Vec<f64>,
 }
 
 impl Models {
@@ -41,7 +43,10 @@ impl Models {
                 Ok((*c, m.model))
             })
             .collect::<Result<_>>()?;
-        Ok(Self { models })
+        Ok(Self {
+            models,
+            weights: Vec::new(),
+        })
     }
 
     /// Samples of `latents` from uniform noise in `settings.start` (where
@@ -70,7 +75,11 @@ impl Models {
             .models
             .iter()
             .zip(&conds)
-            .map(|((_, m), c)| EnergyTerm::new(m as &dyn EnergyFunction, Some(c.clone())))
+            .enumerate()
+            .map(|(i, ((_, m), c))| {
+                let w = self.weights.get(i).copied().unwrap_or(1.0);
+                EnergyTerm::new(m as &dyn EnergyFunction, Some(c.clone())).weighted(w)
+            })
             .collect();
         let [lo, hi] = settings.start;
         let start = rng.uniform_vec(n * SIZE * SIZE, lo, hi);

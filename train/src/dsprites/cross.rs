@@ -46,6 +46,10 @@ pub struct Panel {
     pub composed: Vec<String>,
     /// Names of the single models compared.
     pub baselines: Vec<String>,
+    /// Weights of the composed models' energies in the sum (all 1 if
+    /// absent).
+    #[serde(default)]
+    pub weights: Option<Vec<f64>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,10 +97,25 @@ impl CrossConfig {
         }
         for p in &self.panels {
             ensure!(
+                !p.name.is_empty()
+                    && p.name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                "panels: name `{}` names a picture: letters, digits, - and _ only",
+                p.name
+            );
+            ensure!(
                 !p.composed.is_empty(),
                 "panels.{}: composed: at least one model",
                 p.name
             );
+            if let Some(w) = &p.weights {
+                ensure!(
+                    w.len() == p.composed.len() && w.iter().all(|w| w.is_finite() && *w > 0.0),
+                    "panels.{}: weights: one positive weight per composed model",
+                    p.name
+                );
+            }
             for name in p.composed.iter().chain(&p.baselines) {
                 self.model_named(name)
                     .with_context(|| format!("panels.{}", p.name))?;
@@ -172,6 +191,23 @@ pub fn hit_rate(reader: &LatentReader, x: &Tensor, want: &[Latents]) -> Result<f
     Ok(hits as f64 / want.len().max(1) as f64)
 }
 
+/// Which draw of novel combinations: settings are chosen on `Validation`,
+/// reported on `Test` (the same kinds of combination, other draws).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Split {
+    Validation,
+    Test,
+}
+
+impl Split {
+    fn suffix(self) -> &'static str {
+        match self {
+            Split::Validation => " validation",
+            Split::Test => "",
+        }
+    }
+}
+
 /// Trains (or resumes) every model to `cfg.steps`, each in `out/<name>`.
 pub fn train_all(cfg: &CrossConfig, out: &Path, device: &Device) -> Result<()> {
     for m in &cfg.models {
@@ -202,6 +238,7 @@ pub fn evaluate(
     out: &Path,
     reader: &LatentReader,
     n: usize,
+    split: Split,
     figures: &Path,
     device: &Device,
 ) -> Result<Vec<CrossRow>> {
@@ -214,7 +251,7 @@ pub fn evaluate(
     };
     let mut rows = Vec::new();
     for p in &cfg.panels {
-        let mut rng = Rng::derived(0, &format!("dsprites cross {}", p.name));
+        let mut rng = Rng::derived(0, &format!("dsprites cross {}{}", p.name, split.suffix()));
         let want = p.space.novel(n, &cfg.trained_sets(p)?, &mut rng)?;
         let truth = images(&want, device)?;
         let row = |sampler: String, x: &Tensor| -> Result<CrossRow> {
@@ -236,7 +273,8 @@ pub fn evaluate(
             &truth.zeros_like()?,
         )?);
         let mut pictures = vec![truth.clone()];
-        let composed = cfg.load_models(out, &p.composed, device)?;
+        let mut composed = cfg.load_models(out, &p.composed, device)?;
+        composed.weights = p.weights.clone().unwrap_or_default();
         let x = composed.sample(&want, &settings, &mut rng, device)?;
         rows.push(row(format!("composed: {}", p.composed.join(" + ")), &x)?);
         pictures.push(x);
@@ -328,6 +366,14 @@ mod tests {
         bad.panels[0].baselines.push("nowhere".into());
         let err = format!("{:#}", bad.validate().unwrap_err());
         assert!(err.contains("nowhere"), "{err}");
+        let mut spaced = cfg.clone();
+        spaced.panels[0].name = "a, b".into();
+        let err = format!("{:#}", spaced.validate().unwrap_err());
+        assert!(err.contains("a, b"), "{err}");
+        let mut weighted = cfg.clone();
+        weighted.panels[0].weights = Some(vec![1.0]);
+        let err = format!("{:#}", weighted.validate().unwrap_err());
+        assert!(err.contains("weights"), "{err}");
         let mut twice = cfg;
         let first = twice.models[0].clone();
         twice.models.push(first);
