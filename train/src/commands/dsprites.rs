@@ -103,16 +103,11 @@ pub fn run(command: DspritesCommand, device: Device) -> Result<()> {
         }
         DspritesCommand::Export { config, out, to } => {
             let cfg = DspritesConfig::load(&config)?;
-            for &c in &cfg.concepts {
-                let (from, dest) = (run_dir(&out, c), run_dir(&to, c));
-                let step = export_model(&from, &dest, 1, &device)?;
-                println!(
-                    "{c:?}: step {step} of {} to {}",
-                    from.display(),
-                    dest.display()
-                );
-            }
-            Ok(())
+            let runs = cfg
+                .concepts
+                .iter()
+                .map(|&c| (format!("{c:?}"), run_dir(&out, c), run_dir(&to, c)));
+            export_runs(runs, &device)
         }
         DspritesCommand::Compose {
             config,
@@ -167,17 +162,11 @@ pub fn run(command: DspritesCommand, device: Device) -> Result<()> {
         }
         DspritesCommand::CrossExport { config, out, to } => {
             let cfg = CrossConfig::load(&config)?;
-            for m in &cfg.models {
-                let (from, dest) = (out.join(&m.name), to.join(&m.name));
-                let step = export_model(&from, &dest, 1, &device)?;
-                println!(
-                    "{}: step {step} of {} to {}",
-                    m.name,
-                    from.display(),
-                    dest.display()
-                );
-            }
-            Ok(())
+            let runs = cfg
+                .models
+                .iter()
+                .map(|m| (m.name.clone(), out.join(&m.name), to.join(&m.name)));
+            export_runs(runs, &device)
         }
         DspritesCommand::CrossCompose {
             config,
@@ -212,6 +201,23 @@ pub fn run(command: DspritesCommand, device: Device) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Copies each run's latest weights (no trainer state) from `from` to
+/// `dest`, named `name`.
+fn export_runs(
+    runs: impl Iterator<Item = (String, PathBuf, PathBuf)>,
+    device: &Device,
+) -> Result<()> {
+    for (name, from, dest) in runs {
+        let step = export_model(&from, &dest, 1, device)?;
+        println!(
+            "{name}: step {step} of {} to {}",
+            from.display(),
+            dest.display()
+        );
+    }
+    Ok(())
 }
 
 /// Writes `rows` as JSON to `report` and prints them as a table.

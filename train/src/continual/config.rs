@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use ebm_core::training::adam::AdamConfig;
 use ebm_core::Activation;
 use serde::{Deserialize, Serialize};
@@ -36,12 +36,7 @@ impl ContinualConfig {
     /// Reads and checks a config; returns it with the folder its paths are
     /// relative to.
     pub fn load(path: &Path) -> Result<(Self, PathBuf)> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let cfg: Self =
-            toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
-        cfg.validate()
-            .with_context(|| format!("config {}", path.display()))?;
+        let cfg = crate::config_file::load_toml(path, Self::validate)?;
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         Ok((cfg, base))
     }

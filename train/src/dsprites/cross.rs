@@ -67,13 +67,7 @@ pub struct CrossConfig {
 
 impl CrossConfig {
     pub fn load(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let cfg: Self =
-            toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
-        cfg.validate()
-            .with_context(|| format!("config {}", path.display()))?;
-        Ok(cfg)
+        crate::config_file::load_toml(path, Self::validate)
     }
 
     pub fn validate(&self) -> Result<()> {

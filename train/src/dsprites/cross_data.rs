@@ -16,8 +16,8 @@ use candle_core::{Device, Tensor};
 use ebm_core::{PositiveSource, Rng};
 use serde::{Deserialize, Serialize};
 
-use super::data::Concept;
-use super::render::{render, Latents, Shape, POSITIONS, SCALES, SIZE};
+use super::data::{sprite_batch, Concept};
+use super::render::{Latents, Shape, POSITIONS, SCALES, SIZE};
 
 /// The position index of the centre (both coordinates).
 pub const CENTRE: usize = POSITIONS / 2;
@@ -135,16 +135,9 @@ impl PositiveSource for SubsetData {
         rng: &mut Rng,
         device: &Device,
     ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
-        let (mut x, mut c) = (Vec::with_capacity(n * SIZE * SIZE), Vec::new());
-        for _ in 0..n {
-            let l = self.subsets[rng.below(self.subsets.len())].draw(rng);
-            x.extend(render(&l));
-            self.concept.encode(&l, &mut c);
-        }
-        Ok((
-            Tensor::from_vec(x, (n, SIZE * SIZE), device)?,
-            Some(Tensor::from_vec(c, (n, self.concept.dim()), device)?),
-        ))
+        sprite_batch(self.concept, n, device, || {
+            self.subsets[rng.below(self.subsets.len())].draw(rng)
+        })
     }
 }
 

@@ -167,17 +167,28 @@ impl PositiveSource for SpriteData {
         rng: &mut Rng,
         device: &Device,
     ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
-        let (mut x, mut c) = (Vec::with_capacity(n * SIZE * SIZE), Vec::new());
-        for _ in 0..n {
-            let l = draw_latents(rng, self.holdout);
-            x.extend(render(&l));
-            self.concept.encode(&l, &mut c);
-        }
-        Ok((
-            Tensor::from_vec(x, (n, SIZE * SIZE), device)?,
-            Some(Tensor::from_vec(c, (n, self.concept.dim()), device)?),
-        ))
+        sprite_batch(self.concept, n, device, || draw_latents(rng, self.holdout))
     }
+}
+
+/// `n` sprites of the latents `draw` gives, rendered (`[n, SIZE * SIZE]`),
+/// with their conditioning on `concept`.
+pub fn sprite_batch(
+    concept: Concept,
+    n: usize,
+    device: &Device,
+    mut draw: impl FnMut() -> Latents,
+) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+    let (mut x, mut c) = (Vec::with_capacity(n * SIZE * SIZE), Vec::new());
+    for _ in 0..n {
+        let l = draw();
+        x.extend(render(&l));
+        concept.encode(&l, &mut c);
+    }
+    Ok((
+        Tensor::from_vec(x, (n, SIZE * SIZE), device)?,
+        Some(Tensor::from_vec(c, (n, concept.dim()), device)?),
+    ))
 }
 
 #[cfg(test)]
