@@ -42,6 +42,7 @@ pub use energy::{
 pub use error::{CoreError, Result};
 pub use models::{
     FcBaseline, FcBaselineConfig, MlpEnergy, MlpEnergyConfig, ResNetEnergy, ResNetEnergyConfig,
+    Summed, SummedConfig, SummedMember,
 };
 pub use params::ParamStore;
 pub use sampling::langevin::{LangevinConfig, LangevinSampler};

@@ -8,11 +8,13 @@ pub mod linear_prior;
 pub mod mlp;
 pub mod resnet;
 pub mod spectral;
+pub mod summed;
 
 pub use fc_baseline::{FcBaseline, FcBaselineConfig};
 pub use linear_prior::{LinearPrior, RidgeFit};
 pub use mlp::{MlpEnergy, MlpEnergyConfig};
 pub use resnet::{BlockKind, HeadKind, ResNetEnergy, ResNetEnergyConfig, StageConfig};
+pub use summed::{Summed, SummedConfig, SummedMember};
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;

@@ -210,6 +210,21 @@ impl<M: EnergyModel> Trainer<M> {
         &self.model
     }
 
+    /// Starts a fresh run from trained weights (every parameter and buffer
+    /// by name, e.g. the members of a sum from their own runs) instead of
+    /// the seeded initialisation. Only before the first step.
+    pub fn warm_start(&mut self, weights: &BTreeMap<String, Tensor>) -> Result<()> {
+        if self.step != 0 {
+            return Err(CoreError::config(format!(
+                "warm start: the run is at step {}, not at its start",
+                self.step
+            )));
+        }
+        self.params.assign_from(weights)?;
+        self.model.refresh()?;
+        Ok(())
+    }
+
     pub fn params(&self) -> &ParamStore {
         &self.params
     }

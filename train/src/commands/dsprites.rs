@@ -8,6 +8,7 @@ use clap::Subcommand;
 use ebm_train::dsprites::compose::{evaluate, progressive, ComposeRow, ComposeSettings, Models};
 use ebm_train::dsprites::cross::{self, CrossConfig};
 use ebm_train::dsprites::data::{Concept, Holdout};
+use ebm_train::dsprites::finetune::{finetune_panel, finetuned_dir};
 use ebm_train::dsprites::reader::LatentReader;
 use ebm_train::dsprites::train::{run_dir, train_concepts, DspritesConfig};
 use ebm_train::images::eval::export_model;
@@ -58,6 +59,15 @@ pub enum DspritesCommand {
     /// The paper's zero-shot cross product (Figure 16): train (or resume)
     /// every model of a cross config on its small training sets.
     CrossTrain {
+        #[arg(long, default_value = "configs/dsprites_cross.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = "out/dsprites_cross")]
+        out: PathBuf,
+    },
+    /// Fine-tune the sum of each panel's composed models that sets
+    /// `finetune` (run by `cross-train` too), from the models in `--out`
+    /// (training runs or exported weights).
+    CrossFinetune {
         #[arg(long, default_value = "configs/dsprites_cross.toml")]
         config: PathBuf,
         #[arg(long, default_value = "out/dsprites_cross")]
@@ -160,13 +170,33 @@ pub fn run(command: DspritesCommand, device: Device) -> Result<()> {
         DspritesCommand::CrossTrain { config, out } => {
             cross::train_all(&CrossConfig::load(&config)?, &out, &device)
         }
+        DspritesCommand::CrossFinetune { config, out } => {
+            let cfg = CrossConfig::load(&config)?;
+            for p in &cfg.panels {
+                if let Some(steps) = p.finetune {
+                    finetune_panel(&cfg, p, steps, &out, &device)?;
+                }
+            }
+            Ok(())
+        }
         DspritesCommand::CrossExport { config, out, to } => {
             let cfg = CrossConfig::load(&config)?;
-            let runs = cfg
+            let mut runs: Vec<_> = cfg
                 .models
                 .iter()
-                .map(|m| (m.name.clone(), out.join(&m.name), to.join(&m.name)));
-            export_runs(runs, &device)
+                .map(|m| (m.name.clone(), out.join(&m.name), to.join(&m.name)))
+                .collect();
+            for p in cfg.panels.iter().filter(|p| p.finetune.is_some()) {
+                let (from, dest) = (finetuned_dir(&out, p), finetuned_dir(&to, p));
+                runs.extend(p.composed.iter().map(|n| {
+                    (
+                        format!("{} fine-tuned: {n}", p.name),
+                        from.join(n),
+                        dest.join(n),
+                    )
+                }));
+            }
+            export_runs(runs.into_iter(), &device)
         }
         DspritesCommand::CrossCompose {
             config,

@@ -64,6 +64,14 @@ impl ContinualConfig {
                 "methods: {:?} needs positive epochs, batch_size and lr, and alpha >= 0",
                 m.method
             );
+            if let Some(r) = &m.replay {
+                ensure!(
+                    m.langevin.is_some(),
+                    "methods: {:?}: a replay buffer needs langevin negatives",
+                    m.method
+                );
+                r.validate()?;
+            }
         }
         ensure!(!self.seeds.is_empty(), "seeds: at least one");
         self.adam.validate()?;

@@ -5,7 +5,7 @@ use candle_core::Var;
 use candle_core::{DType, Device, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 use ebm_core::training::adam::{Adam, AdamConfig};
-use ebm_core::{Activation, LangevinConfig, ParamStore, Rng};
+use ebm_core::{Activation, LangevinConfig, ParamStore, ReplayBuffer, ReplayConfig, Rng};
 use serde::{Deserialize, Serialize};
 
 /// How a learner scores labels and which labels its training contrasts.
@@ -64,6 +64,31 @@ pub struct MethodSettings {
     /// step adds `E(x+, y) - E(x-, y)` and `alpha * E(x-, y)^2`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub langevin: Option<LangevinConfig>,
+    /// Algorithm 1's replay buffer for the Langevin negatives: most chains
+    /// start from an earlier negative (images only: every chain runs under
+    /// its digit's label, so a negative drawn for an old task's class
+    /// restarts under the current task's), the rest from uniform noise.
+    /// The buffer holds only the model's own samples, never training digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<ReplayConfig>,
+    /// Where the EBM's label enters (ignored by the softmax learners).
+    #[serde(default)]
+    pub label_input: LabelInput,
+}
+
+/// Where the EBM's label enters its network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelInput {
+    /// Per-class biases before and gains after every hidden layer's
+    /// activation, a scalar head (as the official image network conditions
+    /// its blocks).
+    #[default]
+    Layers,
+    /// At the output only: `E(x, y) = -(w_y . h(x) + b_y)`, a one-hot label
+    /// dotted with the features of a label-free network (the joint energy of
+    /// a classifier's logits, as in Grathwohl et al.'s JEM).
+    Head,
 }
 
 fn default_true() -> bool {
@@ -73,10 +98,17 @@ fn default_true() -> bool {
 impl MethodSettings {
     /// The learner's name in tables and figures, naming the EBM's variant.
     pub fn name(&self) -> &'static str {
-        match (self.method, self.label_contrast, self.langevin.is_some()) {
-            (Method::Ebm, false, _) => "EBM, generative (Langevin negatives)",
-            (Method::Ebm, true, true) => "EBM, label contrast + Langevin negatives",
-            (m, _, _) => m.name(),
+        if self.method != Method::Ebm {
+            return self.method.name();
+        }
+        let replay = self.replay.is_some();
+        match (self.label_contrast, self.langevin.is_some(), replay) {
+            (false, _, false) => "EBM, generative (Langevin negatives)",
+            (false, _, true) => "EBM, generative (Langevin negatives, replay buffer)",
+            (true, true, false) => "EBM, label contrast + Langevin negatives",
+            (true, true, true) => "EBM, label contrast + Langevin negatives (replay buffer)",
+            (true, false, _) if self.label_input == LabelInput::Head => "EBM, label at the head",
+            (true, false, _) => Method::Ebm.name(),
         }
     }
 }
@@ -94,6 +126,9 @@ struct Layer {
 /// One learner: its parameters, optimiser and method.
 pub struct Learner {
     method: Method,
+    /// Whether the label enters the hidden layers (a scalar head) rather
+    /// than picking one of the head's outputs.
+    label_in_layers: bool,
     act: Activation,
     layers: Vec<Layer>,
     head_w: Tensor,
@@ -105,6 +140,7 @@ pub struct Learner {
     alpha: f64,
     label_contrast: bool,
     langevin: Option<LangevinConfig>,
+    replay: Option<ReplayBuffer>,
     /// Starts and noise of the Langevin negatives.
     rng: Rng,
 }
@@ -134,6 +170,10 @@ impl Learner {
             l.validate()?;
         }
         anyhow::ensure!(
+            settings.replay.is_none() || settings.langevin.is_some(),
+            "methods: a replay buffer needs langevin negatives"
+        );
+        anyhow::ensure!(
             settings.label_contrast || settings.langevin.is_some() || method != Method::Ebm,
             "methods: an EBM without label_contrast needs langevin negatives to learn anything"
         );
@@ -141,6 +181,7 @@ impl Learner {
             lr: settings.lr,
             ..adam
         };
+        let label_in_layers = method == Method::Ebm && settings.label_input == LabelInput::Layers;
         let params = ParamStore::new(seed, device);
         let vb = params.var_builder();
         let mut layers = Vec::new();
@@ -150,28 +191,23 @@ impl Learner {
             layers.push(Layer {
                 w: weight(&vb, "weight", h, width)?,
                 b: vb.get_with_hints(h, "bias", Init::Const(0.0))?,
-                class_bias: match method {
-                    Method::Ebm => {
-                        Some(vb.get_with_hints((classes, h), "class_bias", Init::Const(0.0))?)
-                    }
-                    _ => None,
-                },
-                class_gain: match method {
-                    Method::Ebm => {
-                        Some(vb.get_with_hints((classes, h), "class_gain", Init::Const(1.0))?)
-                    }
-                    _ => None,
-                },
+                class_bias: label_in_layers
+                    .then(|| vb.get_with_hints((classes, h), "class_bias", Init::Const(0.0)))
+                    .transpose()?,
+                class_gain: label_in_layers
+                    .then(|| vb.get_with_hints((classes, h), "class_gain", Init::Const(1.0)))
+                    .transpose()?,
             });
             width = h;
         }
-        let outputs = if method == Method::Ebm { 1 } else { classes };
+        let outputs = if label_in_layers { 1 } else { classes };
         let head_w = weight(&vb.pp("head"), "weight", outputs, width)?;
         let head_b = vb
             .pp("head")
             .get_with_hints(outputs, "bias", Init::Const(0.0))?;
         Ok(Self {
             method,
+            label_in_layers,
             act,
             layers,
             head_w,
@@ -186,6 +222,11 @@ impl Learner {
             },
             label_contrast: settings.label_contrast || method != Method::Ebm,
             langevin: settings.langevin.clone(),
+            replay: settings
+                .replay
+                .clone()
+                .map(|r| ReplayBuffer::new(r, dim, 0))
+                .transpose()?,
             rng: Rng::derived(seed, "continual negatives"),
         })
     }
@@ -196,9 +237,9 @@ impl Learner {
 
     /// Logits `[B, classes.len()]` (higher: more likely) of `x: [B, d]` for
     /// the labels `classes`: `-E(x, y)` for the EBM, the classifier's logits
-    /// otherwise.
+    /// otherwise (the same thing for an EBM with its label at the head).
     pub fn logits(&self, x: &Tensor, classes: &[u8]) -> Result<Tensor> {
-        if self.method != Method::Ebm {
+        if !self.label_in_layers {
             let all = self.head(&self.hidden(x, None)?)?;
             let idx: Vec<u32> = classes.iter().map(|&c| u32::from(c)).collect();
             let idx = Tensor::from_vec(idx, classes.len(), x.device())?;
@@ -228,6 +269,10 @@ impl Learner {
 
     /// `E(x, y)` of each row under its own label: `[B]`.
     fn energy_labelled(&self, x: &Tensor, labels: &Tensor) -> Result<Tensor> {
+        if !self.label_in_layers {
+            let all = self.head(&self.hidden(x, None)?)?;
+            return all.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?.neg();
+        }
         let mut h = x.clone();
         for l in &self.layers {
             let mut z = h.matmul(&l.w.t()?)?.broadcast_add(&l.b)?;
@@ -242,15 +287,20 @@ impl Learner {
         self.head(&h)?.squeeze(1)
     }
 
-    /// Negatives of each row's label: the Langevin chain from uniform
-    /// noise, no gradient kept through it.
+    /// Negatives of each row's label: the Langevin chain from the replay
+    /// buffer or uniform noise, no gradient kept through it.
     fn negatives(&mut self, labels: &Tensor, rows: usize, dim: usize) -> Result<Tensor> {
         let Some(cfg) = self.langevin.clone() else {
             candle_core::bail!("no langevin settings");
         };
         let device = labels.device();
-        let start = self.rng.uniform_vec(rows * dim, 0.0, 1.0);
-        let mut x = Tensor::from_vec(start, (rows, dim), device)?;
+        let mut x = match &self.replay {
+            Some(buffer) => buffer.draw(rows, None, None, &mut self.rng, device)?.x,
+            None => {
+                let start = self.rng.uniform_vec(rows * dim, 0.0, 1.0);
+                Tensor::from_vec(start, (rows, dim), device)?
+            }
+        };
         for _ in 0..cfg.steps {
             let v = Var::from_tensor(&x)?;
             let grads = self
@@ -268,7 +318,11 @@ impl Learner {
                 x = x.clamp(lo, hi)?;
             }
         }
-        Ok(x.detach())
+        let x = x.detach();
+        if let Some(buffer) = &mut self.replay {
+            buffer.push(&x, None)?;
+        }
+        Ok(x)
     }
 
     fn head(&self, h: &Tensor) -> Result<Tensor> {

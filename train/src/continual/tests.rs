@@ -42,6 +42,8 @@ fn settings(method: Method) -> MethodSettings {
         alpha: 0.0,
         label_contrast: true,
         langevin: None,
+        replay: None,
+        label_input: Default::default(),
     }
 }
 

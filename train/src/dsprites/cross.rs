@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::compose::{comparison_grid, ComposeRow, ComposeSettings, Models};
 use super::cross_data::{Space, Subset, SubsetData};
 use super::data::{Concept, Holdout};
+use super::finetune::{finetune_panel, finetuned_dir};
 use super::reader::{images, LatentReader};
 use super::render::{Latents, MARGIN, SIZE};
 use super::train::train_model;
@@ -50,6 +51,11 @@ pub struct Panel {
     /// absent).
     #[serde(default)]
     pub weights: Option<Vec<f64>>,
+    /// Steps of training the composed models further as one sum on the
+    /// union of their training sets (the paper's fine-tuning,
+    /// `finetune.rs`); the panel then also samples that sum.
+    #[serde(default)]
+    pub finetune: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,6 +107,11 @@ impl CrossConfig {
             ensure!(
                 !p.composed.is_empty(),
                 "panels.{}: composed: at least one model",
+                p.name
+            );
+            ensure!(
+                p.finetune != Some(0),
+                "panels.{}: finetune: a positive number of steps",
                 p.name
             );
             if let Some(w) = &p.weights {
@@ -202,7 +213,8 @@ impl Split {
     }
 }
 
-/// Trains (or resumes) every model to `cfg.steps`, each in `out/<name>`.
+/// Trains (or resumes) every model to `cfg.steps`, each in `out/<name>`,
+/// then fine-tunes the sums of the panels that ask for it.
 pub fn train_all(cfg: &CrossConfig, out: &Path, device: &Device) -> Result<()> {
     for m in &cfg.models {
         let data = SubsetData {
@@ -219,6 +231,11 @@ pub fn train_all(cfg: &CrossConfig, out: &Path, device: &Device) -> Result<()> {
             cfg.steps,
             device,
         )?;
+    }
+    for p in &cfg.panels {
+        if let Some(steps) = p.finetune {
+            finetune_panel(cfg, p, steps, out, device)?;
+        }
     }
     Ok(())
 }
@@ -272,6 +289,23 @@ pub fn evaluate(
         let x = composed.sample(&want, &settings, &mut rng, device)?;
         rows.push(row(format!("composed: {}", p.composed.join(" + ")), &x)?);
         pictures.push(x);
+        if p.finetune.is_some() {
+            let dir = finetuned_dir(out, p);
+            let dirs = p
+                .composed
+                .iter()
+                .map(|n| Ok((cfg.model_named(n)?.concept, dir.join(n))))
+                .collect::<Result<Vec<_>>>()?;
+            let mut tuned = Models::load_dirs(&dirs, device)?;
+            tuned.weights = p.weights.clone().unwrap_or_default();
+            let x = tuned.sample(&want, &settings, &mut rng, device)?;
+            let name = format!(
+                "composed, fine-tuned as one sum: {}",
+                p.composed.join(" + ")
+            );
+            rows.push(row(name, &x)?);
+            pictures.push(x);
+        }
         for name in &p.baselines {
             let x = cfg
                 .load_models(out, std::slice::from_ref(name), device)?
@@ -368,6 +402,10 @@ mod tests {
         weighted.panels[0].weights = Some(vec![1.0]);
         let err = format!("{:#}", weighted.validate().unwrap_err());
         assert!(err.contains("weights"), "{err}");
+        let mut untuned = cfg.clone();
+        untuned.panels[0].finetune = Some(0);
+        let err = format!("{:#}", untuned.validate().unwrap_err());
+        assert!(err.contains("finetune"), "{err}");
         let mut twice = cfg;
         let first = twice.models[0].clone();
         twice.models.push(first);

@@ -135,7 +135,7 @@ impl PositiveSource for SubsetData {
         rng: &mut Rng,
         device: &Device,
     ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
-        sprite_batch(self.concept, n, device, || {
+        sprite_batch(&[self.concept], n, device, || {
             self.subsets[rng.below(self.subsets.len())].draw(rng)
         })
     }

@@ -167,14 +167,16 @@ impl PositiveSource for SpriteData {
         rng: &mut Rng,
         device: &Device,
     ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
-        sprite_batch(self.concept, n, device, || draw_latents(rng, self.holdout))
+        sprite_batch(&[self.concept], n, device, || {
+            draw_latents(rng, self.holdout)
+        })
     }
 }
 
 /// `n` sprites of the latents `draw` gives, rendered (`[n, SIZE * SIZE]`),
-/// with their conditioning on `concept`.
+/// with their conditioning on each of `concepts` in turn.
 pub fn sprite_batch(
-    concept: Concept,
+    concepts: &[Concept],
     n: usize,
     device: &Device,
     mut draw: impl FnMut() -> Latents,
@@ -183,11 +185,14 @@ pub fn sprite_batch(
     for _ in 0..n {
         let l = draw();
         x.extend(render(&l));
-        concept.encode(&l, &mut c);
+        for concept in concepts {
+            concept.encode(&l, &mut c);
+        }
     }
+    let width = concepts.iter().map(|c| c.dim()).sum::<usize>();
     Ok((
         Tensor::from_vec(x, (n, SIZE * SIZE), device)?,
-        Some(Tensor::from_vec(c, (n, concept.dim()), device)?),
+        Some(Tensor::from_vec(c, (n, width), device)?),
     ))
 }
 

@@ -5,6 +5,7 @@ pub mod compose;
 pub mod cross;
 pub mod cross_data;
 pub mod data;
+pub mod finetune;
 pub mod reader;
 pub mod render;
 pub mod train;
