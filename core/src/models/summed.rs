@@ -261,7 +261,7 @@ mod tests {
 
         // Parameter gradients of sum_i w(i, E_i) E_i.
         let weight = |i: usize, e: f32| {
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 2.0 * e + 1.0
             } else {
                 0.5 * e - 1.0

@@ -298,7 +298,12 @@ pub fn evaluate(
                 .collect::<Result<Vec<_>>>()?;
             let mut tuned = Models::load_dirs(&dirs, device)?;
             tuned.weights = p.weights.clone().unwrap_or_default();
-            let x = tuned.sample(&want, &settings, &mut rng, device)?;
+            // Its own noise, so the other samplers' draws stay as without it.
+            let mut own = Rng::derived(
+                0,
+                &format!("dsprites cross {} fine-tuned{}", p.name, split.suffix()),
+            );
+            let x = tuned.sample(&want, &settings, &mut own, device)?;
             let name = format!(
                 "composed, fine-tuned as one sum: {}",
                 p.composed.join(" + ")
