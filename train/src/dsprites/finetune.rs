@@ -20,7 +20,7 @@ use ebm_core::{
     SummedMember, Trainer,
 };
 
-use super::cross::{CrossConfig, Panel};
+use super::cross_config::{CrossConfig, Panel};
 use super::cross_data::Subset;
 use super::data::{sprite_batch, Concept};
 use super::render::SIZE;

@@ -3,6 +3,7 @@
 
 pub mod compose;
 pub mod cross;
+pub mod cross_config;
 pub mod cross_data;
 pub mod data;
 pub mod finetune;
