@@ -64,6 +64,9 @@ impl ContinualConfig {
                 "methods: {:?} needs positive epochs, batch_size and lr, and alpha >= 0",
                 m.method
             );
+            if let Some(d) = &m.dreams {
+                d.validate()?;
+            }
             if let Some(r) = &m.replay {
                 ensure!(
                     m.langevin.is_some(),

@@ -8,6 +8,8 @@ use ebm_core::training::adam::{Adam, AdamConfig};
 use ebm_core::{Activation, LangevinConfig, ParamStore, ReplayBuffer, ReplayConfig, Rng};
 use serde::{Deserialize, Serialize};
 
+use super::dreams::{dream, DreamConfig};
+
 /// How a learner scores labels and which labels its training contrasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -74,6 +76,12 @@ pub struct MethodSettings {
     /// Where the EBM's label enters (ignored by the softmax learners).
     #[serde(default)]
     pub label_input: LabelInput,
+    /// Replay of the learner's own dreams of earlier tasks' classes
+    /// (`dreams.rs`): each step adds the cross-entropy of dreams of the old
+    /// classes over every class seen so far (the digits themselves keep
+    /// their method's contrast).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dreams: Option<DreamConfig>,
 }
 
 /// Where the EBM's label enters its network.
@@ -96,8 +104,16 @@ fn default_true() -> bool {
 }
 
 impl MethodSettings {
-    /// The learner's name in tables and figures, naming the EBM's variant.
-    pub fn name(&self) -> &'static str {
+    /// The learner's name in tables and figures, naming the EBM's variant
+    /// and the dreams if any.
+    pub fn name(&self) -> String {
+        match self.dreams {
+            Some(_) => format!("{} + dreams", self.base_name()),
+            None => self.base_name().into(),
+        }
+    }
+
+    fn base_name(&self) -> &'static str {
         if self.method != Method::Ebm {
             return self.method.name();
         }
@@ -143,6 +159,9 @@ pub struct Learner {
     replay: Option<ReplayBuffer>,
     /// Starts and noise of the Langevin negatives.
     rng: Rng,
+    dreams: Option<DreamConfig>,
+    /// Labels, starts and noise of the dreams.
+    dream_rng: Rng,
 }
 
 fn weight(vb: &VarBuilder, name: &str, out: usize, inp: usize) -> Result<Tensor> {
@@ -168,6 +187,9 @@ impl Learner {
                 "methods: langevin negatives are for the EBM, not {method:?}"
             );
             l.validate()?;
+        }
+        if let Some(d) = &settings.dreams {
+            d.validate()?;
         }
         anyhow::ensure!(
             settings.replay.is_none() || settings.langevin.is_some(),
@@ -228,6 +250,8 @@ impl Learner {
                 .map(|r| ReplayBuffer::new(r, dim, 0))
                 .transpose()?,
             rng: Rng::derived(seed, "continual negatives"),
+            dreams: settings.dreams.clone(),
+            dream_rng: Rng::derived(seed, "continual dreams"),
         })
     }
 
@@ -329,14 +353,29 @@ impl Learner {
         h.matmul(&self.head_w.t()?)?.broadcast_add(&self.head_b)
     }
 
-    /// One Adam step on a batch of one task (`task`: its classes): the
-    /// cross-entropy over the task's labels, or over all classes for the
-    /// plain softmax; for an EBM with Langevin negatives, the paper's
-    /// contrastive term too. Returns the loss.
-    pub fn step(&mut self, x: &Tensor, labels: &[u8], task: &[u8]) -> anyhow::Result<f64> {
+    /// One Adam step on a batch of one task (`task`: its classes; `old`:
+    /// the classes of the tasks before): the cross-entropy over the task's
+    /// labels, or over all classes for the plain softmax; for an EBM with
+    /// Langevin negatives, the paper's contrastive term too; with dreams,
+    /// the cross-entropy of dreams of `old` over every class seen. Returns
+    /// the loss.
+    pub fn step(
+        &mut self,
+        x: &Tensor,
+        labels: &[u8],
+        task: &[u8],
+        old: &[u8],
+    ) -> anyhow::Result<f64> {
         let all: Vec<u8> = (0..self.classes as u8).collect();
+        let seen: Vec<u8> = old.iter().chain(task).copied().collect();
+        let dreaming = self.dreams.is_some() && !old.is_empty();
         let contrast = if self.method.task_labels_only() {
             task
+        } else {
+            &all
+        };
+        let dream_contrast = if self.method.task_labels_only() {
+            &seen
         } else {
             &all
         };
@@ -373,6 +412,27 @@ impl Learner {
                 term = (term + (squares * self.alpha)?)?;
             }
             loss = (loss + term)?;
+        }
+        if let (true, Some(cfg)) = (dreaming, &self.dreams) {
+            let dim = x.dims2()?.1;
+            let mut rng = self.dream_rng.clone();
+            let (dreams, dreamt) = dream(
+                |x, among| self.logits(x, among),
+                cfg,
+                [cfg.per_batch, dim],
+                old,
+                dream_contrast,
+                &mut rng,
+                x.device(),
+            )?;
+            self.dream_rng = rng;
+            let at: Vec<u32> = dreamt
+                .iter()
+                .map(|l| dream_contrast.iter().position(|c| c == l).unwrap_or(0) as u32)
+                .collect();
+            let at = Tensor::from_vec(at, dreamt.len(), x.device())?;
+            let logits = self.logits(&dreams, dream_contrast)?;
+            loss = (loss + candle_nn::loss::cross_entropy(&logits, &at)?)?;
         }
         let grads = loss.backward()?;
         self.adam.step(&self.params, &grads)?;

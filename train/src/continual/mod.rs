@@ -13,10 +13,14 @@
 //! - a softmax classifier over all ten classes (the forgetting baseline);
 //! - the same softmax classifier normalised over the current task's classes
 //!   only (the "labels trick"): the help the EBM's contrast gets, given to
-//!   the baseline.
+//!   the baseline;
+//! - any of them with dreams (`dreams`): Langevin samples of the earlier
+//!   tasks' classes drawn on the learner itself and replayed beside each
+//!   batch, no digit stored.
 
 pub mod config;
 pub mod data;
+pub mod dreams;
 pub mod learner;
 pub mod report;
 pub mod run;

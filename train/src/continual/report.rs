@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::run::ContinualReport;
-use crate::plot::{line_chart, Axes, Line, BLUE, GREEN, ORANGE, RED};
+use crate::plot::{line_chart, Axes, Line, BLUE, BROWN, GREEN, ORANGE, PURPLE, RED};
 
 /// Mean and sample standard deviation.
 pub fn mean_sd(v: &[f64]) -> (f64, f64) {
@@ -70,7 +70,7 @@ impl ContinualReport {
     /// number of tasks learned, a band of +- 1 sd per method.
     pub fn figure(&self, path: &Path) -> Result<()> {
         let x: Vec<f64> = (1..=self.tasks.len()).map(|t| t as f64).collect();
-        let colours = [BLUE, RED, ORANGE, GREEN];
+        let colours = [BLUE, RED, ORANGE, GREEN, PURPLE, BROWN];
         let curves: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = (0..self.methods.len())
             .map(|m| {
                 let c = self.curve(m, |a| a.seen);
@@ -81,12 +81,12 @@ impl ContinualReport {
                 )
             })
             .collect();
-        let names: Vec<&str> = self.methods.iter().map(|m| m.settings.name()).collect();
+        let names: Vec<String> = self.methods.iter().map(|m| m.settings.name()).collect();
         let lines: Vec<Line> = curves
             .iter()
             .enumerate()
             .map(|(i, (y, lo, hi))| Line {
-                name: names[i],
+                name: &names[i],
                 color: colours[i % colours.len()],
                 x: &x,
                 y,

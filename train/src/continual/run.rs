@@ -110,7 +110,7 @@ pub fn train_sequence(
             }
             for idx in order.chunks(settings.batch_size) {
                 let b = data.rows(idx);
-                let loss = learner.step(&b.tensor(device)?, &b.labels, task)?;
+                let loss = learner.step(&b.tensor(device)?, &b.labels, task, &seen)?;
                 anyhow::ensure!(
                     loss.is_finite(),
                     "{} diverged in task {t}, epoch {epoch}",
@@ -128,7 +128,7 @@ pub fn train_sequence(
             device,
         )?);
         tracing::info!(
-            method = settings.name(),
+            method = %settings.name(),
             seed,
             task = t,
             seen = out[t].seen,

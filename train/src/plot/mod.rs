@@ -38,6 +38,8 @@ pub const BLUE: RGBColor = RGBColor(31, 119, 180);
 pub const RED: RGBColor = RGBColor(214, 39, 40);
 pub const ORANGE: RGBColor = RGBColor(255, 127, 14);
 pub const GREEN: RGBColor = RGBColor(44, 160, 44);
+pub const PURPLE: RGBColor = RGBColor(148, 103, 189);
+pub const BROWN: RGBColor = RGBColor(140, 86, 75);
 pub const LIGHT_BLUE: RGBColor = RGBColor(150, 190, 230);
 
 /// Creates the folder a figure goes into, so that any chart can be written
