@@ -8,7 +8,9 @@ use clap::Subcommand;
 use ebm_train::dsprites::compose::{evaluate, progressive, ComposeRow, ComposeSettings, Models};
 use ebm_train::dsprites::cross::{self, CrossConfig};
 use ebm_train::dsprites::data::{Concept, Holdout};
-use ebm_train::dsprites::finetune::{finetune_panel, finetuned_dir};
+use ebm_train::dsprites::finetune::{
+    finetune_panel, finetune_parts, finetuned_dir, parts_finetuned_dir,
+};
 use ebm_train::dsprites::reader::LatentReader;
 use ebm_train::dsprites::train::{run_dir, train_concepts, DspritesConfig};
 use ebm_train::images::eval::export_model;
@@ -24,7 +26,8 @@ pub enum DspritesCommand {
         out: PathBuf,
     },
     /// Copy each concept model's latest weights (no trainer state) from a
-    /// run to `--to`, which `compose --out` then reads.
+    /// run to `--to`, which `compose --out` then reads (the fine-tuned sum's
+    /// members too, if the config fine-tunes).
     Export {
         #[arg(long, default_value = "configs/dsprites.toml")]
         config: PathBuf,
@@ -32,6 +35,15 @@ pub enum DspritesCommand {
         out: PathBuf,
         #[arg(long)]
         to: PathBuf,
+    },
+    /// Fine-tune the sum of the concept models (not `all`) in `--out` as
+    /// one energy on their training data for the config's `finetune` steps
+    /// (resumable), into `<out>/finetuned`.
+    Finetune {
+        #[arg(long, default_value = "configs/dsprites.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = "out/dsprites")]
+        out: PathBuf,
     },
     /// Sample seen and held-out combinations by summing the concept models'
     /// energies and with the all-latent model (if the config has one); read
@@ -113,11 +125,29 @@ pub fn run(command: DspritesCommand, device: Device) -> Result<()> {
         }
         DspritesCommand::Export { config, out, to } => {
             let cfg = DspritesConfig::load(&config)?;
-            let runs = cfg
+            let mut runs: Vec<_> = cfg
                 .concepts
                 .iter()
-                .map(|&c| (format!("{c:?}"), run_dir(&out, c), run_dir(&to, c)));
-            export_runs(runs, &device)
+                .map(|&c| (format!("{c:?}"), run_dir(&out, c), run_dir(&to, c)))
+                .collect();
+            if cfg.finetune.is_some() {
+                let (from, dest) = (parts_finetuned_dir(&out), parts_finetuned_dir(&to));
+                runs.extend(concept_parts(&cfg, &config)?.into_iter().map(|c| {
+                    (
+                        format!("{c:?} fine-tuned"),
+                        run_dir(&from, c),
+                        run_dir(&dest, c),
+                    )
+                }));
+            }
+            export_runs(runs.into_iter(), &device)
+        }
+        DspritesCommand::Finetune { config, out } => {
+            let cfg = DspritesConfig::load(&config)?;
+            let steps = cfg
+                .finetune
+                .with_context(|| format!("{}: no `finetune` steps to run", config.display()))?;
+            finetune_parts(&cfg, &concept_parts(&cfg, &config)?, steps, &out, &device)
         }
         DspritesCommand::Compose {
             config,
@@ -128,16 +158,12 @@ pub fn run(command: DspritesCommand, device: Device) -> Result<()> {
             langevin_steps,
         } => {
             let cfg = DspritesConfig::load(&config)?;
-            let parts: Vec<Concept> = Concept::PARTS
-                .into_iter()
-                .filter(|c| cfg.concepts.contains(c))
-                .collect();
-            anyhow::ensure!(
-                !parts.is_empty(),
-                "compose needs at least one concept model (not only `all`) in {}",
-                config.display()
-            );
+            let parts = concept_parts(&cfg, &config)?;
             let composed = Models::load(&out, &parts, &device)?;
+            let finetuned = match cfg.finetune {
+                Some(_) => Some(Models::load(&parts_finetuned_dir(&out), &parts, &device)?),
+                None => None,
+            };
             let baseline = if cfg.concepts.contains(&Concept::All) {
                 Some(Models::load(&out, &[Concept::All], &device)?)
             } else {
@@ -154,14 +180,11 @@ pub fn run(command: DspritesCommand, device: Device) -> Result<()> {
                 n,
             };
             let figures = figures.unwrap_or_else(|| out.join("figures"));
-            let mut rows = evaluate(
-                &composed,
-                baseline.as_ref(),
-                &reader,
-                &settings,
-                &figures,
-                &device,
-            )?;
+            let mut samplers = vec![("composed concept EBMs", &composed)];
+            samplers.extend(baseline.as_ref().map(|b| ("one EBM on all latents", b)));
+            // Last, so the other samplers draw the same noise as without it.
+            samplers.extend(finetuned.as_ref().map(|f| (FINETUNED, f)));
+            let mut rows = evaluate(&samplers, &reader, &settings, &figures, &device)?;
             rows.extend(progressive(
                 &out, &parts, &reader, &settings, &figures, &device,
             )?);
@@ -231,6 +254,24 @@ pub fn run(command: DspritesCommand, device: Device) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The sampler name of the fine-tuned sum in `compose`'s rows.
+const FINETUNED: &str = "composed concept EBMs, fine-tuned as one sum";
+
+/// The concept models of `cfg` that `compose` sums (every one but `all`),
+/// in the paper's order.
+fn concept_parts(cfg: &DspritesConfig, config: &std::path::Path) -> Result<Vec<Concept>> {
+    let parts: Vec<Concept> = Concept::PARTS
+        .into_iter()
+        .filter(|c| cfg.concepts.contains(c))
+        .collect();
+    anyhow::ensure!(
+        !parts.is_empty(),
+        "compose needs at least one concept model (not only `all`) in {}",
+        config.display()
+    );
+    Ok(parts)
 }
 
 /// Copies each run's latest weights (no trainer state) from `from` to

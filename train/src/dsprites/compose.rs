@@ -128,13 +128,12 @@ pub struct ComposeSettings {
     pub n: usize,
 }
 
-/// Samples `n` seen and `n` held-out combinations with the summed concept
-/// models and with the baseline (if any), reads them back, and draws
-/// `compose_{seen,held-out}.png` (rows: truth, composed, baseline) into
+/// Samples `n` seen and `n` held-out combinations with each of
+/// `samplers` (a name and the models it sums), reads them back, and draws
+/// `compose_{seen,held-out}.png` (rows: truth, then each sampler) into
 /// `out`.
 pub fn evaluate(
-    composed: &Models,
-    baseline: Option<&Models>,
+    samplers: &[(&str, &Models)],
     reader: &LatentReader,
     settings: &ComposeSettings,
     out: &Path,
@@ -159,11 +158,7 @@ pub fn evaluate(
             errors: reader.errors(&truth.zeros_like()?, &want)?,
         });
         let mut pictures = vec![truth.clone()];
-        let samplers = [
-            Some(("composed concept EBMs", composed)),
-            baseline.map(|b| ("one EBM on all latents", b)),
-        ];
-        for (name, models) in samplers.into_iter().flatten() {
+        for &(name, models) in samplers {
             let x = models.sample(&want, settings, &mut rng, device)?;
             rows.push(ComposeRow {
                 sampler: name.into(),

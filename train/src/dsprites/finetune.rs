@@ -17,13 +17,14 @@ use candle_core::{Device, Tensor};
 use ebm_core::checkpoint::{self, Manifest};
 use ebm_core::{
     ParamStore, PositiveSource, ResNetEnergy, ResNetEnergyConfig, Rng, Summed, SummedConfig,
-    SummedMember, Trainer,
+    SummedMember, Trainer, TrainerConfig,
 };
 
 use super::cross_config::{CrossConfig, Panel};
 use super::cross_data::Subset;
-use super::data::{sprite_batch, Concept};
+use super::data::{draw_latents, sprite_batch, Concept, Holdout};
 use super::render::SIZE;
+use super::train::DspritesConfig;
 
 /// Sprites of a union of sets, conditioned on several concepts at once:
 /// each concept's encoding in turn, as the sum's members read them.
@@ -53,26 +54,57 @@ impl PositiveSource for JointData {
     }
 }
 
+/// Sprites of every combination but the held-out ones (the data of
+/// `dsprites train`), conditioned on several concepts at once.
+pub struct JointSprites {
+    pub concepts: Vec<Concept>,
+    pub holdout: Option<Holdout>,
+}
+
+impl PositiveSource for JointSprites {
+    fn sample_dim(&self) -> usize {
+        SIZE * SIZE
+    }
+
+    fn cond_dim(&self) -> usize {
+        self.concepts.iter().map(|c| c.dim()).sum()
+    }
+
+    fn batch(
+        &self,
+        n: usize,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+        sprite_batch(&self.concepts, n, device, || {
+            draw_latents(rng, self.holdout)
+        })
+    }
+}
+
 /// Where a panel's fine-tuned models live under `out`.
 pub fn finetuned_dir(out: &Path, p: &Panel) -> PathBuf {
     out.join(format!("{}-finetuned", p.name))
 }
 
-/// The sum of a panel's composed models, in the panel's order.
-fn summed_config(cfg: &CrossConfig, p: &Panel) -> Result<SummedConfig<ResNetEnergyConfig>> {
+/// The sum of `members` (each a name and its concept), in that order,
+/// every member's network from `network`.
+pub fn summed_config(
+    members: &[(String, Concept)],
+    network: impl Fn(&str, Concept) -> Result<ResNetEnergyConfig>,
+) -> Result<SummedConfig<ResNetEnergyConfig>> {
     let mut start = 0;
-    let mut members = Vec::new();
-    for name in &p.composed {
-        let m = cfg.model_named(name)?;
-        members.push(SummedMember {
+    let mut out = Vec::new();
+    for (name, concept) in members {
+        out.push(SummedMember {
             name: name.clone(),
             cond_start: start,
-            cond_dim: m.concept.dim(),
-            model: cfg.network(m),
+            cond_dim: concept.dim(),
+            model: network(name, *concept)?,
         });
-        start += m.concept.dim();
+        start += concept.dim();
     }
-    Ok(SummedConfig { members })
+    Ok(SummedConfig { members: out })
 }
 
 /// Fine-tunes the panel's sum for `steps` steps (resuming where it
@@ -85,16 +117,82 @@ pub fn finetune_panel(
     out: &Path,
     device: &Device,
 ) -> Result<()> {
-    let sum_cfg = summed_config(cfg, p)?;
+    let members = p
+        .composed
+        .iter()
+        .map(|n| Ok((n.clone(), cfg.model_named(n)?.concept)))
+        .collect::<Result<Vec<_>>>()?;
+    let sum_cfg = summed_config(&members, |n, _| Ok(cfg.network(cfg.model_named(n)?)))?;
     let data = JointData {
-        concepts: p
-            .composed
-            .iter()
-            .map(|n| Ok(cfg.model_named(n)?.concept))
-            .collect::<Result<_>>()?,
+        concepts: members.iter().map(|(_, c)| *c).collect(),
         subsets: cfg.trained_sets(p)?,
     };
-    let dir = finetuned_dir(out, p);
+    let label = p.name.as_str();
+    finetune_sum(
+        &sum_cfg,
+        &data,
+        &cfg.trainer,
+        steps,
+        out,
+        &finetuned_dir(out, p),
+        label,
+        device,
+    )
+}
+
+/// Where `dsprites finetune` writes the fine-tuned concept models under
+/// `out` (each in its concept's folder, as `dsprites train` names them).
+pub fn parts_finetuned_dir(out: &Path) -> PathBuf {
+    out.join("finetuned")
+}
+
+/// Fine-tunes the sum of the concept models `parts` (trained by `dsprites
+/// train` in `out`) for `steps` steps on the data they were trained on,
+/// each member reading its own concept, into `parts_finetuned_dir(out)`.
+pub fn finetune_parts(
+    cfg: &DspritesConfig,
+    parts: &[Concept],
+    steps: u64,
+    out: &Path,
+    device: &Device,
+) -> Result<()> {
+    let members: Vec<(String, Concept)> = parts
+        .iter()
+        .map(|&c| (format!("{c:?}").to_lowercase(), c))
+        .collect();
+    let sum_cfg = summed_config(&members, |_, c| Ok(cfg.model_for(c)))?;
+    let data = JointSprites {
+        concepts: parts.to_vec(),
+        holdout: cfg.holdout,
+    };
+    let dir = parts_finetuned_dir(out);
+    finetune_sum(
+        &sum_cfg,
+        &data,
+        &cfg.trainer,
+        steps,
+        out,
+        &dir,
+        "concepts",
+        device,
+    )
+}
+
+/// Fine-tunes the sum `sum_cfg` on `data` for `steps` steps of Algorithm 1
+/// (resuming where it stopped, in `dir/sum`), starting from each member's
+/// trained weights in `from/<member>`, then writes each member's weights
+/// to `dir/<member>`.
+#[allow(clippy::too_many_arguments)]
+pub fn finetune_sum(
+    sum_cfg: &SummedConfig<ResNetEnergyConfig>,
+    data: &impl PositiveSource,
+    trainer: &TrainerConfig,
+    steps: u64,
+    from: &Path,
+    dir: &Path,
+    label: &str,
+    device: &Device,
+) -> Result<()> {
     let run_dir = dir.join("sum");
     let mut run = if checkpoint::latest(&run_dir)?.is_some() {
         Trainer::<Summed<ResNetEnergy>>::resume(&run_dir, device)
@@ -102,19 +200,19 @@ pub fn finetune_panel(
     } else {
         let mut run = Trainer::<Summed<ResNetEnergy>>::new(
             sum_cfg.clone(),
-            cfg.trainer.clone(),
+            trainer.clone(),
             SIZE * SIZE,
             data.cond_dim(),
             device,
         )?;
-        run.warm_start(&member_weights(&sum_cfg, out, device)?)?;
+        run.warm_start(&member_weights(sum_cfg, from, device)?)?;
         run
     };
     let left = steps.saturating_sub(run.step_count());
-    run.train(&data, left, Some(&run_dir), |s| {
+    run.train(data, left, Some(&run_dir), |s| {
         if s.step % 50 == 0 {
             tracing::info!(
-                panel = p.name,
+                sum = label,
                 step = s.step,
                 e_pos = s.e_pos,
                 e_neg = s.e_neg,
@@ -123,7 +221,7 @@ pub fn finetune_panel(
         }
     })?;
     let weights = run.params().tensors();
-    save_members(&sum_cfg, &weights, run.step_count(), &dir, device)
+    save_members(sum_cfg, &weights, run.step_count(), dir, device)
 }
 
 /// Writes each member's part of the sum's `weights` as a model of its own
@@ -175,6 +273,35 @@ fn member_weights(
 mod tests {
     use super::*;
     use ebm_core::{EnergyFunction, EnergyModel};
+
+    /// The fine-tuning data of `dsprites finetune` hold each concept's
+    /// encoding in turn and never a held-out combination.
+    #[test]
+    fn joint_sprites_keep_the_held_out_combinations_out() -> Result<()> {
+        use crate::dsprites::render::{POSITIONS, SCALES};
+        let data = JointSprites {
+            concepts: vec![Concept::Position, Concept::Scale],
+            holdout: Some(Holdout { large_scales: 2 }),
+        };
+        assert_eq!(data.cond_dim(), 4);
+        let (_, c) = data.batch(600, &mut Rng::new(8), &Device::Cpu)?;
+        let rows: Vec<Vec<f32>> = c.expect("conditioned").to_vec2()?;
+        let (mut large_right, mut small_left) = (0, 0);
+        for r in &rows {
+            let x = (f64::from(r[0]) * (POSITIONS - 1) as f64).round() as usize;
+            let scale = (f64::from(r[2]) * (SCALES - 1) as f64).round() as usize;
+            assert!((r[2] + r[3] - 1.0).abs() < 1e-6, "scale columns: {r:?}");
+            let large = scale + 2 >= SCALES;
+            assert!(!(large && x < POSITIONS / 2), "held out: {r:?}");
+            large_right += usize::from(large);
+            small_left += usize::from(!large && x < POSITIONS / 2);
+        }
+        assert!(
+            large_right > 50 && small_left > 50,
+            "{large_right} {small_left}"
+        );
+        Ok(())
+    }
 
     /// The sum's energy is its members' energies under their own columns,
     /// its trainer starts from the members' weights, and the members it

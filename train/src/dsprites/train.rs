@@ -33,6 +33,11 @@ pub struct DspritesConfig {
     /// absent.
     #[serde(default)]
     pub compose: Option<ComposeConfig>,
+    /// Steps of `dsprites finetune`: the concept models' sum trained
+    /// further as one energy on the same data (the paper's fine-tuning of
+    /// a sum); `compose` then also samples that sum. None: not done.
+    #[serde(default)]
+    pub finetune: Option<u64>,
 }
 
 /// Sampling for `dsprites compose`.
@@ -60,6 +65,10 @@ impl DspritesConfig {
         }
         self.trainer.validate()?;
         self.compose_langevin().validate()?;
+        ensure!(
+            self.finetune != Some(0),
+            "finetune: a positive number of steps"
+        );
         Ok(())
     }
 
@@ -190,6 +199,18 @@ lr = 0.001
 beta1 = 0.0
 beta2 = 0.999
 "#;
+
+    #[test]
+    fn zero_fine_tuning_steps_are_refused() -> Result<()> {
+        let with = |steps: u64| -> Result<DspritesConfig> {
+            let text = CONFIG.replacen("[model]", &format!("finetune = {steps}\n[model]"), 1);
+            Ok(toml::from_str(&text)?)
+        };
+        with(400)?.validate()?;
+        let err = with(0)?.validate().unwrap_err().to_string();
+        assert!(err.contains("finetune"), "{err}");
+        Ok(())
+    }
 
     /// A short run of a tiny position model lowers rendered sprites' energy
     /// below uniform noise's under the same conditioning, and resumes.
