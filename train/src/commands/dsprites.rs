@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use candle_core::Device;
 use clap::Subcommand;
-use ebm_train::dsprites::compose::{evaluate, progressive, ComposeRow, ComposeSettings, Models};
+use ebm_train::dsprites::compose::{
+    evaluate, progressive, ComposeRow, ComposeSettings, Models, Sampler,
+};
 use ebm_train::dsprites::cross::{self, CrossConfig};
 use ebm_train::dsprites::data::{Concept, Holdout};
 use ebm_train::dsprites::finetune::{
@@ -180,10 +182,18 @@ pub fn run(command: DspritesCommand, device: Device) -> Result<()> {
                 n,
             };
             let figures = figures.unwrap_or_else(|| out.join("figures"));
-            let mut samplers = vec![("composed concept EBMs", &composed)];
-            samplers.extend(baseline.as_ref().map(|b| ("one EBM on all latents", b)));
-            // Last, so the other samplers draw the same noise as without it.
-            samplers.extend(finetuned.as_ref().map(|f| (FINETUNED, f)));
+            let sampler = |name, models, own_noise| Sampler {
+                name,
+                models,
+                own_noise,
+            };
+            let mut samplers = vec![sampler("composed concept EBMs", &composed, false)];
+            samplers.extend(
+                baseline
+                    .as_ref()
+                    .map(|b| sampler("one EBM on all latents", b, false)),
+            );
+            samplers.extend(finetuned.as_ref().map(|f| sampler(FINETUNED, f, true)));
             let mut rows = evaluate(&samplers, &reader, &settings, &figures, &device)?;
             rows.extend(progressive(
                 &out, &parts, &reader, &settings, &figures, &device,

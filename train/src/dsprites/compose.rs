@@ -118,6 +118,16 @@ pub fn comparison_grid(rows: &[&Tensor], path: &Path) -> Result<()> {
     image_grid(&values, rows.len() * n, 1, SIZE, SIZE, n, 2).save_png(path)
 }
 
+/// One sampler of `evaluate`.
+pub struct Sampler<'a> {
+    pub name: &'a str,
+    /// The models whose energies it sums.
+    pub models: &'a Models,
+    /// Whether it draws Langevin noise of its own, so that adding it
+    /// leaves the other samplers' draws (and the combinations) unchanged.
+    pub own_noise: bool,
+}
+
 /// How samples are drawn and how many.
 pub struct ComposeSettings {
     pub holdout: Holdout,
@@ -129,11 +139,10 @@ pub struct ComposeSettings {
 }
 
 /// Samples `n` seen and `n` held-out combinations with each of
-/// `samplers` (a name and the models it sums), reads them back, and draws
-/// `compose_{seen,held-out}.png` (rows: truth, then each sampler) into
-/// `out`.
+/// `samplers`, reads them back, and draws `compose_{seen,held-out}.png`
+/// (rows: truth, then each sampler) into `out`.
 pub fn evaluate(
-    samplers: &[(&str, &Models)],
+    samplers: &[Sampler],
     reader: &LatentReader,
     settings: &ComposeSettings,
     out: &Path,
@@ -158,10 +167,16 @@ pub fn evaluate(
             errors: reader.errors(&truth.zeros_like()?, &want)?,
         });
         let mut pictures = vec![truth.clone()];
-        for &(name, models) in samplers {
-            let x = models.sample(&want, settings, &mut rng, device)?;
+        for sampler in samplers {
+            let x = if sampler.own_noise {
+                let label = format!("dsprites compose {} {which}", sampler.name);
+                let mut own = Rng::derived(0, &label);
+                sampler.models.sample(&want, settings, &mut own, device)?
+            } else {
+                sampler.models.sample(&want, settings, &mut rng, device)?
+            };
             rows.push(ComposeRow {
-                sampler: name.into(),
+                sampler: sampler.name.into(),
                 combinations: which.into(),
                 errors: reader.errors(&x, &want)?,
             });
