@@ -163,7 +163,11 @@ pub fn run(command: DspritesCommand, device: Device) -> Result<()> {
             let parts = concept_parts(&cfg, &config)?;
             let composed = Models::load(&out, &parts, &device)?;
             let finetuned = match cfg.finetune {
-                Some(_) => Some(Models::load(&parts_finetuned_dir(&out), &parts, &device)?),
+                Some(_) => Some(
+                    Models::load(&parts_finetuned_dir(&out), &parts, &device).with_context(
+                        || "the config sets `finetune`: run `ebm-train dsprites finetune` first",
+                    )?,
+                ),
                 None => None,
             };
             let baseline = if cfg.concepts.contains(&Concept::All) {
