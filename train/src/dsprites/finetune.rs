@@ -26,11 +26,20 @@ use super::data::{draw_latents, sprite_batch, Concept, Holdout};
 use super::render::SIZE;
 use super::train::DspritesConfig;
 
-/// Sprites of a union of sets, conditioned on several concepts at once:
-/// each concept's encoding in turn, as the sum's members read them.
+/// Which sprites a sum is fine-tuned on.
+pub enum Sprites {
+    /// A union of the cross experiment's sets, each drawn equally often.
+    Subsets(Vec<Subset>),
+    /// Every combination but the held-out ones (the data of `dsprites
+    /// train`).
+    AllBut(Option<Holdout>),
+}
+
+/// Sprites conditioned on several concepts at once: each concept's
+/// encoding in turn, as the sum's members read them.
 pub struct JointData {
     pub concepts: Vec<Concept>,
-    pub subsets: Vec<Subset>,
+    pub sprites: Sprites,
 }
 
 impl PositiveSource for JointData {
@@ -48,36 +57,9 @@ impl PositiveSource for JointData {
         rng: &mut Rng,
         device: &Device,
     ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
-        sprite_batch(&self.concepts, n, device, || {
-            self.subsets[rng.below(self.subsets.len())].draw(rng)
-        })
-    }
-}
-
-/// Sprites of every combination but the held-out ones (the data of
-/// `dsprites train`), conditioned on several concepts at once.
-pub struct JointSprites {
-    pub concepts: Vec<Concept>,
-    pub holdout: Option<Holdout>,
-}
-
-impl PositiveSource for JointSprites {
-    fn sample_dim(&self) -> usize {
-        SIZE * SIZE
-    }
-
-    fn cond_dim(&self) -> usize {
-        self.concepts.iter().map(|c| c.dim()).sum()
-    }
-
-    fn batch(
-        &self,
-        n: usize,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
-        sprite_batch(&self.concepts, n, device, || {
-            draw_latents(rng, self.holdout)
+        sprite_batch(&self.concepts, n, device, || match &self.sprites {
+            Sprites::Subsets(sets) => sets[rng.below(sets.len())].draw(rng),
+            Sprites::AllBut(holdout) => draw_latents(rng, *holdout),
         })
     }
 }
@@ -125,19 +107,10 @@ pub fn finetune_panel(
     let sum_cfg = summed_config(&members, |n, _| Ok(cfg.network(cfg.model_named(n)?)))?;
     let data = JointData {
         concepts: members.iter().map(|(_, c)| *c).collect(),
-        subsets: cfg.trained_sets(p)?,
+        sprites: Sprites::Subsets(cfg.trained_sets(p)?),
     };
-    let label = p.name.as_str();
-    finetune_sum(
-        &sum_cfg,
-        &data,
-        &cfg.trainer,
-        steps,
-        out,
-        &finetuned_dir(out, p),
-        label,
-        device,
-    )
+    let dir = finetuned_dir(out, p);
+    finetune_sum(&sum_cfg, &data, &cfg.trainer, steps, out, &dir, device)
 }
 
 /// Where `dsprites finetune` writes the fine-tuned concept models under
@@ -161,28 +134,18 @@ pub fn finetune_parts(
         .map(|&c| (format!("{c:?}").to_lowercase(), c))
         .collect();
     let sum_cfg = summed_config(&members, |_, c| Ok(cfg.model_for(c)))?;
-    let data = JointSprites {
+    let data = JointData {
         concepts: parts.to_vec(),
-        holdout: cfg.holdout,
+        sprites: Sprites::AllBut(cfg.holdout),
     };
     let dir = parts_finetuned_dir(out);
-    finetune_sum(
-        &sum_cfg,
-        &data,
-        &cfg.trainer,
-        steps,
-        out,
-        &dir,
-        "concepts",
-        device,
-    )
+    finetune_sum(&sum_cfg, &data, &cfg.trainer, steps, out, &dir, device)
 }
 
 /// Fine-tunes the sum `sum_cfg` on `data` for `steps` steps of Algorithm 1
 /// (resuming where it stopped, in `dir/sum`), starting from each member's
 /// trained weights in `from/<member>`, then writes each member's weights
 /// to `dir/<member>`.
-#[allow(clippy::too_many_arguments)]
 pub fn finetune_sum(
     sum_cfg: &SummedConfig<ResNetEnergyConfig>,
     data: &impl PositiveSource,
@@ -190,7 +153,6 @@ pub fn finetune_sum(
     steps: u64,
     from: &Path,
     dir: &Path,
-    label: &str,
     device: &Device,
 ) -> Result<()> {
     let run_dir = dir.join("sum");
@@ -212,7 +174,7 @@ pub fn finetune_sum(
     run.train(data, left, Some(&run_dir), |s| {
         if s.step % 50 == 0 {
             tracing::info!(
-                sum = label,
+                sum = %dir.display(),
                 step = s.step,
                 e_pos = s.e_pos,
                 e_neg = s.e_neg,
@@ -277,11 +239,11 @@ mod tests {
     /// The fine-tuning data of `dsprites finetune` hold each concept's
     /// encoding in turn and never a held-out combination.
     #[test]
-    fn joint_sprites_keep_the_held_out_combinations_out() -> Result<()> {
+    fn full_data_keep_the_held_out_combinations_out() -> Result<()> {
         use crate::dsprites::render::{POSITIONS, SCALES};
-        let data = JointSprites {
+        let data = JointData {
             concepts: vec![Concept::Position, Concept::Scale],
-            holdout: Some(Holdout { large_scales: 2 }),
+            sprites: Sprites::AllBut(Some(Holdout { large_scales: 2 })),
         };
         assert_eq!(data.cond_dim(), 4);
         let (_, c) = data.batch(600, &mut Rng::new(8), &Device::Cpu)?;
@@ -367,7 +329,7 @@ mod tests {
         );
         let data = JointData {
             concepts: vec![a, b],
-            subsets: vec![Subset::CentralSizes, Subset::SmallPositions],
+            sprites: Sprites::Subsets(vec![Subset::CentralSizes, Subset::SmallPositions]),
         };
         let mut run = Trainer::<Summed<ResNetEnergy>>::new(
             sum_cfg.clone(),
