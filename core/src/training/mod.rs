@@ -4,6 +4,7 @@
 //! classification term of conditional models ([`label_contrast`]).
 
 pub mod adam;
+pub mod kl_term;
 pub mod label_contrast;
 pub mod replay_buffer;
 pub mod trainer;

@@ -4,8 +4,9 @@
 //! Each step: positives from the data; chain starts from the buffer (95%) or
 //! uniform noise (5%); K Langevin steps on a frozen copy of the model (no
 //! gradient through sampling, no parameter gradients); negatives written back
-//! to the buffer; loss `alpha (E+^2 + E-^2) + E+ - E-` (batch means); one Adam
-//! step. A guard stops training with a clear error when energies turn
+//! to the buffer; loss `alpha (E+^2 + E-^2) + E+ - E-` (batch means), with
+//! `trainer.kl` the paper's KL term through the last step
+//! ([`crate::training::kl_term`]); one Adam step. A guard stops training with a clear error when energies turn
 //! non-finite or explode. Checkpoints hold everything needed for exact resume:
 //! weights, spectral-norm vectors, optimiser moments by name, the buffer, the
 //! step and the RNG state.
@@ -22,6 +23,7 @@ use crate::error::{CoreError, Result};
 use crate::params::ParamStore;
 use crate::sampling::langevin::{LangevinConfig, LangevinSampler};
 use crate::training::adam::{Adam, AdamConfig};
+use crate::training::kl_term::{self, KlRows};
 use crate::training::label_contrast::LabelContrast;
 use crate::training::replay_buffer::{ReplayBuffer, ReplayConfig};
 use crate::Rng;
@@ -60,6 +62,15 @@ pub struct TrainerConfig {
     /// them at `T = 1` is nearly flat and its gradient weak. Default 1.
     #[serde(default = "one")]
     pub label_temperature: f64,
+    /// Weight of the paper's KL term, `E_stop(x_K)` differentiated through
+    /// the chain's last step (0, the default: none). See
+    /// [`crate::training::kl_term`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub kl: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 fn one() -> f64 {
@@ -90,6 +101,14 @@ impl TrainerConfig {
                 "trainer.label_contrast must be finite and >= 0",
             ));
         }
+        if !(self.kl >= 0.0 && self.kl.is_finite()) {
+            return Err(CoreError::config("trainer.kl must be finite and >= 0"));
+        }
+        if self.kl > 0.0 && self.langevin.steps == 0 {
+            return Err(CoreError::config(
+                "trainer.kl needs at least one Langevin step (langevin.steps = 0)",
+            ));
+        }
         if !(self.max_abs_energy > 0.0) {
             return Err(CoreError::config("trainer.max_abs_energy must be positive"));
         }
@@ -112,6 +131,7 @@ impl TrainerConfig {
             max_abs_energy: default_max_abs_energy(),
             label_contrast: 0.0,
             label_temperature: 1.0,
+            kl: 0.0,
         }
     }
 }
@@ -274,10 +294,15 @@ impl<M: EnergyModel> Trainer<M> {
             &frozen as &dyn EnergyFunction,
             starts.cond.clone(),
         )];
-        let x_neg = self
-            .sampler
-            .sample(&terms, &starts.x, None, &mut self.rng)?
-            .detach();
+        let (x_neg, kl) = match self.cfg.kl > 0.0 {
+            false => {
+                let x = self
+                    .sampler
+                    .sample(&terms, &starts.x, None, &mut self.rng)?;
+                (x.detach(), None)
+            }
+            true => self.sample_with_kl_rows(&terms, &starts.x, starts.cond.as_ref())?,
+        };
         self.buffer.push(&x_neg, starts.cond.as_ref())?;
 
         let labels = match (&c_pos, self.cfg.label_contrast > 0.0) {
@@ -289,8 +314,13 @@ impl<M: EnergyModel> Trainer<M> {
             )?),
             _ => None,
         };
-        let (e_pos, e_neg, fused) =
-            self.loss_energies(&x_pos, c_pos.as_ref(), &x_neg, starts.cond.as_ref())?;
+        let (e_pos, e_neg, fused) = self.loss_energies(
+            &x_pos,
+            c_pos.as_ref(),
+            &x_neg,
+            starts.cond.as_ref(),
+            kl.as_ref(),
+        )?;
         let reg = (e_pos.sqr()?.mean_all()? + e_neg.sqr()?.mean_all()?)?;
         let loss = ((reg * self.cfg.alpha)? + (e_pos.mean_all()? - e_neg.mean_all()?)?)?;
         let label_ce = labels.as_ref().map_or(0.0, |l| l.cross_entropy);
@@ -312,7 +342,15 @@ impl<M: EnergyModel> Trainer<M> {
                 limit,
             });
         }
-        let mut objective = fused.unwrap_or(loss);
+        let mut objective = match (fused, &kl) {
+            (Some(f), _) => f,
+            (None, None) => loss,
+            (None, Some(k)) => {
+                let w = Tensor::from_vec(k.weights.clone(), k.weights.len(), &self.device)?;
+                let e = self.model.energy(&k.x, k.cond.as_ref())?;
+                (loss + (e * w)?.sum_all()?)?
+            }
+        };
         if let Some(l) = &labels {
             objective = (objective + l.surrogate(&self.model, self.cfg.label_contrast)?)?;
         }
@@ -323,31 +361,62 @@ impl<M: EnergyModel> Trainer<M> {
         Ok(stats)
     }
 
+    /// The chain's negatives with the KL term's rows (the last step taken
+    /// apart, [`crate::training::kl_term`]).
+    fn sample_with_kl_rows(
+        &mut self,
+        terms: &[EnergyTerm],
+        x0: &Tensor,
+        cond: Option<&Tensor>,
+    ) -> Result<(Tensor, Option<KlRows>)> {
+        let lcfg = &self.cfg.langevin;
+        let head = LangevinConfig {
+            steps: lcfg.steps - 1,
+            ..lcfg.clone()
+        };
+        let x = LangevinSampler::new(head)?.sample(terms, x0, None, &mut self.rng)?;
+        let last = kl_term::last_step(lcfg, terms, &x.detach(), &mut self.rng)?;
+        let rows = kl_term::kl_rows(lcfg, terms, &last, cond, self.cfg.kl)?;
+        Ok((last.end.detach(), rows))
+    }
+
     /// The energies of the positives and negatives; where the model has a
     /// fused path, they come without a graph, together with a scalar whose
     /// parameter gradient is the loss's (one pass: each sample's term depends
     /// only on its own energy) (`dL/dE+_i = (2 alpha E+_i + 1) / B`,
-    /// `dL/dE-_i = (2 alpha E-_i - 1) / B`).
-    fn loss_energies(
+    /// `dL/dE-_i = (2 alpha E-_i - 1) / B`), plus the KL term's rows at their
+    /// own weights.
+    pub(crate) fn loss_energies(
         &self,
         x_pos: &Tensor,
         c_pos: Option<&Tensor>,
         x_neg: &Tensor,
         c_neg: Option<&Tensor>,
+        kl: Option<&KlRows>,
     ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
         let (np, nn) = (x_pos.dim(0)?, x_neg.dim(0)?);
-        let conds = match (c_pos, c_neg) {
-            (Some(a), Some(b)) => Some(Some(Tensor::cat(&[a, b], 0)?)),
-            (None, None) => Some(None),
-            _ => None,
+        let mut xs = vec![x_pos.clone(), x_neg.clone()];
+        let mut cs = vec![c_pos.cloned(), c_neg.cloned()];
+        if let Some(k) = kl {
+            xs.push(k.x.clone());
+            cs.push(k.cond.clone());
+        }
+        let conds = match cs.iter().all(Option::is_some) {
+            true => Some(Some(Tensor::cat(
+                &cs.into_iter().flatten().collect::<Vec<_>>(),
+                0,
+            )?)),
+            false if cs.iter().all(Option::is_none) => Some(None),
+            false => None,
         };
         if let (Some(c_all), true) = (conds, x_pos.dims()[1..] == x_neg.dims()[1..]) {
             let alpha = self.cfg.alpha as f32;
-            let weight = |i: usize, e: f32| match i < np {
-                true => (2.0 * alpha * e + 1.0) / np as f32,
-                false => (2.0 * alpha * e - 1.0) / nn as f32,
+            let weight = |i: usize, e: f32| match i {
+                i if i < np => (2.0 * alpha * e + 1.0) / np as f32,
+                i if i < np + nn => (2.0 * alpha * e - 1.0) / nn as f32,
+                i => kl.map_or(0.0, |k| k.weights[i - np - nn]),
             };
-            let x_all = Tensor::cat(&[x_pos, x_neg], 0)?;
+            let x_all = Tensor::cat(&xs, 0)?;
             if let Some(r) = self.model.fused_energy_vjp(&x_all, c_all.as_ref(), &weight) {
                 let (e, surrogate) = r?;
                 return Ok((e.narrow(0, 0, np)?, e.narrow(0, np, nn)?, Some(surrogate)));

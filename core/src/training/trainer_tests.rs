@@ -8,6 +8,7 @@ use crate::checkpoint::{self, WEIGHTS};
 use crate::energy::{EnergyFunction, EnergyModel};
 use crate::models::{MlpEnergy, MlpEnergyConfig, ResNetEnergy, ResNetEnergyConfig};
 use crate::sampling::langevin::LangevinConfig;
+use crate::training::kl_term::KlRows;
 use crate::training::replay_buffer::ReplayConfig;
 use crate::training::trainer::{PositiveSource, Trainer, TrainerConfig};
 use crate::CoreError;
@@ -260,5 +261,68 @@ fn replay_buffer_keeps_conditioning_with_samples() -> anyhow::Result<()> {
     assert!(cond
         .iter()
         .all(|r| (r[0] + r[1] - 1.0).abs() < 1e-6 && (r[0] == 0.0 || r[0] == 1.0)));
+    Ok(())
+}
+
+/// The KL term's rows join the fused weighted gradient at their own weights:
+/// the fused surrogate with them minus the one without has the parameter
+/// gradient of `sum_j w_j E(rows_j)` by autograd.
+#[test]
+fn kl_rows_add_their_weighted_gradient_to_the_fused_loss() -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let (m, t) = config(8);
+    let tr = Trainer::<MlpEnergy>::new(m, t, 2, 2, &dev)?;
+    let mut rng = Rng::new(1);
+    let mut rand = |n: usize| Tensor::from_vec(rng.normal_vec(n * 2), (n, 2), &dev);
+    let (x_pos, c_pos, x_neg, c_neg) = (rand(4)?, rand(4)?, rand(5)?, rand(5)?);
+    let rows = KlRows {
+        x: rand(6)?,
+        cond: Some(rand(6)?),
+        weights: vec![0.7, -1.3, 2.0, 0.1, -0.4, 1.1],
+    };
+    let (_, _, with) = tr.loss_energies(&x_pos, Some(&c_pos), &x_neg, Some(&c_neg), Some(&rows))?;
+    let (_, _, without) = tr.loss_energies(&x_pos, Some(&c_pos), &x_neg, Some(&c_neg), None)?;
+    let (with, without) = (with.expect("fused"), without.expect("fused"));
+    let g_fused = (with - without)?.backward()?;
+    let w = Tensor::from_vec(rows.weights.clone(), 6, &dev)?;
+    let g_auto = (tr.model().energy(&rows.x, rows.cond.as_ref())? * w)?
+        .sum_all()?
+        .backward()?;
+    for (name, var) in tr.params().trainable() {
+        let a: Vec<f32> = g_fused
+            .get(var.as_tensor())
+            .expect(&name)
+            .flatten_all()?
+            .to_vec1()?;
+        let b: Vec<f32> = g_auto
+            .get(var.as_tensor())
+            .expect(&name)
+            .flatten_all()?
+            .to_vec1()?;
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                "{name}: {x} vs {y}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A run with the KL term trains (finite energies), and `kl < 0` is refused.
+#[test]
+fn training_with_the_kl_term_runs_and_a_negative_weight_is_refused() -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let (m, mut t) = config(9);
+    t.kl = 1.0;
+    let mut tr = Trainer::<MlpEnergy>::new(m.clone(), t.clone(), 2, 2, &dev)?;
+    tr.train(&Blob, 5, None, |s| {
+        assert!(s.e_pos.is_finite() && s.e_neg.is_finite())
+    })?;
+    t.kl = -1.0;
+    let err = Trainer::<MlpEnergy>::new(m, t, 2, 2, &dev)
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("trainer.kl"), "{err}");
     Ok(())
 }
