@@ -62,6 +62,11 @@ pub struct CrossConfig {
     /// given there.
     pub model: ResNetEnergyConfig,
     pub trainer: TrainerConfig,
+    /// Weight of the paper's KL term (`trainer.kl`) in the fine-tuning of
+    /// a sum only; the models themselves train with `[trainer]` as given.
+    /// 0 (the default): none.
+    #[serde(default)]
+    pub finetune_kl: f64,
 }
 
 impl CrossConfig {
@@ -120,6 +125,9 @@ impl CrossConfig {
             }
         }
         self.trainer.validate()?;
+        super::finetune::finetune_trainer(&self.trainer, self.finetune_kl)
+            .validate()
+            .context("finetune_kl")?;
         Ok(())
     }
 
@@ -198,6 +206,10 @@ mod tests {
         untuned.panels[0].finetune = Some(0);
         let err = format!("{:#}", untuned.validate().unwrap_err());
         assert!(err.contains("finetune"), "{err}");
+        let mut kl = cfg.clone();
+        kl.finetune_kl = f64::NAN;
+        let err = format!("{:#}", kl.validate().unwrap_err());
+        assert!(err.contains("finetune_kl") && err.contains("kl"), "{err}");
         let mut twice = cfg;
         let first = twice.models[0].clone();
         twice.models.push(first);

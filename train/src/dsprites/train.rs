@@ -38,6 +38,11 @@ pub struct DspritesConfig {
     /// a sum); `compose` then also samples that sum. None: not done.
     #[serde(default)]
     pub finetune: Option<u64>,
+    /// Weight of the paper's KL term (`trainer.kl`) in the fine-tuning of
+    /// a sum only; the models themselves train with `[trainer]` as given.
+    /// 0 (the default): none.
+    #[serde(default)]
+    pub finetune_kl: f64,
 }
 
 /// Sampling for `dsprites compose`.
@@ -64,6 +69,9 @@ impl DspritesConfig {
             self.model_for(*c).validate()?;
         }
         self.trainer.validate()?;
+        super::finetune::finetune_trainer(&self.trainer, self.finetune_kl)
+            .validate()
+            .context("finetune_kl")?;
         self.compose_langevin().validate()?;
         ensure!(
             self.finetune != Some(0),
