@@ -69,9 +69,10 @@ impl DspritesConfig {
             self.model_for(*c).validate()?;
         }
         self.trainer.validate()?;
-        super::finetune::finetune_trainer(&self.trainer, self.finetune_kl)
-            .validate()
-            .context("finetune_kl")?;
+        ensure!(
+            self.finetune_kl >= 0.0 && self.finetune_kl.is_finite(),
+            "finetune_kl: the KL term's weight must be finite and >= 0"
+        );
         self.compose_langevin().validate()?;
         ensure!(
             self.finetune != Some(0),
