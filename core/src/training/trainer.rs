@@ -6,8 +6,8 @@
 //! gradient through sampling, no parameter gradients); negatives written back
 //! to the buffer; loss `alpha (E+^2 + E-^2) + E+ - E-` (batch means), with
 //! `trainer.kl` the paper's KL term through the last step
-//! ([`crate::training::kl_term`]); one Adam step. A guard stops training with a clear error when energies turn
-//! non-finite or explode. Checkpoints hold everything needed for exact resume:
+//! ([`crate::training::kl_term`]); one Adam step. A guard stops training
+//! with a clear error when energies turn non-finite or explode. Checkpoints hold everything needed for exact resume:
 //! weights, spectral-norm vectors, optimiser moments by name, the buffer, the
 //! step and the RNG state.
 
