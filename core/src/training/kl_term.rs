@@ -137,6 +137,17 @@ mod tests {
     /// parameter of a small conditional MLP, with some entries clamped.
     #[test]
     fn kl_rows_give_the_gradient_through_the_last_step() -> anyhow::Result<()> {
+        check_kl_gradient(false)
+    }
+
+    /// As above with the gradient clipped (at its median, so that half the
+    /// entries are) instead of clamped.
+    #[test]
+    fn kl_rows_give_the_gradient_through_a_clipped_step() -> anyhow::Result<()> {
+        check_kl_gradient(true)
+    }
+
+    fn check_kl_gradient(clip: bool) -> anyhow::Result<()> {
         let dev = Device::Cpu;
         let mut mcfg = MlpEnergyConfig::new(3);
         mcfg.action_dim = 2;
@@ -144,14 +155,6 @@ mod tests {
         mcfg.activation = crate::Activation::Silu;
         let params = ParamStore::new(7, &dev);
         let mut model = MlpEnergy::init(&mcfg, &params)?;
-        let cfg = LangevinConfig {
-            steps: 1,
-            step_size: 0.4,
-            noise_scale: 0.0,
-            grad_clip: None,
-            clamp: Some([-1.0, 1.0]),
-            tolerance: None,
-        };
         let mut rng = Rng::new(3);
         let x = Tensor::from_vec(rng.normal_vec(8 * 3), (8, 3), &dev)?;
         let c = Tensor::from_vec(rng.normal_vec(8 * 2), (8, 2), &dev)?;
@@ -162,6 +165,18 @@ mod tests {
             &frozen as &dyn EnergyFunction,
             Some(c.clone()),
         )];
+        let mut g: Vec<f32> = energy_and_grad(&terms, &x)?.1.flatten_all()?.to_vec1()?;
+        g.iter_mut().for_each(|v| *v = v.abs());
+        g.sort_by(f32::total_cmp);
+        let cfg = LangevinConfig {
+            steps: 1,
+            step_size: 4.0,
+            noise_scale: 0.0,
+            // Halfway between two entries: none sits on the kink.
+            grad_clip: clip.then_some(f64::from(g[g.len() / 2 - 1] + g[g.len() / 2]) / 2.0),
+            clamp: (!clip).then_some([-1.0, 1.0]),
+            tolerance: None,
+        };
         let step = last_step(&cfg, &terms, &x, &mut Rng::new(0))?;
         let clamped = step.free.sum_all()?.to_scalar::<f32>()?;
         assert!(clamped < 24.0 && clamped > 0.0, "{clamped} of 24 free");
