@@ -19,7 +19,7 @@
 //! gradient the trainer already computes: `x' + h a` at weight
 //! `-coeff step / (2 h)`, `x' - h a` at `+coeff step / (2 h)`.
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{Result, Tensor};
 
 use crate::energy::{energy_and_grad, EnergyTerm};
 use crate::sampling::langevin::LangevinConfig;
@@ -60,23 +60,25 @@ pub fn last_step(
     }
     let mut end = (&start - (g * cfg.step_size)?)?;
     if let Some([lo, hi]) = cfg.clamp {
-        let inside = (end.gt(lo)?.to_dtype(DType::F32)? * end.lt(hi)?.to_dtype(DType::F32)?)?;
-        free = (free * inside.to_dtype(end.dtype())?)?;
+        let dt = end.dtype();
+        free = ((free * end.gt(lo)?.to_dtype(dt)?)? * end.lt(hi)?.to_dtype(dt)?)?;
         end = end.clamp(lo, hi)?;
     }
     Ok(LastStep { start, end, free })
 }
 
 /// Rows and their weights in a weighted parameter gradient `sum_j w_j
-/// grad_theta E(rows_j)` that add `coeff` times the KL term's gradient; the
-/// conditioning `cond` (that of the chains) repeated for both offsets. `None`
-/// when the term's gradient is zero (every entry clamped or clipped).
+/// grad_theta E(rows_j)`, with the chains' conditioning repeated for both
+/// offsets.
 pub struct KlRows {
     pub x: Tensor,
     pub cond: Option<Tensor>,
     pub weights: Vec<f32>,
 }
 
+/// The rows that add `coeff` times the KL term's gradient for the chains
+/// whose last step is `step`, conditioned on `cond`; `None` when the term's
+/// gradient is zero (every entry clamped or clipped).
 pub fn kl_rows(
     cfg: &LangevinConfig,
     terms: &[EnergyTerm],
@@ -178,8 +180,8 @@ mod tests {
             tolerance: None,
         };
         let step = last_step(&cfg, &terms, &x, &mut Rng::new(0))?;
-        let clamped = step.free.sum_all()?.to_scalar::<f32>()?;
-        assert!(clamped < 24.0 && clamped > 0.0, "{clamped} of 24 free");
+        let free = step.free.sum_all()?.to_scalar::<f32>()?;
+        assert!(free < 24.0 && free > 0.0, "{free} of 24 free");
         let rows = kl_rows(&cfg, &terms, &step, Some(&c), coeff)?.expect("a gradient");
         let w = Tensor::from_vec(rows.weights.clone(), rows.weights.len(), &dev)?;
         let surrogate = (model.energy(&rows.x, rows.cond.as_ref())? * w)?.sum_all()?;

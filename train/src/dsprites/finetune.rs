@@ -146,7 +146,7 @@ pub fn finetune_parts(
 
 /// The models' trainer with the KL term's weight `kl` set: how a sum is
 /// fine-tuned (the paper fine-tunes with its KL term).
-pub fn finetune_trainer(trainer: &TrainerConfig, kl: f64) -> TrainerConfig {
+fn finetune_trainer(trainer: &TrainerConfig, kl: f64) -> TrainerConfig {
     TrainerConfig {
         kl,
         ..trainer.clone()
