@@ -251,15 +251,19 @@ pub fn run(command: DspritesCommand, device: Device) -> Result<()> {
             let report = figures.join("cross.json");
             std::fs::write(&report, serde_json::to_vec_pretty(&rows)?)
                 .with_context(|| format!("writing {}", report.display()))?;
-            println!("| sampler | panel | hits | shape wrong | position (px) | scale |");
-            println!("| --- | --- | --- | --- | --- | --- |");
+            println!(
+                "| sampler | panel | hits | placed and sized | shape bits | shape wrong | position (px) | scale |"
+            );
+            println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
             for r in rows {
-                let e = r.row.errors;
+                let (e, s) = (r.row.errors, r.scores);
                 println!(
-                    "| {} | {} | {:.1}% | {:.1}% | {:.2} | {:.3} |",
+                    "| {} | {} | {:.1}% | {:.1}% | {:.3} | {:.1}% | {:.2} | {:.3} |",
                     r.row.sampler,
                     r.row.combinations,
-                    100.0 * r.hits,
+                    100.0 * s.hits,
+                    100.0 * s.placed_and_sized,
+                    s.shape_bits,
                     100.0 * e.shape_error,
                     e.position_px,
                     e.scale,

@@ -16,42 +16,19 @@ use serde::Serialize;
 use super::compose::{comparison_grid, ComposeRow, ComposeSettings, Models};
 pub use super::cross_config::{CrossConfig, CrossModel, Panel};
 use super::cross_data::SubsetData;
+use super::cross_scores::{panel_scores, PanelScores};
 use super::data::Holdout;
 use super::finetune::{finetune_panel, finetuned_dir};
 use super::reader::{images, LatentReader};
-use super::render::{Latents, MARGIN, SIZE};
 use super::train::train_model;
 
-/// A sample is a hit when the reader finds the asked shape within this
-/// many pixels of the asked place ...
-pub const HIT_PX: f64 = 4.0;
-/// ... and within this of the asked scale (scales are 0.1 apart).
-pub const HIT_SCALE: f64 = 0.05;
-
-/// One sampler's errors on one panel, and its share of hits: samples that
-/// show the asked combination (shape, place and size all read right).
+/// One sampler's errors on one panel, and its scores (`cross_scores`).
 #[derive(Debug, Clone, Serialize)]
 pub struct CrossRow {
     #[serde(flatten)]
     pub row: ComposeRow,
-    pub hits: f64,
-}
-
-/// The share of `x`'s images read as the asked shape within `HIT_PX` of
-/// the asked centre and `HIT_SCALE` of the asked scale.
-pub fn hit_rate(reader: &LatentReader, x: &Tensor, want: &[Latents]) -> Result<f64> {
-    let span = SIZE as f64 - 2.0 * MARGIN;
-    let hits = reader
-        .read(x)?
-        .iter()
-        .zip(want)
-        .filter(|(r, l)| {
-            let (x, y) = l.position();
-            let px = span * ((r.position.0 - x).powi(2) + (r.position.1 - y).powi(2)).sqrt();
-            r.shape == l.shape && px <= HIT_PX && (r.scale - l.scale_value()).abs() <= HIT_SCALE
-        })
-        .count();
-    Ok(hits as f64 / want.len().max(1) as f64)
+    #[serde(flatten)]
+    pub scores: PanelScores,
 }
 
 /// Which draw of novel combinations: settings are chosen on `Validation`,
@@ -130,7 +107,7 @@ pub fn evaluate(
                     combinations: p.name.clone(),
                     errors: reader.errors(x, &want)?,
                 },
-                hits: hit_rate(reader, x, &want)?,
+                scores: panel_scores(&reader.read(x)?, &want),
             })
         };
         rows.push(row(
@@ -200,17 +177,21 @@ pub fn evaluate(
 mod tests {
     use super::*;
     use crate::dsprites::cross_data::Space;
-    use crate::dsprites::render::POSITIONS;
+    use crate::dsprites::render::{Latents, POSITIONS};
 
     /// True renderings are hits far more often than the same images asked
-    /// for another place or size, which are almost never hits.
+    /// for another place or size, which are almost never hits; asked for
+    /// shapes, their read shapes carry most of the asked shape's bit, blank
+    /// images none.
     #[test]
-    fn hits_need_the_asked_place_and_size() -> Result<()> {
+    fn true_renderings_score_and_moved_or_blank_ones_do_not() -> Result<()> {
         let dev = Device::Cpu;
         let reader = LatentReader::train(&[256], 1500, 1, &dev)?;
         let want = Space::SizePosition.novel(200, &[], &mut Rng::new(8))?;
         let x = images(&want, &dev)?;
-        let truth = hit_rate(&reader, &x, &want)?;
+        let scores =
+            |want: &[Latents]| -> Result<PanelScores> { Ok(panel_scores(&reader.read(&x)?, want)) };
+        let truth = scores(&want)?;
         let moved: Vec<Latents> = want
             .iter()
             .map(|l| Latents {
@@ -225,16 +206,20 @@ mod tests {
                 ..*l
             })
             .collect();
-        let (moved, resized) = (
-            hit_rate(&reader, &x, &moved)?,
-            hit_rate(&reader, &x, &resized)?,
-        );
-        eprintln!("hits: truth {truth}, moved {moved}, resized {resized}");
-        assert!(truth > 0.08, "truth {truth}");
-        assert!(
-            moved < 0.02 && resized < 0.02,
-            "moved {moved}, resized {resized}"
-        );
+        let (moved, resized) = (scores(&moved)?, scores(&resized)?);
+        eprintln!("truth {truth:?}, moved {moved:?}, resized {resized:?}");
+        assert!(truth.hits > 0.08, "truth {truth:?}");
+        assert!(truth.placed_and_sized >= truth.hits);
+        for s in [moved, resized] {
+            assert!(s.hits < 0.02 && s.placed_and_sized < 0.02, "{s:?}");
+        }
+
+        let want = Space::ShapePosition.novel(200, &[], &mut Rng::new(9))?;
+        let x = images(&want, &dev)?;
+        let truth = panel_scores(&reader.read(&x)?, &want).shape_bits;
+        let blank = panel_scores(&reader.read(&x.zeros_like()?)?, &want).shape_bits;
+        eprintln!("shape bits: truth {truth}, blank {blank}");
+        assert!(truth > 0.4 && blank < 1e-9, "truth {truth}, blank {blank}");
         Ok(())
     }
 }

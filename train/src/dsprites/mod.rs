@@ -5,6 +5,7 @@ pub mod compose;
 pub mod cross;
 pub mod cross_config;
 pub mod cross_data;
+pub mod cross_scores;
 pub mod data;
 pub mod finetune;
 pub mod reader;

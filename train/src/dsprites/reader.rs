@@ -152,13 +152,10 @@ impl LatentReader {
     pub fn errors(&self, x: &Tensor, want: &[Latents]) -> candle_core::Result<LatentErrors> {
         let readings = self.read(x)?;
         let n = want.len().max(1) as f64;
-        let span = SIZE as f64 - 2.0 * super::render::MARGIN;
         let mut e = LatentErrors::default();
         let mut right_shape = 0usize;
         for (r, l) in readings.iter().zip(want) {
-            let (x, y) = l.position();
-            e.position_px +=
-                span * ((r.position.0 - x).powi(2) + (r.position.1 - y).powi(2)).sqrt();
+            e.position_px += place_error_px(r, l);
             e.scale += (r.scale - l.scale_value()).abs();
             if r.shape == l.shape {
                 right_shape += 1;
@@ -178,6 +175,13 @@ impl LatentReader {
         e.orientation_deg /= right_shape.max(1) as f64;
         Ok(e)
     }
+}
+
+/// The distance in pixels between the centre read and the centre of `l`.
+pub fn place_error_px(r: &Reading, l: &Latents) -> f64 {
+    let span = SIZE as f64 - 2.0 * super::render::MARGIN;
+    let (x, y) = l.position();
+    span * ((r.position.0 - x).powi(2) + (r.position.1 - y).powi(2)).sqrt()
 }
 
 /// The renderings of `latents` as `[n, SIZE * SIZE]`.
