@@ -113,7 +113,8 @@ pub enum DspritesCommand {
         /// Training steps of the latent reader.
         #[arg(long, default_value_t = 4000)]
         reader_steps: usize,
-        /// Which draw of combinations: choose settings on `validation`.
+        /// Which draw of combinations: choose settings on `validation`;
+        /// `trained` asks for the training sets' own combinations instead.
         #[arg(long, value_enum, default_value = "test")]
         split: cross::Split,
     },

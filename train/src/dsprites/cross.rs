@@ -15,11 +15,12 @@ use serde::Serialize;
 
 use super::compose::{comparison_grid, ComposeRow, ComposeSettings, Models};
 pub use super::cross_config::{CrossConfig, CrossModel, Panel};
-use super::cross_data::SubsetData;
+use super::cross_data::{Space, Subset, SubsetData};
 use super::cross_scores::{panel_scores, PanelScores};
 use super::data::Holdout;
 use super::finetune::{finetune_panel, finetuned_dir};
 use super::reader::{images, LatentReader};
+use super::render::Latents;
 use super::train::train_model;
 
 /// One sampler's errors on one panel, and its scores (`cross_scores`).
@@ -31,12 +32,16 @@ pub struct CrossRow {
     pub scores: PanelScores,
 }
 
-/// Which draw of novel combinations: settings are chosen on `Validation`,
-/// reported on `Test` (the same kinds of combination, other draws).
+/// Which draw of combinations: settings are chosen on `Validation`,
+/// reported on `Test` (the same kinds of novel combination, other draws).
+/// `Trained` asks for the combinations the composed models were trained
+/// on (each of their sets equally often), to tell a model that did not
+/// learn a latent from a sum that does not generalise it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Split {
     Validation,
     Test,
+    Trained,
 }
 
 impl Split {
@@ -44,6 +49,26 @@ impl Split {
         match self {
             Split::Validation => " validation",
             Split::Test => "",
+            Split::Trained => " trained",
+        }
+    }
+
+    /// `n` combinations of `space` for this split, beside `trained` sets.
+    fn asked(
+        self,
+        space: Space,
+        n: usize,
+        trained: &[Subset],
+        rng: &mut Rng,
+    ) -> Result<Vec<Latents>> {
+        match self {
+            Split::Trained => {
+                anyhow::ensure!(!trained.is_empty(), "no training set to ask from");
+                Ok((0..n)
+                    .map(|_| trained[rng.below(trained.len())].draw(rng))
+                    .collect())
+            }
+            Split::Validation | Split::Test => space.novel(n, trained, rng),
         }
     }
 }
@@ -98,7 +123,7 @@ pub fn evaluate(
     let mut rows = Vec::new();
     for p in &cfg.panels {
         let mut rng = Rng::derived(0, &format!("dsprites cross {}{}", p.name, split.suffix()));
-        let want = p.space.novel(n, &cfg.trained_sets(p)?, &mut rng)?;
+        let want = split.asked(p.space, n, &cfg.trained_sets(p)?, &mut rng)?;
         let truth = images(&want, device)?;
         let row = |sampler: String, x: &Tensor| -> Result<CrossRow> {
             Ok(CrossRow {
@@ -176,8 +201,27 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dsprites::cross_data::Space;
-    use crate::dsprites::render::{Latents, POSITIONS};
+    use crate::dsprites::render::POSITIONS;
+
+    /// The trained split asks only for the sets' own combinations, from
+    /// every set; the test split never does.
+    #[test]
+    fn the_trained_split_asks_for_the_training_sets() -> Result<()> {
+        let sets = [Subset::CentralShapes, Subset::SmallPositions];
+        let mut rng = Rng::new(3);
+        let trained = Split::Trained.asked(Space::ShapePosition, 300, &sets, &mut rng)?;
+        for set in sets {
+            let k = trained.iter().filter(|l| set.contains(l)).count();
+            assert!(k > 100, "{set:?}: {k} of 300");
+        }
+        assert!(trained.iter().all(|l| sets.iter().any(|s| s.contains(l))));
+        let novel = Split::Test.asked(Space::ShapePosition, 300, &sets, &mut rng)?;
+        assert!(!novel.iter().any(|l| sets.iter().any(|s| s.contains(l))));
+        assert!(Split::Trained
+            .asked(Space::ShapePosition, 3, &[], &mut rng)
+            .is_err());
+        Ok(())
+    }
 
     /// True renderings are hits far more often than the same images asked
     /// for another place or size, which are almost never hits; asked for
