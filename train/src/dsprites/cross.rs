@@ -53,7 +53,8 @@ impl Split {
         }
     }
 
-    /// `n` combinations of `space` for this split, beside `trained` sets.
+    /// `n` combinations for this split: from the `trained` sets for
+    /// `Trained`, else of `space` and in none of them.
     fn asked(
         self,
         space: Space,
