@@ -7,9 +7,9 @@
 //! to the buffer; loss `alpha (E+^2 + E-^2) + E+ - E-` (batch means), with
 //! `trainer.kl` the paper's KL term through the last step
 //! ([`crate::training::kl_term`]); one Adam step. A guard stops training
-//! with a clear error when energies turn non-finite or explode. Checkpoints hold everything needed for exact resume:
-//! weights, spectral-norm vectors, optimiser moments by name, the buffer, the
-//! step and the RNG state.
+//! with a clear error when energies turn non-finite or explode. Checkpoints
+//! hold everything needed for exact resume: weights, spectral-norm vectors,
+//! optimiser moments by name, the buffer, the step and the RNG state.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -84,6 +84,11 @@ fn default_max_abs_energy() -> f64 {
 }
 
 impl TrainerConfig {
+    /// This trainer with the KL term's weight set to `kl`.
+    pub fn with_kl(&self, kl: f64) -> TrainerConfig {
+        TrainerConfig { kl, ..self.clone() }
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.batch_size == 0 {
             return Err(CoreError::config("trainer.batch_size must be positive"));

@@ -19,7 +19,7 @@ use super::cross_data::{Space, Subset, SubsetData};
 use super::cross_scores::{panel_scores, PanelScores};
 use super::data::Holdout;
 use super::finetune::{finetune_panel, finetuned_dir};
-use super::reader::{images, LatentReader};
+use super::reader::{images, latent_errors, LatentReader};
 use super::render::Latents;
 use super::train::train_model;
 
@@ -127,13 +127,14 @@ pub fn evaluate(
         let want = split.asked(p.space, n, &cfg.trained_sets(p)?, &mut rng)?;
         let truth = images(&want, device)?;
         let row = |sampler: String, x: &Tensor| -> Result<CrossRow> {
+            let readings = reader.read(x)?;
             Ok(CrossRow {
                 row: ComposeRow {
                     sampler,
                     combinations: p.name.clone(),
-                    errors: reader.errors(x, &want)?,
+                    errors: latent_errors(&readings, &want),
                 },
-                scores: panel_scores(&reader.read(x)?, &want),
+                scores: panel_scores(&readings, &want),
             })
         };
         rows.push(row(

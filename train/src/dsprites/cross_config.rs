@@ -125,10 +125,10 @@ impl CrossConfig {
             }
         }
         self.trainer.validate()?;
-        ensure!(
-            self.finetune_kl >= 0.0 && self.finetune_kl.is_finite(),
-            "finetune_kl: the KL term's weight must be finite and >= 0"
-        );
+        self.trainer
+            .with_kl(self.finetune_kl)
+            .validate()
+            .context("finetune_kl: the KL term's weight in fine-tuning")?;
         Ok(())
     }
 

@@ -110,7 +110,7 @@ pub fn finetune_panel(
         sprites: Sprites::Subsets(cfg.trained_sets(p)?),
     };
     let dir = finetuned_dir(out, p);
-    let trainer = finetune_trainer(&cfg.trainer, cfg.finetune_kl);
+    let trainer = cfg.trainer.with_kl(cfg.finetune_kl);
     finetune_sum(&sum_cfg, &data, &trainer, steps, out, &dir, device)
 }
 
@@ -140,17 +140,8 @@ pub fn finetune_parts(
         sprites: Sprites::AllBut(cfg.holdout),
     };
     let dir = parts_finetuned_dir(out);
-    let trainer = finetune_trainer(&cfg.trainer, cfg.finetune_kl);
+    let trainer = cfg.trainer.with_kl(cfg.finetune_kl);
     finetune_sum(&sum_cfg, &data, &trainer, steps, out, &dir, device)
-}
-
-/// The models' trainer with the KL term's weight `kl` set: how a sum is
-/// fine-tuned (the paper fine-tunes with its KL term).
-fn finetune_trainer(trainer: &TrainerConfig, kl: f64) -> TrainerConfig {
-    TrainerConfig {
-        kl,
-        ..trainer.clone()
-    }
 }
 
 /// Fine-tunes the sum `sum_cfg` on `data` for `steps` steps of Algorithm 1

@@ -150,31 +150,35 @@ impl LatentReader {
 
     /// Errors of the readings of `x` against the latents `want`.
     pub fn errors(&self, x: &Tensor, want: &[Latents]) -> candle_core::Result<LatentErrors> {
-        let readings = self.read(x)?;
-        let n = want.len().max(1) as f64;
-        let mut e = LatentErrors::default();
-        let mut right_shape = 0usize;
-        for (r, l) in readings.iter().zip(want) {
-            e.position_px += place_error_px(r, l);
-            e.scale += (r.scale - l.scale_value()).abs();
-            if r.shape == l.shape {
-                right_shape += 1;
-                let k = symmetry(l.shape);
-                let mut d = (r.turned - k * l.angle()).rem_euclid(std::f64::consts::TAU);
-                if d > std::f64::consts::PI {
-                    d = std::f64::consts::TAU - d;
-                }
-                e.orientation_deg += d.to_degrees() / k;
-            } else {
-                e.shape_error += 1.0;
-            }
-        }
-        e.position_px /= n;
-        e.scale /= n;
-        e.shape_error /= n;
-        e.orientation_deg /= right_shape.max(1) as f64;
-        Ok(e)
+        Ok(latent_errors(&self.read(x)?, want))
     }
+}
+
+/// Errors of `readings` against the latents `want`.
+pub fn latent_errors(readings: &[Reading], want: &[Latents]) -> LatentErrors {
+    let n = want.len().max(1) as f64;
+    let mut e = LatentErrors::default();
+    let mut right_shape = 0usize;
+    for (r, l) in readings.iter().zip(want) {
+        e.position_px += place_error_px(r, l);
+        e.scale += (r.scale - l.scale_value()).abs();
+        if r.shape == l.shape {
+            right_shape += 1;
+            let k = symmetry(l.shape);
+            let mut d = (r.turned - k * l.angle()).rem_euclid(std::f64::consts::TAU);
+            if d > std::f64::consts::PI {
+                d = std::f64::consts::TAU - d;
+            }
+            e.orientation_deg += d.to_degrees() / k;
+        } else {
+            e.shape_error += 1.0;
+        }
+    }
+    e.position_px /= n;
+    e.scale /= n;
+    e.shape_error /= n;
+    e.orientation_deg /= right_shape.max(1) as f64;
+    e
 }
 
 /// The distance in pixels between the centre read and the centre of `l`.

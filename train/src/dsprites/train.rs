@@ -69,10 +69,10 @@ impl DspritesConfig {
             self.model_for(*c).validate()?;
         }
         self.trainer.validate()?;
-        ensure!(
-            self.finetune_kl >= 0.0 && self.finetune_kl.is_finite(),
-            "finetune_kl: the KL term's weight must be finite and >= 0"
-        );
+        self.trainer
+            .with_kl(self.finetune_kl)
+            .validate()
+            .context("finetune_kl: the KL term's weight in fine-tuning")?;
         self.compose_langevin().validate()?;
         ensure!(
             self.finetune != Some(0),
